@@ -1,0 +1,327 @@
+//! One broker process: its state, startup (recovery) and clean shutdown.
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use strom_controller::{MetadataLog, MetadataRecord};
+use strom_log::{FileCache, Recovery};
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::config::{parse_listener, BrokerConfig};
+use crate::fetch_session::FetchSessionCache;
+use crate::flusher::{self, Flusher};
+use crate::partition::PartitionRegistry;
+use crate::server;
+use crate::topics::Topics;
+
+/// Marker written after a clean shutdown; its absence at startup means the
+/// previous process crashed and every active segment is validated in full.
+const CLEAN_SHUTDOWN_MARKER: &str = ".strom-clean-shutdown";
+const LOCK_FILE: &str = ".strom.lock";
+const METADATA_DIR: &str = "__cluster_metadata";
+
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("data directory {}: {source}", path.display())]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("data directory {} is in use by another strom process; stop it or pick another --data-dir", .0.display())]
+    Locked(PathBuf),
+    #[error(transparent)]
+    Metadata(#[from] strom_controller::MetadataLogError),
+    #[error("recovering topic {topic}: {source}")]
+    Log {
+        topic: String,
+        #[source]
+        source: strom_log::LogError,
+    },
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Shared state of a running broker.
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    pub topics: Topics,
+    pub partitions: PartitionRegistry,
+    pub flusher: Flusher,
+    pub fetch_sessions: FetchSessionCache,
+    pub files: FileCache,
+    /// Bytes of request frames being handled, across all connections.
+    pub request_memory: Arc<Semaphore>,
+    pub request_memory_bytes: u32,
+}
+
+impl Broker {
+    pub fn node_id(&self) -> i32 {
+        self.config.node_id
+    }
+
+    pub fn cluster_id(&self) -> String {
+        self.topics.cluster_id()
+    }
+}
+
+/// A started broker: serving until [`RunningBroker::shutdown`].
+pub struct RunningBroker {
+    pub broker: Arc<Broker>,
+    pub local_addr: SocketAddr,
+    pub recovered_after_crash: bool,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    _lock: File,
+}
+
+fn io_error(path: &Path) -> impl Fn(std::io::Error) -> StartError + '_ {
+    move |source| StartError::DataDir {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Takes an exclusive advisory lock on the data directory.
+fn lock_data_dir(data_dir: &Path) -> Result<File, StartError> {
+    let path = data_dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_error(&path))?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor we own; no memory is involved.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if locked != 0 {
+        return Err(StartError::Locked(data_dir.to_path_buf()));
+    }
+    Ok(file)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StartError> {
+    File::open(dir)
+        .and_then(|file| file.sync_all())
+        .map_err(io_error(dir))
+}
+
+/// Raises the descriptor limit to its hard maximum: a broker holds many files.
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit write to and read from a local struct.
+    unsafe {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+/// Recovers the data directory and starts serving.
+pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
+    config.overrides.validate().map_err(StartError::Config)?;
+    let (listen_host, listen_port) = parse_listener(&config.listener).map_err(StartError::Config)?;
+    let advertised = config
+        .advertised_listener
+        .as_deref()
+        .map(parse_listener)
+        .transpose()
+        .map_err(StartError::Config)?;
+    raise_fd_limit();
+
+    let data_dir = config.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).map_err(io_error(&data_dir))?;
+    let lock = lock_data_dir(&data_dir)?;
+    let marker = data_dir.join(CLEAN_SHUTDOWN_MARKER);
+    let clean = marker.exists();
+    if clean {
+        std::fs::remove_file(&marker).map_err(io_error(&marker))?;
+        sync_dir(&data_dir)?;
+    }
+    let recovery = if clean { Recovery::Clean } else { Recovery::Unclean };
+
+    let metadata_dir = data_dir.join(METADATA_DIR);
+    std::fs::create_dir_all(&metadata_dir).map_err(io_error(&metadata_dir))?;
+    let (mut metadata_log, mut metadata) = MetadataLog::open(&metadata_dir.join("metadata.log"))?;
+    if metadata.cluster_id.is_none() {
+        let record = MetadataRecord::ClusterCreated {
+            cluster_id: new_cluster_id(),
+        };
+        metadata_log.append(std::slice::from_ref(&record))?;
+        metadata.apply(&record);
+    }
+
+    let files = FileCache::new(config.overrides.get_i64("log.max.open.files").max(16) as usize);
+    let topics = Topics::new(
+        config.node_id,
+        data_dir.clone(),
+        files.clone(),
+        config.overrides.clone(),
+        metadata_log,
+        metadata,
+    );
+    let partitions = PartitionRegistry::default();
+    for topic in topics.all_topics() {
+        let opened = topics
+            .open_partitions(&topic, recovery)
+            .map_err(|source| StartError::Log {
+                topic: topic.name.clone(),
+                source,
+            })?;
+        partitions.insert_topic(&topic.name, opened);
+    }
+    remove_orphan_partition_dirs(&data_dir, &topics);
+
+    let address = format!("{listen_host}:{listen_port}");
+    let listener = TcpListener::bind((listen_host.as_str(), listen_port))
+        .await
+        .map_err(|source| StartError::Listen {
+            address: address.clone(),
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| StartError::Listen {
+        address: address.clone(),
+        source,
+    })?;
+    let (advertised_host, advertised_port) = match advertised {
+        Some((host, port)) => (host, port),
+        None => (listen_host.clone(), local_addr.port()),
+    };
+    let request_memory_bytes = 256 * 1024 * 1024u32;
+    let broker = Arc::new(Broker {
+        advertised_host,
+        advertised_port: advertised_port as i32,
+        fetch_sessions: FetchSessionCache::new(
+            config
+                .overrides
+                .get_i64("max.incremental.fetch.session.cache.slots")
+                .max(0) as usize,
+        ),
+        config,
+        topics,
+        partitions,
+        flusher: Flusher::start(),
+        files,
+        request_memory: Arc::new(Semaphore::new(request_memory_bytes as usize)),
+        request_memory_bytes,
+    });
+    let (shutdown, shutdown_receiver) = watch::channel(false);
+    let server = tokio::spawn(server::serve(broker.clone(), listener, shutdown_receiver));
+    Ok(RunningBroker {
+        broker,
+        local_addr,
+        recovered_after_crash: !clean,
+        shutdown,
+        server,
+        _lock: lock,
+    })
+}
+
+/// Partition directories of topics the metadata does not know (a crash
+/// between a topic's deletion record and removing its files).
+fn remove_orphan_partition_dirs(data_dir: &Path, topics: &Topics) {
+    let Ok(entries) = std::fs::read_dir(data_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if !entry.path().is_dir() || name == METADATA_DIR {
+            continue;
+        }
+        let Some((topic, index)) = name.rsplit_once('-') else {
+            continue;
+        };
+        let looks_like_partition = std::fs::read_dir(entry.path())
+            .map(|files| {
+                files
+                    .flatten()
+                    .any(|file| file.file_name().to_string_lossy().ends_with(".log"))
+            })
+            .unwrap_or(false);
+        if !looks_like_partition {
+            continue;
+        }
+        let known = index
+            .parse::<usize>()
+            .ok()
+            .zip(topics.topic(topic))
+            .is_some_and(|(index, metadata)| index < metadata.partitions.len());
+        if !known {
+            tracing::warn!(dir = %entry.path().display(), "removing directory of a deleted partition");
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// A new cluster id: 16 random bytes in URL-safe base64 without padding, as Kafka writes them.
+fn new_cluster_id() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    let mut bits = 0u32;
+    let mut count = 0;
+    let mut id = String::new();
+    for byte in bytes {
+        bits = (bits << 8) | byte as u32;
+        count += 8;
+        while count >= 6 {
+            count -= 6;
+            id.push(ALPHABET[((bits >> count) & 63) as usize] as char);
+        }
+    }
+    if count > 0 {
+        id.push(ALPHABET[((bits << (6 - count)) & 63) as usize] as char);
+    }
+    id
+}
+
+impl RunningBroker {
+    /// Stops accepting, flushes every partition and marks the shutdown clean.
+    pub async fn shutdown(self) -> Result<(), StartError> {
+        let _ = self.shutdown.send(true);
+        let _ = self.server.await;
+        let broker = self.broker.clone();
+        let data_dir = broker.config.data_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            for partition in broker.partitions.all() {
+                if let Err(error) = flusher::flush_partition(&partition) {
+                    tracing::error!(topic = %partition.topic, partition = partition.index, %error, "flush at shutdown failed; the next start recovers it");
+                    return Ok(());
+                }
+            }
+            let marker = data_dir.join(CLEAN_SHUTDOWN_MARKER);
+            File::create(&marker)
+                .and_then(|file| file.sync_all())
+                .map_err(io_error(&marker))?;
+            sync_dir(&data_dir)
+        })
+        .await
+        .unwrap_or(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cluster_ids_look_like_kafkas() {
+        let id = super::new_cluster_id();
+        assert_eq!(id.len(), 22);
+        assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    }
+}

@@ -1,0 +1,597 @@
+//! Topic and broker configuration: Kafka's names, types, defaults, ranges and
+//! the broker-level synonyms that supply a topic's default.
+//!
+//! A topic's effective value of a config is, in order: the topic's override,
+//! the broker's value of the synonym if the operator set it, the built-in
+//! default. DescribeConfigs reports which of the three it was.
+
+use std::collections::BTreeMap;
+
+use strom_log::LogConfig;
+
+/// Kafka's `ConfigType` ids, as DescribeConfigs v3+ reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigType {
+    Boolean = 1,
+    String = 2,
+    Int = 3,
+    Long = 5,
+    Double = 6,
+    List = 7,
+}
+
+/// Kafka's `ConfigSource` ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigSource {
+    DynamicTopic = 1,
+    StaticBroker = 4,
+    Default = 5,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Validator {
+    Any,
+    /// Inclusive lower bound.
+    AtLeast(i64),
+    /// Inclusive bounds, for doubles.
+    Fraction,
+    OneOf(&'static [&'static str]),
+    /// A comma-separated list of values from the set, at least one.
+    ListOf(&'static [&'static str]),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ConfigDef {
+    pub name: &'static str,
+    pub kind: ConfigType,
+    pub default: &'static str,
+    /// The broker config that supplies the default for topics.
+    pub broker_synonym: Option<&'static str>,
+    pub validator: Validator,
+    pub documentation: &'static str,
+}
+
+const LONG_MAX: &str = "9223372036854775807";
+
+/// Topic-level configs Strom knows, with Kafka's defaults.
+pub const TOPIC_CONFIGS: &[ConfigDef] = &[
+    ConfigDef {
+        name: "cleanup.policy",
+        kind: ConfigType::List,
+        default: "delete",
+        broker_synonym: Some("log.cleanup.policy"),
+        validator: Validator::ListOf(&["delete", "compact"]),
+        documentation: "delete: drop old segments by retention; compact: keep the latest record of each key.",
+    },
+    ConfigDef {
+        name: "compression.type",
+        kind: ConfigType::String,
+        default: "producer",
+        broker_synonym: Some("compression.type"),
+        // Recompressing on the broker is not implemented: batches are stored as produced.
+        validator: Validator::OneOf(&["producer"]),
+        documentation: "Batches are stored with the producer's compression codec.",
+    },
+    ConfigDef {
+        name: "delete.retention.ms",
+        kind: ConfigType::Long,
+        default: "86400000",
+        broker_synonym: Some("log.cleaner.delete.retention.ms"),
+        validator: Validator::AtLeast(0),
+        documentation: "How long tombstones are kept in compacted topics.",
+    },
+    ConfigDef {
+        name: "file.delete.delay.ms",
+        kind: ConfigType::Long,
+        default: "60000",
+        broker_synonym: Some("log.segment.delete.delay.ms"),
+        validator: Validator::AtLeast(0),
+        documentation: "How long to wait before deleting a file from the filesystem.",
+    },
+    ConfigDef {
+        name: "flush.messages",
+        kind: ConfigType::Long,
+        default: LONG_MAX,
+        broker_synonym: Some("log.flush.interval.messages"),
+        validator: Validator::AtLeast(1),
+        documentation: "Setting this relaxes durability: acks=all is then answered after the write, and the log is fsynced every this many messages.",
+    },
+    ConfigDef {
+        name: "flush.ms",
+        kind: ConfigType::Long,
+        default: LONG_MAX,
+        broker_synonym: Some("log.flush.interval.ms"),
+        validator: Validator::AtLeast(0),
+        documentation: "Setting this relaxes durability: acks=all is then answered after the write, and the log is fsynced at least this often.",
+    },
+    ConfigDef {
+        name: "index.interval.bytes",
+        kind: ConfigType::Int,
+        default: "4096",
+        broker_synonym: Some("log.index.interval.bytes"),
+        validator: Validator::AtLeast(0),
+        documentation: "Bytes of batches between two offset index entries.",
+    },
+    ConfigDef {
+        name: "max.compaction.lag.ms",
+        kind: ConfigType::Long,
+        default: LONG_MAX,
+        broker_synonym: Some("log.cleaner.max.compaction.lag.ms"),
+        validator: Validator::AtLeast(1),
+        documentation: "The longest a record may stay uncompacted.",
+    },
+    ConfigDef {
+        name: "max.message.bytes",
+        kind: ConfigType::Int,
+        default: "1048588",
+        broker_synonym: Some("message.max.bytes"),
+        validator: Validator::AtLeast(0),
+        documentation: "The largest record batch the topic accepts.",
+    },
+    ConfigDef {
+        name: "message.timestamp.type",
+        kind: ConfigType::String,
+        default: "CreateTime",
+        broker_synonym: Some("log.message.timestamp.type"),
+        validator: Validator::OneOf(&["CreateTime", "LogAppendTime"]),
+        documentation: "CreateTime keeps the producer's timestamps; LogAppendTime replaces them with the broker's clock.",
+    },
+    ConfigDef {
+        name: "min.cleanable.dirty.ratio",
+        kind: ConfigType::Double,
+        default: "0.5",
+        broker_synonym: Some("log.cleaner.min.cleanable.ratio"),
+        validator: Validator::Fraction,
+        documentation: "Share of the log that must be uncompacted before the cleaner runs.",
+    },
+    ConfigDef {
+        name: "min.compaction.lag.ms",
+        kind: ConfigType::Long,
+        default: "0",
+        broker_synonym: Some("log.cleaner.min.compaction.lag.ms"),
+        validator: Validator::AtLeast(0),
+        documentation: "The least time a record stays uncompacted.",
+    },
+    ConfigDef {
+        name: "min.insync.replicas",
+        kind: ConfigType::Int,
+        default: "1",
+        broker_synonym: Some("min.insync.replicas"),
+        validator: Validator::AtLeast(1),
+        documentation: "Replicas that must have a write before acks=all is answered.",
+    },
+    ConfigDef {
+        name: "preallocate",
+        kind: ConfigType::Boolean,
+        default: "false",
+        broker_synonym: Some("log.preallocate"),
+        validator: Validator::Any,
+        documentation: "Preallocate segment files (ignored: segments grow as written).",
+    },
+    ConfigDef {
+        name: "retention.bytes",
+        kind: ConfigType::Long,
+        default: "-1",
+        broker_synonym: Some("log.retention.bytes"),
+        validator: Validator::AtLeast(-1),
+        documentation: "Largest size a partition may grow to before old segments are deleted; -1 for no limit.",
+    },
+    ConfigDef {
+        name: "retention.ms",
+        kind: ConfigType::Long,
+        default: "604800000",
+        broker_synonym: Some("log.retention.ms"),
+        validator: Validator::AtLeast(-1),
+        documentation: "How long records are kept before old segments are deleted; -1 for ever.",
+    },
+    ConfigDef {
+        name: "segment.bytes",
+        kind: ConfigType::Int,
+        default: "1073741824",
+        broker_synonym: Some("log.segment.bytes"),
+        validator: Validator::AtLeast(14),
+        documentation: "Size at which a new segment file is rolled.",
+    },
+    ConfigDef {
+        name: "segment.index.bytes",
+        kind: ConfigType::Int,
+        default: "10485760",
+        broker_synonym: Some("log.index.size.max.bytes"),
+        validator: Validator::AtLeast(4),
+        documentation: "Largest offset index of one segment.",
+    },
+    ConfigDef {
+        name: "segment.jitter.ms",
+        kind: ConfigType::Long,
+        default: "0",
+        broker_synonym: Some("log.roll.jitter.ms"),
+        validator: Validator::AtLeast(0),
+        documentation: "Random jitter subtracted from segment.ms.",
+    },
+    ConfigDef {
+        name: "segment.ms",
+        kind: ConfigType::Long,
+        default: "604800000",
+        broker_synonym: Some("log.roll.ms"),
+        validator: Validator::AtLeast(1),
+        documentation: "Age at which a new segment file is rolled.",
+    },
+    ConfigDef {
+        name: "unclean.leader.election.enable",
+        kind: ConfigType::Boolean,
+        default: "false",
+        broker_synonym: Some("unclean.leader.election.enable"),
+        validator: Validator::Any,
+        documentation: "Whether a replica outside the ISR may become leader (losing data).",
+    },
+];
+
+/// Broker-level configs that are not synonyms of topic configs.
+pub const BROKER_CONFIGS: &[ConfigDef] = &[
+    ConfigDef {
+        name: "auto.create.topics.enable",
+        kind: ConfigType::Boolean,
+        default: "true",
+        broker_synonym: None,
+        validator: Validator::Any,
+        documentation: "Create a topic when a client asks for its metadata and it does not exist.",
+    },
+    ConfigDef {
+        name: "num.partitions",
+        kind: ConfigType::Int,
+        default: "1",
+        broker_synonym: None,
+        validator: Validator::AtLeast(1),
+        documentation: "Partitions of an automatically created topic, or of one created without a count.",
+    },
+    ConfigDef {
+        name: "default.replication.factor",
+        kind: ConfigType::Int,
+        default: "1",
+        broker_synonym: None,
+        validator: Validator::AtLeast(1),
+        documentation: "Replication factor of topics created without one.",
+    },
+    ConfigDef {
+        name: "socket.request.max.bytes",
+        kind: ConfigType::Int,
+        default: "104857600",
+        broker_synonym: None,
+        validator: Validator::AtLeast(1024),
+        documentation: "Largest request frame; a larger one closes the connection.",
+    },
+    ConfigDef {
+        name: "max.connections",
+        kind: ConfigType::Int,
+        default: "10000",
+        broker_synonym: None,
+        validator: Validator::AtLeast(1),
+        documentation: "Most client connections served at once; more wait to be accepted.",
+    },
+    ConfigDef {
+        name: "queued.max.requests",
+        kind: ConfigType::Int,
+        default: "500",
+        broker_synonym: None,
+        validator: Validator::AtLeast(1),
+        documentation: "Most requests one connection may have in flight before the broker stops reading from it.",
+    },
+    ConfigDef {
+        name: "log.max.open.files",
+        kind: ConfigType::Int,
+        default: "8192",
+        broker_synonym: None,
+        validator: Validator::AtLeast(16),
+        documentation: "Most segment and index files held open at once (Strom-specific).",
+    },
+    ConfigDef {
+        name: "max.incremental.fetch.session.cache.slots",
+        kind: ConfigType::Int,
+        default: "1000",
+        broker_synonym: None,
+        validator: Validator::AtLeast(0),
+        documentation: "Most incremental fetch sessions kept.",
+    },
+];
+
+/// Broker identity and placement, read-only, reported by DescribeConfigs.
+pub const IDENTITY_CONFIGS: &[ConfigDef] = &[
+    identity("node.id", ConfigType::Int, "This broker's id."),
+    identity("broker.id", ConfigType::Int, "This broker's id (the pre-KRaft name)."),
+    identity("log.dirs", ConfigType::String, "Where partitions and metadata are stored."),
+    identity("listeners", ConfigType::List, "Where the broker listens."),
+    identity("advertised.listeners", ConfigType::List, "Where clients are told to connect."),
+];
+
+const fn identity(name: &'static str, kind: ConfigType, documentation: &'static str) -> ConfigDef {
+    ConfigDef {
+        name,
+        kind,
+        default: "",
+        broker_synonym: None,
+        validator: Validator::Any,
+        documentation,
+    }
+}
+
+pub fn topic_config(name: &str) -> Option<&'static ConfigDef> {
+    TOPIC_CONFIGS.iter().find(|def| def.name == name)
+}
+
+/// A broker config by its name, including the synonyms of topic configs
+/// (whose definition is the topic config's).
+pub fn broker_config(name: &str) -> Option<&'static ConfigDef> {
+    BROKER_CONFIGS
+        .iter()
+        .find(|def| def.name == name)
+        .or_else(|| TOPIC_CONFIGS.iter().find(|def| def.broker_synonym == Some(name)))
+}
+
+/// Checks `value` against the definition; the error says what is wrong.
+pub fn validate(def: &ConfigDef, value: &str) -> Result<(), String> {
+    let name = def.name;
+    match def.kind {
+        ConfigType::Boolean => {
+            if !value.eq_ignore_ascii_case("true") && !value.eq_ignore_ascii_case("false") {
+                return Err(format!("{name} must be true or false, not '{value}'"));
+            }
+        }
+        ConfigType::Int => {
+            let parsed: i32 = value
+                .trim()
+                .parse()
+                .map_err(|_| format!("{name} must be a 32-bit integer, not '{value}'"))?;
+            check_lower_bound(def, parsed as i64, value)?;
+        }
+        ConfigType::Long => {
+            let parsed: i64 = value
+                .trim()
+                .parse()
+                .map_err(|_| format!("{name} must be a 64-bit integer, not '{value}'"))?;
+            check_lower_bound(def, parsed, value)?;
+        }
+        ConfigType::Double => {
+            let parsed: f64 = value
+                .trim()
+                .parse()
+                .map_err(|_| format!("{name} must be a number, not '{value}'"))?;
+            if matches!(def.validator, Validator::Fraction) && !(0.0..=1.0).contains(&parsed) {
+                return Err(format!("{name} must be between 0 and 1, not '{value}'"));
+            }
+        }
+        ConfigType::String | ConfigType::List => {}
+    }
+    match def.validator {
+        Validator::OneOf(allowed) if !allowed.contains(&value) => Err(format!(
+            "{name} must be one of {}, not '{value}'",
+            allowed.join(", ")
+        )),
+        Validator::ListOf(allowed) => {
+            let items: Vec<&str> = value.split(',').map(str::trim).collect();
+            if items.is_empty() || items.iter().any(|item| !allowed.contains(item)) {
+                return Err(format!(
+                    "{name} must be a comma-separated list of {}, not '{value}'",
+                    allowed.join(", ")
+                ));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_lower_bound(def: &ConfigDef, parsed: i64, value: &str) -> Result<(), String> {
+    if let Validator::AtLeast(minimum) = def.validator {
+        if parsed < minimum {
+            return Err(format!(
+                "{} must be at least {minimum}, not '{value}'",
+                def.name
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Validates a set of topic config overrides as CreateTopics and
+/// AlterConfigs receive them.
+pub fn validate_topic_configs(configs: &BTreeMap<String, String>) -> Result<(), String> {
+    for (name, value) in configs {
+        let def = topic_config(name).ok_or_else(|| format!("unknown topic config '{name}'"))?;
+        validate(def, value)?;
+    }
+    Ok(())
+}
+
+/// The effective value of one config and where it came from.
+#[derive(Debug, Clone)]
+pub struct ResolvedConfig {
+    pub def: &'static ConfigDef,
+    pub value: String,
+    pub source: ConfigSource,
+}
+
+/// Explicitly set broker configs (from the config file and `--set`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BrokerOverrides(pub BTreeMap<String, String>);
+
+impl BrokerOverrides {
+    /// Checks every name and value; the error names the first bad one.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, value) in &self.0 {
+            let def = broker_config(name).ok_or_else(|| {
+                format!("unknown broker config '{name}' (Strom takes Kafka's broker config names)")
+            })?;
+            validate(def, value).map_err(|e| e.replacen(def.name, name, 1))?;
+        }
+        Ok(())
+    }
+
+    /// The value of a broker config: explicit, or its default.
+    pub fn get(&self, name: &str) -> ResolvedConfig {
+        let def = broker_config(name).expect("a known broker config");
+        match self.0.get(name) {
+            Some(value) => ResolvedConfig {
+                def,
+                value: value.clone(),
+                source: ConfigSource::StaticBroker,
+            },
+            None => ResolvedConfig {
+                def,
+                value: def.default.to_string(),
+                source: ConfigSource::Default,
+            },
+        }
+    }
+
+    pub fn get_i64(&self, name: &str) -> i64 {
+        self.get(name).value.trim().parse().unwrap_or_else(|_| {
+            broker_config(name)
+                .and_then(|def| def.default.parse().ok())
+                .unwrap_or(0)
+        })
+    }
+
+    pub fn get_bool(&self, name: &str) -> bool {
+        self.get(name).value.eq_ignore_ascii_case("true")
+    }
+
+    /// The effective value of a topic config for a topic with `overrides`.
+    pub fn resolve_topic(
+        &self,
+        def: &'static ConfigDef,
+        overrides: &BTreeMap<String, String>,
+    ) -> ResolvedConfig {
+        if let Some(value) = overrides.get(def.name) {
+            return ResolvedConfig {
+                def,
+                value: value.clone(),
+                source: ConfigSource::DynamicTopic,
+            };
+        }
+        if let Some(value) = def.broker_synonym.and_then(|synonym| self.0.get(synonym)) {
+            return ResolvedConfig {
+                def,
+                value: value.clone(),
+                source: ConfigSource::StaticBroker,
+            };
+        }
+        ResolvedConfig {
+            def,
+            value: def.default.to_string(),
+            source: ConfigSource::Default,
+        }
+    }
+
+    /// Every topic config's effective value for a topic.
+    pub fn resolve_all_topic(&self, overrides: &BTreeMap<String, String>) -> Vec<ResolvedConfig> {
+        TOPIC_CONFIGS
+            .iter()
+            .map(|def| self.resolve_topic(def, overrides))
+            .collect()
+    }
+
+    /// The typed settings the produce and fetch paths use.
+    pub fn topic_settings(&self, overrides: &BTreeMap<String, String>) -> TopicSettings {
+        let value = |name: &str| {
+            self.resolve_topic(topic_config(name).expect("known topic config"), overrides)
+        };
+        let long = |name: &str| {
+            let resolved = value(name);
+            resolved
+                .value
+                .trim()
+                .parse::<i64>()
+                .unwrap_or_else(|_| resolved.def.default.parse().unwrap_or(0))
+        };
+        let explicit = |name: &str| value(name).source != ConfigSource::Default;
+        TopicSettings {
+            log: LogConfig {
+                segment_bytes: long("segment.bytes").max(14) as u64,
+                segment_ms: long("segment.ms").max(1),
+                index_interval_bytes: long("index.interval.bytes").max(0) as u64,
+            },
+            max_message_bytes: long("max.message.bytes").max(0) as usize,
+            log_append_time: value("message.timestamp.type").value == "LogAppendTime",
+            flush_messages: explicit("flush.messages").then(|| long("flush.messages").max(1)),
+            flush_ms: explicit("flush.ms").then(|| long("flush.ms").max(0)),
+            min_insync_replicas: long("min.insync.replicas").max(1) as usize,
+        }
+    }
+}
+
+/// A topic's configs in the form the hot paths use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicSettings {
+    pub log: LogConfig,
+    pub max_message_bytes: usize,
+    pub log_append_time: bool,
+    /// Set when the operator relaxed durability by message count.
+    pub flush_messages: Option<i64>,
+    /// Set when the operator relaxed durability by time.
+    pub flush_ms: Option<i64>,
+    pub min_insync_replicas: usize,
+}
+
+impl TopicSettings {
+    /// Whether acks=all waits for fsync (the default) or only for the write.
+    pub fn strict_durability(&self) -> bool {
+        self.flush_messages.is_none() && self.flush_ms.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_checked_against_type_and_range() {
+        let retention = topic_config("retention.ms").unwrap();
+        assert!(validate(retention, "1000").is_ok());
+        assert!(validate(retention, "-1").is_ok());
+        assert!(validate(retention, "-2").is_err());
+        assert!(validate(retention, "soon").is_err());
+        let policy = topic_config("cleanup.policy").unwrap();
+        assert!(validate(policy, "compact,delete").is_ok());
+        assert!(validate(policy, "shred").is_err());
+        let ratio = topic_config("min.cleanable.dirty.ratio").unwrap();
+        assert!(validate(ratio, "1.5").is_err());
+    }
+
+    #[test]
+    fn topic_override_beats_broker_synonym_beats_default() {
+        let broker = BrokerOverrides(BTreeMap::from([(
+            "log.retention.ms".to_string(),
+            "5000".to_string(),
+        )]));
+        let def = topic_config("retention.ms").unwrap();
+        let none = BTreeMap::new();
+        assert_eq!(broker.resolve_topic(def, &none).value, "5000");
+        assert_eq!(
+            broker.resolve_topic(def, &none).source,
+            ConfigSource::StaticBroker
+        );
+        let topic = BTreeMap::from([("retention.ms".to_string(), "7".to_string())]);
+        assert_eq!(broker.resolve_topic(def, &topic).value, "7");
+        let segment = topic_config("segment.bytes").unwrap();
+        assert_eq!(
+            broker.resolve_topic(segment, &none).source,
+            ConfigSource::Default
+        );
+    }
+
+    #[test]
+    fn unknown_broker_configs_are_refused() {
+        let broker = BrokerOverrides(BTreeMap::from([("log.retention.mss".into(), "1".into())]));
+        assert!(broker.validate().unwrap_err().contains("unknown broker config"));
+        let broker = BrokerOverrides(BTreeMap::from([("num.partitions".into(), "0".into())]));
+        assert!(broker.validate().is_err());
+    }
+
+    #[test]
+    fn durability_is_strict_unless_flush_settings_are_set() {
+        let broker = BrokerOverrides::default();
+        assert!(broker.topic_settings(&BTreeMap::new()).strict_durability());
+        let relaxed = BTreeMap::from([("flush.ms".to_string(), "100".to_string())]);
+        assert!(!broker.topic_settings(&relaxed).strict_durability());
+    }
+}

@@ -1,0 +1,255 @@
+//! Fetch: byte ranges of partition logs, with long polling and sessions.
+//!
+//! The response carries whole record batches copied from segment files as
+//! they are stored. If fewer than `min_bytes` are available the request
+//! waits, up to `max_wait_ms`, for any of its partitions to receive data:
+//! each partition's `data_arrived` notification wakes it, so a waiting
+//! consumer gets a new record as soon as it is written. `max_bytes` bounds
+//! the response and `partition_max_bytes` each partition, except that the
+//! first batch of the response is always whole (KIP-74) so that a batch
+//! larger than the limits cannot stall a consumer.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::future::select_all;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use strom_log::LogError;
+use tokio::time::{Duration, Instant};
+use uuid::Uuid;
+
+use super::topic_name;
+use crate::broker::Broker;
+use crate::fetch_session::{PartitionState, SessionPartition, SessionPlan};
+use crate::partition::Partition;
+use crate::protocol::RequestContext;
+
+/// One partition's part of a response.
+struct PartitionResult {
+    key: SessionPartition,
+    error: Option<ResponseError>,
+    high_watermark: i64,
+    log_start_offset: i64,
+    records: Bytes,
+}
+
+impl PartitionResult {
+    fn is_error(&self) -> bool {
+        self.error.is_some()
+    }
+}
+
+pub async fn handle(
+    broker: Arc<Broker>,
+    context: &RequestContext,
+    request: FetchRequest,
+) -> FetchResponse {
+    let uses_topic_ids = context.api_version >= 13;
+    let mut requested = Vec::new();
+    for topic in &request.topics {
+        let name = if uses_topic_ids {
+            broker
+                .topics
+                .topic_by_id(topic.topic_id)
+                .map(|metadata| metadata.name)
+                .unwrap_or_default()
+        } else {
+            topic.topic.to_string()
+        };
+        for partition in &topic.partitions {
+            if partition.current_leader_epoch > 0 {
+                // Leader epochs only grow with leader changes; none happened
+                // on a single node, so a client ahead of us is confused.
+                tracing::debug!(topic = %name, epoch = partition.current_leader_epoch, "fetch with a leader epoch from the future");
+            }
+            let key = SessionPartition {
+                topic_id: if uses_topic_ids { topic.topic_id } else { Uuid::nil() },
+                topic: name.clone(),
+                partition: partition.partition,
+            };
+            requested.push((
+                key,
+                PartitionState::new(partition.fetch_offset, partition.partition_max_bytes),
+            ));
+        }
+    }
+    let forgotten: Vec<SessionPartition> = request
+        .forgotten_topics_data
+        .iter()
+        .flat_map(|topic| {
+            let name = if uses_topic_ids {
+                broker
+                    .topics
+                    .topic_by_id(topic.topic_id)
+                    .map(|metadata| metadata.name)
+                    .unwrap_or_default()
+            } else {
+                topic.topic.to_string()
+            };
+            let topic_id = if uses_topic_ids { topic.topic_id } else { Uuid::nil() };
+            topic.partitions.iter().map(move |partition| SessionPartition {
+                topic_id,
+                topic: name.clone(),
+                partition: *partition,
+            })
+        })
+        .collect();
+
+    let plan = if context.api_version >= 7 {
+        broker
+            .fetch_sessions
+            .begin(request.session_id, request.session_epoch, &requested, &forgotten)
+    } else {
+        Ok(SessionPlan::Sessionless)
+    };
+    let (session_id, partitions, incremental) = match plan {
+        Ok(SessionPlan::Sessionless) => (0, requested, false),
+        Ok(SessionPlan::Full { session_id }) => (session_id, requested, false),
+        Ok(SessionPlan::Incremental {
+            session_id,
+            partitions,
+        }) => (session_id, partitions, true),
+        Err(error) => {
+            return FetchResponse::default().with_error_code(error.code());
+        }
+    };
+
+    let handles: Vec<Option<Arc<Partition>>> = partitions
+        .iter()
+        .map(|(key, _)| broker.partitions.get(&key.topic, key.partition))
+        .collect();
+    let max_wait = Duration::from_millis(request.max_wait_ms.clamp(0, 5 * 60 * 1000) as u64);
+    let deadline = Instant::now() + max_wait;
+    let min_bytes = request.min_bytes.max(0) as usize;
+    let max_bytes = if request.max_bytes <= 0 {
+        i32::MAX as usize
+    } else {
+        request.max_bytes as usize
+    };
+
+    let results = loop {
+        // Register for wake-ups before reading, so a write that lands
+        // between the read and the wait is not missed.
+        let mut arrivals: Vec<_> = handles
+            .iter()
+            .flatten()
+            .map(|partition| Box::pin(partition.data_arrived.notified()))
+            .collect();
+        for arrival in &mut arrivals {
+            arrival.as_mut().enable();
+        }
+        let results = read_partitions(uses_topic_ids, &partitions, &handles, max_bytes);
+        let bytes: usize = results.iter().map(|result| result.records.len()).sum();
+        let has_error = results.iter().any(PartitionResult::is_error);
+        if bytes >= min_bytes || has_error || arrivals.is_empty() || Instant::now() >= deadline {
+            break results;
+        }
+        tokio::select! {
+            _ = select_all(arrivals) => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    };
+
+    let states: Vec<PartitionState> = partitions.iter().map(|(_, state)| *state).collect();
+    let mut sent = Vec::new();
+    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    for (result, state) in results.into_iter().zip(states) {
+        let changed = result.is_error()
+            || !result.records.is_empty()
+            || result.high_watermark != state.last_high_watermark
+            || result.log_start_offset != state.last_log_start_offset;
+        if incremental && !changed {
+            continue;
+        }
+        if session_id != 0 {
+            sent.push((result.key.clone(), result.high_watermark, result.log_start_offset));
+        }
+        let data = PartitionData::default()
+            .with_partition_index(result.key.partition)
+            .with_error_code(result.error.map_or(0, |error| error.code()))
+            .with_high_watermark(result.high_watermark)
+            .with_last_stable_offset(result.high_watermark)
+            .with_log_start_offset(result.log_start_offset)
+            .with_records(Some(result.records));
+        let same_topic = topics.last().is_some_and(|last| {
+            last.topic.as_str() == result.key.topic && last.topic_id == result.key.topic_id
+        });
+        if !same_topic {
+            topics.push(
+                FetchableTopicResponse::default()
+                    .with_topic(topic_name(&result.key.topic))
+                    .with_topic_id(result.key.topic_id),
+            );
+        }
+        if let Some(topic) = topics.last_mut() {
+            topic.partitions.push(data);
+        }
+    }
+    if session_id != 0 {
+        broker.fetch_sessions.record_sent(session_id, &sent);
+    }
+    FetchResponse::default()
+        .with_session_id(session_id)
+        .with_responses(topics)
+}
+
+fn read_partitions(
+    uses_topic_ids: bool,
+    partitions: &[(SessionPartition, PartitionState)],
+    handles: &[Option<Arc<Partition>>],
+    max_bytes: usize,
+) -> Vec<PartitionResult> {
+    let mut remaining = max_bytes;
+    let mut first_batch_sent = false;
+    partitions
+        .iter()
+        .zip(handles)
+        .map(|((key, state), handle)| {
+            let mut result = PartitionResult {
+                key: key.clone(),
+                error: None,
+                high_watermark: -1,
+                log_start_offset: -1,
+                records: Bytes::new(),
+            };
+            let Some(partition) = handle else {
+                result.error = Some(if uses_topic_ids && key.topic.is_empty() {
+                    ResponseError::UnknownTopicId
+                } else {
+                    ResponseError::UnknownTopicOrPartition
+                });
+                return result;
+            };
+            result.high_watermark = partition.high_watermark();
+            result.log_start_offset = partition.log_start_offset();
+            let limit = remaining.min(state.max_bytes.max(0) as usize);
+            if limit == 0 && first_batch_sent {
+                return result;
+            }
+            match partition.read(state.fetch_offset, limit, !first_batch_sent) {
+                Ok(Some(slice)) => match slice.read() {
+                    Ok(bytes) => {
+                        remaining = remaining.saturating_sub(bytes.len());
+                        first_batch_sent = true;
+                        result.records = Bytes::from(bytes);
+                    }
+                    Err(error) => {
+                        tracing::error!(topic = %key.topic, partition = key.partition, %error, "reading a segment failed");
+                        result.error = Some(ResponseError::KafkaStorageError);
+                    }
+                },
+                Ok(None) => {}
+                Err(LogError::OffsetOutOfRange { .. }) => {
+                    result.error = Some(ResponseError::OffsetOutOfRange);
+                }
+                Err(error) => {
+                    tracing::error!(topic = %key.topic, partition = key.partition, %error, "reading a partition failed");
+                    result.error = Some(ResponseError::KafkaStorageError);
+                }
+            }
+            result
+        })
+        .collect()
+}

@@ -1,0 +1,253 @@
+//! Produce: validate each partition's record batch, append it, and answer
+//! when the batch is as durable as `acks` asks.
+//!
+//! The appends happen in [`handle`] itself, before it returns, so requests
+//! pipelined on one connection are appended in the order they were sent.
+//! The returned future only waits: for acks=all until the group-commit
+//! flusher has fsynced the partitions (unless the topic relaxed durability
+//! with `flush.messages` / `flush.ms`), for acks=1 not at all. acks=0 gets
+//! no response.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use strom_log::batch::{self, BatchError};
+use tokio::sync::oneshot;
+
+use super::{str_bytes, topic_name};
+use crate::broker::Broker;
+use crate::flusher::FlushResult;
+use crate::partition::Partition;
+use crate::protocol::RequestContext;
+
+/// Replicas in the ISR of every partition on a single node.
+const SINGLE_NODE_ISR: usize = 1;
+
+struct PartitionOutcome {
+    response: PartitionProduceResponse,
+    durable: Option<oneshot::Receiver<FlushResult>>,
+}
+
+fn failed(index: i32, error: ResponseError, message: impl Into<String>) -> PartitionOutcome {
+    PartitionOutcome {
+        response: PartitionProduceResponse::default()
+            .with_index(index)
+            .with_error_code(error.code())
+            .with_base_offset(-1)
+            .with_log_append_time_ms(-1)
+            .with_log_start_offset(-1)
+            .with_error_message(Some(str_bytes(message.into()))),
+        durable: None,
+    }
+}
+
+/// Appends every partition's batch now; returns the wait for the response,
+/// or `None` for acks=0.
+pub fn handle(
+    broker: &Arc<Broker>,
+    _context: &RequestContext,
+    request: ProduceRequest,
+) -> Option<impl Future<Output = ProduceResponse> + Send + 'static> {
+    let acks = request.acks;
+    let mut topics = Vec::with_capacity(request.topic_data.len());
+    for topic in request.topic_data {
+        let name = if topic.name.is_empty() && !topic.topic_id.is_nil() {
+            broker
+                .topics
+                .topic_by_id(topic.topic_id)
+                .map(|metadata| metadata.name)
+                .unwrap_or_default()
+        } else {
+            topic.name.to_string()
+        };
+        let mut outcomes = Vec::with_capacity(topic.partition_data.len());
+        for data in topic.partition_data {
+            let outcome = if !matches!(acks, -1..=1) {
+                failed(
+                    data.index,
+                    ResponseError::InvalidRequiredAcks,
+                    format!("acks must be -1 (all), 0 or 1, not {acks}"),
+                )
+            } else {
+                match broker.partitions.get(&name, data.index) {
+                    None => failed(
+                        data.index,
+                        if name.is_empty() {
+                            ResponseError::UnknownTopicId
+                        } else {
+                            ResponseError::UnknownTopicOrPartition
+                        },
+                        format!("topic '{name}' partition {} does not exist", data.index),
+                    ),
+                    Some(partition) => {
+                        append(broker, &partition, data.index, data.records.as_deref(), acks)
+                    }
+                }
+            };
+            outcomes.push(outcome);
+        }
+        topics.push((name, topic.topic_id, outcomes));
+    }
+    if acks == 0 {
+        return None;
+    }
+    Some(async move {
+        let mut responses = Vec::with_capacity(topics.len());
+        for (name, topic_id, outcomes) in topics {
+            let mut partitions = Vec::with_capacity(outcomes.len());
+            for outcome in outcomes {
+                let mut response = outcome.response;
+                if let Some(durable) = outcome.durable {
+                    let result = durable
+                        .await
+                        .unwrap_or_else(|_| Err("flusher stopped".to_string()));
+                    if let Err(error) = result {
+                        response = failed(
+                            response.index,
+                            ResponseError::KafkaStorageError,
+                            format!("the write could not be made durable: {error}"),
+                        )
+                        .response;
+                    }
+                }
+                partitions.push(response);
+            }
+            responses.push(
+                TopicProduceResponse::default()
+                    .with_name(topic_name(&name))
+                    .with_topic_id(topic_id)
+                    .with_partition_responses(partitions),
+            );
+        }
+        ProduceResponse::default().with_responses(responses)
+    })
+}
+
+fn batch_error(error: &BatchError) -> ResponseError {
+    match error {
+        BatchError::UnsupportedMagic(_) | BatchError::CountMismatch { .. } => {
+            ResponseError::InvalidRecord
+        }
+        BatchError::Truncated { .. }
+        | BatchError::LengthTooSmall(_)
+        | BatchError::CrcMismatch { .. }
+        | BatchError::UnknownCompression(_) => ResponseError::CorruptMessage,
+    }
+}
+
+fn append(
+    broker: &Broker,
+    partition: &Arc<Partition>,
+    index: i32,
+    records: Option<&[u8]>,
+    acks: i16,
+) -> PartitionOutcome {
+    let settings = partition.settings();
+    let Some(records) = records.filter(|records| !records.is_empty()) else {
+        return failed(index, ResponseError::InvalidRecord, "the request has no records");
+    };
+    match batch::split(records) {
+        Ok(sizes) if sizes.len() == 1 => {}
+        Ok(sizes) => {
+            return failed(
+                index,
+                ResponseError::InvalidRecord,
+                format!("a produce request carries exactly one record batch per partition, not {}", sizes.len()),
+            )
+        }
+        Err(error) => return failed(index, batch_error(&error), error.to_string()),
+    }
+    let header = match batch::validate(records, true) {
+        Ok(header) => header,
+        Err(error) => {
+            tracing::debug!(topic = %partition.topic, partition = index, %error, "rejected batch");
+            return failed(index, batch_error(&error), error.to_string());
+        }
+    };
+    if header.is_control() || header.is_transactional() {
+        return failed(
+            index,
+            ResponseError::InvalidRecord,
+            "transactional and control batches are not supported yet",
+        );
+    }
+    if records.len() > settings.max_message_bytes {
+        return failed(
+            index,
+            ResponseError::MessageTooLarge,
+            format!(
+                "the batch is {} bytes; the topic's max.message.bytes is {}",
+                records.len(),
+                settings.max_message_bytes
+            ),
+        );
+    }
+    if acks == -1 && settings.min_insync_replicas > SINGLE_NODE_ISR {
+        return failed(
+            index,
+            ResponseError::NotEnoughReplicas,
+            format!(
+                "min.insync.replicas is {} but the partition has {SINGLE_NODE_ISR} in-sync replica",
+                settings.min_insync_replicas
+            ),
+        );
+    }
+    let mut bytes = records.to_vec();
+    let info = match partition.append(&mut bytes, header.record_count as i64) {
+        Ok(info) => info,
+        Err(error) => {
+            tracing::error!(topic = %partition.topic, partition = index, %error, "append failed");
+            return failed(index, ResponseError::KafkaStorageError, error.to_string());
+        }
+    };
+    let durable_offset = info.last_offset + 1;
+    let durable = if settings.strict_durability() {
+        if acks == -1 {
+            Some(broker.flusher.flush(partition.clone(), durable_offset))
+        } else {
+            broker
+                .flusher
+                .flush_in_background(partition.clone(), durable_offset);
+            None
+        }
+    } else {
+        schedule_relaxed_flush(broker, partition, durable_offset);
+        None
+    };
+    PartitionOutcome {
+        response: PartitionProduceResponse::default()
+            .with_index(index)
+            .with_base_offset(info.base_offset)
+            .with_log_append_time_ms(info.log_append_time_ms)
+            .with_log_start_offset(partition.log_start_offset()),
+        durable,
+    }
+}
+
+/// Relaxed durability (`flush.messages` / `flush.ms` set on the topic):
+/// fsync once enough messages accumulated or the interval passed.
+fn schedule_relaxed_flush(broker: &Broker, partition: &Arc<Partition>, offset: i64) {
+    let settings = partition.settings();
+    if let Some(limit) = settings.flush_messages {
+        if partition.take_flush_due_by_count(limit) {
+            broker.flusher.flush_in_background(partition.clone(), offset);
+            return;
+        }
+    }
+    if let Some(interval) = settings.flush_ms {
+        if partition.try_schedule_flush() {
+            let flusher = broker.flusher.clone();
+            let partition = partition.clone();
+            let delay = std::time::Duration::from_millis(interval.clamp(0, 24 * 3600 * 1000) as u64);
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                partition.clear_flush_scheduled();
+                let end = partition.log_end_offset();
+                let _ = flusher.flush(partition, end).await;
+            });
+        }
+    }
+}

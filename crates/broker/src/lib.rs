@@ -1,0 +1,29 @@
+//! Strom's broker: a Kafka-protocol server over partition logs.
+//!
+//! Layers, outside in:
+//! * [`server`]: the listener and connections (framing, pipelining, bounds);
+//! * [`protocol`]: request routing, version checks, response encoding, all
+//!   through the `kafka-protocol` crate's generated codecs;
+//! * [`handlers`]: one module per Kafka API;
+//! * [`partition`], [`flusher`], [`fetch_session`], [`topics`]: the state the
+//!   handlers work on, which knows nothing about sockets;
+//! * `strom-log` below, for storage; `strom-controller` for metadata.
+//!
+//! Record batches stay bytes from socket to disk and back: the produce path
+//! validates a batch's header and CRC and patches its offsets, the fetch
+//! path copies byte ranges of segment files.
+
+pub mod alloc_guard;
+pub mod broker;
+pub mod config;
+pub mod configs;
+pub mod fetch_session;
+pub mod flusher;
+pub mod handlers;
+pub mod partition;
+pub mod protocol;
+pub mod server;
+pub mod topics;
+
+pub use broker::{start, Broker, RunningBroker, StartError};
+pub use config::BrokerConfig;

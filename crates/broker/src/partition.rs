@@ -1,0 +1,206 @@
+//! Partitions this broker hosts, and the replica state around each log.
+//!
+//! A [`Partition`] owns its [`Log`] behind a mutex and keeps Kafka's three
+//! offsets apart: the log start offset and log end offset come from the
+//! log; the high watermark is what this module decides consumers may see.
+//! On a single node the in-sync replica set is this broker alone, so the
+//! high watermark follows the log end offset as soon as a write lands in the
+//! log; replication will drive it from follower fetch positions instead.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use strom_log::{AppendInfo, AppendOptions, FileCache, Log, LogError, ReadSlice, Recovery};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::configs::TopicSettings;
+
+pub struct Partition {
+    pub topic: String,
+    pub topic_id: Uuid,
+    pub index: i32,
+    pub leader_epoch: i32,
+    log: Mutex<Log>,
+    high_watermark: AtomicI64,
+    log_start_offset: AtomicI64,
+    settings: RwLock<TopicSettings>,
+    /// Messages appended since the last fsync, for relaxed `flush.messages`.
+    unflushed_messages: AtomicI64,
+    /// A delayed flush is already scheduled (relaxed `flush.ms`).
+    flush_scheduled: AtomicBool,
+    /// Woken whenever the high watermark moves, for long-polling fetches.
+    pub data_arrived: Notify,
+}
+
+/// Directory of a partition: `<data dir>/<topic>-<partition>`, as in Kafka.
+pub fn partition_dir(data_dir: &Path, topic: &str, index: i32) -> PathBuf {
+    data_dir.join(format!("{topic}-{index}"))
+}
+
+impl Partition {
+    pub fn open(
+        data_dir: &Path,
+        topic: &str,
+        topic_id: Uuid,
+        index: i32,
+        leader_epoch: i32,
+        settings: TopicSettings,
+        files: FileCache,
+        recovery: Recovery,
+    ) -> Result<Partition, LogError> {
+        let dir = partition_dir(data_dir, topic, index);
+        let log = Log::open(&dir, settings.log, files, recovery, now_ms())?;
+        let end = log.log_end_offset();
+        let start = log.log_start_offset();
+        Ok(Partition {
+            topic: topic.to_string(),
+            topic_id,
+            index,
+            leader_epoch,
+            log: Mutex::new(log),
+            high_watermark: AtomicI64::new(end),
+            log_start_offset: AtomicI64::new(start),
+            settings: RwLock::new(settings),
+            unflushed_messages: AtomicI64::new(0),
+            flush_scheduled: AtomicBool::new(false),
+            data_arrived: Notify::new(),
+        })
+    }
+
+    /// The log, locked. Hold it only for in-memory work and short page-cache I/O.
+    pub fn log(&self) -> MutexGuard<'_, Log> {
+        // A panic while appending is a bug that already crashed a request;
+        // the log's own invariants are checked on every append.
+        self.log.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark.load(Ordering::Acquire)
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset.load(Ordering::Acquire)
+    }
+
+    pub fn settings(&self) -> TopicSettings {
+        *self.settings.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn set_settings(&self, settings: TopicSettings) {
+        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = settings;
+        self.log().set_config(settings.log);
+    }
+
+    /// Appends one validated batch and advances the high watermark.
+    pub fn append(&self, batch: &mut [u8], record_count: i64) -> Result<AppendInfo, LogError> {
+        let settings = self.settings();
+        let now = now_ms();
+        let options = AppendOptions {
+            leader_epoch: self.leader_epoch,
+            log_append_time_ms: settings.log_append_time.then_some(now),
+            now_ms: now,
+        };
+        let info = {
+            let mut log = self.log();
+            let info = log.append(batch, options)?;
+            // Single replica: the ISR is this broker, so everything in the
+            // log is replicated to the whole ISR.
+            self.high_watermark
+                .store(log.log_end_offset(), Ordering::Release);
+            info
+        };
+        self.unflushed_messages
+            .fetch_add(record_count, Ordering::Relaxed);
+        self.data_arrived.notify_waiters();
+        Ok(info)
+    }
+
+    /// Reads whole batches from `offset` below the high watermark.
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+    ) -> Result<Option<ReadSlice>, LogError> {
+        let high_watermark = self.high_watermark();
+        self.log()
+            .read(offset, max_bytes, high_watermark, min_one_batch)
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.log().log_end_offset()
+    }
+
+    /// Relaxed durability: counts toward `flush.messages`; true when a flush is due.
+    pub fn take_flush_due_by_count(&self, limit: i64) -> bool {
+        if self.unflushed_messages.load(Ordering::Relaxed) >= limit {
+            self.unflushed_messages.store(0, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+
+    pub fn note_flushed(&self) {
+        self.unflushed_messages.store(0, Ordering::Relaxed);
+    }
+
+    /// Relaxed durability: claims the right to schedule the next timed flush.
+    pub fn try_schedule_flush(&self) -> bool {
+        !self.flush_scheduled.swap(true, Ordering::AcqRel)
+    }
+
+    pub fn clear_flush_scheduled(&self) {
+        self.flush_scheduled.store(false, Ordering::Release);
+    }
+}
+
+/// The broker's wall clock in milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// All partitions hosted here, by topic.
+#[derive(Default)]
+pub struct PartitionRegistry {
+    topics: RwLock<HashMap<String, Arc<Vec<Arc<Partition>>>>>,
+}
+
+impl PartitionRegistry {
+    pub fn get(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
+        let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
+        let partitions = topics.get(topic)?;
+        usize::try_from(index)
+            .ok()
+            .and_then(|index| partitions.get(index))
+            .cloned()
+    }
+
+    pub fn topic(&self, topic: &str) -> Option<Arc<Vec<Arc<Partition>>>> {
+        let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
+        topics.get(topic).cloned()
+    }
+
+    pub fn insert_topic(&self, topic: &str, partitions: Vec<Arc<Partition>>) {
+        let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
+        topics.insert(topic.to_string(), Arc::new(partitions));
+    }
+
+    pub fn remove_topic(&self, topic: &str) -> Option<Arc<Vec<Arc<Partition>>>> {
+        let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
+        topics.remove(topic)
+    }
+
+    pub fn all(&self) -> Vec<Arc<Partition>> {
+        let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
+        topics
+            .values()
+            .flat_map(|partitions| partitions.iter().cloned())
+            .collect()
+    }
+}

@@ -1,0 +1,216 @@
+//! Request routing: from a frame's bytes to a handler, and from a handler's
+//! response back to bytes.
+//!
+//! Kafka's rules for bad input, which this module follows:
+//! * an unknown API key, an API this broker does not offer, a version
+//!   outside the advertised range, or a body that does not decode closes the
+//!   connection (the client cannot be answered in a form it expects);
+//! * ApiVersions at a version that is too new is answered at version 0 with
+//!   UNSUPPORTED_VERSION and the supported ranges, so the client can retry.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Message};
+
+use crate::broker::Broker;
+use crate::handlers;
+
+/// Who asked, and in which version: what a handler needs to answer.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub api_key: ApiKey,
+    pub api_version: i16,
+    pub correlation_id: i32,
+    pub client_id: Option<String>,
+}
+
+/// A response on its way: the size-prefixed frame, or nothing (acks=0).
+pub type PendingResponse = Pin<Box<dyn Future<Output = Option<BytesMut>> + Send>>;
+
+/// Why a connection must be closed.
+#[derive(Debug)]
+pub struct CloseConnection(pub String);
+
+/// The APIs this broker serves and the versions it accepts: the versions
+/// `kafka-protocol` can decode, which cover librdkafka 2.x and the Java
+/// client 3.x/4.x. An API missing here is missing from ApiVersions too.
+pub fn supported_apis() -> Vec<(ApiKey, i16, i16)> {
+    fn range<M: Message>(key: ApiKey) -> (ApiKey, i16, i16) {
+        (key, M::VERSIONS.min, M::VERSIONS.max)
+    }
+    vec![
+        range::<ProduceRequest>(ApiKey::Produce),
+        range::<FetchRequest>(ApiKey::Fetch),
+        range::<ListOffsetsRequest>(ApiKey::ListOffsets),
+        range::<MetadataRequest>(ApiKey::Metadata),
+        range::<ApiVersionsRequest>(ApiKey::ApiVersions),
+        range::<CreateTopicsRequest>(ApiKey::CreateTopics),
+        range::<DeleteTopicsRequest>(ApiKey::DeleteTopics),
+        range::<DescribeConfigsRequest>(ApiKey::DescribeConfigs),
+        range::<DescribeClusterRequest>(ApiKey::DescribeCluster),
+    ]
+}
+
+fn version_range(api_key: ApiKey) -> Option<(i16, i16)> {
+    supported_apis()
+        .into_iter()
+        .find(|(key, _, _)| *key == api_key)
+        .map(|(_, min, max)| (min, max))
+}
+
+/// Encodes a response header and body for the request in `context`.
+pub fn encode_response<R: Encodable + HeaderVersion>(
+    context: &RequestContext,
+    response: &R,
+) -> Option<BytesMut> {
+    encode_at(context, response, context.api_version)
+}
+
+fn encode_at<R: Encodable + HeaderVersion>(
+    context: &RequestContext,
+    response: &R,
+    version: i16,
+) -> Option<BytesMut> {
+    // The first four bytes are the frame's size prefix, filled in below, so
+    // the connection writes the response without copying it again.
+    let mut bytes = BytesMut::with_capacity(256);
+    bytes.extend_from_slice(&[0u8; 4]);
+    let header = ResponseHeader::default().with_correlation_id(context.correlation_id);
+    let encoded = header
+        .encode(&mut bytes, R::header_version(version))
+        .and_then(|()| response.encode(&mut bytes, version));
+    match encoded {
+        Ok(()) => {
+            let size = (bytes.len() - 4) as i32;
+            bytes[..4].copy_from_slice(&size.to_be_bytes());
+            Some(bytes)
+        }
+        Err(error) => {
+            // A bug in a handler: the response does not fit the version.
+            tracing::error!(api = ?context.api_key, version, %error, "could not encode response");
+            None
+        }
+    }
+}
+
+/// The ApiVersions response body listing everything in [`supported_apis`].
+pub fn api_versions_response(error_code: i16) -> ApiVersionsResponse {
+    let api_keys = supported_apis()
+        .into_iter()
+        .map(|(key, min, max)| {
+            ApiVersion::default()
+                .with_api_key(key as i16)
+                .with_min_version(min)
+                .with_max_version(max)
+        })
+        .collect();
+    ApiVersionsResponse::default()
+        .with_error_code(error_code)
+        .with_api_keys(api_keys)
+}
+
+/// Routes one request frame (without its length prefix) to its handler.
+pub fn dispatch(broker: &Arc<Broker>, frame: Bytes) -> Result<PendingResponse, CloseConnection> {
+    if frame.len() < 8 {
+        return Err(CloseConnection(format!(
+            "request of {} bytes is shorter than a request header",
+            frame.len()
+        )));
+    }
+    let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let api_key = ApiKey::try_from(raw_key)
+        .map_err(|_| CloseConnection(format!("unknown API key {raw_key}")))?;
+    let Some((min, max)) = version_range(api_key) else {
+        return Err(CloseConnection(format!("API {api_key:?} is not supported")));
+    };
+    if version < min || version > max {
+        if api_key == ApiKey::ApiVersions {
+            let context = RequestContext {
+                api_key,
+                api_version: 0,
+                correlation_id,
+                client_id: None,
+            };
+            let response = api_versions_response(ResponseError::UnsupportedVersion.code());
+            let bytes = encode_at(&context, &response, 0);
+            return Ok(Box::pin(async move { bytes }));
+        }
+        return Err(CloseConnection(format!(
+            "{api_key:?} version {version} is outside the supported range {min}..={max}"
+        )));
+    }
+    let mut body = frame;
+    let header = RequestHeader::decode(&mut body, api_key.request_header_version(version))
+        .map_err(|error| CloseConnection(format!("malformed {api_key:?} request header: {error}")))?;
+    let context = RequestContext {
+        api_key,
+        api_version: version,
+        correlation_id: header.correlation_id,
+        client_id: header.client_id.map(|id| id.to_string()),
+    };
+    route(broker, context, body)
+}
+
+fn decode<T: Decodable>(context: &RequestContext, body: &mut Bytes) -> Result<T, CloseConnection> {
+    let request = T::decode(body, context.api_version).map_err(|error| {
+        CloseConnection(format!(
+            "malformed {:?} v{} request: {error}",
+            context.api_key, context.api_version
+        ))
+    })?;
+    if body.has_remaining() {
+        tracing::debug!(api = ?context.api_key, trailing = body.remaining(), "ignoring trailing request bytes");
+    }
+    Ok(request)
+}
+
+/// Decodes the body and starts the handler. Handlers are `async fn
+/// (broker, context, request) -> response`; Produce is the exception: its
+/// appends happen here, in request order, before the wait for durability.
+fn route(
+    broker: &Arc<Broker>,
+    context: RequestContext,
+    mut body: Bytes,
+) -> Result<PendingResponse, CloseConnection> {
+    macro_rules! handle {
+        ($request:ty, $handler:path) => {{
+            let request: $request = decode(&context, &mut body)?;
+            let broker = broker.clone();
+            Box::pin(async move {
+                let response = $handler(broker, &context, request).await;
+                encode_response(&context, &response)
+            }) as PendingResponse
+        }};
+    }
+    Ok(match context.api_key {
+        ApiKey::Produce => {
+            let request: ProduceRequest = decode(&context, &mut body)?;
+            let pending = handlers::produce::handle(broker, &context, request);
+            Box::pin(async move {
+                let response = pending?.await;
+                encode_response(&context, &response)
+            })
+        }
+        ApiKey::Fetch => handle!(FetchRequest, handlers::fetch::handle),
+        ApiKey::ListOffsets => handle!(ListOffsetsRequest, handlers::list_offsets::handle),
+        ApiKey::Metadata => handle!(MetadataRequest, handlers::metadata::handle),
+        ApiKey::ApiVersions => handle!(ApiVersionsRequest, handlers::api_versions::handle),
+        ApiKey::CreateTopics => handle!(CreateTopicsRequest, handlers::create_topics::handle),
+        ApiKey::DeleteTopics => handle!(DeleteTopicsRequest, handlers::delete_topics::handle),
+        ApiKey::DescribeConfigs => {
+            handle!(DescribeConfigsRequest, handlers::describe_configs::handle)
+        }
+        ApiKey::DescribeCluster => {
+            handle!(DescribeClusterRequest, handlers::describe_cluster::handle)
+        }
+        other => return Err(CloseConnection(format!("API {other:?} is not supported"))),
+    })
+}

@@ -1,0 +1,167 @@
+//! `strom serve`: run a broker.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde::Deserialize;
+use strom_broker::configs::BrokerOverrides;
+use strom_broker::BrokerConfig;
+
+/// Run a broker (a one-node cluster) until Ctrl-C or SIGTERM.
+///
+/// With no options it serves 127.0.0.1:9092 and keeps data in ./strom-data.
+/// Settings come from, in rising priority: built-in defaults, the TOML file
+/// given with --config, and flags.
+///
+/// Examples:
+///   strom serve
+///   strom serve --data-dir /var/lib/strom --listeners 0.0.0.0:9092 --advertised-listeners broker1:9092
+///   strom serve --set num.partitions=6 --set log.retention.ms=86400000
+///   strom serve --config strom.toml
+///
+/// A config file looks like:
+///   node_id = 1
+///   data_dir = "/var/lib/strom"
+///   listeners = "0.0.0.0:9092"
+///   advertised_listeners = "broker1:9092"
+///   [broker]                      # Kafka broker configs, by Kafka's names
+///   "num.partitions" = 6
+///   "log.retention.ms" = 86400000
+#[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct ServeArgs {
+    /// TOML config file.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where partitions and cluster metadata live [default: ./strom-data].
+    #[arg(long, value_name = "DIR", env = "STROM_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on, host:port; port 0 picks a free port [default: 127.0.0.1:9092].
+    #[arg(long, value_name = "HOST:PORT")]
+    listeners: Option<String>,
+    /// Address clients should connect to, if not the listener's.
+    #[arg(long, value_name = "HOST:PORT")]
+    advertised_listeners: Option<String>,
+    /// This broker's node id [default: 1].
+    #[arg(long, value_name = "ID")]
+    node_id: Option<i32>,
+    /// A Kafka broker config, e.g. num.partitions=3 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    node_id: Option<i32>,
+    data_dir: Option<PathBuf>,
+    listeners: Option<String>,
+    advertised_listeners: Option<String>,
+    #[serde(default)]
+    broker: BTreeMap<String, toml::Value>,
+}
+
+fn toml_to_string(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn build_config(args: &ServeArgs) -> anyhow::Result<BrokerConfig> {
+    let file: ConfigFile = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config file {}", path.display()))?;
+            toml::from_str(&text)
+                .with_context(|| format!("config file {} is not valid", path.display()))?
+        }
+        None => ConfigFile::default(),
+    };
+    let mut config = BrokerConfig::default();
+    let mut overrides: BTreeMap<String, String> = file
+        .broker
+        .iter()
+        .map(|(key, value)| (key.clone(), toml_to_string(value)))
+        .collect();
+    for setting in &args.set {
+        let Some((key, value)) = setting.split_once('=') else {
+            bail!("--set takes KEY=VALUE, e.g. --set num.partitions=3; got '{setting}'");
+        };
+        overrides.insert(key.trim().to_string(), value.trim().to_string());
+    }
+    config.overrides = BrokerOverrides(overrides);
+    if let Some(node_id) = args.node_id.or(file.node_id) {
+        config.node_id = node_id;
+    }
+    if let Some(dir) = args.data_dir.clone().or(file.data_dir) {
+        config.data_dir = dir;
+    }
+    if let Some(listener) = args.listeners.clone().or(file.listeners) {
+        config.listener = listener;
+    }
+    config.advertised_listener = args.advertised_listeners.clone().or(file.advertised_listeners);
+    Ok(config)
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STROM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = build_config(&args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("strom")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let running = strom_broker::start(config).await?;
+        let broker = &running.broker;
+        let topics = broker.topics.all_topics().len();
+        println!("strom {} — Kafka-compatible event streaming", env!("CARGO_PKG_VERSION"));
+        println!(
+            "  listening on {} (clients connect to {}:{})",
+            running.local_addr, broker.advertised_host, broker.advertised_port
+        );
+        println!(
+            "  data in {} ({topics} topics, {})",
+            broker.config.data_dir.display(),
+            if running.recovered_after_crash {
+                "recovered after an unclean shutdown"
+            } else {
+                "clean start"
+            }
+        );
+        println!("  node {} of cluster {}", broker.node_id(), broker.cluster_id());
+        println!("  stop with Ctrl-C");
+        wait_for_signal().await;
+        println!("strom: shutting down");
+        running.shutdown().await?;
+        println!("strom: stopped cleanly");
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let terminate = signal(SignalKind::terminate());
+    match terminate {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! The byte layout of a Kafka v2 record batch ("magic 2"), which is both the
+//! wire format and Strom's on-disk format.
+//!
+//! The storage layer never decodes individual records on the hot path: it
+//! reads and patches the fixed 61-byte batch header only.
+//!
+//! ```text
+//! offset  size  field
+//!      0     8  base offset              (patched by the broker)
+//!      8     4  batch length (bytes after this field)
+//!     12     4  partition leader epoch   (patched by the broker)
+//!     16     1  magic (2)
+//!     17     4  CRC-32C of bytes 21..end
+//!     21     2  attributes
+//!     23     4  last offset delta
+//!     27     8  base timestamp
+//!     35     8  max timestamp
+//!     43     8  producer id
+//!     51     2  producer epoch
+//!     53     4  base sequence
+//!     57     4  record count
+//!     61     …  records
+//! ```
+
+use thiserror::Error;
+
+/// Size of the fixed batch header.
+pub const HEADER_SIZE: usize = 61;
+/// Bytes before the batch length field ends: base offset + batch length.
+pub const LOG_OVERHEAD: usize = 12;
+
+const BASE_OFFSET: usize = 0;
+const BATCH_LENGTH: usize = 8;
+const PARTITION_LEADER_EPOCH: usize = 12;
+const MAGIC: usize = 16;
+const CRC: usize = 17;
+const ATTRIBUTES: usize = 21;
+const LAST_OFFSET_DELTA: usize = 23;
+const BASE_TIMESTAMP: usize = 27;
+const MAX_TIMESTAMP: usize = 35;
+const PRODUCER_ID: usize = 43;
+const PRODUCER_EPOCH: usize = 51;
+const BASE_SEQUENCE: usize = 53;
+const RECORD_COUNT: usize = 57;
+
+const ATTRIBUTE_COMPRESSION_MASK: i16 = 0x07;
+const ATTRIBUTE_TIMESTAMP_TYPE: i16 = 0x08;
+const ATTRIBUTE_TRANSACTIONAL: i16 = 0x10;
+const ATTRIBUTE_CONTROL: i16 = 0x20;
+
+/// Why a sequence of bytes is not a valid v2 record batch.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum BatchError {
+    #[error("batch is truncated: {available} bytes available, {needed} needed")]
+    Truncated { available: usize, needed: usize },
+    #[error("batch length {0} is smaller than the batch header")]
+    LengthTooSmall(i32),
+    #[error("unsupported record batch magic {0}, only magic 2 is supported")]
+    UnsupportedMagic(i8),
+    #[error("CRC mismatch: header says {expected:#010x}, contents give {actual:#010x}")]
+    CrcMismatch { expected: u32, actual: u32 },
+    #[error("record count {count} does not match last offset delta {last_offset_delta}")]
+    CountMismatch { count: i32, last_offset_delta: i32 },
+    #[error("unknown compression codec {0}")]
+    UnknownCompression(i16),
+}
+
+/// How records in a batch are compressed (attribute bits 0..2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+/// The decoded fixed header of one record batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: i64,
+    pub batch_length: i32,
+    pub partition_leader_epoch: i32,
+    pub magic: i8,
+    pub crc: u32,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub record_count: i32,
+}
+
+fn read_i16(bytes: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes([bytes[at], bytes[at + 1]])
+}
+
+fn read_i32(bytes: &[u8], at: usize) -> i32 {
+    let mut buf = [0u8; 4];
+    buf.copy_from_slice(&bytes[at..at + 4]);
+    i32::from_be_bytes(buf)
+}
+
+fn read_i64(bytes: &[u8], at: usize) -> i64 {
+    let mut buf = [0u8; 8];
+    buf.copy_from_slice(&bytes[at..at + 8]);
+    i64::from_be_bytes(buf)
+}
+
+impl BatchHeader {
+    /// Parses the fixed header from the first [`HEADER_SIZE`] bytes. Checks
+    /// only what the header alone can tell: length and magic.
+    pub fn parse(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
+        if bytes.len() < HEADER_SIZE {
+            return Err(BatchError::Truncated {
+                available: bytes.len(),
+                needed: HEADER_SIZE,
+            });
+        }
+        let header = BatchHeader {
+            base_offset: read_i64(bytes, BASE_OFFSET),
+            batch_length: read_i32(bytes, BATCH_LENGTH),
+            partition_leader_epoch: read_i32(bytes, PARTITION_LEADER_EPOCH),
+            magic: bytes[MAGIC] as i8,
+            crc: read_i32(bytes, CRC) as u32,
+            attributes: read_i16(bytes, ATTRIBUTES),
+            last_offset_delta: read_i32(bytes, LAST_OFFSET_DELTA),
+            base_timestamp: read_i64(bytes, BASE_TIMESTAMP),
+            max_timestamp: read_i64(bytes, MAX_TIMESTAMP),
+            producer_id: read_i64(bytes, PRODUCER_ID),
+            producer_epoch: read_i16(bytes, PRODUCER_EPOCH),
+            base_sequence: read_i32(bytes, BASE_SEQUENCE),
+            record_count: read_i32(bytes, RECORD_COUNT),
+        };
+        if (header.batch_length as i64) < (HEADER_SIZE - LOG_OVERHEAD) as i64 {
+            return Err(BatchError::LengthTooSmall(header.batch_length));
+        }
+        if header.magic != 2 {
+            return Err(BatchError::UnsupportedMagic(header.magic));
+        }
+        Ok(header)
+    }
+
+    /// Total size of the batch on the wire and on disk.
+    pub fn total_size(&self) -> usize {
+        self.batch_length as usize + LOG_OVERHEAD
+    }
+
+    /// Offset of the last record in the batch.
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset + self.last_offset_delta as i64
+    }
+
+    /// Offset that follows this batch.
+    pub fn next_offset(&self) -> i64 {
+        self.last_offset() + 1
+    }
+
+    pub fn compression(&self) -> Result<Compression, BatchError> {
+        match self.attributes & ATTRIBUTE_COMPRESSION_MASK {
+            0 => Ok(Compression::None),
+            1 => Ok(Compression::Gzip),
+            2 => Ok(Compression::Snappy),
+            3 => Ok(Compression::Lz4),
+            4 => Ok(Compression::Zstd),
+            other => Err(BatchError::UnknownCompression(other)),
+        }
+    }
+
+    /// True when the batch's timestamps were set by the broker (LogAppendTime).
+    pub fn is_log_append_time(&self) -> bool {
+        self.attributes & ATTRIBUTE_TIMESTAMP_TYPE != 0
+    }
+
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & ATTRIBUTE_TRANSACTIONAL != 0
+    }
+
+    pub fn is_control(&self) -> bool {
+        self.attributes & ATTRIBUTE_CONTROL != 0
+    }
+}
+
+/// Computes the CRC-32C that a batch header must carry.
+pub fn compute_crc(batch: &[u8]) -> u32 {
+    crc32c::crc32c(&batch[ATTRIBUTES..])
+}
+
+/// Fully validates one complete batch: the header, that `batch` holds exactly
+/// the declared length, and the CRC-32C over everything after the CRC field.
+///
+/// `strict_counts` also requires `record_count == last_offset_delta + 1`,
+/// which holds for every batch a producer writes (compaction may later break
+/// it on disk, so recovery does not ask for it).
+pub fn validate(batch: &[u8], strict_counts: bool) -> Result<BatchHeader, BatchError> {
+    let header = BatchHeader::parse(batch)?;
+    if batch.len() != header.total_size() {
+        return Err(BatchError::Truncated {
+            available: batch.len(),
+            needed: header.total_size(),
+        });
+    }
+    let actual = compute_crc(batch);
+    if actual != header.crc {
+        return Err(BatchError::CrcMismatch {
+            expected: header.crc,
+            actual,
+        });
+    }
+    header.compression()?;
+    if header.record_count < 0
+        || header.last_offset_delta < 0
+        || (strict_counts && header.record_count as i64 != header.last_offset_delta as i64 + 1)
+    {
+        return Err(BatchError::CountMismatch {
+            count: header.record_count,
+            last_offset_delta: header.last_offset_delta,
+        });
+    }
+    Ok(header)
+}
+
+/// Splits a buffer holding several concatenated batches into the sizes of
+/// each. Fails if the buffer does not end exactly at a batch boundary.
+pub fn split(mut bytes: &[u8]) -> Result<Vec<usize>, BatchError> {
+    let mut sizes = Vec::new();
+    while !bytes.is_empty() {
+        let header = BatchHeader::parse(bytes)?;
+        let size = header.total_size();
+        if size > bytes.len() {
+            return Err(BatchError::Truncated {
+                available: bytes.len(),
+                needed: size,
+            });
+        }
+        sizes.push(size);
+        bytes = &bytes[size..];
+    }
+    Ok(sizes)
+}
+
+/// Writes the base offset. The base offset lies outside the CRC.
+pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
+    batch[BASE_OFFSET..BASE_OFFSET + 8].copy_from_slice(&base_offset.to_be_bytes());
+}
+
+/// Writes the partition leader epoch. It lies outside the CRC.
+pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
+    batch[PARTITION_LEADER_EPOCH..PARTITION_LEADER_EPOCH + 4].copy_from_slice(&epoch.to_be_bytes());
+}
+
+/// Marks the batch as LogAppendTime with the given broker time and rewrites
+/// the CRC, as Kafka does for topics with `message.timestamp.type=LogAppendTime`.
+pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
+    let attributes = read_i16(batch, ATTRIBUTES) | ATTRIBUTE_TIMESTAMP_TYPE;
+    batch[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    batch[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&now_ms.to_be_bytes());
+    let crc = compute_crc(batch);
+    batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Builds a structurally valid, uncompressed batch with `count` empty
+    /// records' worth of payload. Good enough for the storage layer, which
+    /// never looks inside records.
+    pub fn make_batch(count: i32, timestamp: i64, payload: &[u8]) -> Vec<u8> {
+        assert!(count > 0);
+        let mut batch = vec![0u8; HEADER_SIZE];
+        batch.extend_from_slice(payload);
+        let length = (batch.len() - LOG_OVERHEAD) as i32;
+        batch[BATCH_LENGTH..BATCH_LENGTH + 4].copy_from_slice(&length.to_be_bytes());
+        batch[MAGIC] = 2;
+        batch[LAST_OFFSET_DELTA..LAST_OFFSET_DELTA + 4].copy_from_slice(&(count - 1).to_be_bytes());
+        batch[BASE_TIMESTAMP..BASE_TIMESTAMP + 8].copy_from_slice(&timestamp.to_be_bytes());
+        batch[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&timestamp.to_be_bytes());
+        batch[PRODUCER_ID..PRODUCER_ID + 8].copy_from_slice(&(-1i64).to_be_bytes());
+        batch[PRODUCER_EPOCH..PRODUCER_EPOCH + 2].copy_from_slice(&(-1i16).to_be_bytes());
+        batch[BASE_SEQUENCE..BASE_SEQUENCE + 4].copy_from_slice(&(-1i32).to_be_bytes());
+        batch[RECORD_COUNT..RECORD_COUNT + 4].copy_from_slice(&count.to_be_bytes());
+        let crc = compute_crc(&batch);
+        batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        batch
+    }
+
+    #[test]
+    fn valid_batch_round_trips_through_validate() {
+        let batch = make_batch(3, 1_000, b"hello");
+        let header = validate(&batch, true).expect("valid");
+        assert_eq!(header.record_count, 3);
+        assert_eq!(header.last_offset_delta, 2);
+        assert_eq!(header.total_size(), batch.len());
+        assert_eq!(header.compression(), Ok(Compression::None));
+    }
+
+    #[test]
+    fn flipped_byte_fails_the_crc() {
+        let mut batch = make_batch(1, 0, b"payload");
+        let last = batch.len() - 1;
+        batch[last] ^= 0xff;
+        assert!(matches!(
+            validate(&batch, true),
+            Err(BatchError::CrcMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn patching_offset_and_epoch_keeps_the_crc_valid() {
+        let mut batch = make_batch(2, 0, b"x");
+        set_base_offset(&mut batch, 42);
+        set_partition_leader_epoch(&mut batch, 7);
+        let header = validate(&batch, true).expect("still valid");
+        assert_eq!(header.base_offset, 42);
+        assert_eq!(header.partition_leader_epoch, 7);
+        assert_eq!(header.last_offset(), 43);
+    }
+
+    #[test]
+    fn log_append_time_rewrites_the_crc() {
+        let mut batch = make_batch(1, 5, b"x");
+        set_log_append_time(&mut batch, 99);
+        let header = validate(&batch, true).expect("valid after rewrite");
+        assert!(header.is_log_append_time());
+        assert_eq!(header.max_timestamp, 99);
+    }
+
+    #[test]
+    fn wrong_magic_and_short_input_are_rejected() {
+        let mut batch = make_batch(1, 0, b"");
+        batch[MAGIC] = 1;
+        assert_eq!(validate(&batch, true), Err(BatchError::UnsupportedMagic(1)));
+        assert!(matches!(
+            BatchHeader::parse(&[0u8; 10]),
+            Err(BatchError::Truncated { .. })
+        ));
+    }
+
+    #[test]
+    fn split_finds_each_batch_and_rejects_a_torn_tail() {
+        let mut bytes = make_batch(1, 0, b"a");
+        let first = bytes.len();
+        bytes.extend(make_batch(2, 0, b"bb"));
+        assert_eq!(split(&bytes).unwrap(), vec![first, bytes.len() - first]);
+        bytes.truncate(bytes.len() - 1);
+        assert!(split(&bytes).is_err());
+    }
+}

@@ -1,0 +1,491 @@
+//! The partition log: an ordered set of segments with a log start offset and
+//! a log end offset.
+//!
+//! A `Log` is not thread-safe; the broker wraps each one in a lock. Slow
+//! work (copying fetched bytes, fsync) is done outside that lock on the
+//! `Arc<File>` handles that [`Log::read`] and [`Log::flush_target`] return.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::batch::{self, BatchHeader};
+use crate::error::LogError;
+use crate::files::FileCache;
+use crate::segment::{self, Segment};
+
+/// Per-log settings, Kafka's topic configs of the same names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `segment.bytes`: roll once the active segment would grow past this.
+    pub segment_bytes: u64,
+    /// `segment.ms`: roll once the active segment is this old.
+    pub segment_ms: i64,
+    /// `index.interval.bytes`: bytes between two index entries.
+    pub index_interval_bytes: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> LogConfig {
+        LogConfig {
+            segment_bytes: 1024 * 1024 * 1024,
+            segment_ms: 7 * 24 * 60 * 60 * 1000,
+            index_interval_bytes: 4096,
+        }
+    }
+}
+
+/// How much to distrust the files found at open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// The previous process shut down cleanly: validate the active segment
+    /// from its last index entry.
+    Clean,
+    /// The previous process crashed: validate the whole active segment.
+    Unclean,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct AppendOptions {
+    /// Written into the batch's partition leader epoch field.
+    pub leader_epoch: i32,
+    /// `Some(now)` for LogAppendTime topics: the batch's timestamp is replaced.
+    pub log_append_time_ms: Option<i64>,
+    /// The broker's clock, for `segment.ms`.
+    pub now_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// The timestamp the broker assigned, or -1 for CreateTime.
+    pub log_append_time_ms: i64,
+}
+
+/// A byte range of one segment file holding whole batches.
+#[derive(Debug, Clone)]
+pub struct ReadSlice {
+    pub file: Arc<File>,
+    pub position: u64,
+    pub length: usize,
+    /// Base offset of the first batch in the range.
+    pub first_batch_offset: i64,
+}
+
+impl ReadSlice {
+    /// Copies the range into memory (a page-cache read).
+    pub fn read(&self) -> std::io::Result<Vec<u8>> {
+        let mut bytes = vec![0u8; self.length];
+        self.file.read_exact_at(&mut bytes, self.position)?;
+        Ok(bytes)
+    }
+}
+
+/// What to fsync to make everything up to `offset` durable.
+pub struct FlushTarget {
+    pub file: Arc<File>,
+    pub offset: i64,
+    path: PathBuf,
+}
+
+impl FlushTarget {
+    /// Blocking fdatasync. Call outside the log's lock.
+    pub fn sync(&self) -> Result<(), LogError> {
+        self.file
+            .sync_data()
+            .map_err(|e| LogError::io("fsync", &self.path, e))
+    }
+}
+
+pub struct Log {
+    dir: PathBuf,
+    config: LogConfig,
+    files: FileCache,
+    segments: BTreeMap<i64, Segment>,
+    log_start_offset: i64,
+    flushed_offset: i64,
+}
+
+fn sync_dir(dir: &Path) -> Result<(), LogError> {
+    File::open(dir)
+        .and_then(|file| file.sync_all())
+        .map_err(|e| LogError::io("fsync directory", dir, e))
+}
+
+impl Log {
+    /// Opens (or creates) the log in `dir`, recovering as `recovery` says.
+    pub fn open(
+        dir: &Path,
+        config: LogConfig,
+        files: FileCache,
+        recovery: Recovery,
+        now_ms: i64,
+    ) -> Result<Log, LogError> {
+        let created = !dir.exists();
+        std::fs::create_dir_all(dir).map_err(|e| LogError::io("create directory", dir, e))?;
+        if created {
+            if let Some(parent) = dir.parent() {
+                sync_dir(parent)?;
+            }
+        }
+        let mut base_offsets = Vec::new();
+        let entries = std::fs::read_dir(dir).map_err(|e| LogError::io("list", dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| LogError::io("list", dir, e))?;
+            let name = entry.file_name();
+            if let Some(base) = name.to_str().and_then(segment::parse_log_file_name) {
+                base_offsets.push(base);
+            }
+        }
+        base_offsets.sort_unstable();
+
+        let mut segments = BTreeMap::new();
+        for (index, base) in base_offsets.iter().enumerate() {
+            let next_base = base_offsets.get(index + 1).copied();
+            let segment = Segment::open(
+                dir,
+                *base,
+                &files,
+                next_base,
+                recovery == Recovery::Unclean,
+                config.index_interval_bytes,
+                now_ms,
+            )?;
+            segments.insert(*base, segment);
+        }
+        if segments.is_empty() {
+            let segment = Segment::create(dir, 0, &files, now_ms)?;
+            segments.insert(0, segment);
+            sync_dir(dir)?;
+        }
+        let log_start_offset = *segments.keys().next().expect("at least one segment");
+        let mut log = Log {
+            dir: dir.to_path_buf(),
+            config,
+            files,
+            segments,
+            log_start_offset,
+            flushed_offset: 0,
+        };
+        log.flushed_offset = log.log_end_offset();
+        Ok(log)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> LogConfig {
+        self.config
+    }
+
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
+    /// The first offset a consumer can read.
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    /// The offset the next appended record gets.
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().next_offset
+    }
+
+    /// Every offset below this is on stable storage.
+    pub fn flushed_offset(&self) -> i64 {
+        self.flushed_offset
+    }
+
+    /// Total bytes of all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(|segment| segment.size).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    fn active(&self) -> &Segment {
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log always has an active segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has an active segment")
+    }
+
+    /// Appends one batch, which the caller has validated with
+    /// [`batch::validate`]. Patches its base offset, leader epoch and, for
+    /// LogAppendTime, its timestamp; returns the offsets it was given.
+    pub fn append(
+        &mut self,
+        bytes: &mut [u8],
+        options: AppendOptions,
+    ) -> Result<AppendInfo, LogError> {
+        let header = BatchHeader::parse(bytes)?;
+        assert_eq!(header.total_size(), bytes.len(), "append takes one whole batch");
+        let base_offset = self.log_end_offset();
+        batch::set_base_offset(bytes, base_offset);
+        batch::set_partition_leader_epoch(bytes, options.leader_epoch);
+        if let Some(now) = options.log_append_time_ms {
+            batch::set_log_append_time(bytes, now);
+        }
+        let header = BatchHeader::parse(bytes)?;
+        debug_assert!(batch::validate(bytes, false).is_ok());
+        self.maybe_roll(&header, options.now_ms)?;
+        let interval = self.config.index_interval_bytes;
+        let files = self.files.clone();
+        self.active_mut().append(&files, bytes, &header, interval)?;
+        assert_eq!(self.log_end_offset(), header.next_offset());
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: header.last_offset(),
+            log_append_time_ms: options.log_append_time_ms.unwrap_or(-1),
+        })
+    }
+
+    fn maybe_roll(&mut self, header: &BatchHeader, now_ms: i64) -> Result<(), LogError> {
+        let active = self.active();
+        if active.size == 0 {
+            return Ok(());
+        }
+        let too_big = active.size + header.total_size() as u64 > self.config.segment_bytes;
+        let too_old = now_ms - active.created_ms >= self.config.segment_ms;
+        let offsets_overflow = header.last_offset() - active.base_offset > i32::MAX as i64;
+        if too_big || too_old || offsets_overflow {
+            self.roll(now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment and starts a new one at the log end offset.
+    pub fn roll(&mut self, now_ms: i64) -> Result<(), LogError> {
+        let files = self.files.clone();
+        let next_offset = self.log_end_offset();
+        if self.active().size == 0 {
+            return Ok(());
+        }
+        self.active_mut().seal(&files)?;
+        self.flushed_offset = self.flushed_offset.max(next_offset);
+        let segment = Segment::create(&self.dir, next_offset, &files, now_ms)?;
+        sync_dir(&self.dir)?;
+        self.segments.insert(next_offset, segment);
+        tracing::debug!(log = %self.dir.display(), base_offset = next_offset, "rolled segment");
+        Ok(())
+    }
+
+    fn check_range(&self, offset: i64) -> Result<(), LogError> {
+        if offset < self.log_start_offset || offset > self.log_end_offset() {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start_offset: self.log_start_offset,
+                log_end_offset: self.log_end_offset(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Locates whole batches starting with the one that holds `offset`, up to
+    /// `max_bytes` (but always the first batch when `min_one_batch`), and not
+    /// past `upper_bound` (exclusive; the high watermark). Stays within one
+    /// segment, as Kafka does. `Ok(None)` when there is nothing to read yet.
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        upper_bound: i64,
+        min_one_batch: bool,
+    ) -> Result<Option<ReadSlice>, LogError> {
+        self.check_range(offset)?;
+        if offset >= upper_bound {
+            return Ok(None);
+        }
+        let candidates = self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .into_iter()
+            .chain(self.segments.range(offset + 1..))
+            .map(|(_, segment)| segment);
+        for segment in candidates {
+            if segment.base_offset >= upper_bound {
+                return Ok(None);
+            }
+            let file = segment.log_file(&self.files)?;
+            let Some(first) = segment.find_batch(&file, offset)? else {
+                continue;
+            };
+            if first.header.base_offset >= upper_bound {
+                return Ok(None);
+            }
+            let end = self.slice_end(segment, &file, first, max_bytes, upper_bound, min_one_batch)?;
+            if end <= first.position {
+                return Ok(None);
+            }
+            return Ok(Some(ReadSlice {
+                file,
+                position: first.position,
+                length: (end - first.position) as usize,
+                first_batch_offset: first.header.base_offset,
+            }));
+        }
+        Ok(None)
+    }
+
+    /// Byte position where a read that starts at `first` must stop.
+    fn slice_end(
+        &self,
+        segment: &Segment,
+        file: &File,
+        first: segment::BatchPosition,
+        max_bytes: usize,
+        upper_bound: i64,
+        min_one_batch: bool,
+    ) -> Result<u64, LogError> {
+        let limit = first.position + max_bytes as u64;
+        // Fast path: everything to the end of the segment is readable and fits.
+        if segment.next_offset <= upper_bound && segment.size <= limit {
+            return Ok(segment.size);
+        }
+        let mut position = first.position;
+        let mut header = first.header;
+        loop {
+            let end = position + header.total_size() as u64;
+            let fits = end <= limit || (min_one_batch && position == first.position);
+            if header.next_offset() > upper_bound || !fits {
+                return Ok(position);
+            }
+            position = end;
+            if position >= segment.size {
+                return Ok(position);
+            }
+            match segment.read_header_at(file, position)? {
+                Some(next) => header = next,
+                None => {
+                    return Err(LogError::Corrupt {
+                        path: segment.log_path.clone(),
+                        position,
+                    })
+                }
+            }
+        }
+    }
+
+    /// The first batch holding a record with a timestamp at or after
+    /// `timestamp`, as bytes, for the caller to find the exact record in.
+    pub fn find_by_timestamp(&self, timestamp: i64) -> Result<Option<Vec<u8>>, LogError> {
+        for segment in self.segments.values() {
+            if segment.max_timestamp < timestamp {
+                continue;
+            }
+            let file = segment.log_file(&self.files)?;
+            if let Some(found) = segment.find_batch_by_timestamp(&file, timestamp)? {
+                return read_batch(&file, segment, found).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The batch holding the largest timestamp in the log, as bytes.
+    pub fn max_timestamp_batch(&self) -> Result<Option<Vec<u8>>, LogError> {
+        let best = self
+            .segments
+            .values()
+            .filter(|segment| segment.size > 0)
+            .max_by_key(|segment| segment.max_timestamp);
+        let Some(segment) = best else {
+            return Ok(None);
+        };
+        let file = segment.log_file(&self.files)?;
+        match segment.find_batch(&file, segment.offset_of_max_timestamp)? {
+            Some(found) => read_batch(&file, segment, found).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// What to fsync to make the whole log durable, or `None` if it already is.
+    pub fn flush_target(&self) -> Result<Option<FlushTarget>, LogError> {
+        let offset = self.log_end_offset();
+        if offset <= self.flushed_offset {
+            return Ok(None);
+        }
+        let active = self.active();
+        Ok(Some(FlushTarget {
+            file: active.log_file(&self.files)?,
+            offset,
+            path: active.log_path.clone(),
+        }))
+    }
+
+    /// Records that a [`FlushTarget`] was synced.
+    pub fn mark_flushed(&mut self, offset: i64) {
+        self.flushed_offset = self.flushed_offset.max(offset.min(self.log_end_offset()));
+    }
+
+    /// Blocking flush of everything, under the caller's lock (shutdown, tests).
+    pub fn flush(&mut self) -> Result<(), LogError> {
+        if let Some(target) = self.flush_target()? {
+            target.sync()?;
+            self.mark_flushed(target.offset);
+        }
+        Ok(())
+    }
+
+    /// Removes every record at or after `offset` (a follower diverging from
+    /// its leader; tests). Whole batches only: a batch that straddles
+    /// `offset` is removed too.
+    pub fn truncate_to(&mut self, offset: i64, now_ms: i64) -> Result<(), LogError> {
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        let files = self.files.clone();
+        let doomed: Vec<i64> = self.segments.range(offset + 1..).map(|(base, _)| *base).collect();
+        for base in doomed {
+            if let Some(segment) = self.segments.remove(&base) {
+                segment.delete_files(&files)?;
+            }
+        }
+        if self.segments.is_empty() {
+            let base = offset.max(self.log_start_offset);
+            self.segments
+                .insert(base, Segment::create(&self.dir, base, &files, now_ms)?);
+        } else {
+            self.active_mut().truncate_to(&files, offset)?;
+        }
+        self.flushed_offset = self.flushed_offset.min(self.log_end_offset());
+        Ok(())
+    }
+
+    /// Deletes all files of the log and its directory.
+    pub fn delete(&mut self) -> Result<(), LogError> {
+        for segment in self.segments.values() {
+            segment.delete_files(&self.files)?;
+        }
+        match std::fs::remove_dir_all(&self.dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(LogError::io("delete directory", &self.dir, e)),
+        }
+    }
+}
+
+fn read_batch(
+    file: &File,
+    segment: &Segment,
+    found: segment::BatchPosition,
+) -> Result<Vec<u8>, LogError> {
+    let mut bytes = vec![0u8; found.header.total_size()];
+    file.read_exact_at(&mut bytes, found.position)
+        .map_err(|e| LogError::io("read", &segment.log_path, e))?;
+    Ok(bytes)
+}
