@@ -83,6 +83,8 @@ pub struct RunningBroker {
     pub broker: Arc<Broker>,
     pub local_addr: SocketAddr,
     pub recovered_after_crash: bool,
+    /// The data directory had no cluster metadata before this start.
+    pub new_data_dir: bool,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<()>,
     _lock: File,
@@ -160,7 +162,8 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
     let metadata_dir = data_dir.join(METADATA_DIR);
     std::fs::create_dir_all(&metadata_dir).map_err(io_error(&metadata_dir))?;
     let (mut metadata_log, mut metadata) = MetadataLog::open(&metadata_dir.join("metadata.log"))?;
-    if metadata.cluster_id.is_none() {
+    let new_data_dir = metadata.cluster_id.is_none();
+    if new_data_dir {
         let record = MetadataRecord::ClusterCreated {
             cluster_id: new_cluster_id(),
         };
@@ -227,7 +230,8 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
     Ok(RunningBroker {
         broker,
         local_addr,
-        recovered_after_crash: !clean,
+        recovered_after_crash: !clean && !new_data_dir,
+        new_data_dir,
         shutdown,
         server,
         _lock: lock,

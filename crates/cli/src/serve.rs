@@ -114,6 +114,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let config = build_config(&args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -133,7 +134,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         println!(
             "  data in {} ({topics} topics, {})",
             broker.config.data_dir.display(),
-            if running.recovered_after_crash {
+            if running.new_data_dir {
+                "new data directory"
+            } else if running.recovered_after_crash {
                 "recovered after an unclean shutdown"
             } else {
                 "clean start"
