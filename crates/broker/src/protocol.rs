@@ -115,8 +115,16 @@ pub fn api_versions_response(error_code: i16) -> ApiVersionsResponse {
         .with_api_keys(api_keys)
 }
 
-/// Routes one request frame (without its length prefix) to its handler.
-pub fn dispatch(broker: &Arc<Broker>, frame: Bytes) -> Result<PendingResponse, CloseConnection> {
+/// A request frame after its header was read and checked.
+enum Parsed {
+    /// Ready for its handler.
+    Request { context: RequestContext, body: Bytes },
+    /// Answered without a handler (ApiVersions at a version too new).
+    Answered(Option<BytesMut>),
+}
+
+/// Reads and checks the request header: known API, supported version.
+fn parse_header(frame: Bytes) -> Result<Parsed, CloseConnection> {
     if frame.len() < 8 {
         return Err(CloseConnection(format!(
             "request of {} bytes is shorter than a request header",
@@ -140,8 +148,7 @@ pub fn dispatch(broker: &Arc<Broker>, frame: Bytes) -> Result<PendingResponse, C
                 client_id: None,
             };
             let response = api_versions_response(ResponseError::UnsupportedVersion.code());
-            let bytes = encode_at(&context, &response, 0);
-            return Ok(Box::pin(async move { bytes }));
+            return Ok(Parsed::Answered(encode_at(&context, &response, 0)));
         }
         return Err(CloseConnection(format!(
             "{api_key:?} version {version} is outside the supported range {min}..={max}"
@@ -156,7 +163,47 @@ pub fn dispatch(broker: &Arc<Broker>, frame: Bytes) -> Result<PendingResponse, C
         correlation_id: header.correlation_id,
         client_id: header.client_id.map(|id| id.to_string()),
     };
-    route(broker, context, body)
+    Ok(Parsed::Request { context, body })
+}
+
+/// Routes one request frame (without its length prefix) to its handler.
+pub fn dispatch(broker: &Arc<Broker>, frame: Bytes) -> Result<PendingResponse, CloseConnection> {
+    match parse_header(frame)? {
+        Parsed::Answered(bytes) => Ok(Box::pin(async move { bytes })),
+        Parsed::Request { context, body } => route(broker, context, body),
+    }
+}
+
+/// Decodes a frame as [`dispatch`] would, without a broker: header checks,
+/// body decoding, and for Produce the record batch checks. The fuzz target
+/// drives this with arbitrary bytes; it must never panic.
+pub fn decode_request(frame: Bytes) -> Result<(), CloseConnection> {
+    let Parsed::Request { context, mut body } = parse_header(frame)? else {
+        return Ok(());
+    };
+    match context.api_key {
+        ApiKey::Produce => {
+            let request: ProduceRequest = decode(&context, &mut body)?;
+            for topic in &request.topic_data {
+                for partition in &topic.partition_data {
+                    if let Some(records) = &partition.records {
+                        let _ = strom_log::batch::split(records);
+                        let _ = strom_log::batch::validate(records, true);
+                    }
+                }
+            }
+        }
+        ApiKey::Fetch => drop(decode::<FetchRequest>(&context, &mut body)?),
+        ApiKey::ListOffsets => drop(decode::<ListOffsetsRequest>(&context, &mut body)?),
+        ApiKey::Metadata => drop(decode::<MetadataRequest>(&context, &mut body)?),
+        ApiKey::ApiVersions => drop(decode::<ApiVersionsRequest>(&context, &mut body)?),
+        ApiKey::CreateTopics => drop(decode::<CreateTopicsRequest>(&context, &mut body)?),
+        ApiKey::DeleteTopics => drop(decode::<DeleteTopicsRequest>(&context, &mut body)?),
+        ApiKey::DescribeConfigs => drop(decode::<DescribeConfigsRequest>(&context, &mut body)?),
+        ApiKey::DescribeCluster => drop(decode::<DescribeClusterRequest>(&context, &mut body)?),
+        other => return Err(CloseConnection(format!("API {other:?} is not supported"))),
+    }
+    Ok(())
 }
 
 fn decode<T: Decodable>(context: &RequestContext, body: &mut Bytes) -> Result<T, CloseConnection> {

@@ -261,14 +261,16 @@ pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
     batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
+
+/// Builders for tests of this crate and of crates above it.
+#[doc(hidden)]
+pub mod testing {
     use super::*;
 
     /// Builds a structurally valid, uncompressed batch with `count` empty
     /// records' worth of payload. Good enough for the storage layer, which
     /// never looks inside records.
-    pub fn make_batch(count: i32, timestamp: i64, payload: &[u8]) -> Vec<u8> {
+    pub fn batch(count: i32, timestamp: i64, payload: &[u8]) -> Vec<u8> {
         assert!(count > 0);
         let mut batch = vec![0u8; HEADER_SIZE];
         batch.extend_from_slice(payload);
@@ -286,6 +288,12 @@ pub(crate) mod tests {
         batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
         batch
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::batch as make_batch;
+    use super::*;
 
     #[test]
     fn valid_batch_round_trips_through_validate() {

@@ -1,0 +1,227 @@
+//! Property tests: the log against a simple in-memory model.
+//!
+//! Random sequences of appends, rolls, reopenings (clean and after a crash),
+//! truncations and damaged tails are applied to a real [`Log`] on disk and to
+//! a `Vec` of batches. After every step the log must agree with the model on
+//! its end offset, on what a read by offset returns and on what a lookup by
+//! timestamp finds.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use proptest::prelude::*;
+use strom_log::batch::{testing, BatchHeader};
+use strom_log::{AppendOptions, FileCache, Log, LogConfig, Recovery};
+
+#[derive(Debug, Clone)]
+enum Step {
+    Append { count: i32, timestamp: i64, payload: usize },
+    Roll,
+    Reopen { clean: bool },
+    /// Cut the log back to (model length * fraction) batches.
+    Truncate { keep_percent: u8 },
+    /// A crash tore the last write: garbage or a partial batch at the end.
+    TornTail { garbage: Vec<u8>, partial: bool },
+    Read { at_percent: u8, max_bytes: usize },
+    FindTimestamp { timestamp: i64 },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        6 => (1i32..20, 0i64..1_000, 0usize..700)
+            .prop_map(|(count, timestamp, payload)| Step::Append { count, timestamp, payload }),
+        1 => Just(Step::Roll),
+        1 => any::<bool>().prop_map(|clean| Step::Reopen { clean }),
+        1 => (0u8..=100).prop_map(|keep_percent| Step::Truncate { keep_percent }),
+        1 => (proptest::collection::vec(any::<u8>(), 1..100), any::<bool>())
+            .prop_map(|(garbage, partial)| Step::TornTail { garbage, partial }),
+        3 => (0u8..=100, 1usize..5_000).prop_map(|(at_percent, max_bytes)| Step::Read { at_percent, max_bytes }),
+        2 => (0i64..1_100).prop_map(|timestamp| Step::FindTimestamp { timestamp }),
+    ]
+}
+
+/// One batch as the model remembers it (bytes with the offsets patched).
+#[derive(Debug, Clone)]
+struct Stored {
+    bytes: Vec<u8>,
+    header: BatchHeader,
+}
+
+struct Harness {
+    dir: PathBuf,
+    config: LogConfig,
+    files: FileCache,
+    log: Option<Log>,
+    model: Vec<Stored>,
+}
+
+impl Harness {
+    fn log(&mut self) -> &mut Log {
+        self.log.as_mut().expect("log is open")
+    }
+
+    fn reopen(&mut self, recovery: Recovery) {
+        drop(self.log.take());
+        self.log = Some(Log::open(&self.dir, self.config, self.files.clone(), recovery, 0).expect("reopen"));
+    }
+
+    fn next_offset(&self) -> i64 {
+        self.model.last().map_or(0, |stored| stored.header.next_offset())
+    }
+
+    fn active_segment(&self) -> PathBuf {
+        let mut logs: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .unwrap()
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "log"))
+            .collect();
+        logs.sort();
+        logs.pop().expect("a segment")
+    }
+
+    fn check_end_offset(&mut self) {
+        let expected = self.next_offset();
+        assert_eq!(self.log().log_end_offset(), expected, "log end offset");
+    }
+}
+
+fn append_raw(path: &Path, bytes: &[u8]) {
+    let mut file = OpenOptions::new().append(true).open(path).unwrap();
+    file.write_all(bytes).unwrap();
+}
+
+fn run(steps: Vec<Step>) {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("topic-0");
+    let config = LogConfig {
+        segment_bytes: 2_000,
+        segment_ms: i64::MAX,
+        index_interval_bytes: 300,
+    };
+    let files = FileCache::new(8);
+    let log = Log::open(&dir, config, files.clone(), Recovery::Clean, 0).unwrap();
+    let mut harness = Harness {
+        dir,
+        config,
+        files,
+        log: Some(log),
+        model: Vec::new(),
+    };
+    for step in steps {
+        match step {
+            Step::Append { count, timestamp, payload } => {
+                let mut bytes = testing::batch(count, timestamp, &vec![7u8; payload]);
+                let info = harness
+                    .log()
+                    .append(
+                        &mut bytes,
+                        AppendOptions {
+                            leader_epoch: 3,
+                            log_append_time_ms: None,
+                            now_ms: 0,
+                        },
+                    )
+                    .unwrap();
+                assert_eq!(info.base_offset, harness.next_offset());
+                let header = BatchHeader::parse(&bytes).unwrap();
+                assert_eq!(header.partition_leader_epoch, 3);
+                harness.model.push(Stored { bytes, header });
+            }
+            Step::Roll => harness.log().roll(0).unwrap(),
+            Step::Reopen { clean } => {
+                if clean {
+                    harness.log().flush().unwrap();
+                }
+                harness.reopen(if clean { Recovery::Clean } else { Recovery::Unclean });
+            }
+            Step::Truncate { keep_percent } => {
+                let keep = harness.model.len() * keep_percent as usize / 100;
+                harness.model.truncate(keep);
+                let offset = harness.next_offset();
+                harness.log().truncate_to(offset, 0).unwrap();
+            }
+            Step::TornTail { garbage, partial } => {
+                harness.log().flush().unwrap();
+                drop(harness.log.take());
+                let segment = harness.active_segment();
+                match (partial, harness.model.last()) {
+                    (true, Some(last)) if std::fs::metadata(&segment).unwrap().len() > 0 => {
+                        // The last batch was only partly written before the crash.
+                        let length = std::fs::metadata(&segment).unwrap().len();
+                        let keep = length - (last.bytes.len() as u64 / 2).max(1);
+                        OpenOptions::new().write(true).open(&segment).unwrap().set_len(keep).unwrap();
+                        harness.model.pop();
+                    }
+                    _ => append_raw(&segment, &garbage),
+                }
+                harness.reopen(Recovery::Unclean);
+                let check = strom_log::check_segment(&harness.active_segment()).unwrap();
+                assert_eq!(check.problem, None, "recovery leaves whole batches only");
+            }
+            Step::Read { at_percent, max_bytes } => {
+                let end = harness.next_offset();
+                let offset = end * at_percent as i64 / 100;
+                let slice = harness.log().read(offset, max_bytes, end, true).unwrap();
+                match slice {
+                    None => assert_eq!(offset, end, "only the end offset has nothing to read"),
+                    Some(slice) => {
+                        let bytes = slice.read().unwrap();
+                        let first = harness
+                            .model
+                            .iter()
+                            .position(|stored| stored.header.last_offset() >= offset)
+                            .expect("a batch holds the offset");
+                        let expected: Vec<u8> = harness.model[first..]
+                            .iter()
+                            .flat_map(|stored| stored.bytes.iter().copied())
+                            .collect();
+                        assert!(!bytes.is_empty());
+                        assert!(expected.starts_with(&bytes), "read returns the model's batches from {offset}");
+                        assert_eq!(slice.first_batch_offset, harness.model[first].header.base_offset);
+                        // Whole batches only, and within max_bytes unless one batch alone is larger.
+                        assert!(strom_log::batch::split(&bytes).is_ok());
+                        let first_size = harness.model[first].bytes.len();
+                        assert!(bytes.len() <= max_bytes.max(first_size));
+                    }
+                }
+            }
+            Step::FindTimestamp { timestamp } => {
+                let found = harness.log().find_by_timestamp(timestamp).unwrap();
+                let expected = harness
+                    .model
+                    .iter()
+                    .find(|stored| stored.header.max_timestamp >= timestamp)
+                    .map(|stored| stored.bytes.clone());
+                assert_eq!(found, expected, "first batch with a timestamp at or after {timestamp}");
+            }
+        }
+        harness.check_end_offset();
+    }
+    // Finally everything survives a clean restart byte for byte.
+    harness.log().flush().unwrap();
+    harness.reopen(Recovery::Clean);
+    let end = harness.next_offset();
+    let mut offset = 0;
+    let mut all = Vec::new();
+    while offset < end {
+        let slice = harness.log().read(offset, 1 << 20, end, true).unwrap().expect("data up to the end");
+        let bytes = slice.read().unwrap();
+        let sizes = strom_log::batch::split(&bytes).unwrap();
+        let last = BatchHeader::parse(&bytes[bytes.len() - sizes.last().unwrap()..]).unwrap();
+        offset = last.next_offset();
+        all.extend(bytes);
+    }
+    let expected: Vec<u8> = harness.model.iter().flat_map(|stored| stored.bytes.iter().copied()).collect();
+    assert_eq!(all, expected);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn log_matches_model(steps in proptest::collection::vec(step(), 1..60)) {
+        run(steps);
+    }
+}
