@@ -129,7 +129,8 @@ fn raise_fd_limit() {
             rlim_cur: 0,
             rlim_max: 0,
         };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
             limit.rlim_cur = limit.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
@@ -139,7 +140,8 @@ fn raise_fd_limit() {
 /// Recovers the data directory and starts serving.
 pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
     config.overrides.validate().map_err(StartError::Config)?;
-    let (listen_host, listen_port) = parse_listener(&config.listener).map_err(StartError::Config)?;
+    let (listen_host, listen_port) =
+        parse_listener(&config.listener).map_err(StartError::Config)?;
     let advertised = config
         .advertised_listener
         .as_deref()
@@ -157,7 +159,11 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         std::fs::remove_file(&marker).map_err(io_error(&marker))?;
         sync_dir(&data_dir)?;
     }
-    let recovery = if clean { Recovery::Clean } else { Recovery::Unclean };
+    let recovery = if clean {
+        Recovery::Clean
+    } else {
+        Recovery::Unclean
+    };
 
     let metadata_dir = data_dir.join(METADATA_DIR);
     std::fs::create_dir_all(&metadata_dir).map_err(io_error(&metadata_dir))?;
@@ -182,12 +188,13 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
     );
     let partitions = PartitionRegistry::default();
     for topic in topics.all_topics() {
-        let opened = topics
-            .open_partitions(&topic, recovery)
-            .map_err(|source| StartError::Log {
-                topic: topic.name.clone(),
-                source,
-            })?;
+        let opened =
+            topics
+                .open_partitions(&topic, recovery)
+                .map_err(|source| StartError::Log {
+                    topic: topic.name.clone(),
+                    source,
+                })?;
         partitions.insert_topic(&topic.name, opened);
     }
     remove_orphan_partition_dirs(&data_dir, &topics);
@@ -326,6 +333,8 @@ mod tests {
     fn cluster_ids_look_like_kafkas() {
         let id = super::new_cluster_id();
         assert_eq!(id.len(), 22);
-        assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert!(id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
     }
 }

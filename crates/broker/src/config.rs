@@ -64,8 +64,14 @@ mod tests {
 
     #[test]
     fn listeners_parse_with_and_without_scheme() {
-        assert_eq!(parse_listener("127.0.0.1:9092").unwrap(), ("127.0.0.1".into(), 9092));
-        assert_eq!(parse_listener("PLAINTEXT://localhost:0").unwrap(), ("localhost".into(), 0));
+        assert_eq!(
+            parse_listener("127.0.0.1:9092").unwrap(),
+            ("127.0.0.1".into(), 9092)
+        );
+        assert_eq!(
+            parse_listener("PLAINTEXT://localhost:0").unwrap(),
+            ("localhost".into(), 0)
+        );
         assert_eq!(parse_listener("[::1]:9092").unwrap(), ("::1".into(), 9092));
         assert!(parse_listener("SSL://host:9093").is_err());
         assert!(parse_listener("nohost").is_err());

@@ -297,10 +297,22 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
 /// Broker identity and placement, read-only, reported by DescribeConfigs.
 pub const IDENTITY_CONFIGS: &[ConfigDef] = &[
     identity("node.id", ConfigType::Int, "This broker's id."),
-    identity("broker.id", ConfigType::Int, "This broker's id (the pre-KRaft name)."),
-    identity("log.dirs", ConfigType::String, "Where partitions and metadata are stored."),
+    identity(
+        "broker.id",
+        ConfigType::Int,
+        "This broker's id (the pre-KRaft name).",
+    ),
+    identity(
+        "log.dirs",
+        ConfigType::String,
+        "Where partitions and metadata are stored.",
+    ),
     identity("listeners", ConfigType::List, "Where the broker listens."),
-    identity("advertised.listeners", ConfigType::List, "Where clients are told to connect."),
+    identity(
+        "advertised.listeners",
+        ConfigType::List,
+        "Where clients are told to connect.",
+    ),
 ];
 
 const fn identity(name: &'static str, kind: ConfigType, documentation: &'static str) -> ConfigDef {
@@ -324,7 +336,11 @@ pub fn broker_config(name: &str) -> Option<&'static ConfigDef> {
     BROKER_CONFIGS
         .iter()
         .find(|def| def.name == name)
-        .or_else(|| TOPIC_CONFIGS.iter().find(|def| def.broker_synonym == Some(name)))
+        .or_else(|| {
+            TOPIC_CONFIGS
+                .iter()
+                .find(|def| def.broker_synonym == Some(name))
+        })
 }
 
 /// Checks `value` against the definition; the error says what is wrong.
@@ -582,7 +598,10 @@ mod tests {
     #[test]
     fn unknown_broker_configs_are_refused() {
         let broker = BrokerOverrides(BTreeMap::from([("log.retention.mss".into(), "1".into())]));
-        assert!(broker.validate().unwrap_err().contains("unknown broker config"));
+        assert!(broker
+            .validate()
+            .unwrap_err()
+            .contains("unknown broker config"));
         let broker = BrokerOverrides(BTreeMap::from([("num.partitions".into(), "0".into())]));
         assert!(broker.validate().is_err());
     }

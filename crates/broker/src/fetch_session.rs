@@ -149,13 +149,21 @@ impl FetchSessionCache {
         if session.next_epoch != epoch {
             return Err(ResponseError::InvalidFetchSessionEpoch);
         }
-        session.next_epoch = session.next_epoch.checked_add(1).filter(|n| *n > 0).unwrap_or(1);
+        session.next_epoch = session
+            .next_epoch
+            .checked_add(1)
+            .filter(|n| *n > 0)
+            .unwrap_or(1);
         session.last_used = tick;
         session
             .partitions
             .retain(|(key, _)| !forgotten.contains(key));
         for (key, state) in requested {
-            match session.partitions.iter_mut().find(|(existing, _)| existing == key) {
+            match session
+                .partitions
+                .iter_mut()
+                .find(|(existing, _)| existing == key)
+            {
                 Some((_, existing)) => {
                     existing.fetch_offset = state.fetch_offset;
                     existing.max_bytes = state.max_bytes;
@@ -199,7 +207,10 @@ mod tests {
     #[test]
     fn a_session_is_created_updated_and_closed() {
         let cache = FetchSessionCache::new(10);
-        let requested = vec![(key(0), PartitionState::new(0, 100)), (key(1), PartitionState::new(5, 100))];
+        let requested = vec![
+            (key(0), PartitionState::new(0, 100)),
+            (key(1), PartitionState::new(5, 100)),
+        ];
         let SessionPlan::Full { session_id } = cache.begin(0, 0, &requested, &[]).unwrap() else {
             panic!("expected a new session");
         };
@@ -215,7 +226,10 @@ mod tests {
             cache.begin(session_id, 1, &[], &[]).unwrap_err(),
             ResponseError::InvalidFetchSessionEpoch
         );
-        assert!(matches!(cache.begin(session_id, -1, &[], &[]).unwrap(), SessionPlan::Sessionless));
+        assert!(matches!(
+            cache.begin(session_id, -1, &[], &[]).unwrap(),
+            SessionPlan::Sessionless
+        ));
         assert_eq!(
             cache.begin(session_id, 3, &[], &[]).unwrap_err(),
             ResponseError::FetchSessionIdNotFound

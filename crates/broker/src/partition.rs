@@ -35,6 +35,14 @@ pub struct Partition {
     pub data_arrived: Notify,
 }
 
+/// Which partition a [`Partition`] is.
+pub struct PartitionIdentity {
+    pub topic: String,
+    pub topic_id: Uuid,
+    pub index: i32,
+    pub leader_epoch: i32,
+}
+
 /// Directory of a partition: `<data dir>/<topic>-<partition>`, as in Kafka.
 pub fn partition_dir(data_dir: &Path, topic: &str, index: i32) -> PathBuf {
     data_dir.join(format!("{topic}-{index}"))
@@ -43,20 +51,23 @@ pub fn partition_dir(data_dir: &Path, topic: &str, index: i32) -> PathBuf {
 impl Partition {
     pub fn open(
         data_dir: &Path,
-        topic: &str,
-        topic_id: Uuid,
-        index: i32,
-        leader_epoch: i32,
+        identity: PartitionIdentity,
         settings: TopicSettings,
         files: FileCache,
         recovery: Recovery,
     ) -> Result<Partition, LogError> {
-        let dir = partition_dir(data_dir, topic, index);
+        let PartitionIdentity {
+            topic,
+            topic_id,
+            index,
+            leader_epoch,
+        } = identity;
+        let dir = partition_dir(data_dir, &topic, index);
         let log = Log::open(&dir, settings.log, files, recovery, now_ms())?;
         let end = log.log_end_offset();
         let start = log.log_start_offset();
         Ok(Partition {
-            topic: topic.to_string(),
+            topic,
             topic_id,
             index,
             leader_epoch,
@@ -74,7 +85,9 @@ impl Partition {
     pub fn log(&self) -> MutexGuard<'_, Log> {
         // A panic while appending is a bug that already crashed a request;
         // the log's own invariants are checked on every append.
-        self.log.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.log
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn high_watermark(&self) -> i64 {

@@ -118,7 +118,10 @@ pub fn api_versions_response(error_code: i16) -> ApiVersionsResponse {
 /// A request frame after its header was read and checked.
 enum Parsed {
     /// Ready for its handler.
-    Request { context: RequestContext, body: Bytes },
+    Request {
+        context: RequestContext,
+        body: Bytes,
+    },
     /// Answered without a handler (ApiVersions at a version too new).
     Answered(Option<BytesMut>),
 }
@@ -156,7 +159,9 @@ fn parse_header(frame: Bytes) -> Result<Parsed, CloseConnection> {
     }
     let mut body = frame;
     let header = RequestHeader::decode(&mut body, api_key.request_header_version(version))
-        .map_err(|error| CloseConnection(format!("malformed {api_key:?} request header: {error}")))?;
+        .map_err(|error| {
+            CloseConnection(format!("malformed {api_key:?} request header: {error}"))
+        })?;
     let context = RequestContext {
         api_key,
         api_version: version,

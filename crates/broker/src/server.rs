@@ -22,7 +22,11 @@ use crate::broker::Broker;
 use crate::protocol;
 
 /// Accepts connections until `shutdown` turns true.
-pub async fn serve(broker: Arc<Broker>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    broker: Arc<Broker>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let limit = broker.config.overrides.get_i64("max.connections").max(1) as usize;
     let connections = Arc::new(Semaphore::new(limit));
     loop {
@@ -101,7 +105,11 @@ async fn handle_connection(
         };
         // Grow the buffer as bytes arrive rather than trusting the prefix.
         let mut frame = Vec::with_capacity((size as usize).min(64 * 1024));
-        match (&mut reader).take(size as u64).read_to_end(&mut frame).await {
+        match (&mut reader)
+            .take(size as u64)
+            .read_to_end(&mut frame)
+            .await
+        {
             Ok(read) if read == size as usize => {}
             _ => break,
         }

@@ -8,12 +8,14 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use kafka_protocol::error::ResponseError;
-use strom_controller::{ClusterMetadata, MetadataLog, MetadataRecord, PartitionMetadata, TopicMetadata};
+use strom_controller::{
+    ClusterMetadata, MetadataLog, MetadataRecord, PartitionMetadata, TopicMetadata,
+};
 use strom_log::{FileCache, Recovery};
 use uuid::Uuid;
 
 use crate::configs::{self, BrokerOverrides};
-use crate::partition::{Partition, PartitionRegistry};
+use crate::partition::{Partition, PartitionIdentity, PartitionRegistry};
 
 /// A refused metadata change: the Kafka error and a message for the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,13 +121,19 @@ impl Topics {
         if topic.partitions < 1 {
             return Err(TopicError::new(
                 ResponseError::InvalidPartitions,
-                format!("a topic needs at least 1 partition, not {}", topic.partitions),
+                format!(
+                    "a topic needs at least 1 partition, not {}",
+                    topic.partitions
+                ),
             ));
         }
         if topic.partitions > 100_000 {
             return Err(TopicError::new(
                 ResponseError::InvalidPartitions,
-                format!("{} partitions is more than the 100000 one topic may have", topic.partitions),
+                format!(
+                    "{} partitions is more than the 100000 one topic may have",
+                    topic.partitions
+                ),
             ));
         }
         configs::validate_topic_configs(&topic.configs)
@@ -184,11 +192,16 @@ impl Topics {
                 .collect(),
             configs: topic.configs.clone(),
         };
-        state.0.append(std::slice::from_ref(&record)).map_err(storage_error)?;
+        state
+            .0
+            .append(std::slice::from_ref(&record))
+            .map_err(storage_error)?;
         state.1.apply(&record);
         let metadata = state.1.topics[&topic.name].clone();
         drop(state);
-        let partitions = self.open_partitions(&metadata, Recovery::Clean).map_err(storage_error)?;
+        let partitions = self
+            .open_partitions(&metadata, Recovery::Clean)
+            .map_err(storage_error)?;
         registry.insert_topic(&metadata.name, partitions);
         tracing::info!(topic = %metadata.name, partitions = metadata.partitions.len(), "created topic");
         Ok(metadata)
@@ -206,12 +219,15 @@ impl Topics {
             .iter()
             .enumerate()
             .map(|(index, partition)| {
+                let identity = PartitionIdentity {
+                    topic: topic.name.clone(),
+                    topic_id: topic.topic_id,
+                    index: index as i32,
+                    leader_epoch: partition.leader_epoch,
+                };
                 Partition::open(
                     &self.data_dir,
-                    &topic.name,
-                    topic.topic_id,
-                    index as i32,
-                    partition.leader_epoch,
+                    identity,
                     settings,
                     self.files.clone(),
                     recovery,
@@ -222,7 +238,11 @@ impl Topics {
     }
 
     /// Deletes a topic: metadata record first, then the partition logs.
-    pub fn delete(&self, name: &str, registry: &PartitionRegistry) -> Result<TopicMetadata, TopicError> {
+    pub fn delete(
+        &self,
+        name: &str,
+        registry: &PartitionRegistry,
+    ) -> Result<TopicMetadata, TopicError> {
         let mut state = self.lock();
         let Some(metadata) = state.1.topics.get(name).cloned() else {
             return Err(TopicError::new(
@@ -233,7 +253,10 @@ impl Topics {
         let record = MetadataRecord::TopicDeleted {
             name: name.to_string(),
         };
-        state.0.append(std::slice::from_ref(&record)).map_err(storage_error)?;
+        state
+            .0
+            .append(std::slice::from_ref(&record))
+            .map_err(storage_error)?;
         state.1.apply(&record);
         drop(state);
         if let Some(partitions) = registry.remove_topic(name) {

@@ -6,7 +6,8 @@ mod verify;
 use clap::{Parser, Subcommand};
 
 #[global_allocator]
-static ALLOCATOR: strom_broker::alloc_guard::GuardedAllocator = strom_broker::alloc_guard::GuardedAllocator;
+static ALLOCATOR: strom_broker::alloc_guard::GuardedAllocator =
+    strom_broker::alloc_guard::GuardedAllocator;
 
 /// Strom: an event streaming platform that speaks the Kafka protocol.
 ///

@@ -103,7 +103,10 @@ fn build_config(args: &ServeArgs) -> anyhow::Result<BrokerConfig> {
     if let Some(listener) = args.listeners.clone().or(file.listeners) {
         config.listener = listener;
     }
-    config.advertised_listener = args.advertised_listeners.clone().or(file.advertised_listeners);
+    config.advertised_listener = args
+        .advertised_listeners
+        .clone()
+        .or(file.advertised_listeners);
     Ok(config)
 }
 
@@ -126,7 +129,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let running = strom_broker::start(config).await?;
         let broker = &running.broker;
         let topics = broker.topics.all_topics().len();
-        println!("strom {} — Kafka-compatible event streaming", env!("CARGO_PKG_VERSION"));
+        println!(
+            "strom {} — Kafka-compatible event streaming",
+            env!("CARGO_PKG_VERSION")
+        );
         println!(
             "  listening on {} (clients connect to {}:{})",
             running.local_addr, broker.advertised_host, broker.advertised_port
@@ -142,7 +148,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 "clean start"
             }
         );
-        println!("  node {} of cluster {}", broker.node_id(), broker.cluster_id());
+        println!(
+            "  node {} of cluster {}",
+            broker.node_id(),
+            broker.cluster_id()
+        );
         println!("  stop with Ctrl-C");
         wait_for_signal().await;
         println!("strom: shutting down");

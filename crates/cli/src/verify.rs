@@ -18,7 +18,12 @@ use clap::Args;
 #[command(verbatim_doc_comment)]
 pub struct VerifyArgs {
     /// The broker's data directory.
-    #[arg(long, value_name = "DIR", default_value = "./strom-data", env = "STROM_DATA_DIR")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "./strom-data",
+        env = "STROM_DATA_DIR"
+    )]
     data_dir: PathBuf,
 }
 
@@ -69,7 +74,10 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         for problem in &problems {
             println!("DAMAGED: {problem}");
         }
-        println!("{} damaged segments; starting the broker truncates torn tails", problems.len());
+        println!(
+            "{} damaged segments; starting the broker truncates torn tails",
+            problems.len()
+        );
         Ok(ExitCode::from(1))
     }
 }

@@ -46,10 +46,12 @@ fn decode(line: &str) -> Option<MetadataRecord> {
 impl MetadataLog {
     /// Opens the log at `path` (creating it) and replays it into a state.
     pub fn open(path: &Path) -> Result<(MetadataLog, ClusterMetadata), MetadataLogError> {
-        let io = |operation| move |source| MetadataLogError::Io {
-            operation,
-            path: path.to_path_buf(),
-            source,
+        let io = |operation| {
+            move |source| MetadataLogError::Io {
+                operation,
+                path: path.to_path_buf(),
+                source,
+            }
         };
         let file = OpenOptions::new()
             .read(true)

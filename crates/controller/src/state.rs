@@ -10,14 +10,18 @@ use uuid::Uuid;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum MetadataRecord {
     /// The cluster came into being (the first record of every metadata log).
-    ClusterCreated { cluster_id: String },
+    ClusterCreated {
+        cluster_id: String,
+    },
     TopicCreated {
         name: String,
         topic_id: Uuid,
         partitions: Vec<PartitionMetadata>,
         configs: BTreeMap<String, String>,
     },
-    TopicDeleted { name: String },
+    TopicDeleted {
+        name: String,
+    },
     /// Replaces the topic's config overrides as a whole.
     TopicConfigsReplaced {
         name: String,
@@ -89,10 +93,13 @@ impl ClusterMetadata {
             MetadataRecord::TopicConfigsReplaced { name, configs } => {
                 match self.topics.get_mut(name) {
                     Some(topic) => topic.configs = configs.clone(),
-                    None => tracing::error!(topic = %name, "metadata record configures an unknown topic"),
+                    None => {
+                        tracing::error!(topic = %name, "metadata record configures an unknown topic")
+                    }
                 }
             }
-            MetadataRecord::PartitionsAdded { name, partitions } => match self.topics.get_mut(name) {
+            MetadataRecord::PartitionsAdded { name, partitions } => match self.topics.get_mut(name)
+            {
                 Some(topic) => topic.partitions.extend(partitions.iter().cloned()),
                 None => tracing::error!(topic = %name, "metadata record grows an unknown topic"),
             },
@@ -100,7 +107,9 @@ impl ClusterMetadata {
     }
 
     pub fn topic_by_id(&self, topic_id: Uuid) -> Option<&TopicMetadata> {
-        self.topics.values().find(|topic| topic.topic_id == topic_id)
+        self.topics
+            .values()
+            .find(|topic| topic.topic_id == topic_id)
     }
 }
 
@@ -138,7 +147,10 @@ mod tests {
         let topic = &state.topics["orders"];
         assert_eq!(topic.partitions.len(), 3);
         assert_eq!(topic.configs["retention.ms"], "1000");
-        assert_eq!(state.topic_by_id(id).map(|t| t.name.as_str()), Some("orders"));
+        assert_eq!(
+            state.topic_by_id(id).map(|t| t.name.as_str()),
+            Some("orders")
+        );
         state.apply(&MetadataRecord::TopicDeleted {
             name: "orders".into(),
         });

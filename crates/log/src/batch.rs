@@ -261,7 +261,6 @@ pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
     batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
-
 /// Builders for tests of this crate and of crates above it.
 #[doc(hidden)]
 pub mod testing {

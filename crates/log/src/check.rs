@@ -36,7 +36,9 @@ pub fn check_segment(path: &Path) -> Result<SegmentCheck, LogError> {
     while check.valid_bytes < file_bytes {
         let remaining = file_bytes - check.valid_bytes;
         if remaining < HEADER_SIZE as u64 {
-            check.problem = Some(format!("{remaining} trailing bytes are a torn batch header"));
+            check.problem = Some(format!(
+                "{remaining} trailing bytes are a torn batch header"
+            ));
             break;
         }
         buffer.resize(HEADER_SIZE, 0);

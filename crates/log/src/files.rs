@@ -60,7 +60,9 @@ impl FileCache {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding this lock cannot leave the maps inconsistent
         // in a way that matters (worst case, a stale age entry), so recover.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Returns an open read-write handle for `path`, creating the file if it

@@ -49,9 +49,11 @@ pub fn lookup_position(entries: &[OffsetEntry], relative_offset: u32) -> u32 {
 /// with a timestamp at or after `timestamp`: the offset where a maximum
 /// strictly below the target was reached (everything up to it is older).
 pub fn lookup_time(entries: &[TimeEntry], timestamp: i64) -> u32 {
-    floor(entries, timestamp.saturating_sub(1), |entry| entry.timestamp)
-        .map(|entry| entry.relative_offset)
-        .unwrap_or(0)
+    floor(entries, timestamp.saturating_sub(1), |entry| {
+        entry.timestamp
+    })
+    .map(|entry| entry.relative_offset)
+    .unwrap_or(0)
 }
 
 pub fn encode_offset_entry(entry: OffsetEntry) -> [u8; OFFSET_ENTRY_SIZE] {

@@ -233,7 +233,11 @@ impl Log {
         options: AppendOptions,
     ) -> Result<AppendInfo, LogError> {
         let header = BatchHeader::parse(bytes)?;
-        assert_eq!(header.total_size(), bytes.len(), "append takes one whole batch");
+        assert_eq!(
+            header.total_size(),
+            bytes.len(),
+            "append takes one whole batch"
+        );
         let base_offset = self.log_end_offset();
         batch::set_base_offset(bytes, base_offset);
         batch::set_partition_leader_epoch(bytes, options.leader_epoch);
@@ -328,7 +332,8 @@ impl Log {
             if first.header.base_offset >= upper_bound {
                 return Ok(None);
             }
-            let end = self.slice_end(segment, &file, first, max_bytes, upper_bound, min_one_batch)?;
+            let end =
+                self.slice_end(segment, &file, first, max_bytes, upper_bound, min_one_batch)?;
             if end <= first.position {
                 return Ok(None);
             }
@@ -449,7 +454,11 @@ impl Log {
             return Ok(());
         }
         let files = self.files.clone();
-        let doomed: Vec<i64> = self.segments.range(offset + 1..).map(|(base, _)| *base).collect();
+        let doomed: Vec<i64> = self
+            .segments
+            .range(offset + 1..)
+            .map(|(base, _)| *base)
+            .collect();
         for base in doomed {
             if let Some(segment) = self.segments.remove(&base) {
                 segment.delete_files(&files)?;

@@ -71,8 +71,11 @@ impl Segment {
     ) -> Result<Segment, LogError> {
         let (log_path, offset_index_path, time_index_path) = Segment::paths(dir, base_offset);
         for path in [&log_path, &offset_index_path, &time_index_path] {
-            let file = files.get(path).map_err(|e| LogError::io("create", path, e))?;
-            file.set_len(0).map_err(|e| LogError::io("truncate", path, e))?;
+            let file = files
+                .get(path)
+                .map_err(|e| LogError::io("create", path, e))?;
+            file.set_len(0)
+                .map_err(|e| LogError::io("truncate", path, e))?;
         }
         Ok(Segment {
             base_offset,
@@ -188,7 +191,8 @@ impl Segment {
         self.time_index.clear();
         for path in [&self.offset_index_path, &self.time_index_path] {
             let file = files.get(path).map_err(|e| LogError::io("open", path, e))?;
-            file.set_len(0).map_err(|e| LogError::io("truncate", path, e))?;
+            file.set_len(0)
+                .map_err(|e| LogError::io("truncate", path, e))?;
         }
         self.recover_from(log_file, 0, self.base_offset, index_interval_bytes, files)
     }
@@ -405,7 +409,11 @@ impl Segment {
     /// makes the log and both indexes durable.
     pub fn seal(&mut self, files: &FileCache) -> Result<(), LogError> {
         self.maybe_push_time_entry(files)?;
-        for path in [&self.log_path, &self.offset_index_path, &self.time_index_path] {
+        for path in [
+            &self.log_path,
+            &self.offset_index_path,
+            &self.time_index_path,
+        ] {
             files
                 .get(path)
                 .and_then(|file| file.sync_data())
@@ -477,7 +485,11 @@ impl Segment {
 
     /// Deletes the segment's files.
     pub fn delete_files(&self, files: &FileCache) -> Result<(), LogError> {
-        for path in [&self.log_path, &self.offset_index_path, &self.time_index_path] {
+        for path in [
+            &self.log_path,
+            &self.offset_index_path,
+            &self.time_index_path,
+        ] {
             files.forget(path);
             match std::fs::remove_file(path) {
                 Ok(()) => {}
@@ -507,7 +519,8 @@ impl Segment {
         let relative = (offset - self.base_offset).max(0) as u32;
         self.offset_index
             .retain(|entry| (entry.position as u64) < position && entry.relative_offset < relative);
-        self.time_index.retain(|entry| entry.relative_offset < relative);
+        self.time_index
+            .retain(|entry| entry.relative_offset < relative);
         self.rewrite_index_files(files)?;
         // Recompute the tail state by walking what is left after the last index entry.
         let resume = self.offset_index.last().copied();

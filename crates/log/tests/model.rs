@@ -16,15 +16,31 @@ use strom_log::{AppendOptions, FileCache, Log, LogConfig, Recovery};
 
 #[derive(Debug, Clone)]
 enum Step {
-    Append { count: i32, timestamp: i64, payload: usize },
+    Append {
+        count: i32,
+        timestamp: i64,
+        payload: usize,
+    },
     Roll,
-    Reopen { clean: bool },
+    Reopen {
+        clean: bool,
+    },
     /// Cut the log back to (model length * fraction) batches.
-    Truncate { keep_percent: u8 },
+    Truncate {
+        keep_percent: u8,
+    },
     /// A crash tore the last write: garbage or a partial batch at the end.
-    TornTail { garbage: Vec<u8>, partial: bool },
-    Read { at_percent: u8, max_bytes: usize },
-    FindTimestamp { timestamp: i64 },
+    TornTail {
+        garbage: Vec<u8>,
+        partial: bool,
+    },
+    Read {
+        at_percent: u8,
+        max_bytes: usize,
+    },
+    FindTimestamp {
+        timestamp: i64,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -63,11 +79,15 @@ impl Harness {
 
     fn reopen(&mut self, recovery: Recovery) {
         drop(self.log.take());
-        self.log = Some(Log::open(&self.dir, self.config, self.files.clone(), recovery, 0).expect("reopen"));
+        self.log = Some(
+            Log::open(&self.dir, self.config, self.files.clone(), recovery, 0).expect("reopen"),
+        );
     }
 
     fn next_offset(&self) -> i64 {
-        self.model.last().map_or(0, |stored| stored.header.next_offset())
+        self.model
+            .last()
+            .map_or(0, |stored| stored.header.next_offset())
     }
 
     fn active_segment(&self) -> PathBuf {
@@ -111,7 +131,11 @@ fn run(steps: Vec<Step>) {
     };
     for step in steps {
         match step {
-            Step::Append { count, timestamp, payload } => {
+            Step::Append {
+                count,
+                timestamp,
+                payload,
+            } => {
                 let mut bytes = testing::batch(count, timestamp, &vec![7u8; payload]);
                 let info = harness
                     .log()
@@ -134,7 +158,11 @@ fn run(steps: Vec<Step>) {
                 if clean {
                     harness.log().flush().unwrap();
                 }
-                harness.reopen(if clean { Recovery::Clean } else { Recovery::Unclean });
+                harness.reopen(if clean {
+                    Recovery::Clean
+                } else {
+                    Recovery::Unclean
+                });
             }
             Step::Truncate { keep_percent } => {
                 let keep = harness.model.len() * keep_percent as usize / 100;
@@ -151,7 +179,12 @@ fn run(steps: Vec<Step>) {
                         // The last batch was only partly written before the crash.
                         let length = std::fs::metadata(&segment).unwrap().len();
                         let keep = length - (last.bytes.len() as u64 / 2).max(1);
-                        OpenOptions::new().write(true).open(&segment).unwrap().set_len(keep).unwrap();
+                        OpenOptions::new()
+                            .write(true)
+                            .open(&segment)
+                            .unwrap()
+                            .set_len(keep)
+                            .unwrap();
                         harness.model.pop();
                     }
                     _ => append_raw(&segment, &garbage),
@@ -160,7 +193,10 @@ fn run(steps: Vec<Step>) {
                 let check = strom_log::check_segment(&harness.active_segment()).unwrap();
                 assert_eq!(check.problem, None, "recovery leaves whole batches only");
             }
-            Step::Read { at_percent, max_bytes } => {
+            Step::Read {
+                at_percent,
+                max_bytes,
+            } => {
                 let end = harness.next_offset();
                 let offset = end * at_percent as i64 / 100;
                 let slice = harness.log().read(offset, max_bytes, end, true).unwrap();
@@ -178,8 +214,14 @@ fn run(steps: Vec<Step>) {
                             .flat_map(|stored| stored.bytes.iter().copied())
                             .collect();
                         assert!(!bytes.is_empty());
-                        assert!(expected.starts_with(&bytes), "read returns the model's batches from {offset}");
-                        assert_eq!(slice.first_batch_offset, harness.model[first].header.base_offset);
+                        assert!(
+                            expected.starts_with(&bytes),
+                            "read returns the model's batches from {offset}"
+                        );
+                        assert_eq!(
+                            slice.first_batch_offset,
+                            harness.model[first].header.base_offset
+                        );
                         // Whole batches only, and within max_bytes unless one batch alone is larger.
                         assert!(strom_log::batch::split(&bytes).is_ok());
                         let first_size = harness.model[first].bytes.len();
@@ -194,7 +236,10 @@ fn run(steps: Vec<Step>) {
                     .iter()
                     .find(|stored| stored.header.max_timestamp >= timestamp)
                     .map(|stored| stored.bytes.clone());
-                assert_eq!(found, expected, "first batch with a timestamp at or after {timestamp}");
+                assert_eq!(
+                    found, expected,
+                    "first batch with a timestamp at or after {timestamp}"
+                );
             }
         }
         harness.check_end_offset();
@@ -206,14 +251,22 @@ fn run(steps: Vec<Step>) {
     let mut offset = 0;
     let mut all = Vec::new();
     while offset < end {
-        let slice = harness.log().read(offset, 1 << 20, end, true).unwrap().expect("data up to the end");
+        let slice = harness
+            .log()
+            .read(offset, 1 << 20, end, true)
+            .unwrap()
+            .expect("data up to the end");
         let bytes = slice.read().unwrap();
         let sizes = strom_log::batch::split(&bytes).unwrap();
         let last = BatchHeader::parse(&bytes[bytes.len() - sizes.last().unwrap()..]).unwrap();
         offset = last.next_offset();
         all.extend(bytes);
     }
-    let expected: Vec<u8> = harness.model.iter().flat_map(|stored| stored.bytes.iter().copied()).collect();
+    let expected: Vec<u8> = harness
+        .model
+        .iter()
+        .flat_map(|stored| stored.bytes.iter().copied())
+        .collect();
     assert_eq!(all, expected);
 }
 

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
 use super::str_bytes;
@@ -40,7 +42,10 @@ pub async fn handle(
                 })
                 .await
                 .unwrap_or_else(|_| {
-                    Err(TopicError::new(ResponseError::UnknownServerError, "topic creation failed"))
+                    Err(TopicError::new(
+                        ResponseError::UnknownServerError,
+                        "topic creation failed",
+                    ))
                 });
                 created.map(|metadata| {
                     let count = metadata.partitions.len() as i32;
@@ -80,7 +85,10 @@ fn plan(
 ) -> Result<NewTopic, TopicError> {
     let brokers = 1;
     let replication_factor = match topic.replication_factor {
-        -1 => broker.config.overrides.get_i64("default.replication.factor"),
+        -1 => broker
+            .config
+            .overrides
+            .get_i64("default.replication.factor"),
         explicit => explicit as i64,
     };
     if replication_factor < 1 || replication_factor > brokers {

@@ -20,7 +20,12 @@ pub async fn handle(
         request
             .topics
             .iter()
-            .map(|topic| (topic.name.as_ref().map(|name| name.to_string()), topic.topic_id))
+            .map(|topic| {
+                (
+                    topic.name.as_ref().map(|name| name.to_string()),
+                    topic.topic_id,
+                )
+            })
             .collect()
     } else {
         request
@@ -48,7 +53,10 @@ pub async fn handle(
         };
         let deleter = broker.clone();
         let target = resolved.clone();
-        let deleted = tokio::task::spawn_blocking(move || deleter.topics.delete(&target, &deleter.partitions)).await;
+        let deleted = tokio::task::spawn_blocking(move || {
+            deleter.topics.delete(&target, &deleter.partitions)
+        })
+        .await;
         let result = match deleted {
             Ok(Ok(metadata)) => result
                 .with_name(Some(topic_name(&metadata.name)))

@@ -12,7 +12,9 @@ use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 
 use super::str_bytes;
 use crate::broker::Broker;
-use crate::configs::{ConfigSource, ResolvedConfig, BROKER_CONFIGS, IDENTITY_CONFIGS, TOPIC_CONFIGS};
+use crate::configs::{
+    ConfigSource, ResolvedConfig, BROKER_CONFIGS, IDENTITY_CONFIGS, TOPIC_CONFIGS,
+};
 use crate::protocol::RequestContext;
 
 const RESOURCE_TOPIC: i8 = 2;
@@ -42,7 +44,10 @@ pub async fn handle(
             let entries = match resource.resource_type {
                 RESOURCE_TOPIC => match broker.topics.topic(&name) {
                     Some(topic) => Ok(topic_entries(&broker, &topic.configs)),
-                    None => Err((ResponseError::UnknownTopicOrPartition, format!("topic '{name}' does not exist"))),
+                    None => Err((
+                        ResponseError::UnknownTopicOrPartition,
+                        format!("topic '{name}' does not exist"),
+                    )),
                 },
                 RESOURCE_BROKER if name.is_empty() || name == broker.node_id().to_string() => {
                     Ok(broker_entries(&broker))
@@ -62,13 +67,24 @@ pub async fn handle(
                     .with_error_message(Some(str_bytes(message))),
                 Ok(entries) => {
                     let wanted = resource.configuration_keys.map(|keys| {
-                        keys.into_iter().map(|key| key.to_string()).collect::<Vec<_>>()
+                        keys.into_iter()
+                            .map(|key| key.to_string())
+                            .collect::<Vec<_>>()
                     });
                     let configs = entries
                         .into_iter()
-                        .filter(|entry| wanted.as_ref().is_none_or(|keys| keys.contains(&entry.name)))
+                        .filter(|entry| {
+                            wanted
+                                .as_ref()
+                                .is_none_or(|keys| keys.contains(&entry.name))
+                        })
                         .map(|entry| {
-                            encode(entry, version, request.include_synonyms, request.include_documentation)
+                            encode(
+                                entry,
+                                version,
+                                request.include_synonyms,
+                                request.include_documentation,
+                            )
                         })
                         .collect();
                     result.with_configs(configs)
@@ -83,7 +99,12 @@ fn source_id(source: ConfigSource) -> i8 {
     source as i8
 }
 
-fn encode(entry: Entry, version: i16, synonyms: bool, documentation: bool) -> DescribeConfigsResourceResult {
+fn encode(
+    entry: Entry,
+    version: i16,
+    synonyms: bool,
+    documentation: bool,
+) -> DescribeConfigsResourceResult {
     let mut result = DescribeConfigsResourceResult::default()
         .with_name(str_bytes(entry.name))
         .with_value(Some(str_bytes(entry.resolved.value)))
@@ -119,13 +140,25 @@ fn topic_entries(broker: &Broker, overrides: &BTreeMap<String, String>) -> Vec<E
         .map(|def| {
             let mut synonyms = Vec::new();
             if let Some(value) = overrides.get(def.name) {
-                synonyms.push((def.name.to_string(), value.clone(), ConfigSource::DynamicTopic));
+                synonyms.push((
+                    def.name.to_string(),
+                    value.clone(),
+                    ConfigSource::DynamicTopic,
+                ));
             }
             if let Some(synonym) = def.broker_synonym {
                 if let Some(value) = broker_configs.0.get(synonym) {
-                    synonyms.push((synonym.to_string(), value.clone(), ConfigSource::StaticBroker));
+                    synonyms.push((
+                        synonym.to_string(),
+                        value.clone(),
+                        ConfigSource::StaticBroker,
+                    ));
                 }
-                synonyms.push((synonym.to_string(), def.default.to_string(), ConfigSource::Default));
+                synonyms.push((
+                    synonym.to_string(),
+                    def.default.to_string(),
+                    ConfigSource::Default,
+                ));
             }
             Entry {
                 name: def.name.to_string(),
@@ -149,7 +182,11 @@ fn broker_entries(broker: &Broker) -> Vec<Entry> {
             let resolved = overrides.get(name);
             let mut synonyms = vec![(name.to_string(), resolved.value.clone(), resolved.source)];
             if resolved.source != ConfigSource::Default {
-                synonyms.push((name.to_string(), resolved.def.default.to_string(), ConfigSource::Default));
+                synonyms.push((
+                    name.to_string(),
+                    resolved.def.default.to_string(),
+                    ConfigSource::Default,
+                ));
             }
             Entry {
                 name: name.to_string(),
@@ -164,10 +201,16 @@ fn broker_entries(broker: &Broker) -> Vec<Entry> {
         ("node.id", broker.node_id().to_string()),
         ("broker.id", broker.node_id().to_string()),
         ("log.dirs", broker.config.data_dir.display().to_string()),
-        ("listeners", format!("PLAINTEXT://{}", broker.config.listener)),
+        (
+            "listeners",
+            format!("PLAINTEXT://{}", broker.config.listener),
+        ),
         (
             "advertised.listeners",
-            format!("PLAINTEXT://{}:{}", broker.advertised_host, broker.advertised_port),
+            format!(
+                "PLAINTEXT://{}:{}",
+                broker.advertised_host, broker.advertised_port
+            ),
         ),
     ];
     for ((name, value), def) in fixed.into_iter().zip(IDENTITY_CONFIGS) {

@@ -65,7 +65,11 @@ pub async fn handle(
                 tracing::debug!(topic = %name, epoch = partition.current_leader_epoch, "fetch with a leader epoch from the future");
             }
             let key = SessionPartition {
-                topic_id: if uses_topic_ids { topic.topic_id } else { Uuid::nil() },
+                topic_id: if uses_topic_ids {
+                    topic.topic_id
+                } else {
+                    Uuid::nil()
+                },
                 topic: name.clone(),
                 partition: partition.partition,
             };
@@ -88,19 +92,29 @@ pub async fn handle(
             } else {
                 topic.topic.to_string()
             };
-            let topic_id = if uses_topic_ids { topic.topic_id } else { Uuid::nil() };
-            topic.partitions.iter().map(move |partition| SessionPartition {
-                topic_id,
-                topic: name.clone(),
-                partition: *partition,
-            })
+            let topic_id = if uses_topic_ids {
+                topic.topic_id
+            } else {
+                Uuid::nil()
+            };
+            topic
+                .partitions
+                .iter()
+                .map(move |partition| SessionPartition {
+                    topic_id,
+                    topic: name.clone(),
+                    partition: *partition,
+                })
         })
         .collect();
 
     let plan = if context.api_version >= 7 {
-        broker
-            .fetch_sessions
-            .begin(request.session_id, request.session_epoch, &requested, &forgotten)
+        broker.fetch_sessions.begin(
+            request.session_id,
+            request.session_epoch,
+            &requested,
+            &forgotten,
+        )
     } else {
         Ok(SessionPlan::Sessionless)
     };
@@ -164,7 +178,11 @@ pub async fn handle(
             continue;
         }
         if session_id != 0 {
-            sent.push((result.key.clone(), result.high_watermark, result.log_start_offset));
+            sent.push((
+                result.key.clone(),
+                result.high_watermark,
+                result.log_start_offset,
+            ));
         }
         let data = PartitionData::default()
             .with_partition_index(result.key.partition)

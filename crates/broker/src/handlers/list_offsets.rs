@@ -39,8 +39,12 @@ pub async fn handle(
                 .map(|requested| {
                     let response = ListOffsetsPartitionResponse::default()
                         .with_partition_index(requested.partition_index);
-                    let Some(partition) = broker.partitions.get(&topic.name, requested.partition_index) else {
-                        return response.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    let Some(partition) = broker
+                        .partitions
+                        .get(&topic.name, requested.partition_index)
+                    else {
+                        return response
+                            .with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
                     match lookup(&partition, requested.timestamp) {
                         Ok((timestamp, offset)) => {
@@ -71,11 +75,17 @@ fn lookup(partition: &Partition, timestamp: i64) -> Result<(i64, i64), ResponseE
         EARLIEST | EARLIEST_LOCAL => return Ok((-1, partition.log_start_offset())),
         LATEST_TIERED => return Ok((-1, -1)),
         MAX_TIMESTAMP => {
-            let batch = partition.log().max_timestamp_batch().map_err(storage_error)?;
-            batch.and_then(|bytes| max_timestamp_record(bytes))
+            let batch = partition
+                .log()
+                .max_timestamp_batch()
+                .map_err(storage_error)?;
+            batch.and_then(max_timestamp_record)
         }
         target if target >= 0 => {
-            let batch = partition.log().find_by_timestamp(target).map_err(storage_error)?;
+            let batch = partition
+                .log()
+                .find_by_timestamp(target)
+                .map_err(storage_error)?;
             batch.and_then(|bytes| first_record_at_or_after(bytes, target))
         }
         _ => return Err(ResponseError::InvalidRequest),

@@ -31,7 +31,10 @@ pub async fn handle(
         }
         Some(requested) => {
             let allow_create = (version < 4 || request.allow_auto_topic_creation)
-                && broker.config.overrides.get_bool("auto.create.topics.enable");
+                && broker
+                    .config
+                    .overrides
+                    .get_bool("auto.create.topics.enable");
             let mut topics = Vec::with_capacity(requested.len());
             for topic in requested {
                 let response = match topic.name {

@@ -82,9 +82,13 @@ pub fn handle(
                         },
                         format!("topic '{name}' partition {} does not exist", data.index),
                     ),
-                    Some(partition) => {
-                        append(broker, &partition, data.index, data.records.as_deref(), acks)
-                    }
+                    Some(partition) => append(
+                        broker,
+                        &partition,
+                        data.index,
+                        data.records.as_deref(),
+                        acks,
+                    ),
                 }
             };
             outcomes.push(outcome);
@@ -147,7 +151,11 @@ fn append(
 ) -> PartitionOutcome {
     let settings = partition.settings();
     let Some(records) = records.filter(|records| !records.is_empty()) else {
-        return failed(index, ResponseError::InvalidRecord, "the request has no records");
+        return failed(
+            index,
+            ResponseError::InvalidRecord,
+            "the request has no records",
+        );
     };
     match batch::split(records) {
         Ok(sizes) if sizes.len() == 1 => {}
@@ -155,7 +163,10 @@ fn append(
             return failed(
                 index,
                 ResponseError::InvalidRecord,
-                format!("a produce request carries exactly one record batch per partition, not {}", sizes.len()),
+                format!(
+                    "a produce request carries exactly one record batch per partition, not {}",
+                    sizes.len()
+                ),
             )
         }
         Err(error) => return failed(index, batch_error(&error), error.to_string()),
@@ -233,7 +244,9 @@ fn schedule_relaxed_flush(broker: &Broker, partition: &Arc<Partition>, offset: i
     let settings = partition.settings();
     if let Some(limit) = settings.flush_messages {
         if partition.take_flush_due_by_count(limit) {
-            broker.flusher.flush_in_background(partition.clone(), offset);
+            broker
+                .flusher
+                .flush_in_background(partition.clone(), offset);
             return;
         }
     }
@@ -241,7 +254,8 @@ fn schedule_relaxed_flush(broker: &Broker, partition: &Arc<Partition>, offset: i
         if partition.try_schedule_flush() {
             let flusher = broker.flusher.clone();
             let partition = partition.clone();
-            let delay = std::time::Duration::from_millis(interval.clamp(0, 24 * 3600 * 1000) as u64);
+            let delay =
+                std::time::Duration::from_millis(interval.clamp(0, 24 * 3600 * 1000) as u64);
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
                 partition.clear_flush_scheduled();
