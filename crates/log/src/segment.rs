@@ -25,6 +25,15 @@ pub fn parse_log_file_name(name: &str) -> Option<i64> {
     stem.parse().ok()
 }
 
+/// Positional write through the file cache.
+fn write_at(files: &FileCache, path: &Path, bytes: &[u8], at: u64) -> Result<(), LogError> {
+    files
+        .get(path)
+        .map_err(|e| LogError::io("open", path, e))?
+        .write_all_at(bytes, at)
+        .map_err(|e| LogError::io("write", path, e))
+}
+
 /// Where a batch lives inside a segment file.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchPosition {
@@ -371,12 +380,13 @@ impl Segment {
     }
 
     fn push_offset_entry(&mut self, files: &FileCache, entry: OffsetEntry) -> Result<(), LogError> {
-        let file = files
-            .get(&self.offset_index_path)
-            .map_err(|e| LogError::io("open", &self.offset_index_path, e))?;
         let at = (self.offset_index.len() * index::OFFSET_ENTRY_SIZE) as u64;
-        file.write_all_at(&index::encode_offset_entry(entry), at)
-            .map_err(|e| LogError::io("write", &self.offset_index_path, e))?;
+        write_at(
+            files,
+            &self.offset_index_path,
+            &index::encode_offset_entry(entry),
+            at,
+        )?;
         self.offset_index.push(entry);
         Ok(())
     }
@@ -395,12 +405,13 @@ impl Segment {
             timestamp: self.max_timestamp,
             relative_offset: (self.offset_of_max_timestamp - self.base_offset) as u32,
         };
-        let file = files
-            .get(&self.time_index_path)
-            .map_err(|e| LogError::io("open", &self.time_index_path, e))?;
         let at = (self.time_index.len() * index::TIME_ENTRY_SIZE) as u64;
-        file.write_all_at(&index::encode_time_entry(entry), at)
-            .map_err(|e| LogError::io("write", &self.time_index_path, e))?;
+        write_at(
+            files,
+            &self.time_index_path,
+            &index::encode_time_entry(entry),
+            at,
+        )?;
         self.time_index.push(entry);
         Ok(())
     }

@@ -20,7 +20,7 @@ use strom_log::LogError;
 use tokio::time::{Duration, Instant};
 use uuid::Uuid;
 
-use super::topic_name;
+use super::{resolve_topic, topic_name};
 use crate::broker::Broker;
 use crate::fetch_session::{PartitionState, SessionPartition, SessionPlan};
 use crate::partition::Partition;
@@ -49,15 +49,7 @@ pub async fn handle(
     let uses_topic_ids = context.api_version >= 13;
     let mut requested = Vec::new();
     for topic in &request.topics {
-        let name = if uses_topic_ids {
-            broker
-                .topics
-                .topic_by_id(topic.topic_id)
-                .map(|metadata| metadata.name)
-                .unwrap_or_default()
-        } else {
-            topic.topic.to_string()
-        };
+        let name = resolve_topic(&broker, &topic.topic, topic.topic_id, uses_topic_ids);
         for partition in &topic.partitions {
             if partition.current_leader_epoch > 0 {
                 // Leader epochs only grow with leader changes; none happened
@@ -83,15 +75,7 @@ pub async fn handle(
         .forgotten_topics_data
         .iter()
         .flat_map(|topic| {
-            let name = if uses_topic_ids {
-                broker
-                    .topics
-                    .topic_by_id(topic.topic_id)
-                    .map(|metadata| metadata.name)
-                    .unwrap_or_default()
-            } else {
-                topic.topic.to_string()
-            };
+            let name = resolve_topic(&broker, &topic.topic, topic.topic_id, uses_topic_ids);
             let topic_id = if uses_topic_ids {
                 topic.topic_id
             } else {

@@ -12,6 +12,22 @@ pub mod produce;
 
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;
+use uuid::Uuid;
+
+use crate::broker::Broker;
+
+/// The topic a request names: by id from the versions that use topic ids
+/// (empty if no topic has that id), else by name.
+pub(crate) fn resolve_topic(broker: &Broker, name: &str, topic_id: Uuid, by_id: bool) -> String {
+    if !by_id {
+        return name.to_string();
+    }
+    broker
+        .topics
+        .topic_by_id(topic_id)
+        .map(|metadata| metadata.name)
+        .unwrap_or_default()
+}
 
 /// A topic name in the protocol's type.
 pub(crate) fn topic_name(name: &str) -> TopicName {

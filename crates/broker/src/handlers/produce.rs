@@ -17,7 +17,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use strom_log::batch::{self, BatchError};
 use tokio::sync::oneshot;
 
-use super::{str_bytes, topic_name};
+use super::{resolve_topic, str_bytes, topic_name};
 use crate::broker::Broker;
 use crate::flusher::FlushResult;
 use crate::partition::Partition;
@@ -54,15 +54,9 @@ pub fn handle(
     let acks = request.acks;
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {
-        let name = if topic.name.is_empty() && !topic.topic_id.is_nil() {
-            broker
-                .topics
-                .topic_by_id(topic.topic_id)
-                .map(|metadata| metadata.name)
-                .unwrap_or_default()
-        } else {
-            topic.name.to_string()
-        };
+        // Produce v13 names topics by id.
+        let by_id = topic.name.is_empty() && !topic.topic_id.is_nil();
+        let name = resolve_topic(broker, &topic.name, topic.topic_id, by_id);
         let mut outcomes = Vec::with_capacity(topic.partition_data.len());
         for data in topic.partition_data {
             let outcome = if !matches!(acks, -1..=1) {
