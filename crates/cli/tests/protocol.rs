@@ -1,0 +1,338 @@
+//! Protocol-level tests against the real `strom` binary: requests that the
+//! Kafka clients in the end-to-end suite do not send in every shape, built
+//! with `kafka-protocol` and sent over a plain TCP socket.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+struct Broker {
+    child: Child,
+    address: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Broker {
+    fn start() -> Broker {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_strom"))
+            .args(["serve", "--listeners", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("strom starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let address = loop {
+            let line = lines.next().expect("banner").unwrap();
+            if let Some(rest) = line.trim().strip_prefix("listening on ") {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+        };
+        // Keep draining stdout so the broker never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Broker {
+            child,
+            address,
+            _dir: dir,
+        }
+    }
+
+    fn connect(&self) -> Client {
+        let stream = TcpStream::connect(&self.address).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        Client {
+            stream,
+            correlation_id: 0,
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Client {
+    stream: TcpStream,
+    correlation_id: i32,
+}
+
+impl Client {
+    fn send_raw(&mut self, frame: &[u8]) {
+        self.stream
+            .write_all(&(frame.len() as i32).to_be_bytes())
+            .unwrap();
+        self.stream.write_all(frame).unwrap();
+    }
+
+    fn receive_raw(&mut self) -> Bytes {
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size).unwrap();
+        let mut frame = vec![0u8; i32::from_be_bytes(size) as usize];
+        self.stream.read_exact(&mut frame).unwrap();
+        Bytes::from(frame)
+    }
+
+    fn call<Q, R>(&mut self, key: ApiKey, version: i16, request: &Q) -> R
+    where
+        Q: Encodable + HeaderVersion,
+        R: Decodable + HeaderVersion,
+    {
+        self.correlation_id += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("protocol-test")));
+        let mut frame = BytesMut::new();
+        header
+            .encode(&mut frame, Q::header_version(version))
+            .unwrap();
+        request.encode(&mut frame, version).unwrap();
+        self.send_raw(&frame);
+        let mut response = self.receive_raw();
+        let header = ResponseHeader::decode(&mut response, R::header_version(version)).unwrap();
+        assert_eq!(header.correlation_id, self.correlation_id);
+        R::decode(&mut response, version).unwrap()
+    }
+}
+
+fn records(values: &[&str]) -> Bytes {
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(index, value)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: index as i64,
+            // The encoder keeps records in one batch while offset - sequence is constant.
+            sequence: index as i32,
+            timestamp: 1_000 + index as i64,
+            key: None,
+            value: Some(Bytes::copy_from_slice(value.as_bytes())),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buffer = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buffer, &records, &options).unwrap();
+    buffer.freeze()
+}
+
+fn create_topic(client: &mut Client, name: &str, partitions: i32) {
+    let request = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_string(name.into())))
+        .with_num_partitions(partitions)
+        .with_replication_factor(1)]);
+    let response: CreateTopicsResponse = client.call(ApiKey::CreateTopics, 7, &request);
+    assert_eq!(
+        response.topics[0].error_code, 0,
+        "{:?}",
+        response.topics[0].error_message
+    );
+}
+
+fn produce(client: &mut Client, topic: &str, partition: i32, values: &[&str]) -> i64 {
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.into())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(records(values)))])]);
+    let response: ProduceResponse = client.call(ApiKey::Produce, 9, &request);
+    let partition = &response.responses[0].partition_responses[0];
+    assert_eq!(partition.error_code, 0, "{:?}", partition.error_message);
+    partition.base_offset
+}
+
+fn fetch_request(
+    session_id: i32,
+    epoch: i32,
+    partitions: &[(i32, i64)],
+    max_wait_ms: i32,
+) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_session_id(session_id)
+        .with_session_epoch(epoch)
+        .with_topics(if partitions.is_empty() {
+            vec![]
+        } else {
+            vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str("sessions")))
+                .with_partitions(
+                    partitions
+                        .iter()
+                        .map(|(partition, offset)| {
+                            FetchPartition::default()
+                                .with_partition(*partition)
+                                .with_fetch_offset(*offset)
+                                .with_partition_max_bytes(1 << 20)
+                        })
+                        .collect(),
+                )]
+        })
+}
+
+fn returned_partitions(response: &FetchResponse) -> Vec<(i32, usize)> {
+    response
+        .responses
+        .iter()
+        .flat_map(|topic| topic.partitions.iter())
+        .map(|partition| {
+            (
+                partition.partition_index,
+                partition
+                    .records
+                    .as_ref()
+                    .map_or(0, |records| records.len()),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn api_versions_lists_what_is_served_and_answers_too_new_versions_at_v0() {
+    let broker = Broker::start();
+    let mut client = broker.connect();
+    let response: ApiVersionsResponse =
+        client.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    assert_eq!(response.error_code, 0);
+    let keys: Vec<i16> = response.api_keys.iter().map(|api| api.api_key).collect();
+    for key in [
+        ApiKey::Produce,
+        ApiKey::Fetch,
+        ApiKey::Metadata,
+        ApiKey::ListOffsets,
+    ] {
+        assert!(keys.contains(&(key as i16)), "{key:?} is advertised");
+    }
+    assert!(
+        !keys.contains(&(ApiKey::JoinGroup as i16)),
+        "unimplemented APIs are absent"
+    );
+
+    // Version 99 does not exist: the answer is v0 with UNSUPPORTED_VERSION and the ranges.
+    let mut frame = BytesMut::new();
+    RequestHeader::default()
+        .with_request_api_key(ApiKey::ApiVersions as i16)
+        .with_request_api_version(99)
+        .with_correlation_id(7)
+        .encode(&mut frame, 1)
+        .unwrap();
+    client.send_raw(&frame);
+    let mut response = client.receive_raw();
+    let header = ResponseHeader::decode(&mut response, 0).unwrap();
+    assert_eq!(header.correlation_id, 7);
+    let body = ApiVersionsResponse::decode(&mut response, 0).unwrap();
+    assert_eq!(body.error_code, 35);
+    assert!(!body.api_keys.is_empty());
+}
+
+#[test]
+fn incremental_fetch_sessions_answer_only_partitions_with_news() {
+    let broker = Broker::start();
+    let mut client = broker.connect();
+    create_topic(&mut client, "sessions", 2);
+    produce(&mut client, "sessions", 0, &["a", "b"]);
+
+    // A full fetch opens a session and answers both partitions.
+    let full: FetchResponse = client.call(
+        ApiKey::Fetch,
+        12,
+        &fetch_request(0, 0, &[(0, 0), (1, 0)], 0),
+    );
+    assert_eq!(full.error_code, 0);
+    assert_ne!(full.session_id, 0, "a session was created");
+    let session = full.session_id;
+    let mut partitions = returned_partitions(&full);
+    partitions.sort();
+    assert_eq!(partitions.len(), 2);
+    assert!(partitions[0].1 > 0, "partition 0 has records");
+    assert_eq!(partitions[1].1, 0, "partition 1 is empty");
+
+    // Partition 0 moved on; nothing new anywhere: an empty incremental answer.
+    let quiet: FetchResponse =
+        client.call(ApiKey::Fetch, 12, &fetch_request(session, 1, &[(0, 2)], 0));
+    assert_eq!(quiet.error_code, 0);
+    assert!(
+        returned_partitions(&quiet).is_empty(),
+        "{:?}",
+        returned_partitions(&quiet)
+    );
+
+    // New data on partition 1 only: only partition 1 comes back.
+    produce(&mut client, "sessions", 1, &["c"]);
+    let news: FetchResponse = client.call(ApiKey::Fetch, 12, &fetch_request(session, 2, &[], 0));
+    let returned = returned_partitions(&news);
+    assert_eq!(returned.len(), 1, "{returned:?}");
+    assert_eq!(returned[0].0, 1);
+    assert!(returned[0].1 > 0);
+
+    // A stale epoch is refused; an unknown session too.
+    let stale: FetchResponse = client.call(ApiKey::Fetch, 12, &fetch_request(session, 2, &[], 0));
+    assert_eq!(stale.error_code, 71, "INVALID_FETCH_SESSION_EPOCH");
+    let unknown: FetchResponse =
+        client.call(ApiKey::Fetch, 12, &fetch_request(session + 1000, 1, &[], 0));
+    assert_eq!(unknown.error_code, 70, "FETCH_SESSION_ID_NOT_FOUND");
+}
+
+#[test]
+fn a_waiting_fetch_is_woken_by_new_data() {
+    let broker = Broker::start();
+    let mut client = broker.connect();
+    create_topic(&mut client, "sessions", 1);
+    let address = broker.address.clone();
+    let started = Instant::now();
+    let waiter = std::thread::spawn(move || {
+        let mut client = Client {
+            stream: TcpStream::connect(address).unwrap(),
+            correlation_id: 0,
+        };
+        let response: FetchResponse =
+            client.call(ApiKey::Fetch, 12, &fetch_request(0, -1, &[(0, 0)], 20_000));
+        (response, started.elapsed())
+    });
+    // Give the fetch time to start waiting; it must then be woken by the write.
+    std::thread::sleep(Duration::from_millis(300));
+    produce(&mut client, "sessions", 0, &["wake up"]);
+    let (response, elapsed) = waiter.join().unwrap();
+    assert!(
+        returned_partitions(&response)[0].1 > 0,
+        "the record arrived"
+    );
+    assert!(
+        elapsed < Duration::from_secs(20),
+        "woken by the write, not by the 20 s max wait ({elapsed:?})"
+    );
+}
