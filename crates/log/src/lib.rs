@@ -29,4 +29,6 @@ mod segment;
 pub use check::{check_segment, SegmentCheck};
 pub use error::LogError;
 pub use files::FileCache;
-pub use log::{AppendInfo, AppendOptions, FlushTarget, Log, LogConfig, ReadSlice, Recovery};
+pub use log::{
+    AppendInfo, AppendOptions, FlushTarget, Log, LogConfig, ReadSlice, Recovery, RetentionOutcome,
+};

@@ -161,7 +161,10 @@ impl Log {
             segments.insert(0, segment);
             sync_dir(dir)?;
         }
-        let log_start_offset = *segments.keys().next().expect("at least one segment");
+        let first_base = *segments.keys().next().expect("at least one segment");
+        let log_start_offset = read_log_start_checkpoint(dir)?
+            .unwrap_or(first_base)
+            .max(first_base);
         let mut log = Log {
             dir: dir.to_path_buf(),
             config,
@@ -171,6 +174,12 @@ impl Log {
             flushed_offset: 0,
         };
         log.flushed_offset = log.log_end_offset();
+        let end = log.log_end_offset();
+        if log.log_start_offset > end {
+            // A crash took records the start had moved past: start at the end.
+            log.log_start_offset = end;
+            write_log_start_checkpoint(dir, end)?;
+        }
         Ok(log)
     }
 
@@ -204,6 +213,15 @@ impl Log {
     /// Total bytes of all segments.
     pub fn size_bytes(&self) -> u64 {
         self.segments.values().map(|segment| segment.size).sum()
+    }
+
+    /// Base offset of the oldest segment still on disk.
+    pub fn first_segment_base_offset(&self) -> i64 {
+        *self
+            .segments
+            .keys()
+            .next()
+            .expect("a log always has a segment")
     }
 
     pub fn segment_count(&self) -> usize {
@@ -465,13 +483,112 @@ impl Log {
             }
         }
         if self.segments.is_empty() {
-            let base = offset.max(self.log_start_offset);
+            let base = offset;
             self.segments
                 .insert(base, Segment::create(&self.dir, base, &files, now_ms)?);
         } else {
             self.active_mut().truncate_to(&files, offset)?;
         }
         self.flushed_offset = self.flushed_offset.min(self.log_end_offset());
+        let end = self.log_end_offset();
+        if self.log_start_offset > end {
+            // Truncated below the start: the log starts over at its end.
+            self.log_start_offset = end;
+            write_log_start_checkpoint(&self.dir, end)?;
+        }
+        Ok(())
+    }
+
+    /// Makes `offset` the log start offset (Kafka's DeleteRecords): records
+    /// below it can no longer be read, and segments wholly below it are
+    /// deleted. The new start is persisted before this returns.
+    pub fn delete_records_before(&mut self, offset: i64) -> Result<(), LogError> {
+        if offset <= self.log_start_offset {
+            return Ok(());
+        }
+        if offset > self.log_end_offset() {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start_offset: self.log_start_offset,
+                log_end_offset: self.log_end_offset(),
+            });
+        }
+        write_log_start_checkpoint(&self.dir, offset)?;
+        self.log_start_offset = offset;
+        let bases: Vec<i64> = self.segments.keys().copied().collect();
+        for pair in bases.windows(2) {
+            // A segment is wholly below `offset` when the next one starts at or before it.
+            if pair[1] <= offset {
+                self.remove_segment(pair[0])?;
+            }
+        }
+        Ok(())
+    }
+
+    fn remove_segment(&mut self, base: i64) -> Result<u64, LogError> {
+        let files = self.files.clone();
+        match self.segments.remove(&base) {
+            Some(segment) => {
+                segment.delete_files(&files)?;
+                Ok(segment.size)
+            }
+            None => Ok(0),
+        }
+    }
+
+    /// Applies time and size retention (`retention.ms`, `retention.bytes`;
+    /// `None` for unlimited) by deleting whole segments from the start of
+    /// the log, never data at or above `high_watermark`. An expired active
+    /// segment is rolled first, as in Kafka, so that it too can go.
+    pub fn apply_retention(
+        &mut self,
+        retention_ms: Option<i64>,
+        retention_bytes: Option<u64>,
+        high_watermark: i64,
+        now_ms: i64,
+    ) -> Result<RetentionOutcome, LogError> {
+        let mut outcome = RetentionOutcome::default();
+        if let Some(retention_ms) = retention_ms {
+            let expired = |segment: &Segment| {
+                segment.size > 0 && segment.max_timestamp < now_ms.saturating_sub(retention_ms)
+            };
+            let active = self.active();
+            if expired(active) && active.next_offset <= high_watermark {
+                self.roll(now_ms)?;
+            }
+            while self.segments.len() > 1 {
+                let first = self.segments.values().next().expect("segments");
+                let next_base = *self.segments.keys().nth(1).expect("two segments");
+                if !expired(first) || next_base > high_watermark {
+                    break;
+                }
+                let base = first.base_offset;
+                outcome.deleted_bytes += self.remove_segment(base)?;
+                outcome.deleted_segments += 1;
+                self.advance_start_to(next_base)?;
+            }
+        }
+        if let Some(limit) = retention_bytes {
+            while self.segments.len() > 1 {
+                let first = self.segments.values().next().expect("segments");
+                let next_base = *self.segments.keys().nth(1).expect("two segments");
+                if self.size_bytes() - first.size < limit || next_base > high_watermark {
+                    break;
+                }
+                let base = first.base_offset;
+                outcome.deleted_bytes += self.remove_segment(base)?;
+                outcome.deleted_segments += 1;
+                self.advance_start_to(next_base)?;
+            }
+        }
+        Ok(outcome)
+    }
+
+    fn advance_start_to(&mut self, offset: i64) -> Result<(), LogError> {
+        if offset > self.log_start_offset {
+            self.log_start_offset = offset;
+            write_log_start_checkpoint(&self.dir, offset)?;
+        }
         Ok(())
     }
 
@@ -486,6 +603,36 @@ impl Log {
             Err(e) => Err(LogError::io("delete directory", &self.dir, e)),
         }
     }
+}
+
+/// What a retention pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionOutcome {
+    pub deleted_segments: u64,
+    pub deleted_bytes: u64,
+}
+
+const LOG_START_CHECKPOINT: &str = "log-start-offset";
+
+/// The persisted log start offset, if one was ever written.
+fn read_log_start_checkpoint(dir: &Path) -> Result<Option<i64>, LogError> {
+    let path = dir.join(LOG_START_CHECKPOINT);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(text.trim().parse().ok()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(LogError::io("read", &path, e)),
+    }
+}
+
+/// Writes the log start offset atomically: temporary file, fsync, rename, fsync directory.
+fn write_log_start_checkpoint(dir: &Path, offset: i64) -> Result<(), LogError> {
+    let path = dir.join(LOG_START_CHECKPOINT);
+    let temporary = dir.join(format!("{LOG_START_CHECKPOINT}.tmp"));
+    std::fs::write(&temporary, format!("{offset}\n"))
+        .and_then(|()| File::open(&temporary)?.sync_all())
+        .map_err(|e| LogError::io("write", &temporary, e))?;
+    std::fs::rename(&temporary, &path).map_err(|e| LogError::io("rename", &path, e))?;
+    sync_dir(dir)
 }
 
 fn read_batch(

@@ -41,6 +41,15 @@ enum Step {
     FindTimestamp {
         timestamp: i64,
     },
+    /// DeleteRecords up to (end offset * percent).
+    DeleteRecords {
+        at_percent: u8,
+    },
+    /// A retention pass with these limits, at time 1000.
+    Retention {
+        retention_ms: Option<i64>,
+        retention_bytes: Option<u64>,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -54,6 +63,9 @@ fn step() -> impl Strategy<Value = Step> {
             .prop_map(|(garbage, partial)| Step::TornTail { garbage, partial }),
         3 => (0u8..=100, 1usize..5_000).prop_map(|(at_percent, max_bytes)| Step::Read { at_percent, max_bytes }),
         2 => (0i64..1_100).prop_map(|timestamp| Step::FindTimestamp { timestamp }),
+        1 => (0u8..=100).prop_map(|at_percent| Step::DeleteRecords { at_percent }),
+        1 => (proptest::option::of(0i64..1_000), proptest::option::of(0u64..6_000))
+            .prop_map(|(retention_ms, retention_bytes)| Step::Retention { retention_ms, retention_bytes }),
     ]
 }
 
@@ -70,6 +82,8 @@ struct Harness {
     files: FileCache,
     log: Option<Log>,
     model: Vec<Stored>,
+    /// The model's log start offset.
+    log_start: i64,
 }
 
 impl Harness {
@@ -104,6 +118,8 @@ impl Harness {
     fn check_end_offset(&mut self) {
         let expected = self.next_offset();
         assert_eq!(self.log().log_end_offset(), expected, "log end offset");
+        let start = self.log_start.min(expected);
+        assert_eq!(self.log().log_start_offset(), start, "log start offset");
     }
 }
 
@@ -128,6 +144,7 @@ fn run(steps: Vec<Step>) {
         files,
         log: Some(log),
         model: Vec::new(),
+        log_start: 0,
     };
     for step in steps {
         match step {
@@ -168,6 +185,7 @@ fn run(steps: Vec<Step>) {
                 let keep = harness.model.len() * keep_percent as usize / 100;
                 harness.model.truncate(keep);
                 let offset = harness.next_offset();
+                harness.log_start = harness.log_start.min(offset);
                 harness.log().truncate_to(offset, 0).unwrap();
             }
             Step::TornTail { garbage, partial } => {
@@ -186,6 +204,7 @@ fn run(steps: Vec<Step>) {
                             .set_len(keep)
                             .unwrap();
                         harness.model.pop();
+                        harness.log_start = harness.log_start.min(harness.next_offset());
                     }
                     _ => append_raw(&segment, &garbage),
                 }
@@ -199,6 +218,14 @@ fn run(steps: Vec<Step>) {
             } => {
                 let end = harness.next_offset();
                 let offset = end * at_percent as i64 / 100;
+                if offset < harness.log_start {
+                    assert!(
+                        harness.log().read(offset, max_bytes, end, true).is_err(),
+                        "below the log start"
+                    );
+                    harness.check_end_offset();
+                    continue;
+                }
                 let slice = harness.log().read(offset, max_bytes, end, true).unwrap();
                 match slice {
                     None => assert_eq!(offset, end, "only the end offset has nothing to read"),
@@ -231,15 +258,58 @@ fn run(steps: Vec<Step>) {
             }
             Step::FindTimestamp { timestamp } => {
                 let found = harness.log().find_by_timestamp(timestamp).unwrap();
+                // Segments wholly below the log start may be gone.
+                let first_kept = harness.log().first_segment_base_offset();
                 let expected = harness
                     .model
                     .iter()
+                    .filter(|stored| stored.header.base_offset >= first_kept)
                     .find(|stored| stored.header.max_timestamp >= timestamp)
                     .map(|stored| stored.bytes.clone());
                 assert_eq!(
                     found, expected,
                     "first batch with a timestamp at or after {timestamp}"
                 );
+            }
+            Step::DeleteRecords { at_percent } => {
+                let offset = harness.next_offset() * at_percent as i64 / 100;
+                harness.log().delete_records_before(offset).unwrap();
+                harness.log_start = harness.log_start.max(offset);
+            }
+            Step::Retention {
+                retention_ms,
+                retention_bytes,
+            } => {
+                let end = harness.next_offset();
+                let before = harness.log().log_start_offset();
+                harness
+                    .log()
+                    .apply_retention(retention_ms, retention_bytes, end, 1_000)
+                    .unwrap();
+                let after = harness.log().log_start_offset();
+                assert!(after >= before, "retention never moves the start back");
+                if after > before {
+                    // Whole segments went: the new start is a batch boundary.
+                    assert!(
+                        after == end
+                            || harness
+                                .model
+                                .iter()
+                                .any(|stored| stored.header.base_offset == after),
+                        "log start {after} is a batch boundary"
+                    );
+                    harness.log_start = after;
+                }
+                if let Some(limit) = retention_bytes {
+                    let size = harness.log().size_bytes();
+                    let segments = harness.log().segment_count();
+                    // Kafka's rule: the oldest segment goes while what stays is
+                    // still at least the limit; a segment holds at most 2000 bytes.
+                    assert!(
+                        size < limit + 2_000 || segments == 1,
+                        "size retention leaves {size} bytes"
+                    );
+                }
             }
         }
         harness.check_end_offset();
@@ -248,7 +318,11 @@ fn run(steps: Vec<Step>) {
     harness.log().flush().unwrap();
     harness.reopen(Recovery::Clean);
     let end = harness.next_offset();
-    let mut offset = 0;
+    let mut offset = harness.log().log_start_offset();
+    let first = harness
+        .model
+        .iter()
+        .position(|stored| stored.header.last_offset() >= offset);
     let mut all = Vec::new();
     while offset < end {
         let slice = harness
@@ -262,16 +336,21 @@ fn run(steps: Vec<Step>) {
         offset = last.next_offset();
         all.extend(bytes);
     }
-    let expected: Vec<u8> = harness
-        .model
+    let expected: Vec<u8> = harness.model[first.unwrap_or(harness.model.len())..]
         .iter()
         .flat_map(|stored| stored.bytes.iter().copied())
         .collect();
-    assert_eq!(all, expected);
+    assert!(
+        all == expected,
+        "after a clean restart the log holds the model's batches from {}: {} bytes read, {} expected",
+        harness.log().log_start_offset(),
+        all.len(),
+        expected.len()
+    );
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
 
     #[test]
     fn log_matches_model(steps in proptest::collection::vec(step(), 1..60)) {
