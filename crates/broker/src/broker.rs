@@ -76,6 +76,11 @@ impl Broker {
     pub fn cluster_id(&self) -> String {
         self.topics.cluster_id()
     }
+
+    /// Broker configs now, dynamic changes included.
+    pub fn configs(&self) -> crate::configs::BrokerOverrides {
+        self.topics.configs()
+    }
 }
 
 /// A started broker: serving until [`RunningBroker::shutdown`].
@@ -233,6 +238,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         request_memory_bytes,
     });
     let (shutdown, shutdown_receiver) = watch::channel(false);
+    tokio::spawn(enforce_retention(broker.clone(), shutdown_receiver.clone()));
     let server = tokio::spawn(server::serve(broker.clone(), listener, shutdown_receiver));
     Ok(RunningBroker {
         broker,
@@ -243,6 +249,43 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         server,
         _lock: lock,
     })
+}
+
+/// Every `log.retention.check.interval.ms`, deletes the segments that
+/// `retention.ms` and `retention.bytes` no longer keep.
+async fn enforce_retention(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let interval_ms = broker
+        .config
+        .overrides
+        .get_i64("log.retention.check.interval.ms")
+        .max(1) as u64;
+    let mut ticks = tokio::time::interval(std::time::Duration::from_millis(interval_ms));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let pass = broker.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let now = crate::partition::now_ms();
+            for partition in pass.partitions.all() {
+                match partition.apply_retention(now) {
+                    Ok(outcome) if outcome.deleted_segments > 0 => tracing::info!(
+                        topic = %partition.topic,
+                        partition = partition.index,
+                        segments = outcome.deleted_segments,
+                        bytes = outcome.deleted_bytes,
+                        log_start_offset = partition.log_start_offset(),
+                        "retention deleted old segments"
+                    ),
+                    Ok(_) => {}
+                    Err(error) => tracing::error!(topic = %partition.topic, partition = partition.index, %error, "retention failed"),
+                }
+            }
+        })
+        .await;
+    }
 }
 
 /// Partition directories of topics the metadata does not know (a crash

@@ -24,6 +24,8 @@ pub enum ConfigType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigSource {
     DynamicTopic = 1,
+    DynamicBroker = 2,
+    DynamicDefaultBroker = 3,
     StaticBroker = 4,
     Default = 5,
 }
@@ -285,6 +287,14 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         documentation: "Most segment and index files held open at once (Strom-specific).",
     },
     ConfigDef {
+        name: "log.retention.check.interval.ms",
+        kind: ConfigType::Long,
+        default: "300000",
+        broker_synonym: None,
+        validator: Validator::AtLeast(1),
+        documentation: "How often partitions are checked for segments that retention may delete.",
+    },
+    ConfigDef {
         name: "max.incremental.fetch.session.cache.slots",
         kind: ConfigType::Int,
         default: "1000",
@@ -426,14 +436,72 @@ pub struct ResolvedConfig {
     pub source: ConfigSource,
 }
 
-/// Explicitly set broker configs (from the config file and `--set`).
+/// Broker configs that were set, in layers: set at startup (the config
+/// file and `--set`), and changed at run time for this broker or as the
+/// cluster-wide default (AlterConfigs). A later layer wins.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BrokerOverrides(pub BTreeMap<String, String>);
+pub struct BrokerOverrides {
+    pub static_configs: BTreeMap<String, String>,
+    pub dynamic_default: BTreeMap<String, String>,
+    pub dynamic_node: BTreeMap<String, String>,
+}
+
+/// Whether a broker config may change while the broker runs: the broker
+/// defaults of topic configs may, as in Kafka.
+pub fn is_dynamic_broker_config(name: &str) -> bool {
+    TOPIC_CONFIGS
+        .iter()
+        .any(|def| def.broker_synonym == Some(name))
+}
 
 impl BrokerOverrides {
+    pub fn from_static(static_configs: BTreeMap<String, String>) -> BrokerOverrides {
+        BrokerOverrides {
+            static_configs,
+            ..BrokerOverrides::default()
+        }
+    }
+
+    /// The explicitly set value of a broker config and its layer, if any.
+    pub fn explicit(&self, name: &str) -> Option<(&String, ConfigSource)> {
+        self.dynamic_node
+            .get(name)
+            .map(|value| (value, ConfigSource::DynamicBroker))
+            .or_else(|| {
+                self.dynamic_default
+                    .get(name)
+                    .map(|value| (value, ConfigSource::DynamicDefaultBroker))
+            })
+            .or_else(|| {
+                self.static_configs
+                    .get(name)
+                    .map(|value| (value, ConfigSource::StaticBroker))
+            })
+    }
+
+    /// Every layer's value of a broker config, the winning one first.
+    pub fn layers(&self, name: &str) -> Vec<(String, ConfigSource)> {
+        [
+            (self.dynamic_node.get(name), ConfigSource::DynamicBroker),
+            (
+                self.dynamic_default.get(name),
+                ConfigSource::DynamicDefaultBroker,
+            ),
+            (self.static_configs.get(name), ConfigSource::StaticBroker),
+        ]
+        .into_iter()
+        .filter_map(|(value, source)| value.map(|value| (value.clone(), source)))
+        .collect()
+    }
+
     /// Checks every name and value; the error names the first bad one.
     pub fn validate(&self) -> Result<(), String> {
-        for (name, value) in &self.0 {
+        for (name, value) in self
+            .static_configs
+            .iter()
+            .chain(&self.dynamic_default)
+            .chain(&self.dynamic_node)
+        {
             let def = broker_config(name).ok_or_else(|| {
                 format!("unknown broker config '{name}' (Strom takes Kafka's broker config names)")
             })?;
@@ -445,11 +513,11 @@ impl BrokerOverrides {
     /// The value of a broker config: explicit, or its default.
     pub fn get(&self, name: &str) -> ResolvedConfig {
         let def = broker_config(name).expect("a known broker config");
-        match self.0.get(name) {
-            Some(value) => ResolvedConfig {
+        match self.explicit(name) {
+            Some((value, source)) => ResolvedConfig {
                 def,
                 value: value.clone(),
-                source: ConfigSource::StaticBroker,
+                source,
             },
             None => ResolvedConfig {
                 def,
@@ -484,11 +552,14 @@ impl BrokerOverrides {
                 source: ConfigSource::DynamicTopic,
             };
         }
-        if let Some(value) = def.broker_synonym.and_then(|synonym| self.0.get(synonym)) {
+        if let Some((value, source)) = def
+            .broker_synonym
+            .and_then(|synonym| self.explicit(synonym))
+        {
             return ResolvedConfig {
                 def,
                 value: value.clone(),
-                source: ConfigSource::StaticBroker,
+                source,
             };
         }
         ResolvedConfig {
@@ -531,6 +602,12 @@ impl BrokerOverrides {
             flush_messages: explicit("flush.messages").then(|| long("flush.messages").max(1)),
             flush_ms: explicit("flush.ms").then(|| long("flush.ms").max(0)),
             min_insync_replicas: long("min.insync.replicas").max(1) as usize,
+            delete_retention: value("cleanup.policy")
+                .value
+                .split(',')
+                .any(|policy| policy.trim() == "delete"),
+            retention_ms: Some(long("retention.ms")).filter(|ms| *ms >= 0),
+            retention_bytes: u64::try_from(long("retention.bytes")).ok(),
         }
     }
 }
@@ -546,6 +623,12 @@ pub struct TopicSettings {
     /// Set when the operator relaxed durability by time.
     pub flush_ms: Option<i64>,
     pub min_insync_replicas: usize,
+    /// `cleanup.policy` includes `delete`: retention applies.
+    pub delete_retention: bool,
+    /// `retention.ms`, `None` when unlimited.
+    pub retention_ms: Option<i64>,
+    /// `retention.bytes`, `None` when unlimited.
+    pub retention_bytes: Option<u64>,
 }
 
 impl TopicSettings {
@@ -575,7 +658,7 @@ mod tests {
 
     #[test]
     fn topic_override_beats_broker_synonym_beats_default() {
-        let broker = BrokerOverrides(BTreeMap::from([(
+        let mut broker = BrokerOverrides::from_static(BTreeMap::from([(
             "log.retention.ms".to_string(),
             "5000".to_string(),
         )]));
@@ -593,16 +676,33 @@ mod tests {
             broker.resolve_topic(segment, &none).source,
             ConfigSource::Default
         );
+        // A dynamic default beats the static value; a per-broker value beats both.
+        broker
+            .dynamic_default
+            .insert("log.retention.ms".into(), "6000".into());
+        assert_eq!(broker.resolve_topic(def, &none).value, "6000");
+        broker
+            .dynamic_node
+            .insert("log.retention.ms".into(), "8000".into());
+        let resolved = broker.resolve_topic(def, &none);
+        assert_eq!(
+            (resolved.value.as_str(), resolved.source),
+            ("8000", ConfigSource::DynamicBroker)
+        );
     }
 
     #[test]
     fn unknown_broker_configs_are_refused() {
-        let broker = BrokerOverrides(BTreeMap::from([("log.retention.mss".into(), "1".into())]));
+        let broker = BrokerOverrides::from_static(BTreeMap::from([(
+            "log.retention.mss".into(),
+            "1".into(),
+        )]));
         assert!(broker
             .validate()
             .unwrap_err()
             .contains("unknown broker config"));
-        let broker = BrokerOverrides(BTreeMap::from([("num.partitions".into(), "0".into())]));
+        let broker =
+            BrokerOverrides::from_static(BTreeMap::from([("num.partitions".into(), "0".into())]));
         assert!(broker.validate().is_err());
     }
 

@@ -147,6 +147,47 @@ impl Partition {
         self.log().log_end_offset()
     }
 
+    /// DeleteRecords: moves the log start offset to `offset` (at most the
+    /// high watermark) and returns the new log start offset.
+    pub fn delete_records_before(&self, offset: i64) -> Result<i64, LogError> {
+        let mut log = self.log();
+        let high_watermark = self.high_watermark();
+        if offset > high_watermark || offset < 0 {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start_offset: log.log_start_offset(),
+                log_end_offset: high_watermark,
+            });
+        }
+        log.delete_records_before(offset)?;
+        let start = log.log_start_offset();
+        self.log_start_offset.store(start, Ordering::Release);
+        Ok(start)
+    }
+
+    /// One retention pass with the topic's current settings.
+    pub fn apply_retention(&self, now_ms: i64) -> Result<strom_log::RetentionOutcome, LogError> {
+        let settings = self.settings();
+        if !settings.delete_retention {
+            return Ok(strom_log::RetentionOutcome::default());
+        }
+        let mut log = self.log();
+        let outcome = log.apply_retention(
+            settings.retention_ms,
+            settings.retention_bytes,
+            self.high_watermark(),
+            now_ms,
+        )?;
+        self.log_start_offset
+            .store(log.log_start_offset(), Ordering::Release);
+        Ok(outcome)
+    }
+
+    /// Bytes of all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.log().size_bytes()
+    }
+
     /// Relaxed durability: counts toward `flush.messages`; true when a flush is due.
     pub fn take_flush_due_by_count(&self, limit: i64) -> bool {
         if self.unflushed_messages.load(Ordering::Relaxed) >= limit {

@@ -37,26 +37,6 @@ pub type PendingResponse = Pin<Box<dyn Future<Output = Option<BytesMut>> + Send>
 #[derive(Debug)]
 pub struct CloseConnection(pub String);
 
-/// The APIs this broker serves and the versions it accepts: the versions
-/// `kafka-protocol` can decode, which cover librdkafka 2.x and the Java
-/// client 3.x/4.x. An API missing here is missing from ApiVersions too.
-pub fn supported_apis() -> Vec<(ApiKey, i16, i16)> {
-    fn range<M: Message>(key: ApiKey) -> (ApiKey, i16, i16) {
-        (key, M::VERSIONS.min, M::VERSIONS.max)
-    }
-    vec![
-        range::<ProduceRequest>(ApiKey::Produce),
-        range::<FetchRequest>(ApiKey::Fetch),
-        range::<ListOffsetsRequest>(ApiKey::ListOffsets),
-        range::<MetadataRequest>(ApiKey::Metadata),
-        range::<ApiVersionsRequest>(ApiKey::ApiVersions),
-        range::<CreateTopicsRequest>(ApiKey::CreateTopics),
-        range::<DeleteTopicsRequest>(ApiKey::DeleteTopics),
-        range::<DescribeConfigsRequest>(ApiKey::DescribeConfigs),
-        range::<DescribeClusterRequest>(ApiKey::DescribeCluster),
-    ]
-}
-
 fn version_range(api_key: ApiKey) -> Option<(i16, i16)> {
     supported_apis()
         .into_iter()
@@ -179,38 +159,6 @@ pub fn dispatch(broker: &Arc<Broker>, frame: Bytes) -> Result<PendingResponse, C
     }
 }
 
-/// Decodes a frame as [`dispatch`] would, without a broker: header checks,
-/// body decoding, and for Produce the record batch checks. The fuzz target
-/// drives this with arbitrary bytes; it must never panic.
-pub fn decode_request(frame: Bytes) -> Result<(), CloseConnection> {
-    let Parsed::Request { context, mut body } = parse_header(frame)? else {
-        return Ok(());
-    };
-    match context.api_key {
-        ApiKey::Produce => {
-            let request: ProduceRequest = decode(&context, &mut body)?;
-            for topic in &request.topic_data {
-                for partition in &topic.partition_data {
-                    if let Some(records) = &partition.records {
-                        let _ = strom_log::batch::split(records);
-                        let _ = strom_log::batch::validate(records, true);
-                    }
-                }
-            }
-        }
-        ApiKey::Fetch => drop(decode::<FetchRequest>(&context, &mut body)?),
-        ApiKey::ListOffsets => drop(decode::<ListOffsetsRequest>(&context, &mut body)?),
-        ApiKey::Metadata => drop(decode::<MetadataRequest>(&context, &mut body)?),
-        ApiKey::ApiVersions => drop(decode::<ApiVersionsRequest>(&context, &mut body)?),
-        ApiKey::CreateTopics => drop(decode::<CreateTopicsRequest>(&context, &mut body)?),
-        ApiKey::DeleteTopics => drop(decode::<DeleteTopicsRequest>(&context, &mut body)?),
-        ApiKey::DescribeConfigs => drop(decode::<DescribeConfigsRequest>(&context, &mut body)?),
-        ApiKey::DescribeCluster => drop(decode::<DescribeClusterRequest>(&context, &mut body)?),
-        other => return Err(CloseConnection(format!("API {other:?} is not supported"))),
-    }
-    Ok(())
-}
-
 fn decode<T: Decodable>(context: &RequestContext, body: &mut Bytes) -> Result<T, CloseConnection> {
     let request = T::decode(body, context.api_version).map_err(|error| {
         CloseConnection(format!(
@@ -224,45 +172,93 @@ fn decode<T: Decodable>(context: &RequestContext, body: &mut Bytes) -> Result<T,
     Ok(request)
 }
 
-/// Decodes the body and starts the handler. Handlers are `async fn
-/// (broker, context, request) -> response`; Produce is the exception: its
-/// appends happen here, in request order, before the wait for durability.
-fn route(
-    broker: &Arc<Broker>,
-    context: RequestContext,
-    mut body: Bytes,
-) -> Result<PendingResponse, CloseConnection> {
-    macro_rules! handle {
-        ($request:ty, $handler:path) => {{
-            let request: $request = decode(&context, &mut body)?;
-            let broker = broker.clone();
-            Box::pin(async move {
-                let response = $handler(broker, &context, request).await;
-                encode_response(&context, &response)
-            }) as PendingResponse
-        }};
-    }
-    Ok(match context.api_key {
-        ApiKey::Produce => {
-            let request: ProduceRequest = decode(&context, &mut body)?;
-            let pending = handlers::produce::handle(broker, &context, request);
-            Box::pin(async move {
-                let response = pending?.await;
-                encode_response(&context, &response)
+/// The API table: each API this broker serves, its request type and its
+/// handler. From it come [`supported_apis`] (which is also the ApiVersions
+/// answer), the routing in [`dispatch`] and the decoding in
+/// [`decode_request`]. Produce is listed apart because its appends happen
+/// while routing, in request order, before the wait for durability.
+macro_rules! api_table {
+    ($($key:ident => $request:ty, $handler:path;)*) => {
+        /// The APIs this broker serves and the versions it accepts: the
+        /// versions `kafka-protocol` can decode, which cover librdkafka 2.x
+        /// and the Java client 3.x/4.x. An API missing here is missing from
+        /// ApiVersions too.
+        pub fn supported_apis() -> Vec<(ApiKey, i16, i16)> {
+            fn range<M: Message>(key: ApiKey) -> (ApiKey, i16, i16) {
+                (key, M::VERSIONS.min, M::VERSIONS.max)
+            }
+            vec![range::<ProduceRequest>(ApiKey::Produce), $(range::<$request>(ApiKey::$key)),*]
+        }
+
+        /// Decodes the body and starts the handler (`async fn (broker,
+        /// context, request) -> response`).
+        fn route(
+            broker: &Arc<Broker>,
+            context: RequestContext,
+            mut body: Bytes,
+        ) -> Result<PendingResponse, CloseConnection> {
+            Ok(match context.api_key {
+                ApiKey::Produce => {
+                    let request: ProduceRequest = decode(&context, &mut body)?;
+                    let pending = handlers::produce::handle(broker, &context, request);
+                    Box::pin(async move {
+                        let response = pending?.await;
+                        encode_response(&context, &response)
+                    })
+                }
+                $(ApiKey::$key => {
+                    let request: $request = decode(&context, &mut body)?;
+                    let broker = broker.clone();
+                    Box::pin(async move {
+                        let response = $handler(broker, &context, request).await;
+                        encode_response(&context, &response)
+                    })
+                })*
+                other => return Err(CloseConnection(format!("API {other:?} is not supported"))),
             })
         }
-        ApiKey::Fetch => handle!(FetchRequest, handlers::fetch::handle),
-        ApiKey::ListOffsets => handle!(ListOffsetsRequest, handlers::list_offsets::handle),
-        ApiKey::Metadata => handle!(MetadataRequest, handlers::metadata::handle),
-        ApiKey::ApiVersions => handle!(ApiVersionsRequest, handlers::api_versions::handle),
-        ApiKey::CreateTopics => handle!(CreateTopicsRequest, handlers::create_topics::handle),
-        ApiKey::DeleteTopics => handle!(DeleteTopicsRequest, handlers::delete_topics::handle),
-        ApiKey::DescribeConfigs => {
-            handle!(DescribeConfigsRequest, handlers::describe_configs::handle)
+
+        /// Decodes a frame as [`dispatch`] would, without a broker: header
+        /// checks, body decoding, and for Produce the record batch checks.
+        /// The fuzz target drives this with arbitrary bytes; it must never
+        /// panic.
+        pub fn decode_request(frame: Bytes) -> Result<(), CloseConnection> {
+            let Parsed::Request { context, mut body } = parse_header(frame)? else {
+                return Ok(());
+            };
+            match context.api_key {
+                ApiKey::Produce => {
+                    let request: ProduceRequest = decode(&context, &mut body)?;
+                    for topic in &request.topic_data {
+                        for partition in &topic.partition_data {
+                            if let Some(records) = &partition.records {
+                                let _ = strom_log::batch::split(records);
+                                let _ = strom_log::batch::validate(records, true);
+                            }
+                        }
+                    }
+                }
+                $(ApiKey::$key => drop(decode::<$request>(&context, &mut body)?),)*
+                other => return Err(CloseConnection(format!("API {other:?} is not supported"))),
+            }
+            Ok(())
         }
-        ApiKey::DescribeCluster => {
-            handle!(DescribeClusterRequest, handlers::describe_cluster::handle)
-        }
-        other => return Err(CloseConnection(format!("API {other:?} is not supported"))),
-    })
+    };
+}
+
+api_table! {
+    Fetch => FetchRequest, handlers::fetch::handle;
+    ListOffsets => ListOffsetsRequest, handlers::list_offsets::handle;
+    Metadata => MetadataRequest, handlers::metadata::handle;
+    ApiVersions => ApiVersionsRequest, handlers::api_versions::handle;
+    CreateTopics => CreateTopicsRequest, handlers::create_topics::handle;
+    DeleteTopics => DeleteTopicsRequest, handlers::delete_topics::handle;
+    DescribeConfigs => DescribeConfigsRequest, handlers::describe_configs::handle;
+    DescribeCluster => DescribeClusterRequest, handlers::describe_cluster::handle;
+    AlterConfigs => AlterConfigsRequest, handlers::alter_configs::handle;
+    IncrementalAlterConfigs => IncrementalAlterConfigsRequest, handlers::incremental_alter_configs::handle;
+    CreatePartitions => CreatePartitionsRequest, handlers::create_partitions::handle;
+    DeleteRecords => DeleteRecordsRequest, handlers::delete_records::handle;
+    DescribeLogDirs => DescribeLogDirsRequest, handlers::describe_log_dirs::handle;
+    OffsetForLeaderEpoch => OffsetForLeaderEpochRequest, handlers::offset_for_leader_epoch::handle;
 }

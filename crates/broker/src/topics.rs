@@ -98,6 +98,176 @@ impl Topics {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Broker configs as they are now: static ones with the dynamic layers
+    /// from the metadata log on top.
+    pub fn configs(&self) -> BrokerOverrides {
+        let state = self.lock();
+        self.layered(&state.1)
+    }
+
+    fn layered(&self, metadata: &ClusterMetadata) -> BrokerOverrides {
+        BrokerOverrides {
+            static_configs: self.broker_configs.static_configs.clone(),
+            dynamic_default: metadata.default_broker_configs.clone(),
+            dynamic_node: metadata
+                .node_broker_configs
+                .get(&self.node_id)
+                .cloned()
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Replaces a topic's config overrides (AlterConfigs and
+    /// IncrementalAlterConfigs compute the new set) and applies them to its
+    /// partitions at once.
+    pub fn replace_topic_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+        registry: &PartitionRegistry,
+    ) -> Result<(), TopicError> {
+        configs::validate_topic_configs(&configs)
+            .map_err(|message| TopicError::new(ResponseError::InvalidConfig, message))?;
+        let mut state = self.lock();
+        if !state.1.topics.contains_key(name) {
+            return Err(unknown_topic(name));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let record = MetadataRecord::TopicConfigsReplaced {
+            name: name.to_string(),
+            configs,
+        };
+        state
+            .0
+            .append(std::slice::from_ref(&record))
+            .map_err(storage_error)?;
+        state.1.apply(&record);
+        let broker_configs = self.layered(&state.1);
+        let topic = state.1.topics[name].clone();
+        drop(state);
+        refresh_settings(&broker_configs, &topic, registry);
+        tracing::info!(topic = %name, configs = ?topic.configs, "changed topic configs");
+        Ok(())
+    }
+
+    /// Replaces the dynamic broker configs of this broker (`for_node`) or the
+    /// cluster-wide defaults, and applies them to every partition.
+    pub fn replace_broker_configs(
+        &self,
+        for_node: bool,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+        registry: &PartitionRegistry,
+    ) -> Result<(), TopicError> {
+        for (name, value) in &configs {
+            let Some(def) = configs::broker_config(name) else {
+                return Err(TopicError::new(
+                    ResponseError::InvalidConfig,
+                    format!("unknown broker config '{name}'"),
+                ));
+            };
+            if !configs::is_dynamic_broker_config(name) {
+                return Err(TopicError::new(
+                    ResponseError::InvalidConfig,
+                    format!("{name} cannot change while the broker runs; set it with `strom serve --set {name}=...` and restart"),
+                ));
+            }
+            configs::validate(def, value).map_err(|message| {
+                TopicError::new(
+                    ResponseError::InvalidConfig,
+                    message.replacen(def.name, name, 1),
+                )
+            })?;
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let record = MetadataRecord::BrokerConfigsReplaced {
+            node_id: for_node.then_some(self.node_id),
+            configs,
+        };
+        let mut state = self.lock();
+        state
+            .0
+            .append(std::slice::from_ref(&record))
+            .map_err(storage_error)?;
+        state.1.apply(&record);
+        let broker_configs = self.layered(&state.1);
+        let topics: Vec<TopicMetadata> = state.1.topics.values().cloned().collect();
+        drop(state);
+        for topic in &topics {
+            refresh_settings(&broker_configs, topic, registry);
+        }
+        tracing::info!("changed dynamic broker configs");
+        Ok(())
+    }
+
+    /// Grows a topic to `total` partitions (CreatePartitions).
+    pub fn add_partitions(
+        &self,
+        name: &str,
+        total: i32,
+        validate_only: bool,
+        registry: &PartitionRegistry,
+    ) -> Result<(), TopicError> {
+        let mut state = self.lock();
+        let Some(topic) = state.1.topics.get(name).cloned() else {
+            return Err(unknown_topic(name));
+        };
+        let current = topic.partitions.len() as i32;
+        if total <= current {
+            return Err(TopicError::new(
+                ResponseError::InvalidPartitions,
+                format!("topic '{name}' has {current} partitions; the new count must be higher, not {total}"),
+            ));
+        }
+        if total > 100_000 {
+            return Err(TopicError::new(
+                ResponseError::InvalidPartitions,
+                format!("{total} partitions is more than the 100000 one topic may have"),
+            ));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let record = MetadataRecord::PartitionsAdded {
+            name: name.to_string(),
+            partitions: (current..total).map(|_| self.new_partition()).collect(),
+        };
+        state
+            .0
+            .append(std::slice::from_ref(&record))
+            .map_err(storage_error)?;
+        state.1.apply(&record);
+        let topic = state.1.topics[name].clone();
+        let broker_configs = self.layered(&state.1);
+        drop(state);
+        let existing = registry
+            .topic(name)
+            .map(|partitions| partitions.to_vec())
+            .unwrap_or_default();
+        let mut partitions = existing;
+        let opened = self
+            .open_partitions_from(&topic, partitions.len(), &broker_configs, Recovery::Clean)
+            .map_err(storage_error)?;
+        partitions.extend(opened);
+        registry.insert_topic(name, partitions);
+        tracing::info!(topic = %name, partitions = total, "added partitions");
+        Ok(())
+    }
+
+    fn new_partition(&self) -> PartitionMetadata {
+        PartitionMetadata {
+            replicas: vec![self.node_id],
+            isr: vec![self.node_id],
+            leader: self.node_id,
+            leader_epoch: 0,
+        }
+    }
+
     /// A copy of the current metadata of one topic.
     pub fn topic(&self, name: &str) -> Option<TopicMetadata> {
         self.lock().1.topics.get(name).cloned()
@@ -183,12 +353,7 @@ impl Topics {
             name: topic.name.clone(),
             topic_id: Uuid::new_v4(),
             partitions: (0..topic.partitions)
-                .map(|_| PartitionMetadata {
-                    replicas: vec![self.node_id],
-                    isr: vec![self.node_id],
-                    leader: self.node_id,
-                    leader_epoch: 0,
-                })
+                .map(|_| self.new_partition())
                 .collect(),
             configs: topic.configs.clone(),
         };
@@ -213,11 +378,23 @@ impl Topics {
         topic: &TopicMetadata,
         recovery: Recovery,
     ) -> Result<Vec<Arc<Partition>>, strom_log::LogError> {
-        let settings = self.broker_configs.topic_settings(&topic.configs);
+        let broker_configs = self.configs();
+        self.open_partitions_from(topic, 0, &broker_configs, recovery)
+    }
+
+    fn open_partitions_from(
+        &self,
+        topic: &TopicMetadata,
+        first: usize,
+        broker_configs: &BrokerOverrides,
+        recovery: Recovery,
+    ) -> Result<Vec<Arc<Partition>>, strom_log::LogError> {
+        let settings = broker_configs.topic_settings(&topic.configs);
         topic
             .partitions
             .iter()
             .enumerate()
+            .skip(first)
             .map(|(index, partition)| {
                 let identity = PartitionIdentity {
                     topic: topic.name.clone(),
@@ -245,10 +422,7 @@ impl Topics {
     ) -> Result<TopicMetadata, TopicError> {
         let mut state = self.lock();
         let Some(metadata) = state.1.topics.get(name).cloned() else {
-            return Err(TopicError::new(
-                ResponseError::UnknownTopicOrPartition,
-                format!("topic '{name}' does not exist"),
-            ));
+            return Err(unknown_topic(name));
         };
         let record = MetadataRecord::TopicDeleted {
             name: name.to_string(),
@@ -271,6 +445,27 @@ impl Topics {
         }
         tracing::info!(topic = %name, "deleted topic");
         Ok(metadata)
+    }
+}
+
+fn unknown_topic(name: &str) -> TopicError {
+    TopicError::new(
+        ResponseError::UnknownTopicOrPartition,
+        format!("topic '{name}' does not exist"),
+    )
+}
+
+/// Pushes a topic's effective settings to its open partitions.
+fn refresh_settings(
+    broker_configs: &BrokerOverrides,
+    topic: &TopicMetadata,
+    registry: &PartitionRegistry,
+) {
+    let settings = broker_configs.topic_settings(&topic.configs);
+    if let Some(partitions) = registry.topic(&topic.name) {
+        for partition in partitions.iter() {
+            partition.set_settings(settings);
+        }
     }
 }
 

@@ -93,7 +93,7 @@ fn build_config(args: &ServeArgs) -> anyhow::Result<BrokerConfig> {
         };
         overrides.insert(key.trim().to_string(), value.trim().to_string());
     }
-    config.overrides = BrokerOverrides(overrides);
+    config.overrides = BrokerOverrides::from_static(overrides);
     if let Some(node_id) = args.node_id.or(file.node_id) {
         config.node_id = node_id;
     }

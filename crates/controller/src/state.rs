@@ -31,6 +31,12 @@ pub enum MetadataRecord {
         name: String,
         partitions: Vec<PartitionMetadata>,
     },
+    /// Replaces the dynamic broker configs of one broker (`node_id`), or the
+    /// cluster-wide defaults (`None`), as a whole.
+    BrokerConfigsReplaced {
+        node_id: Option<i32>,
+        configs: BTreeMap<String, String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +61,10 @@ pub struct TopicMetadata {
 pub struct ClusterMetadata {
     pub cluster_id: Option<String>,
     pub topics: BTreeMap<String, TopicMetadata>,
+    /// Dynamic broker configs that apply to every broker.
+    pub default_broker_configs: BTreeMap<String, String>,
+    /// Dynamic broker configs of single brokers.
+    pub node_broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
     /// How many records have been applied.
     pub applied: u64,
 }
@@ -98,6 +108,12 @@ impl ClusterMetadata {
                     }
                 }
             }
+            MetadataRecord::BrokerConfigsReplaced { node_id, configs } => match node_id {
+                Some(node_id) => {
+                    self.node_broker_configs.insert(*node_id, configs.clone());
+                }
+                None => self.default_broker_configs = configs.clone(),
+            },
             MetadataRecord::PartitionsAdded { name, partitions } => match self.topics.get_mut(name)
             {
                 Some(topic) => topic.partitions.extend(partitions.iter().cloned()),

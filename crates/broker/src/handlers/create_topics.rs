@@ -13,7 +13,6 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
 use super::str_bytes;
 use crate::broker::Broker;
-use crate::configs::ConfigSource;
 use crate::protocol::RequestContext;
 use crate::topics::{NewTopic, TopicError};
 
@@ -140,19 +139,14 @@ fn plan(
 
 fn describe(broker: &Broker, configs: &BTreeMap<String, String>) -> Vec<CreatableTopicConfigs> {
     broker
-        .config
-        .overrides
+        .configs()
         .resolve_all_topic(configs)
         .into_iter()
         .map(|resolved| {
             CreatableTopicConfigs::default()
                 .with_name(str_bytes(resolved.def.name))
                 .with_value(Some(str_bytes(resolved.value)))
-                .with_config_source(match resolved.source {
-                    ConfigSource::DynamicTopic => 1,
-                    ConfigSource::StaticBroker => 4,
-                    ConfigSource::Default => 5,
-                })
+                .with_config_source(resolved.source as i8)
         })
         .collect()
 }

@@ -13,7 +13,8 @@ use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use super::str_bytes;
 use crate::broker::Broker;
 use crate::configs::{
-    ConfigSource, ResolvedConfig, BROKER_CONFIGS, IDENTITY_CONFIGS, TOPIC_CONFIGS,
+    is_dynamic_broker_config, ConfigSource, ResolvedConfig, BROKER_CONFIGS, IDENTITY_CONFIGS,
+    TOPIC_CONFIGS,
 };
 use crate::protocol::RequestContext;
 
@@ -134,7 +135,7 @@ fn encode(
 }
 
 fn topic_entries(broker: &Broker, overrides: &BTreeMap<String, String>) -> Vec<Entry> {
-    let broker_configs = &broker.config.overrides;
+    let broker_configs = broker.configs();
     TOPIC_CONFIGS
         .iter()
         .map(|def| {
@@ -147,12 +148,8 @@ fn topic_entries(broker: &Broker, overrides: &BTreeMap<String, String>) -> Vec<E
                 ));
             }
             if let Some(synonym) = def.broker_synonym {
-                if let Some(value) = broker_configs.0.get(synonym) {
-                    synonyms.push((
-                        synonym.to_string(),
-                        value.clone(),
-                        ConfigSource::StaticBroker,
-                    ));
+                for (value, source) in broker_configs.layers(synonym) {
+                    synonyms.push((synonym.to_string(), value, source));
                 }
                 synonyms.push((
                     synonym.to_string(),
@@ -171,7 +168,7 @@ fn topic_entries(broker: &Broker, overrides: &BTreeMap<String, String>) -> Vec<E
 }
 
 fn broker_entries(broker: &Broker) -> Vec<Entry> {
-    let overrides = &broker.config.overrides;
+    let overrides = broker.configs();
     let mut names: Vec<&'static str> = BROKER_CONFIGS.iter().map(|def| def.name).collect();
     names.extend(TOPIC_CONFIGS.iter().filter_map(|def| def.broker_synonym));
     names.sort_unstable();
@@ -180,18 +177,20 @@ fn broker_entries(broker: &Broker) -> Vec<Entry> {
         .into_iter()
         .map(|name| {
             let resolved = overrides.get(name);
-            let mut synonyms = vec![(name.to_string(), resolved.value.clone(), resolved.source)];
-            if resolved.source != ConfigSource::Default {
-                synonyms.push((
-                    name.to_string(),
-                    resolved.def.default.to_string(),
-                    ConfigSource::Default,
-                ));
-            }
+            let mut synonyms: Vec<_> = overrides
+                .layers(name)
+                .into_iter()
+                .map(|(value, source)| (name.to_string(), value, source))
+                .collect();
+            synonyms.push((
+                name.to_string(),
+                resolved.def.default.to_string(),
+                ConfigSource::Default,
+            ));
             Entry {
                 name: name.to_string(),
+                read_only: !is_dynamic_broker_config(name),
                 resolved,
-                read_only: true,
                 synonyms,
             }
         })

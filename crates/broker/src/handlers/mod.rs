@@ -1,13 +1,20 @@
 //! One module per Kafka API. Each exposes `handle(broker, context, request)`.
 
+pub mod alter_configs;
 pub mod api_versions;
+mod config_resources;
+pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_log_dirs;
 pub mod fetch;
+pub mod incremental_alter_configs;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 
 use kafka_protocol::messages::TopicName;
