@@ -44,6 +44,18 @@ fn version_range(api_key: ApiKey) -> Option<(i16, i16)> {
         .map(|(_, min, max)| (min, max))
 }
 
+/// Old versions that are byte for byte the same as a newer one, which the
+/// codec crate no longer lists: (API, old version, same as). kafka-python
+/// only speaks DescribeLogDirs v0 ("version 1 is the same as version 0").
+const VERSION_ALIASES: &[(ApiKey, i16, i16)] = &[(ApiKey::DescribeLogDirs, 0, 1)];
+
+fn alias(api_key: ApiKey, version: i16) -> Option<i16> {
+    VERSION_ALIASES
+        .iter()
+        .find(|(key, old, _)| *key == api_key && *old == version)
+        .map(|(_, _, same_as)| *same_as)
+}
+
 /// Encodes a response header and body for the request in `context`.
 pub fn encode_response<R: Encodable + HeaderVersion>(
     context: &RequestContext,
@@ -122,6 +134,7 @@ fn parse_header(frame: Bytes) -> Result<Parsed, CloseConnection> {
     let Some((min, max)) = version_range(api_key) else {
         return Err(CloseConnection(format!("API {api_key:?} is not supported")));
     };
+    let version = alias(api_key, version).unwrap_or(version);
     if version < min || version > max {
         if api_key == ApiKey::ApiVersions {
             let context = RequestContext {
@@ -185,7 +198,13 @@ macro_rules! api_table {
         /// ApiVersions too.
         pub fn supported_apis() -> Vec<(ApiKey, i16, i16)> {
             fn range<M: Message>(key: ApiKey) -> (ApiKey, i16, i16) {
-                (key, M::VERSIONS.min, M::VERSIONS.max)
+                let aliased = VERSION_ALIASES
+                    .iter()
+                    .filter(|(aliased, _, _)| *aliased == key)
+                    .map(|(_, old, _)| *old)
+                    .min();
+                let min = aliased.map_or(M::VERSIONS.min, |old| old.min(M::VERSIONS.min));
+                (key, min, M::VERSIONS.max)
             }
             vec![range::<ProduceRequest>(ApiKey::Produce), $(range::<$request>(ApiKey::$key)),*]
         }
