@@ -251,20 +251,82 @@ pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
     batch[PARTITION_LEADER_EPOCH..PARTITION_LEADER_EPOCH + 4].copy_from_slice(&epoch.to_be_bytes());
 }
 
+/// Writes the batch length field from the buffer's size.
+pub fn set_batch_length(batch: &mut [u8]) {
+    let length = (batch.len() - LOG_OVERHEAD) as i32;
+    batch[BATCH_LENGTH..BATCH_LENGTH + 4].copy_from_slice(&length.to_be_bytes());
+}
+
+/// Writes the record count field.
+pub fn set_record_count(batch: &mut [u8], count: i32) {
+    batch[RECORD_COUNT..RECORD_COUNT + 4].copy_from_slice(&count.to_be_bytes());
+}
+
+/// Recomputes and writes the CRC after the covered bytes changed.
+pub fn rewrite_crc(batch: &mut [u8]) {
+    let crc = compute_crc(batch);
+    batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Marks the batch as LogAppendTime with the given broker time and rewrites
 /// the CRC, as Kafka does for topics with `message.timestamp.type=LogAppendTime`.
 pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
     let attributes = read_i16(batch, ATTRIBUTES) | ATTRIBUTE_TIMESTAMP_TYPE;
     batch[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
     batch[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&now_ms.to_be_bytes());
-    let crc = compute_crc(batch);
-    batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    rewrite_crc(batch);
 }
 
 /// Builders for tests of this crate and of crates above it.
 #[doc(hidden)]
 pub mod testing {
     use super::*;
+
+    fn put_varint(out: &mut Vec<u8>, value: i64) {
+        let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
+        loop {
+            let byte = (zigzag & 0x7f) as u8;
+            zigzag >>= 7;
+            if zigzag == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+
+    fn put_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
+        match bytes {
+            Some(bytes) => {
+                put_varint(out, bytes.len() as i64);
+                out.extend_from_slice(bytes);
+            }
+            None => put_varint(out, -1),
+        }
+    }
+
+    /// An uncompressed batch of real records (key, value; `None` is null),
+    /// all with `timestamp`, starting at `base_offset`.
+    pub fn keyed_batch(
+        base_offset: i64,
+        timestamp: i64,
+        records: &[(Option<&[u8]>, Option<&[u8]>)],
+    ) -> Vec<u8> {
+        let mut payload = Vec::new();
+        for (index, (key, value)) in records.iter().enumerate() {
+            let mut body = vec![0u8]; // attributes
+            put_varint(&mut body, 0); // timestamp delta
+            put_varint(&mut body, index as i64); // offset delta
+            put_bytes(&mut body, *key);
+            put_bytes(&mut body, *value);
+            put_varint(&mut body, 0); // headers
+            put_varint(&mut payload, body.len() as i64);
+            payload.extend_from_slice(&body);
+        }
+        let mut built = batch(records.len() as i32, timestamp, &payload);
+        set_base_offset(&mut built, base_offset);
+        built
+    }
 
     /// Builds a structurally valid, uncompressed batch with `count` empty
     /// records' worth of payload. Good enough for the storage layer, which

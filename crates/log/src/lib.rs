@@ -20,10 +20,12 @@
 
 pub mod batch;
 mod check;
+pub mod cleaner;
 mod error;
 pub mod files;
 mod index;
 mod log;
+pub mod records;
 mod segment;
 
 pub use check::{check_segment, SegmentCheck};

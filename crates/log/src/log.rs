@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::batch::{self, BatchHeader};
+use crate::cleaner::{self, CleanPlan, CleanerConfig, PlannedSegment};
 use crate::error::LogError;
 use crate::files::FileCache;
 use crate::segment::{self, Segment};
@@ -130,6 +131,15 @@ impl Log {
             if let Some(parent) = dir.parent() {
                 sync_dir(parent)?;
             }
+        }
+        // A cleaning a crash interrupted is finished or abandoned first.
+        for base in cleaner::recover(dir)? {
+            for extension in ["index", "timeindex"] {
+                let path = dir.join(format!("{}.{extension}", segment::file_stem(base)));
+                files.forget(&path);
+                let _ = std::fs::remove_file(&path);
+            }
+            files.forget(&dir.join(format!("{}.log", segment::file_stem(base))));
         }
         let mut base_offsets = Vec::new();
         let entries = std::fs::read_dir(dir).map_err(|e| LogError::io("list", dir, e))?;
@@ -592,6 +602,110 @@ impl Log {
         Ok(())
     }
 
+    /// Base offset of the active segment: everything below it is sealed.
+    pub fn active_base_offset(&self) -> i64 {
+        self.active().base_offset
+    }
+
+    /// Step 1 of a cleaning (see [`cleaner`]): the sealed segments to clean,
+    /// or `None` when nothing is due.
+    pub fn plan_clean(&self, config: &CleanerConfig) -> Result<Option<CleanPlan>, LogError> {
+        let lag_horizon = config.now_ms.saturating_sub(config.min_compaction_lag_ms);
+        let sealed: Vec<(&i64, &Segment)> = self.segments.iter().collect();
+        let sealed = &sealed[..sealed.len().saturating_sub(1)];
+        let mut chosen = Vec::new();
+        for (index, (base, segment)) in sealed.iter().enumerate() {
+            if segment.max_timestamp > lag_horizon {
+                break;
+            }
+            let next_base = sealed
+                .get(index + 1)
+                .map_or(self.active().base_offset, |(next, _)| **next);
+            chosen.push((**base, next_base, *segment));
+        }
+        let Some(&(_, end_offset, _)) = chosen.last() else {
+            return Ok(None);
+        };
+        let first_dirty =
+            read_offset_checkpoint(&self.dir, cleaner::CLEANER_CHECKPOINT)?.unwrap_or(0);
+        let total: u64 = chosen.iter().map(|(_, _, segment)| segment.size).sum();
+        let dirty: Vec<_> = chosen
+            .iter()
+            .filter(|(_, next_base, _)| *next_base > first_dirty)
+            .collect();
+        let dirty_bytes: u64 = dirty.iter().map(|(_, _, segment)| segment.size).sum();
+        if total == 0 || dirty_bytes == 0 {
+            return Ok(None);
+        }
+        let max_lag_horizon = config.now_ms.saturating_sub(config.max_compaction_lag_ms);
+        let overdue = dirty.iter().any(|(_, _, segment)| {
+            segment.max_timestamp >= 0 && segment.max_timestamp < max_lag_horizon
+        });
+        let ratio = dirty_bytes as f64 / total as f64;
+        if ratio < config.min_cleanable_dirty_ratio && !overdue {
+            return Ok(None);
+        }
+        Ok(Some(CleanPlan {
+            dir: self.dir.clone(),
+            segments: chosen
+                .iter()
+                .map(|(base, _, segment)| PlannedSegment {
+                    base_offset: *base,
+                    log_path: segment.log_path.clone(),
+                    size: segment.size,
+                })
+                .collect(),
+            end_offset,
+        }))
+    }
+
+    /// Step 3 of a cleaning: swaps the `.cleaned` files in atomically. Returns
+    /// false (and discards them) if the planned segments changed meanwhile.
+    pub fn commit_clean(&mut self, plan: &CleanPlan, now_ms: i64) -> Result<bool, LogError> {
+        let unchanged = plan.segments.iter().all(|planned| {
+            self.segments
+                .get(&planned.base_offset)
+                .is_some_and(|segment| {
+                    segment.size == planned.size && segment.base_offset != self.active().base_offset
+                })
+        });
+        if !unchanged {
+            for planned in &plan.segments {
+                let _ = std::fs::remove_file(cleaner::cleaned_path(&planned.log_path));
+            }
+            return Ok(false);
+        }
+        cleaner::write_commit_marker(&self.dir, plan)?;
+        let files = self.files.clone();
+        for planned in &plan.segments {
+            let segment = &self.segments[&planned.base_offset];
+            segment.forget_files(&files);
+            let cleaned = cleaner::cleaned_path(&planned.log_path);
+            std::fs::rename(&cleaned, &planned.log_path)
+                .map_err(|e| LogError::io("rename", &cleaned, e))?;
+            segment.remove_index_files(&files)?;
+        }
+        sync_dir(&self.dir)?;
+        cleaner::remove_commit_marker(&self.dir)?;
+        let bases: Vec<i64> = self.segments.keys().copied().collect();
+        for planned in &plan.segments {
+            let position = bases.iter().position(|base| *base == planned.base_offset);
+            let next_base = position.and_then(|index| bases.get(index + 1)).copied();
+            let reopened = Segment::open(
+                &self.dir,
+                planned.base_offset,
+                &files,
+                next_base,
+                false,
+                self.config.index_interval_bytes,
+                now_ms,
+            )?;
+            self.segments.insert(planned.base_offset, reopened);
+        }
+        write_offset_checkpoint(&self.dir, cleaner::CLEANER_CHECKPOINT, plan.end_offset)?;
+        Ok(true)
+    }
+
     /// Deletes all files of the log and its directory.
     pub fn delete(&mut self) -> Result<(), LogError> {
         for segment in self.segments.values() {
@@ -616,7 +730,16 @@ const LOG_START_CHECKPOINT: &str = "log-start-offset";
 
 /// The persisted log start offset, if one was ever written.
 fn read_log_start_checkpoint(dir: &Path) -> Result<Option<i64>, LogError> {
-    let path = dir.join(LOG_START_CHECKPOINT);
+    read_offset_checkpoint(dir, LOG_START_CHECKPOINT)
+}
+
+fn write_log_start_checkpoint(dir: &Path, offset: i64) -> Result<(), LogError> {
+    write_offset_checkpoint(dir, LOG_START_CHECKPOINT, offset)
+}
+
+/// An offset persisted in a small file of the partition directory.
+fn read_offset_checkpoint(dir: &Path, name: &str) -> Result<Option<i64>, LogError> {
+    let path = dir.join(name);
     match std::fs::read_to_string(&path) {
         Ok(text) => Ok(text.trim().parse().ok()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -624,10 +747,10 @@ fn read_log_start_checkpoint(dir: &Path) -> Result<Option<i64>, LogError> {
     }
 }
 
-/// Writes the log start offset atomically: temporary file, fsync, rename, fsync directory.
-fn write_log_start_checkpoint(dir: &Path, offset: i64) -> Result<(), LogError> {
-    let path = dir.join(LOG_START_CHECKPOINT);
-    let temporary = dir.join(format!("{LOG_START_CHECKPOINT}.tmp"));
+/// Writes an offset checkpoint atomically: temporary file, fsync, rename, fsync directory.
+fn write_offset_checkpoint(dir: &Path, name: &str, offset: i64) -> Result<(), LogError> {
+    let path = dir.join(name);
+    let temporary = dir.join(format!("{name}.tmp"));
     std::fs::write(&temporary, format!("{offset}\n"))
         .and_then(|()| File::open(&temporary)?.sync_all())
         .map_err(|e| LogError::io("write", &temporary, e))?;

@@ -494,6 +494,31 @@ impl Segment {
         }
     }
 
+    /// Drops the cached handles of the segment's files (before they are
+    /// renamed over or deleted).
+    pub fn forget_files(&self, files: &FileCache) {
+        for path in [
+            &self.log_path,
+            &self.offset_index_path,
+            &self.time_index_path,
+        ] {
+            files.forget(path);
+        }
+    }
+
+    /// Deletes the index files so that the next open rebuilds them.
+    pub fn remove_index_files(&self, files: &FileCache) -> Result<(), LogError> {
+        for path in [&self.offset_index_path, &self.time_index_path] {
+            files.forget(path);
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(LogError::io("delete", path, e)),
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes the segment's files.
     pub fn delete_files(&self, files: &FileCache) -> Result<(), LogError> {
         for path in [

@@ -1,0 +1,319 @@
+//! Log compaction: keep the latest record of every key.
+//!
+//! A cleaning runs in three steps so that producers are blocked only for
+//! the short last one:
+//!
+//! 1. [`Log::plan_clean`] (under the partition's lock) picks the sealed
+//!    segments that may be cleaned: all of them up to the first one younger
+//!    than `min.compaction.lag.ms`, never the active segment; and decides
+//!    whether the dirty share reaches `min.cleanable.dirty.ratio` (or
+//!    `max.compaction.lag.ms` forces a clean).
+//! 2. [`clean`] (no lock; sealed segments never change) builds a map from
+//!    key to the offset of its latest record over those segments, then
+//!    writes each segment again as `<segment>.log.cleaned`, keeping a record
+//!    if it has no key, or if it is its key's latest record and not a
+//!    tombstone older than `delete.retention.ms`. Kept records are copied
+//!    byte for byte; a batch keeps its base offset and last offset, so
+//!    offsets never move (gaps stay). Its I/O is throttled.
+//! 3. [`Log::commit_clean`] (under the lock) checks the planned segments are
+//!    still there, writes a commit marker listing them (the commit point),
+//!    renames every `.cleaned` file over its segment, reopens them and
+//!    removes the marker.
+//!
+//! Crash safety: at startup, a marker means the cleaning committed, so every
+//! listed `.cleaned` file still present replaces its segment; no marker
+//! means it did not, so `.cleaned` files are deleted. Either way the log is
+//! entirely the old segments or entirely the new ones, never a mix (a mix
+//! could resurrect a key whose tombstone one segment dropped while another
+//! still held an older value).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::batch::{BatchHeader, HEADER_SIZE};
+use crate::error::LogError;
+use crate::records;
+
+const COMMIT_MARKER: &str = "cleaner-commit";
+const CLEANED_SUFFIX: &str = ".cleaned";
+pub(crate) const CLEANER_CHECKPOINT: &str = "cleaner-offset";
+
+/// The topic configs that govern compaction, and the cleaner's own limits.
+#[derive(Debug, Clone, Copy)]
+pub struct CleanerConfig {
+    pub delete_retention_ms: i64,
+    pub min_compaction_lag_ms: i64,
+    pub max_compaction_lag_ms: i64,
+    pub min_cleanable_dirty_ratio: f64,
+    pub now_ms: i64,
+    /// Bytes per second the cleaner may read plus write.
+    pub io_bytes_per_second: u64,
+    /// Most distinct keys one cleaning tracks; segments beyond wait for the next.
+    pub max_keys: usize,
+}
+
+/// One sealed segment a cleaning rewrites.
+#[derive(Debug, Clone)]
+pub struct PlannedSegment {
+    pub base_offset: i64,
+    pub log_path: PathBuf,
+    pub size: u64,
+}
+
+/// What [`Log::plan_clean`](crate::Log::plan_clean) chose.
+#[derive(Debug, Clone)]
+pub struct CleanPlan {
+    pub dir: PathBuf,
+    pub segments: Vec<PlannedSegment>,
+    /// Offset after the cleaned range: the next first dirty offset.
+    pub end_offset: i64,
+}
+
+/// What a cleaning removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CleanOutcome {
+    pub segments: u64,
+    pub records_removed: u64,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+/// Keeps the cleaner's reads and writes under a byte rate.
+struct Throttle {
+    started: Instant,
+    bytes: u64,
+    rate: u64,
+}
+
+impl Throttle {
+    fn account(&mut self, bytes: u64) {
+        self.bytes += bytes;
+        if self.rate == 0 {
+            return;
+        }
+        let due = Duration::from_secs_f64(self.bytes as f64 / self.rate as f64);
+        let elapsed = self.started.elapsed();
+        if due > elapsed {
+            std::thread::sleep(due - elapsed);
+        }
+    }
+}
+
+/// Reads the batches of a sealed segment file one by one.
+fn for_each_batch(
+    path: &Path,
+    throttle: &mut Throttle,
+    mut visit: impl FnMut(&[u8], &BatchHeader) -> Result<(), LogError>,
+) -> Result<(), LogError> {
+    let file = File::open(path).map_err(|e| LogError::io("open", path, e))?;
+    let length = file
+        .metadata()
+        .map_err(|e| LogError::io("stat", path, e))?
+        .len();
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut position = 0u64;
+    let mut buffer = Vec::new();
+    while position < length {
+        buffer.resize(HEADER_SIZE, 0);
+        reader
+            .read_exact(&mut buffer)
+            .map_err(|e| LogError::io("read", path, e))?;
+        let header = BatchHeader::parse(&buffer).map_err(|_| LogError::Corrupt {
+            path: path.to_path_buf(),
+            position,
+        })?;
+        buffer.resize(header.total_size(), 0);
+        reader
+            .read_exact(&mut buffer[HEADER_SIZE..])
+            .map_err(|e| LogError::io("read", path, e))?;
+        throttle.account(buffer.len() as u64);
+        visit(&buffer, &header)?;
+        position += header.total_size() as u64;
+    }
+    Ok(())
+}
+
+/// Step 2: builds the key map and writes the `.cleaned` files (fsynced).
+/// Runs without the partition's lock.
+pub fn clean(plan: &CleanPlan, config: &CleanerConfig) -> Result<CleanOutcome, LogError> {
+    let mut throttle = Throttle {
+        started: Instant::now(),
+        bytes: 0,
+        rate: config.io_bytes_per_second,
+    };
+    let mut latest: HashMap<Vec<u8>, i64> = HashMap::new();
+    for segment in &plan.segments {
+        for_each_batch(&segment.log_path, &mut throttle, |batch, header| {
+            if header.is_control() {
+                return Ok(());
+            }
+            if let Ok((_, records)) = records::parse_records(batch) {
+                for record in records {
+                    if let Some(key) = record.key {
+                        latest.insert(key, record.offset);
+                    }
+                }
+            }
+            Ok(())
+        })?;
+    }
+    let tombstone_horizon = config.now_ms.saturating_sub(config.delete_retention_ms);
+    let mut outcome = CleanOutcome::default();
+    for segment in &plan.segments {
+        let cleaned_path = cleaned_path(&segment.log_path);
+        let mut output = std::io::BufWriter::with_capacity(
+            1 << 20,
+            File::create(&cleaned_path).map_err(|e| LogError::io("create", &cleaned_path, e))?,
+        );
+        let mut written = 0u64;
+        for_each_batch(&segment.log_path, &mut throttle, |batch, header| {
+            let kept = clean_batch(batch, header, &latest, tombstone_horizon, &mut outcome);
+            if let Some(bytes) = kept {
+                output
+                    .write_all(&bytes)
+                    .map_err(|e| LogError::io("write", &cleaned_path, e))?;
+                written += bytes.len() as u64;
+            }
+            Ok(())
+        })?;
+        throttle.account(written);
+        let file = output
+            .into_inner()
+            .map_err(|e| LogError::io("write", &cleaned_path, e.into_error()))?;
+        file.sync_all()
+            .map_err(|e| LogError::io("fsync", &cleaned_path, e))?;
+        outcome.segments += 1;
+        outcome.bytes_before += segment.size;
+        outcome.bytes_after += written;
+    }
+    Ok(outcome)
+}
+
+/// The batch as it survives cleaning: unchanged, rebuilt with fewer
+/// records, or gone (`None`).
+fn clean_batch(
+    batch: &[u8],
+    header: &BatchHeader,
+    latest: &HashMap<Vec<u8>, i64>,
+    tombstone_horizon: i64,
+    outcome: &mut CleanOutcome,
+) -> Option<Vec<u8>> {
+    if header.is_control() {
+        return Some(batch.to_vec());
+    }
+    let Ok((bytes, records)) = records::parse_records(batch) else {
+        // A batch we cannot read is kept as it is rather than lost.
+        tracing::warn!(
+            base_offset = header.base_offset,
+            "cleaner keeps a batch it cannot parse"
+        );
+        return Some(batch.to_vec());
+    };
+    let keep: Vec<&records::RecordView> = records
+        .iter()
+        .filter(|record| match &record.key {
+            None => true,
+            Some(key) => {
+                latest.get(key) == Some(&record.offset)
+                    && !(record.is_tombstone && record.timestamp < tombstone_horizon)
+            }
+        })
+        .collect();
+    outcome.records_removed += (records.len() - keep.len()) as u64;
+    if keep.len() == records.len() {
+        return Some(batch.to_vec());
+    }
+    if keep.is_empty() {
+        return None;
+    }
+    match records::rebuild_batch(batch, &bytes, &keep) {
+        Ok(rebuilt) => Some(rebuilt),
+        Err(error) => {
+            tracing::warn!(%error, "cleaner keeps a batch it cannot rebuild");
+            Some(batch.to_vec())
+        }
+    }
+}
+
+pub(crate) fn cleaned_path(log_path: &Path) -> PathBuf {
+    let mut name = log_path.as_os_str().to_owned();
+    name.push(CLEANED_SUFFIX);
+    PathBuf::from(name)
+}
+
+/// Writes the commit marker (the commit point): the segments whose
+/// `.cleaned` files replace them.
+#[doc(hidden)]
+pub fn write_commit_marker(dir: &Path, plan: &CleanPlan) -> Result<(), LogError> {
+    let path = dir.join(COMMIT_MARKER);
+    let text: String = plan
+        .segments
+        .iter()
+        .map(|segment| format!("{}\n", segment.base_offset))
+        .collect();
+    let mut file = File::create(&path).map_err(|e| LogError::io("create", &path, e))?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| LogError::io("write", &path, e))?;
+    sync_dir(dir)
+}
+
+pub(crate) fn remove_commit_marker(dir: &Path) -> Result<(), LogError> {
+    let path = dir.join(COMMIT_MARKER);
+    std::fs::remove_file(&path).map_err(|e| LogError::io("delete", &path, e))?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), LogError> {
+    File::open(dir)
+        .and_then(|file| file.sync_all())
+        .map_err(|e| LogError::io("fsync directory", dir, e))
+}
+
+/// Finishes or abandons a cleaning a crash interrupted. Returns the base
+/// offsets of segments whose content was replaced (their indexes must be
+/// rebuilt).
+pub(crate) fn recover(dir: &Path) -> Result<Vec<i64>, LogError> {
+    let marker = dir.join(COMMIT_MARKER);
+    let committed: Option<Vec<i64>> = match std::fs::read_to_string(&marker) {
+        Ok(text) => Some(
+            text.lines()
+                .filter_map(|line| line.trim().parse().ok())
+                .collect(),
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(LogError::io("read", &marker, e)),
+    };
+    let mut replaced = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| LogError::io("list", dir, e))?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
+            continue;
+        };
+        let Some(log_name) = name.strip_suffix(CLEANED_SUFFIX) else {
+            continue;
+        };
+        let base = crate::segment::parse_log_file_name(log_name);
+        match (&committed, base) {
+            (Some(bases), Some(base)) if bases.contains(&base) => {
+                let target = dir.join(log_name);
+                std::fs::rename(&path, &target).map_err(|e| LogError::io("rename", &path, e))?;
+                replaced.push(base);
+                tracing::info!(segment = %target.display(), "completed an interrupted log cleaning");
+            }
+            _ => {
+                std::fs::remove_file(&path).map_err(|e| LogError::io("delete", &path, e))?;
+                tracing::info!(file = %path.display(), "discarded an uncommitted log cleaning");
+            }
+        }
+    }
+    if committed.is_some() {
+        sync_dir(dir)?;
+        remove_commit_marker(dir)?;
+    }
+    Ok(replaced)
+}

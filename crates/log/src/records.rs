@@ -1,0 +1,228 @@
+//! The records inside a v2 batch, for the log cleaner: where each record's
+//! bytes are, its offset, key and whether it is a tombstone. Records are
+//! never re-encoded: a cleaned batch is the surviving records' original
+//! bytes under a rewritten header, so keys, values and headers (duplicates
+//! included) come out exactly as they went in.
+//!
+//! ```text
+//! record: length varint | attributes i8 | timestamp delta varlong |
+//!         offset delta varint | key length varint | key | value length varint |
+//!         value | header count varint | headers...
+//! ```
+//!
+//! Compressed batches are decompressed and recompressed with the same codec
+//! through `kafka-protocol`'s codecs (Kafka's framing for each of them).
+
+use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::compression::{Compressor, Decompressor, Gzip, Lz4, Snappy, Zstd};
+
+use crate::batch::{self, BatchHeader, Compression, HEADER_SIZE};
+
+/// One record of a batch, borrowed from the decompressed records bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordView {
+    pub offset: i64,
+    pub timestamp: i64,
+    /// `None` for a record without a key.
+    pub key: Option<Vec<u8>>,
+    /// A record whose value is null deletes its key.
+    pub is_tombstone: bool,
+    /// Where the whole record lies in the records bytes.
+    pub range: std::ops::Range<usize>,
+}
+
+/// Why the records of a batch could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed records in batch at offset {base_offset}: {reason}")]
+pub struct RecordsError {
+    pub base_offset: i64,
+    pub reason: String,
+}
+
+fn read_varlong(bytes: &[u8], at: &mut usize) -> Option<i64> {
+    let mut value: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let byte = *bytes.get(*at)?;
+        *at += 1;
+        value |= ((byte & 0x7f) as u64) << shift;
+        if byte & 0x80 == 0 {
+            // Zig-zag decoding.
+            return Some(((value >> 1) as i64) ^ -((value & 1) as i64));
+        }
+    }
+    None
+}
+
+fn skip(bytes: &[u8], at: &mut usize, length: i64) -> Option<()> {
+    if length < 0 {
+        return Some(());
+    }
+    let end = at.checked_add(length as usize)?;
+    if end > bytes.len() {
+        return None;
+    }
+    *at = end;
+    Some(())
+}
+
+fn parse_record(bytes: &[u8], at: &mut usize, header: &BatchHeader) -> Option<RecordView> {
+    let start = *at;
+    let length = read_varlong(bytes, at)?;
+    let body_start = *at;
+    let end = body_start.checked_add(usize::try_from(length).ok()?)?;
+    if end > bytes.len() {
+        return None;
+    }
+    let body = &bytes[..end];
+    let mut cursor = body_start + 1; // attributes
+    let timestamp_delta = read_varlong(body, &mut cursor)?;
+    let offset_delta = read_varlong(body, &mut cursor)?;
+    let key_length = read_varlong(body, &mut cursor)?;
+    let key_start = cursor;
+    skip(body, &mut cursor, key_length)?;
+    let key = (key_length >= 0).then(|| body[key_start..cursor].to_vec());
+    let value_length = read_varlong(body, &mut cursor)?;
+    skip(body, &mut cursor, value_length)?;
+    *at = end;
+    let timestamp = if header.is_log_append_time() {
+        header.max_timestamp
+    } else {
+        header.base_timestamp.saturating_add(timestamp_delta)
+    };
+    Some(RecordView {
+        offset: header.base_offset + offset_delta,
+        timestamp,
+        key,
+        is_tombstone: value_length < 0,
+        range: start..end,
+    })
+}
+
+/// The records bytes of a batch, decompressed.
+pub fn records_bytes(batch: &[u8]) -> Result<Bytes, RecordsError> {
+    let header = BatchHeader::parse(batch).map_err(|e| RecordsError {
+        base_offset: -1,
+        reason: e.to_string(),
+    })?;
+    let error = |reason: String| RecordsError {
+        base_offset: header.base_offset,
+        reason,
+    };
+    let mut compressed = Bytes::copy_from_slice(&batch[HEADER_SIZE..]);
+    let take_all =
+        |buf: &mut Bytes| -> anyhow::Result<Bytes> { Ok(buf.copy_to_bytes(buf.remaining())) };
+    let result = match header.compression().map_err(|e| error(e.to_string()))? {
+        Compression::None => Ok(compressed),
+        Compression::Gzip => Gzip::decompress(&mut compressed, take_all),
+        Compression::Snappy => Snappy::decompress(&mut compressed, take_all),
+        Compression::Lz4 => Lz4::decompress(&mut compressed, take_all),
+        Compression::Zstd => Zstd::decompress(&mut compressed, take_all),
+    };
+    result.map_err(|e| error(format!("{e:#}")))
+}
+
+/// Every record of a batch. Control batches have records too (markers).
+pub fn parse_records(batch: &[u8]) -> Result<(Bytes, Vec<RecordView>), RecordsError> {
+    let header = BatchHeader::parse(batch).map_err(|e| RecordsError {
+        base_offset: -1,
+        reason: e.to_string(),
+    })?;
+    let bytes = records_bytes(batch)?;
+    let mut records = Vec::with_capacity(header.record_count.clamp(0, 1 << 16) as usize);
+    let mut at = 0;
+    while at < bytes.len() {
+        let record = parse_record(&bytes, &mut at, &header).ok_or_else(|| RecordsError {
+            base_offset: header.base_offset,
+            reason: format!("record {} is truncated", records.len()),
+        })?;
+        records.push(record);
+    }
+    if records.len() != header.record_count.max(0) as usize {
+        return Err(RecordsError {
+            base_offset: header.base_offset,
+            reason: format!(
+                "header says {} records, found {}",
+                header.record_count,
+                records.len()
+            ),
+        });
+    }
+    Ok((bytes, records))
+}
+
+/// A new batch with only the records in `keep` (in order), everything else
+/// in the header as it was: base offset, last offset delta, timestamps,
+/// producer fields, attributes. Recompresses with the batch's codec.
+pub fn rebuild_batch(
+    batch: &[u8],
+    records: &Bytes,
+    keep: &[&RecordView],
+) -> Result<Vec<u8>, RecordsError> {
+    let header = BatchHeader::parse(batch).map_err(|e| RecordsError {
+        base_offset: -1,
+        reason: e.to_string(),
+    })?;
+    let mut raw = BytesMut::new();
+    for record in keep {
+        raw.extend_from_slice(&records[record.range.clone()]);
+    }
+    let mut body = BytesMut::new();
+    let copy = |target: &mut BytesMut| -> anyhow::Result<()> {
+        target.extend_from_slice(&raw);
+        Ok(())
+    };
+    let compressed = match header.compression().map_err(|e| RecordsError {
+        base_offset: header.base_offset,
+        reason: e.to_string(),
+    })? {
+        Compression::None => copy(&mut body),
+        Compression::Gzip => Gzip::compress(&mut body, copy),
+        Compression::Snappy => Snappy::compress(&mut body, copy),
+        Compression::Lz4 => Lz4::compress(&mut body, copy),
+        Compression::Zstd => Zstd::compress(&mut body, copy),
+    };
+    compressed.map_err(|e| RecordsError {
+        base_offset: header.base_offset,
+        reason: format!("{e:#}"),
+    })?;
+    let mut rebuilt = batch[..HEADER_SIZE].to_vec();
+    rebuilt.extend_from_slice(&body);
+    batch::set_batch_length(&mut rebuilt);
+    batch::set_record_count(&mut rebuilt, keep.len() as i32);
+    batch::rewrite_crc(&mut rebuilt);
+    Ok(rebuilt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::testing;
+
+    #[test]
+    fn records_of_a_built_batch_are_found_and_a_subset_rebuilds() {
+        let batch = testing::keyed_batch(
+            100,
+            1_000,
+            &[
+                (Some(b"a".as_slice()), Some(b"1".as_slice())),
+                (Some(b"b"), None),
+                (None, Some(b"3")),
+            ],
+        );
+        let (bytes, records) = parse_records(&batch).unwrap();
+        assert_eq!(records.len(), 3);
+        assert_eq!(records[0].offset, 100);
+        assert_eq!(records[1].key.as_deref(), Some(b"b".as_slice()));
+        assert!(records[1].is_tombstone);
+        assert_eq!(records[2].key, None);
+        let rebuilt = rebuild_batch(&batch, &bytes, &[&records[0], &records[2]]).unwrap();
+        let header = batch::validate(&rebuilt, false).unwrap();
+        assert_eq!(header.record_count, 2);
+        assert_eq!(header.last_offset(), 102, "the last offset stays");
+        let (_, kept) = parse_records(&rebuilt).unwrap();
+        assert_eq!(
+            kept.iter().map(|r| r.offset).collect::<Vec<_>>(),
+            vec![100, 102]
+        );
+    }
+}
