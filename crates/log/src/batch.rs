@@ -305,13 +305,12 @@ pub mod testing {
         }
     }
 
+    /// A record's key and value; `None` is null.
+    pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
     /// An uncompressed batch of real records (key, value; `None` is null),
     /// all with `timestamp`, starting at `base_offset`.
-    pub fn keyed_batch(
-        base_offset: i64,
-        timestamp: i64,
-        records: &[(Option<&[u8]>, Option<&[u8]>)],
-    ) -> Vec<u8> {
+    pub fn keyed_batch(base_offset: i64, timestamp: i64, records: &[KeyValue<'_>]) -> Vec<u8> {
         let mut payload = Vec::new();
         for (index, (key, value)) in records.iter().enumerate() {
             let mut body = vec![0u8]; // attributes

@@ -136,7 +136,7 @@ fn run(steps: Vec<Step>) {
                     .iter()
                     .map(|(key, _)| key.map(|k| vec![b'k', k]))
                     .collect();
-                let values: Vec<(Option<&[u8]>, Option<&[u8]>)> = records
+                let values: Vec<testing::KeyValue<'_>> = records
                     .iter()
                     .zip(&keys)
                     .map(|((_, tombstone), key)| {
