@@ -239,6 +239,9 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
     });
     let (shutdown, shutdown_receiver) = watch::channel(false);
     tokio::spawn(enforce_retention(broker.clone(), shutdown_receiver.clone()));
+    if broker.config.overrides.get_bool("log.cleaner.enable") {
+        tokio::spawn(run_cleaner(broker.clone(), shutdown_receiver.clone()));
+    }
     let server = tokio::spawn(server::serve(broker.clone(), listener, shutdown_receiver));
     Ok(RunningBroker {
         broker,
@@ -281,6 +284,42 @@ async fn enforce_retention(broker: Arc<Broker>, mut shutdown: watch::Receiver<bo
                     ),
                     Ok(_) => {}
                     Err(error) => tracing::error!(topic = %partition.topic, partition = partition.index, %error, "retention failed"),
+                }
+            }
+        })
+        .await;
+    }
+}
+
+/// The log cleaner: every `log.cleaner.backoff.ms`, compacts the partitions
+/// of compacted topics that have enough dirty data, one at a time.
+async fn run_cleaner(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let overrides = &broker.config.overrides;
+    let backoff =
+        std::time::Duration::from_millis(overrides.get_i64("log.cleaner.backoff.ms").max(1) as u64);
+    let rate = overrides
+        .get_i64("log.cleaner.io.max.bytes.per.second")
+        .max(1) as u64;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.changed() => return,
+        }
+        let pass = broker.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for partition in pass.partitions.all() {
+                match partition.clean(crate::partition::now_ms(), rate) {
+                    Ok(Some(outcome)) => tracing::info!(
+                        topic = %partition.topic,
+                        partition = partition.index,
+                        segments = outcome.segments,
+                        records_removed = outcome.records_removed,
+                        bytes_before = outcome.bytes_before,
+                        bytes_after = outcome.bytes_after,
+                        "compacted"
+                    ),
+                    Ok(None) => {}
+                    Err(error) => tracing::warn!(topic = %partition.topic, partition = partition.index, %error, "compaction failed; it is retried on the next pass"),
                 }
             }
         })

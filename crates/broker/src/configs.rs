@@ -295,6 +295,30 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         documentation: "How often partitions are checked for segments that retention may delete.",
     },
     ConfigDef {
+        name: "log.cleaner.enable",
+        kind: ConfigType::Boolean,
+        default: "true",
+        broker_synonym: None,
+        validator: Validator::Any,
+        documentation: "Run the log cleaner for topics with cleanup.policy=compact.",
+    },
+    ConfigDef {
+        name: "log.cleaner.backoff.ms",
+        kind: ConfigType::Long,
+        default: "15000",
+        broker_synonym: None,
+        validator: Validator::AtLeast(1),
+        documentation: "How long the cleaner waits between passes over the compacted partitions.",
+    },
+    ConfigDef {
+        name: "log.cleaner.io.max.bytes.per.second",
+        kind: ConfigType::Long,
+        default: "52428800",
+        broker_synonym: None,
+        validator: Validator::AtLeast(1),
+        documentation: "Bytes per second the cleaner may read plus write, so producers keep their disk bandwidth (Kafka's default is unlimited; Strom's is 50 MiB/s).",
+    },
+    ConfigDef {
         name: "max.incremental.fetch.session.cache.slots",
         kind: ConfigType::Int,
         default: "1000",
@@ -608,12 +632,25 @@ impl BrokerOverrides {
                 .any(|policy| policy.trim() == "delete"),
             retention_ms: Some(long("retention.ms")).filter(|ms| *ms >= 0),
             retention_bytes: u64::try_from(long("retention.bytes")).ok(),
+            compact: value("cleanup.policy")
+                .value
+                .split(',')
+                .any(|policy| policy.trim() == "compact"),
+            delete_retention_ms: long("delete.retention.ms").max(0),
+            min_compaction_lag_ms: long("min.compaction.lag.ms").max(0),
+            max_compaction_lag_ms: long("max.compaction.lag.ms").max(1),
+            min_cleanable_dirty_ratio: value("min.cleanable.dirty.ratio")
+                .value
+                .trim()
+                .parse::<f64>()
+                .unwrap_or(0.5)
+                .clamp(0.0, 1.0),
         }
     }
 }
 
 /// A topic's configs in the form the hot paths use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TopicSettings {
     pub log: LogConfig,
     pub max_message_bytes: usize,
@@ -629,6 +666,12 @@ pub struct TopicSettings {
     pub retention_ms: Option<i64>,
     /// `retention.bytes`, `None` when unlimited.
     pub retention_bytes: Option<u64>,
+    /// `cleanup.policy` includes `compact`: the cleaner applies.
+    pub compact: bool,
+    pub delete_retention_ms: i64,
+    pub min_compaction_lag_ms: i64,
+    pub max_compaction_lag_ms: i64,
+    pub min_cleanable_dirty_ratio: f64,
 }
 
 impl TopicSettings {

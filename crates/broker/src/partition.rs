@@ -183,6 +183,34 @@ impl Partition {
         Ok(outcome)
     }
 
+    /// One compaction pass if the topic is compacted and enough is dirty.
+    /// The partition is locked only to plan and to swap the result in.
+    pub fn clean(
+        &self,
+        now_ms: i64,
+        io_bytes_per_second: u64,
+    ) -> Result<Option<strom_log::cleaner::CleanOutcome>, LogError> {
+        let settings = self.settings();
+        if !settings.compact {
+            return Ok(None);
+        }
+        let config = strom_log::cleaner::CleanerConfig {
+            delete_retention_ms: settings.delete_retention_ms,
+            min_compaction_lag_ms: settings.min_compaction_lag_ms,
+            max_compaction_lag_ms: settings.max_compaction_lag_ms,
+            min_cleanable_dirty_ratio: settings.min_cleanable_dirty_ratio,
+            now_ms,
+            io_bytes_per_second,
+            max_keys: 4_000_000,
+        };
+        let Some(plan) = self.log().plan_clean(&config)? else {
+            return Ok(None);
+        };
+        let outcome = strom_log::cleaner::clean(&plan, &config)?;
+        let committed = self.log().commit_clean(&plan, &outcome, now_ms)?;
+        Ok(committed.then_some(outcome))
+    }
+
     /// Bytes of all segments.
     pub fn size_bytes(&self) -> u64 {
         self.log().size_bytes()

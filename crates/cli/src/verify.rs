@@ -41,10 +41,18 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         .collect();
     dirs.sort();
     for dir in dirs {
+        // Segment files only: 20-digit base offset, `.log`.
         let mut logs: Vec<PathBuf> = std::fs::read_dir(&dir)?
             .flatten()
             .map(|entry| entry.path())
-            .filter(|path| path.extension().is_some_and(|ext| ext == "log"))
+            .filter(|path| {
+                path.file_name()
+                    .and_then(|name| name.to_str())
+                    .and_then(|name| name.strip_suffix(".log"))
+                    .is_some_and(|stem| {
+                        stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit())
+                    })
+            })
             .collect();
         if logs.is_empty() {
             continue;

@@ -79,6 +79,9 @@ pub struct CleanOutcome {
     pub records_removed: u64,
     pub bytes_before: u64,
     pub bytes_after: u64,
+    /// Timestamp of the oldest tombstone the cleaning kept (too young to
+    /// drop), so that a later pass drops it even if nothing new arrives.
+    pub oldest_kept_tombstone_ms: Option<i64>,
 }
 
 /// Keeps the cleaner's reads and writes under a byte rate.
@@ -222,6 +225,12 @@ fn clean_batch(
             }
         })
         .collect();
+    for record in keep.iter().filter(|record| record.is_tombstone) {
+        let oldest = outcome
+            .oldest_kept_tombstone_ms
+            .get_or_insert(record.timestamp);
+        *oldest = (*oldest).min(record.timestamp);
+    }
     outcome.records_removed += (records.len() - keep.len()) as u64;
     if keep.len() == records.len() {
         return Some(batch.to_vec());

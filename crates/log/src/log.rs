@@ -108,6 +108,8 @@ pub struct Log {
     segments: BTreeMap<i64, Segment>,
     log_start_offset: i64,
     flushed_offset: i64,
+    /// The oldest tombstone the last cleaning had to keep (in memory only).
+    oldest_kept_tombstone_ms: Option<i64>,
 }
 
 fn sync_dir(dir: &Path) -> Result<(), LogError> {
@@ -182,6 +184,7 @@ impl Log {
             segments,
             log_start_offset,
             flushed_offset: 0,
+            oldest_kept_tombstone_ms: None,
         };
         log.flushed_offset = log.log_end_offset();
         let end = log.log_end_offset();
@@ -634,7 +637,10 @@ impl Log {
             .filter(|(_, next_base, _)| *next_base > first_dirty)
             .collect();
         let dirty_bytes: u64 = dirty.iter().map(|(_, _, segment)| segment.size).sum();
-        if total == 0 || dirty_bytes == 0 {
+        let tombstones_due = self.oldest_kept_tombstone_ms.is_some_and(|oldest| {
+            oldest < config.now_ms.saturating_sub(config.delete_retention_ms)
+        });
+        if total == 0 || (dirty_bytes == 0 && !tombstones_due) {
             return Ok(None);
         }
         let max_lag_horizon = config.now_ms.saturating_sub(config.max_compaction_lag_ms);
@@ -642,7 +648,7 @@ impl Log {
             segment.max_timestamp >= 0 && segment.max_timestamp < max_lag_horizon
         });
         let ratio = dirty_bytes as f64 / total as f64;
-        if ratio < config.min_cleanable_dirty_ratio && !overdue {
+        if ratio < config.min_cleanable_dirty_ratio && !overdue && !tombstones_due {
             return Ok(None);
         }
         Ok(Some(CleanPlan {
@@ -661,7 +667,12 @@ impl Log {
 
     /// Step 3 of a cleaning: swaps the `.cleaned` files in atomically. Returns
     /// false (and discards them) if the planned segments changed meanwhile.
-    pub fn commit_clean(&mut self, plan: &CleanPlan, now_ms: i64) -> Result<bool, LogError> {
+    pub fn commit_clean(
+        &mut self,
+        plan: &CleanPlan,
+        outcome: &cleaner::CleanOutcome,
+        now_ms: i64,
+    ) -> Result<bool, LogError> {
         let unchanged = plan.segments.iter().all(|planned| {
             self.segments
                 .get(&planned.base_offset)
@@ -703,6 +714,7 @@ impl Log {
             self.segments.insert(planned.base_offset, reopened);
         }
         write_offset_checkpoint(&self.dir, cleaner::CLEANER_CHECKPOINT, plan.end_offset)?;
+        self.oldest_kept_tombstone_ms = outcome.oldest_kept_tombstone_ms;
         Ok(true)
     }
 

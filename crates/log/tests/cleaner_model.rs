@@ -172,8 +172,8 @@ fn run(steps: Vec<Step>) {
             } => {
                 let config = config(delete_retention_ms);
                 if let Some(plan) = log.plan_clean(&config).unwrap() {
-                    cleaner::clean(&plan, &config).unwrap();
-                    assert!(log.commit_clean(&plan, 0).unwrap());
+                    let outcome = cleaner::clean(&plan, &config).unwrap();
+                    assert!(log.commit_clean(&plan, &outcome, 0).unwrap());
                     model_clean(&mut model, plan.end_offset, delete_retention_ms);
                 }
             }
