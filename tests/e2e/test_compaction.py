@@ -19,10 +19,12 @@ RECORDS = 100_000
 SENTINEL = b"__sentinel__"
 
 
-def write_history(bootstrap, topic, seed=7):
+def write_history(bootstrap, topic, seed=7, compression="none"):
     """100,000 records over 1,000 keys, ~5% tombstones; returns the expected final state."""
     rng = random.Random(seed)
-    producer = ck_producer(bootstrap, **{"linger.ms": 20, "batch.num.messages": 2000})
+    producer = ck_producer(
+        bootstrap, **{"linger.ms": 20, "batch.num.messages": 2000, "compression.type": compression}
+    )
     latest = {}
     records = []
     for i in range(RECORDS):
@@ -128,7 +130,8 @@ def test_cleaner_killed_mid_clean_leaves_old_or_new_segments(broker_factory):
         "min.cleanable.dirty.ratio": "0.01",
         "delete.retention.ms": "86400000",
     })
-    latest = write_history(bootstrap, "ledger", seed=11)
+    # Compressed batches: the cleaner decompresses, keeps records byte for byte, recompresses.
+    latest = write_history(bootstrap, "ledger", seed=11, compression="lz4")
     roll_with_sentinel(bootstrap, "ledger", 1000)
     partition_dir = broker.partition_dir("ledger", 0)
     wait_until(lambda: list(partition_dir.glob("*.cleaned")), timeout=60, what="the cleaner to start writing")
