@@ -1,0 +1,18 @@
+//! Coordinators as state machines, apart from sockets and storage.
+//!
+//! [`GroupCoordinator`] implements Kafka's classic consumer group protocol
+//! (JoinGroup, SyncGroup, Heartbeat, LeaveGroup and the rules for offset
+//! commits) as methods that take the current time and return what to
+//! answer. JoinGroup and SyncGroup may have to wait for other members; their
+//! answers come back later as [`Action`]s, from the call that completes the
+//! round or from [`GroupCoordinator::tick`], which the runtime calls when
+//! [`GroupCoordinator::next_deadline`] passes. Nothing here sleeps, reads a
+//! clock or does I/O, so every rule is testable with plain function calls.
+//!
+//! [`records`] encodes group state the way Kafka keys it in
+//! `__consumer_offsets`, so that the runtime can persist and rebuild it.
+
+mod group;
+pub mod records;
+
+pub use group::*;
