@@ -62,6 +62,7 @@ pub struct Broker {
     pub partitions: PartitionRegistry,
     pub flusher: Flusher,
     pub fetch_sessions: FetchSessionCache,
+    pub groups: crate::groups::Groups,
     pub files: FileCache,
     /// Bytes of request frames being handled, across all connections.
     pub request_memory: Arc<Semaphore>,
@@ -229,6 +230,14 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
                 .get_i64("max.incremental.fetch.session.cache.slots")
                 .max(0) as usize,
         ),
+        groups: crate::groups::Groups::new(strom_coordinator::GroupConfig {
+            min_session_timeout_ms: config.overrides.get_i64("group.min.session.timeout.ms"),
+            max_session_timeout_ms: config.overrides.get_i64("group.max.session.timeout.ms"),
+            initial_rebalance_delay_ms: config
+                .overrides
+                .get_i64("group.initial.rebalance.delay.ms"),
+            max_size: config.overrides.get_i64("group.max.size").max(1) as usize,
+        }),
         config,
         topics,
         partitions,
@@ -239,6 +248,17 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
     });
     let (shutdown, shutdown_receiver) = watch::channel(false);
     tokio::spawn(enforce_retention(broker.clone(), shutdown_receiver.clone()));
+    if broker
+        .partitions
+        .topic(crate::groups::OFFSETS_TOPIC)
+        .is_some()
+    {
+        // Groups and offsets are back before the first client asks.
+        if let Err(error) = broker.groups.ensure_ready(&broker).await {
+            tracing::error!(message = %error.message, "loading consumer groups failed");
+        }
+    }
+    tokio::spawn(crate::groups::Groups::run_timer(broker.clone()));
     if broker.config.overrides.get_bool("log.cleaner.enable") {
         tokio::spawn(run_cleaner(broker.clone(), shutdown_receiver.clone()));
     }

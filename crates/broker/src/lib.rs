@@ -19,6 +19,7 @@ pub mod config;
 pub mod configs;
 pub mod fetch_session;
 pub mod flusher;
+pub mod groups;
 pub mod handlers;
 pub mod partition;
 pub mod protocol;

@@ -280,4 +280,15 @@ api_table! {
     DeleteRecords => DeleteRecordsRequest, handlers::delete_records::handle;
     DescribeLogDirs => DescribeLogDirsRequest, handlers::describe_log_dirs::handle;
     OffsetForLeaderEpoch => OffsetForLeaderEpochRequest, handlers::offset_for_leader_epoch::handle;
+    FindCoordinator => FindCoordinatorRequest, handlers::find_coordinator::handle;
+    JoinGroup => JoinGroupRequest, handlers::join_group::handle;
+    SyncGroup => SyncGroupRequest, handlers::sync_group::handle;
+    Heartbeat => HeartbeatRequest, handlers::heartbeat::handle;
+    LeaveGroup => LeaveGroupRequest, handlers::leave_group::handle;
+    OffsetCommit => OffsetCommitRequest, handlers::offset_commit::handle;
+    OffsetFetch => OffsetFetchRequest, handlers::offset_fetch::handle;
+    ListGroups => ListGroupsRequest, handlers::list_groups::handle;
+    DescribeGroups => DescribeGroupsRequest, handlers::describe_groups::handle;
+    DeleteGroups => DeleteGroupsRequest, handlers::delete_groups::handle;
+    OffsetDelete => OffsetDeleteRequest, handlers::offset_delete::handle;
 }

@@ -673,7 +673,10 @@ impl GroupCoordinator {
             }
         }
         self.groups.retain(|_, group| {
-            group.state != GroupState::Empty || !group.members.is_empty() || group.generation_id > 0
+            group.state != GroupState::Empty
+                || !group.members.is_empty()
+                || !group.pending.is_empty()
+                || group.generation_id > 0
         });
         actions
     }
@@ -886,10 +889,9 @@ fn replace_static_member(
     if was_leader {
         group.leader = Some(new_id.clone());
     }
-    if let Some(pending) = member.awaiting_join.take() {
-        // The old incarnation's pending join is answered as fenced.
-        let _ = pending;
-    }
+    // A join the old incarnation left waiting is never answered: its
+    // connection is gone with the process that sent it.
+    member.awaiting_join = None;
     group.members.insert(new_id.clone(), member);
     if group.state == GroupState::Stable && unchanged {
         let mut response = join_response(group, &new_id, was_leader);
@@ -1017,7 +1019,8 @@ fn maybe_complete_join(group: &mut Group, now: i64, force: bool) -> Vec<Action> 
             .members
             .values()
             .all(|member| member.awaiting_join.is_some());
-    if !force && !(all_joined && now >= group.initial_delay_until) {
+    let ready = all_joined && now >= group.initial_delay_until;
+    if !(force || ready) {
         return Vec::new();
     }
     group
@@ -1181,6 +1184,15 @@ mod tests {
         assert_eq!(sync_response(&done, 8).assignment, b"p0");
         assert_eq!(coordinator.group("g").unwrap().state, GroupState::Stable);
         (a, b)
+    }
+
+    #[test]
+    fn a_tick_between_member_id_required_and_the_rejoin_keeps_the_member() {
+        let mut coordinator = coordinator();
+        let first = join_response(&coordinator.join(0, 1, "g", join("", None, &["range"])), 1);
+        coordinator.tick(1);
+        let joined = coordinator.join(2, 2, "g", join(&first.member_id, None, &["range"]));
+        assert_eq!(join_response(&joined, 2).error, None);
     }
 
     #[test]

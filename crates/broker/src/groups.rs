@@ -1,0 +1,365 @@
+//! The runtime around the group coordinator: it feeds requests and the clock
+//! to the [`GroupCoordinator`] state machine, delivers its deferred answers,
+//! and keeps group state in the internal compacted topic
+//! `__consumer_offsets`, from which it is rebuilt at startup.
+//!
+//! Every group is coordinated by this broker (the only one); the group's
+//! partition of `__consumer_offsets` is Kafka's
+//! `abs(groupId.hashCode()) % offsets.topic.num.partitions`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use strom_coordinator::records::{self as group_records, GroupRecord};
+use strom_coordinator::{
+    Action, CommittedOffset, GroupConfig, GroupCoordinator, GroupError, JoinRequest, JoinResponse,
+    RestoredGroup, SyncRequest, SyncResponse,
+};
+use tokio::sync::{oneshot, Notify};
+
+use crate::broker::Broker;
+use crate::partition::{now_ms, Partition};
+use crate::topics::{NewTopic, TopicError};
+
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+enum Waiting {
+    Join(oneshot::Sender<JoinResponse>),
+    Sync(oneshot::Sender<SyncResponse>),
+}
+
+pub struct Groups {
+    coordinator: Mutex<GroupCoordinator>,
+    waiting: Mutex<HashMap<u64, Waiting>>,
+    next_request: AtomicU64,
+    /// Wakes the timer when deadlines may have moved.
+    pub changed: Notify,
+    /// Serializes creating and loading `__consumer_offsets`.
+    offsets_topic: tokio::sync::Mutex<bool>,
+}
+
+impl Groups {
+    pub fn new(config: GroupConfig) -> Groups {
+        Groups {
+            coordinator: Mutex::new(GroupCoordinator::new(config)),
+            waiting: Mutex::new(HashMap::new()),
+            next_request: AtomicU64::new(1),
+            changed: Notify::new(),
+            offsets_topic: tokio::sync::Mutex::new(false),
+        }
+    }
+
+    pub fn coordinator(&self) -> std::sync::MutexGuard<'_, GroupCoordinator> {
+        self.coordinator.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Waiting>> {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// JoinGroup: resolves when the rebalance round completes.
+    pub async fn join(
+        &self,
+        broker: &Arc<Broker>,
+        group_id: &str,
+        request: JoinRequest,
+    ) -> JoinResponse {
+        let request_id = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let (sender, receiver) = oneshot::channel();
+        self.waiting().insert(request_id, Waiting::Join(sender));
+        let actions = self
+            .coordinator()
+            .join(now_ms(), request_id, group_id, request);
+        self.perform(broker, actions).await;
+        receiver.await.unwrap_or_else(|_| JoinResponse {
+            error: Some(GroupError::RebalanceInProgress),
+            generation_id: -1,
+            ..JoinResponse::default()
+        })
+    }
+
+    /// SyncGroup: followers wait for the leader's assignment.
+    pub async fn sync(
+        &self,
+        broker: &Arc<Broker>,
+        group_id: &str,
+        request: SyncRequest,
+    ) -> SyncResponse {
+        let request_id = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let (sender, receiver) = oneshot::channel();
+        self.waiting().insert(request_id, Waiting::Sync(sender));
+        let actions = self
+            .coordinator()
+            .sync(now_ms(), request_id, group_id, request);
+        self.perform(broker, actions).await;
+        receiver.await.unwrap_or_else(|_| SyncResponse {
+            error: Some(GroupError::RebalanceInProgress),
+            ..SyncResponse::default()
+        })
+    }
+
+    /// Answers deferred requests and persists group state.
+    pub async fn perform(&self, broker: &Arc<Broker>, actions: Vec<Action>) {
+        self.changed.notify_one();
+        for action in actions {
+            match action {
+                Action::Join {
+                    request_id,
+                    response,
+                } => {
+                    if let Some(Waiting::Join(sender)) = self.waiting().remove(&request_id) {
+                        let _ = sender.send(response);
+                    }
+                }
+                Action::Sync {
+                    request_id,
+                    response,
+                } => {
+                    if let Some(Waiting::Sync(sender)) = self.waiting().remove(&request_id) {
+                        let _ = sender.send(response);
+                    }
+                }
+                Action::Persist { group_id } => {
+                    let snapshot = self
+                        .coordinator()
+                        .group(&group_id)
+                        .map(|group| RestoredGroup {
+                            group_id: group.group_id.clone(),
+                            generation_id: group.generation_id,
+                            protocol_type: group.protocol_type.clone(),
+                            protocol_name: group.protocol_name.clone(),
+                            leader: group.leader.clone(),
+                            members: group.members.values().cloned().collect(),
+                        });
+                    if let Some(group) = snapshot {
+                        let value = group_records::group_value(&group, now_ms());
+                        let record = (group_records::group_key(&group_id), Some(value));
+                        if let Err(error) = write_records(broker, &group_id, vec![record]).await {
+                            tracing::warn!(group = %group_id, %error, "could not persist group metadata");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs the coordinator's clock: session expiry and rebalance deadlines.
+    pub async fn run_timer(broker: Arc<Broker>) {
+        loop {
+            let now = now_ms();
+            let next = broker.groups.coordinator().next_deadline();
+            let wait_ms = next.map_or(1_000, |deadline| (deadline - now).clamp(5, 1_000));
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_millis(wait_ms as u64)) => {}
+                _ = broker.groups.changed.notified() => {}
+            }
+            let actions = broker.groups.coordinator().tick(now_ms());
+            if !actions.is_empty() {
+                broker.groups.perform(&broker, actions).await;
+            }
+        }
+    }
+
+    /// Creates `__consumer_offsets` on first use, or loads it once after a
+    /// restart, replaying its records into the coordinator.
+    pub async fn ensure_ready(&self, broker: &Arc<Broker>) -> Result<(), TopicError> {
+        let mut ready = self.offsets_topic.lock().await;
+        if *ready {
+            return Ok(());
+        }
+        if broker.partitions.topic(OFFSETS_TOPIC).is_none() {
+            let partitions = broker
+                .config
+                .overrides
+                .get_i64("offsets.topic.num.partitions")
+                .max(1) as i32;
+            let creator = broker.clone();
+            let topic = NewTopic {
+                name: OFFSETS_TOPIC.to_string(),
+                partitions,
+                configs: BTreeMap::from([
+                    ("cleanup.policy".to_string(), "compact".to_string()),
+                    ("segment.bytes".to_string(), "104857600".to_string()),
+                ]),
+            };
+            let created = tokio::task::spawn_blocking(move || {
+                creator.topics.create(topic, &creator.partitions)
+            })
+            .await
+            .map_err(|_| {
+                TopicError::new(
+                    ResponseError::CoordinatorNotAvailable,
+                    "creating __consumer_offsets failed",
+                )
+            })?;
+            match created {
+                Ok(_) => {}
+                Err(error) if error.error == ResponseError::TopicAlreadyExists => {}
+                Err(error) => return Err(error),
+            }
+        } else {
+            let loader = broker.clone();
+            tokio::task::spawn_blocking(move || load(&loader))
+                .await
+                .map_err(|_| {
+                    TopicError::new(
+                        kafka_protocol::error::ResponseError::CoordinatorLoadInProgress,
+                        "loading groups failed",
+                    )
+                })?;
+        }
+        *ready = true;
+        Ok(())
+    }
+}
+
+/// Replays every partition of `__consumer_offsets` into the coordinator.
+fn load(broker: &Broker) {
+    let Some(partitions) = broker.partitions.topic(OFFSETS_TOPIC) else {
+        return;
+    };
+    let now = now_ms();
+    let mut coordinator = broker.groups.coordinator();
+    let mut records = 0u64;
+    for partition in partitions.iter() {
+        let mut offset = partition.log_start_offset();
+        let end = partition.high_watermark();
+        while offset < end {
+            let slice = match partition.read(offset, 1 << 20, true) {
+                Ok(Some(slice)) => slice,
+                Ok(None) => break,
+                Err(error) => {
+                    tracing::error!(partition = partition.index, %error, "reading __consumer_offsets failed");
+                    break;
+                }
+            };
+            let Ok(bytes) = slice.read() else { break };
+            let mut buffer = Bytes::from(bytes);
+            let Ok(sets) = RecordBatchDecoder::decode_all(&mut buffer) else {
+                tracing::error!(
+                    partition = partition.index,
+                    "undecodable batch in __consumer_offsets"
+                );
+                break;
+            };
+            let mut last = offset;
+            for set in sets {
+                for record in set.records {
+                    last = last.max(record.offset + 1);
+                    let Some(key) = record.key else { continue };
+                    records += 1;
+                    match group_records::decode(&key, record.value.as_deref()) {
+                        Some(GroupRecord::Offset {
+                            group_id,
+                            topic,
+                            partition,
+                            committed: Some(committed),
+                        }) => {
+                            coordinator.commit(&group_id, &topic, partition, committed);
+                        }
+                        Some(GroupRecord::Offset {
+                            group_id,
+                            topic,
+                            partition,
+                            committed: None,
+                        }) => {
+                            coordinator.delete_offset(&group_id, &topic, partition);
+                        }
+                        Some(GroupRecord::Metadata {
+                            group: Some(group), ..
+                        }) => coordinator.restore_group(now, group),
+                        Some(GroupRecord::Metadata {
+                            group_id,
+                            group: None,
+                        }) => coordinator.forget_group(&group_id),
+                        None => {}
+                    }
+                }
+            }
+            if last <= offset {
+                break;
+            }
+            offset = last;
+        }
+    }
+    tracing::info!(
+        records,
+        groups = coordinator.group_ids().len(),
+        "loaded consumer groups from __consumer_offsets"
+    );
+}
+
+/// Appends keyed records to the group's partition of `__consumer_offsets`
+/// and waits until they are durable.
+pub async fn write_records(
+    broker: &Arc<Broker>,
+    group_id: &str,
+    records: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+) -> Result<(), String> {
+    let partitions = broker
+        .partitions
+        .topic(OFFSETS_TOPIC)
+        .ok_or("__consumer_offsets does not exist")?;
+    let index = group_records::partition_for(group_id, partitions.len() as i32) as usize;
+    let partition: Arc<Partition> = partitions.get(index).cloned().ok_or("no such partition")?;
+    let now = now_ms();
+    let encoded: Vec<Record> = records
+        .into_iter()
+        .enumerate()
+        .map(|(index, (key, value))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: index as i64,
+            // The encoder keeps records in one batch while offset - sequence is constant.
+            sequence: index as i32,
+            timestamp: now,
+            key: Some(Bytes::from(key)),
+            value: value.map(Bytes::from),
+            headers: Default::default(),
+        })
+        .collect();
+    let count = encoded.len() as i64;
+    let mut buffer = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buffer,
+        &encoded,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .map_err(|error| error.to_string())?;
+    let mut bytes = buffer.to_vec();
+    let info = partition
+        .append(&mut bytes, count)
+        .map_err(|error| error.to_string())?;
+    broker
+        .flusher
+        .flush(partition, info.last_offset + 1)
+        .await
+        .map_err(|_| "flusher stopped".to_string())?
+}
+
+/// Builds the record for one committed offset (or its deletion).
+pub fn offset_record(
+    group_id: &str,
+    topic: &str,
+    partition: i32,
+    committed: Option<&CommittedOffset>,
+) -> (Vec<u8>, Option<Vec<u8>>) {
+    (
+        group_records::offset_key(group_id, topic, partition),
+        committed.map(group_records::offset_value),
+    )
+}

@@ -1,0 +1,24 @@
+//! Heartbeat: keeps a member alive and tells it when to rejoin.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
+
+use crate::broker::Broker;
+use crate::partition::now_ms;
+use crate::protocol::RequestContext;
+
+pub async fn handle(
+    broker: Arc<Broker>,
+    _context: &RequestContext,
+    request: HeartbeatRequest,
+) -> HeartbeatResponse {
+    let result = broker.groups.coordinator().heartbeat(
+        now_ms(),
+        &request.group_id,
+        &request.member_id,
+        request.group_instance_id.as_deref(),
+        request.generation_id,
+    );
+    HeartbeatResponse::default().with_error_code(result.err().map_or(0, |error| error.code()))
+}

@@ -1,0 +1,97 @@
+//! OffsetCommit: checks the member and generation, writes the offsets to
+//! `__consumer_offsets`, and answers once they are durable.
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
+use strom_coordinator::CommittedOffset;
+
+use crate::broker::Broker;
+use crate::groups::{offset_record, write_records};
+use crate::partition::now_ms;
+use crate::protocol::RequestContext;
+
+pub async fn handle(
+    broker: Arc<Broker>,
+    _context: &RequestContext,
+    request: OffsetCommitRequest,
+) -> OffsetCommitResponse {
+    let group_id = request.group_id.to_string();
+    let check = match broker.groups.ensure_ready(&broker).await {
+        Err(_) => Err(ResponseError::CoordinatorNotAvailable.code()),
+        Ok(()) => broker
+            .groups
+            .coordinator()
+            .check_commit(
+                &group_id,
+                &request.member_id,
+                request.group_instance_id.as_deref(),
+                request.generation_id_or_member_epoch,
+            )
+            .map_err(|error| error.code()),
+    };
+    let now = now_ms();
+    let mut commits = Vec::new();
+    let mut records = Vec::new();
+    for topic in &request.topics {
+        for partition in &topic.partitions {
+            let committed = CommittedOffset {
+                offset: partition.committed_offset,
+                leader_epoch: partition.committed_leader_epoch,
+                metadata: partition
+                    .committed_metadata
+                    .as_ref()
+                    .map(|m| m.to_string())
+                    .unwrap_or_default(),
+                commit_timestamp_ms: now,
+            };
+            records.push(offset_record(
+                &group_id,
+                &topic.name,
+                partition.partition_index,
+                Some(&committed),
+            ));
+            commits.push((topic.name.to_string(), partition.partition_index, committed));
+        }
+    }
+    let outcome = match check {
+        Err(code) => Err(code),
+        Ok(()) if records.is_empty() => Ok(()),
+        Ok(()) => write_records(&broker, &group_id, records)
+            .await
+            .map_err(|error| {
+                tracing::error!(group = %group_id, %error, "offset commit failed");
+                ResponseError::CoordinatorNotAvailable.code()
+            }),
+    };
+    if outcome.is_ok() {
+        let mut coordinator = broker.groups.coordinator();
+        for (topic, partition, committed) in commits {
+            coordinator.commit(&group_id, &topic, partition, committed);
+        }
+    }
+    let code = outcome.err().unwrap_or(0);
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|partition| {
+                    OffsetCommitResponsePartition::default()
+                        .with_partition_index(partition.partition_index)
+                        .with_error_code(code)
+                })
+                .collect();
+            OffsetCommitResponseTopic::default()
+                .with_name(topic.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetCommitResponse::default().with_topics(topics)
+}

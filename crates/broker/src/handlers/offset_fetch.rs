@@ -1,0 +1,142 @@
+//! OffsetFetch: a group's committed offsets (one group before v8, several
+//! from v8); -1 for partitions without a commit.
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse};
+
+use super::{str_bytes, topic_name};
+use crate::broker::Broker;
+use crate::protocol::RequestContext;
+
+/// (topic, partition, offset, leader epoch, metadata) for a group's request.
+type Answer = Vec<(String, Vec<(i32, i64, i32, String)>)>;
+
+fn lookup(broker: &Broker, group_id: &str, topics: Option<Vec<(String, Vec<i32>)>>) -> Answer {
+    let coordinator = broker.groups.coordinator();
+    let offsets = coordinator.offsets(group_id);
+    let wanted: Vec<(String, Vec<i32>)> = match topics {
+        Some(topics) => topics,
+        None => {
+            let mut all: std::collections::BTreeMap<String, Vec<i32>> = Default::default();
+            for (topic, partition) in offsets
+                .map(|o| o.keys().cloned().collect::<Vec<_>>())
+                .unwrap_or_default()
+            {
+                all.entry(topic).or_default().push(partition);
+            }
+            all.into_iter().collect()
+        }
+    };
+    wanted
+        .into_iter()
+        .map(|(topic, partitions)| {
+            let found = partitions
+                .into_iter()
+                .map(
+                    |partition| match offsets.and_then(|o| o.get(&(topic.clone(), partition))) {
+                        Some(committed) => (
+                            partition,
+                            committed.offset,
+                            committed.leader_epoch,
+                            committed.metadata.clone(),
+                        ),
+                        None => (partition, -1, -1, String::new()),
+                    },
+                )
+                .collect();
+            (topic, found)
+        })
+        .collect()
+}
+
+pub async fn handle(
+    broker: Arc<Broker>,
+    context: &RequestContext,
+    request: OffsetFetchRequest,
+) -> OffsetFetchResponse {
+    let ready = broker.groups.ensure_ready(&broker).await.is_ok();
+    let error = if ready {
+        0
+    } else {
+        ResponseError::CoordinatorLoadInProgress.code()
+    };
+    if context.api_version >= 8 {
+        let groups = request
+            .groups
+            .into_iter()
+            .map(|group| {
+                let wanted = group.topics.map(|topics| {
+                    topics
+                        .into_iter()
+                        .map(|topic| (topic.name.to_string(), topic.partition_indexes))
+                        .collect()
+                });
+                let topics = lookup(&broker, &group.group_id, wanted)
+                    .into_iter()
+                    .map(|(topic, partitions)| {
+                        OffsetFetchResponseTopics::default()
+                            .with_name(topic_name(&topic))
+                            .with_partitions(
+                                partitions
+                                    .into_iter()
+                                    .map(|(partition, offset, epoch, metadata)| {
+                                        OffsetFetchResponsePartitions::default()
+                                            .with_partition_index(partition)
+                                            .with_committed_offset(offset)
+                                            .with_committed_leader_epoch(epoch)
+                                            .with_metadata(Some(str_bytes(metadata)))
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect();
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(group.group_id)
+                    .with_topics(topics)
+                    .with_error_code(error)
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let wanted = request.topics.map(|topics| {
+        topics
+            .into_iter()
+            .map(|topic| (topic.name.to_string(), topic.partition_indexes))
+            .collect()
+    });
+    let with_epoch = context.api_version >= 5;
+    let topics = lookup(&broker, &request.group_id, wanted)
+        .into_iter()
+        .map(|(topic, partitions)| {
+            OffsetFetchResponseTopic::default()
+                .with_name(topic_name(&topic))
+                .with_partitions(
+                    partitions
+                        .into_iter()
+                        .map(|(partition, offset, epoch, metadata)| {
+                            let answer = OffsetFetchResponsePartition::default()
+                                .with_partition_index(partition)
+                                .with_committed_offset(offset)
+                                .with_metadata(Some(str_bytes(metadata)));
+                            if with_epoch {
+                                answer.with_committed_leader_epoch(epoch)
+                            } else {
+                                answer
+                            }
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    let mut response = OffsetFetchResponse::default().with_topics(topics);
+    if context.api_version >= 2 {
+        response = response.with_error_code(error);
+    }
+    response
+}
