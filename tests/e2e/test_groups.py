@@ -1,0 +1,285 @@
+"""Consumer groups against a real broker, with librdkafka and kafka-python.
+
+Members run as separate processes (group_member.py) so that one can leave cleanly (SIGTERM)
+and another can die (SIGKILL). Each member writes what it processed and when partitions
+were assigned and revoked, and commits after processing; the tests then check Kafka's
+promises: every record processed at least once and none lost, no partition owned by two
+members at once, rebalances after every membership change, offsets kept across broker
+restarts and crashes.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+from confluent_kafka import TopicPartition
+
+from conftest import ck_consume, ck_consumer, ck_produce, create_topic, wait_until
+
+HERE = Path(__file__).parent
+PARTITIONS = 6
+SETTINGS = {"group.initial.rebalance.delay.ms": "0", "group.min.session.timeout.ms": "1000"}
+
+
+class Member:
+    """A group member process and what it wrote."""
+
+    def __init__(self, bootstrap, group, topic, out, strategy="range", instance=None, session_timeout_ms=6000):
+        self.out = Path(out)
+        command = [sys.executable, str(HERE / "group_member.py"), bootstrap, group, topic, str(self.out),
+                   "--strategy", strategy, "--session-timeout-ms", str(session_timeout_ms)]
+        if instance:
+            command += ["--instance", instance]
+        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.killed_at = None
+
+    def lines(self):
+        if not self.out.exists():
+            return []
+        return [line.split() for line in self.out.read_text().splitlines() if line.strip()]
+
+    def assignment(self):
+        owned = set()
+        for line in self.lines():
+            if line[0] == "assign":
+                owned |= {int(p) for p in line[2:]}
+            elif line[0] == "revoke":
+                owned -= {int(p) for p in line[2:]}
+        return owned
+
+    def records(self):
+        return [(int(line[1]), int(line[2]), line[3]) for line in self.lines() if line[0] == "record"]
+
+    def ownership(self):
+        """(partition, start_ns, end_ns) intervals of ownership."""
+        start = {}
+        intervals = []
+        for line in self.lines():
+            if line[0] == "assign":
+                for p in line[2:]:
+                    start.setdefault(int(p), int(line[1]))
+            elif line[0] == "revoke":
+                for p in line[2:]:
+                    if int(p) in start:
+                        intervals.append((int(p), start.pop(int(p)), int(line[1])))
+        end = self.killed_at or time.monotonic_ns()
+        intervals += [(p, s, end) for p, s in start.items()]
+        return intervals
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=30)
+
+    def kill9(self):
+        self.killed_at = time.monotonic_ns()
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def members():
+    started = []
+    yield started
+    for member in started:
+        member.close()
+
+
+def produce_range(bootstrap, topic, start, end):
+    ck_produce(bootstrap, topic, [{"key": str(i).encode(), "value": str(i).encode()} for i in range(start, end)])
+
+
+def wait_for_assignment(group_members, what, timeout=30):
+    """Until the live members' assignments partition the topic exactly."""
+
+    def covered():
+        owned = [m.assignment() for m in group_members]
+        union = set().union(*owned)
+        disjoint = sum(len(o) for o in owned) == len(union)
+        return union == set(range(PARTITIONS)) and disjoint and all(owned)
+
+    wait_until(covered, timeout=timeout, what=what, interval=0.2)
+
+
+def assert_no_partition_had_two_owners(all_members):
+    intervals = defaultdict(list)
+    for member in all_members:
+        for partition, start, end in member.ownership():
+            intervals[partition].append((start, end, member.out.name))
+    for partition, spans in intervals.items():
+        spans.sort()
+        for (s1, e1, m1), (s2, e2, m2) in zip(spans, spans[1:]):
+            assert s2 >= e1, f"partition {partition} owned by {m1} and {m2} at once"
+
+
+@pytest.mark.parametrize("strategy", ["range", "cooperative-sticky"])
+def test_group_shares_partitions_and_survives_members_coming_and_going(broker_factory, members, tmp_path, strategy):
+    broker = broker_factory(SETTINGS)
+    bootstrap = broker.bootstrap
+    topic = f"shared-{strategy}"
+    create_topic(bootstrap, topic, PARTITIONS)
+
+    # Three members split six partitions.
+    for i in range(3):
+        members.append(Member(bootstrap, "workers", topic, tmp_path / f"m{i}.log", strategy))
+    wait_for_assignment(members, "three members to share the partitions")
+    produce_range(bootstrap, topic, 0, 20_000)
+
+    # A fourth joins: the group rebalances to four.
+    members.append(Member(bootstrap, "workers", topic, tmp_path / "m3.log", strategy))
+    wait_for_assignment(members, "the group to rebalance to four members")
+    produce_range(bootstrap, topic, 20_000, 40_000)
+
+    # One leaves cleanly, one dies: the rest take over their partitions.
+    members[0].stop()
+    members[1].kill9()
+    survivors = members[2:]
+    wait_for_assignment(survivors, "the survivors to take over (within the session timeout)", timeout=30)
+    produce_range(bootstrap, topic, 40_000, 60_000)
+
+    def all_processed():
+        seen = {value for member in members for (_, _, value) in member.records()}
+        return len(seen) == 60_000
+
+    wait_until(all_processed, timeout=120, what="every record to be processed", interval=0.5)
+    seen = [value for member in members for (_, _, value) in member.records()]
+    assert set(seen) == {str(i) for i in range(60_000)}, "none lost"
+    assert_no_partition_had_two_owners(members)
+
+
+def test_two_groups_each_receive_every_record(broker_factory, members, tmp_path):
+    broker = broker_factory(SETTINGS)
+    bootstrap = broker.bootstrap
+    create_topic(bootstrap, "broadcast", PARTITIONS)
+    produce_range(bootstrap, "broadcast", 0, 5_000)
+    first = Member(bootstrap, "group-a", "broadcast", tmp_path / "a.log")
+    second = Member(bootstrap, "group-b", "broadcast", tmp_path / "b.log")
+    members += [first, second]
+    for member in (first, second):
+        wait_until(lambda m=member: len({v for _, _, v in m.records()}) == 5_000, timeout=60,
+                   what=f"{member.out.name} to receive every record", interval=0.3)
+
+
+def test_static_member_restarted_in_time_keeps_its_partitions_without_rebalance(broker_factory, members, tmp_path):
+    broker = broker_factory(SETTINGS)
+    bootstrap = broker.bootstrap
+    create_topic(bootstrap, "static", PARTITIONS)
+    steady = Member(bootstrap, "statics", "static", tmp_path / "steady.log", instance="steady", session_timeout_ms=20_000)
+    restarting = Member(bootstrap, "statics", "static", tmp_path / "restart-1.log", instance="restarting",
+                        session_timeout_ms=20_000)
+    members += [steady, restarting]
+    wait_for_assignment(members, "two static members to share the partitions")
+    before = restarting.assignment()
+    steady_events = len([line for line in steady.lines() if line[0] in ("assign", "revoke")])
+
+    restarting.kill9()
+    again = Member(bootstrap, "statics", "static", tmp_path / "restart-2.log", instance="restarting",
+                   session_timeout_ms=20_000)
+    members.append(again)
+    wait_until(lambda: again.assignment(), timeout=30, what="the restarted static member to get partitions")
+    assert again.assignment() == before, "the same partitions came back"
+    time.sleep(2)  # a rebalance, if one were triggered, would show up as events on the other member
+    assert len([line for line in steady.lines() if line[0] in ("assign", "revoke")]) == steady_events, \
+        "the other member saw no rebalance"
+
+
+@pytest.mark.parametrize("how", ["restart", "kill9"])
+def test_committed_offsets_survive_broker_restart_and_crash(broker_factory, tmp_path, how):
+    broker = broker_factory(SETTINGS)
+    bootstrap = broker.bootstrap
+    create_topic(bootstrap, "resume", 2)
+    produce_range(bootstrap, "resume", 0, 1_000)
+    consumer = ck_consumer(bootstrap, **{"group.id": "resumers", "enable.auto.commit": False, "enable.auto.offset.store": True})
+    consumer.subscribe(["resume"])
+    consumed = 0
+    deadline = time.monotonic() + 60
+    while consumed < 600 and time.monotonic() < deadline:
+        for message in consumer.consume(100, timeout=0.5):
+            assert message.error() is None
+            consumed += 1
+            if consumed == 600:
+                break
+    consumer.commit(asynchronous=False)
+    committed = {tp.partition: tp.offset for tp in consumer.committed([TopicPartition("resume", p) for p in range(2)])}
+    consumer.close()
+    assert sum(committed.values()) == 600
+
+    if how == "restart":
+        broker.restart()
+    else:
+        broker.crash_restart()
+    bootstrap = broker.bootstrap
+    resumed = ck_consumer(bootstrap, **{"group.id": "resumers", "enable.auto.commit": False})
+    after = {tp.partition: tp.offset for tp in resumed.committed([TopicPartition("resume", p) for p in range(2)], timeout=30)}
+    assert after == committed, "committed offsets came back after the broker restarted"
+    resumed.subscribe(["resume"])
+    rest = []
+    deadline = time.monotonic() + 60
+    while len(rest) < 400 and time.monotonic() < deadline:
+        rest += [m for m in resumed.consume(100, timeout=0.5) if m.error() is None]
+    resumed.close()
+    assert len(rest) == 400, "the consumer resumed where the group left off"
+    assert all(m.offset() >= committed[m.partition()] for m in rest)
+
+
+def _committed(consumer):
+    from kafka.errors import CommitFailedError
+
+    try:
+        consumer.poll(timeout_ms=100)
+        consumer.commit()
+        return True
+    except CommitFailedError:
+        return False
+
+
+def test_kafka_python_consumer_group(broker_factory):
+    from kafka import KafkaConsumer
+    from kafka.errors import CommitFailedError
+
+    broker = broker_factory(SETTINGS)
+    bootstrap = broker.bootstrap
+    create_topic(bootstrap, "kp-group", PARTITIONS)
+    produce_range(bootstrap, "kp-group", 0, 3_000)
+    consumers = [
+        KafkaConsumer("kp-group", bootstrap_servers=bootstrap, group_id="kp", auto_offset_reset="earliest",
+                      enable_auto_commit=False, session_timeout_ms=6000, heartbeat_interval_ms=500)
+        for _ in range(2)
+    ]
+    seen = set()
+    deadline = time.monotonic() + 90
+    try:
+        while time.monotonic() < deadline:
+            for consumer in consumers:
+                for records in consumer.poll(timeout_ms=200).values():
+                    seen |= {r.value for r in records}
+                try:
+                    consumer.commit()
+                except CommitFailedError:
+                    pass  # refused during a rebalance; the records come again
+
+            owned = [consumer.assignment() for consumer in consumers]
+            if len(seen) == 3_000 and all(owned):
+                break
+        owned = [{tp.partition for tp in consumer.assignment()} for consumer in consumers]
+        for consumer in consumers:
+            wait_until(lambda c=consumer: _committed(c), timeout=30, what="a final commit", interval=0.2)
+        assert len(seen) == 3_000
+        assert owned[0] and owned[1] and not (owned[0] & owned[1]), f"the two members share the partitions: {owned}"
+    finally:
+        for consumer in consumers:
+            consumer.close()
+    # The group's commits are visible to librdkafka too.
+    check = ck_consumer(bootstrap, **{"group.id": "kp"})
+    committed = check.committed([TopicPartition("kp-group", p) for p in range(PARTITIONS)], timeout=30)
+    check.close()
+    assert sum(tp.offset for tp in committed) == 3_000
