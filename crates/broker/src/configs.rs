@@ -335,6 +335,14 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         documentation: "How long the committed offsets of a group without members are kept.",
     },
     ConfigDef {
+        name: "offsets.retention.check.interval.ms",
+        kind: ConfigType::Long,
+        default: "600000",
+        broker_synonym: None,
+        validator: Validator::AtLeast(1),
+        documentation: "How often committed offsets are checked for expiry.",
+    },
+    ConfigDef {
         name: "group.initial.rebalance.delay.ms",
         kind: ConfigType::Int,
         default: "3000",

@@ -29,6 +29,9 @@ use crate::topics::{NewTopic, TopicError};
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
+/// A `__consumer_offsets` record: key and value (`None` deletes the key).
+pub type KeyedRecord = (Vec<u8>, Option<Vec<u8>>);
+
 enum Waiting {
     Join(oneshot::Sender<JoinResponse>),
     Sync(oneshot::Sender<SyncResponse>),
@@ -151,7 +154,33 @@ impl Groups {
 
     /// Runs the coordinator's clock: session expiry and rebalance deadlines.
     pub async fn run_timer(broker: Arc<Broker>) {
+        let overrides = &broker.config.overrides;
+        let retention_ms = overrides
+            .get_i64("offsets.retention.minutes")
+            .saturating_mul(60_000);
+        let check_every_ms = overrides
+            .get_i64("offsets.retention.check.interval.ms")
+            .max(1);
+        let mut next_expiry = now_ms() + check_every_ms;
         loop {
+            if now_ms() >= next_expiry {
+                next_expiry = now_ms() + check_every_ms;
+                let expired = broker
+                    .groups
+                    .coordinator()
+                    .expire_offsets(now_ms(), retention_ms);
+                let mut by_group: BTreeMap<String, Vec<KeyedRecord>> = BTreeMap::new();
+                for (group_id, topic, partition) in expired {
+                    let record = offset_record(&group_id, &topic, partition, None);
+                    by_group.entry(group_id).or_default().push(record);
+                }
+                for (group_id, tombstones) in by_group {
+                    tracing::info!(group = %group_id, partitions = tombstones.len(), "expired committed offsets (offsets.retention.minutes)");
+                    if let Err(error) = write_records(&broker, &group_id, tombstones).await {
+                        tracing::warn!(group = %group_id, %error, "could not persist expired offsets");
+                    }
+                }
+            }
             let now = now_ms();
             let next = broker.groups.coordinator().next_deadline();
             let wait_ms = next.map_or(1_000, |deadline| (deadline - now).clamp(5, 1_000));
@@ -300,7 +329,7 @@ fn load(broker: &Broker) {
 pub async fn write_records(
     broker: &Arc<Broker>,
     group_id: &str,
-    records: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    records: Vec<KeyedRecord>,
 ) -> Result<(), String> {
     let partitions = broker
         .partitions
@@ -357,7 +386,7 @@ pub fn offset_record(
     topic: &str,
     partition: i32,
     committed: Option<&CommittedOffset>,
-) -> (Vec<u8>, Option<Vec<u8>>) {
+) -> KeyedRecord {
     (
         group_records::offset_key(group_id, topic, partition),
         committed.map(group_records::offset_value),

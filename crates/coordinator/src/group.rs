@@ -740,6 +740,31 @@ impl GroupCoordinator {
             .insert((topic.to_string(), partition), committed);
     }
 
+    /// Drops the committed offsets of groups without members that are older
+    /// than `retention_ms` (`offsets.retention.minutes`); returns them so
+    /// the runtime can write their tombstones.
+    pub fn expire_offsets(&mut self, now: i64, retention_ms: i64) -> Vec<(String, String, i32)> {
+        let mut expired = Vec::new();
+        for (group_id, offsets) in self.offsets.iter_mut() {
+            let has_members = self
+                .groups
+                .get(group_id)
+                .is_some_and(|group| !group.members.is_empty());
+            if has_members {
+                continue;
+            }
+            offsets.retain(|(topic, partition), committed| {
+                let keep = committed.commit_timestamp_ms.saturating_add(retention_ms) > now;
+                if !keep {
+                    expired.push((group_id.clone(), topic.clone(), *partition));
+                }
+                keep
+            });
+        }
+        self.offsets.retain(|_, offsets| !offsets.is_empty());
+        expired
+    }
+
     pub fn delete_offset(&mut self, group_id: &str, topic: &str, partition: i32) -> bool {
         self.offsets
             .get_mut(group_id)
@@ -1309,6 +1334,27 @@ mod tests {
                 first.generation_id
             ),
             Err(GroupError::FencedInstanceId)
+        );
+    }
+
+    #[test]
+    fn offsets_of_empty_groups_expire_and_live_groups_keep_theirs() {
+        let mut coordinator = coordinator();
+        let committed = |at| CommittedOffset {
+            offset: 1,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp_ms: at,
+        };
+        coordinator.commit("idle", "t", 0, committed(0));
+        coordinator.commit("g", "t", 0, committed(0));
+        stable_pair(&mut coordinator);
+        let expired = coordinator.expire_offsets(1_000, 500);
+        assert_eq!(expired, vec![("idle".to_string(), "t".to_string(), 0)]);
+        assert!(coordinator.offsets("idle").is_none());
+        assert!(
+            coordinator.offsets("g").is_some(),
+            "a group with members keeps its offsets"
         );
     }
 
