@@ -27,6 +27,7 @@ def main():
     parser.add_argument("--strategy", default="range")
     parser.add_argument("--instance")
     parser.add_argument("--session-timeout-ms", default="6000")
+    parser.add_argument("--protocol", default="classic", help="classic, or consumer for KIP-848")
     args = parser.parse_args()
 
     out = open(args.out, "a", buffering=1)
@@ -43,10 +44,15 @@ def main():
         "group.id": args.group,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
-        "session.timeout.ms": int(args.session_timeout_ms),
-        "heartbeat.interval.ms": 500,
-        "partition.assignment.strategy": args.strategy,
     }
+    if args.protocol == "consumer":
+        # KIP-848: the broker owns timeouts and assignment; the client picks a server assignor.
+        conf["group.protocol"] = "consumer"
+        conf["group.remote.assignor"] = args.strategy
+    else:
+        conf["session.timeout.ms"] = int(args.session_timeout_ms)
+        conf["heartbeat.interval.ms"] = 500
+        conf["partition.assignment.strategy"] = args.strategy
     if args.instance:
         conf["group.instance.id"] = args.instance
     consumer = Consumer(conf)

@@ -23,16 +23,23 @@ from conftest import ck_consume, ck_consumer, ck_produce, create_topic, wait_unt
 
 HERE = Path(__file__).parent
 PARTITIONS = 6
-SETTINGS = {"group.initial.rebalance.delay.ms": "0", "group.min.session.timeout.ms": "1000"}
+SETTINGS = {
+    "group.initial.rebalance.delay.ms": "0",
+    "group.min.session.timeout.ms": "1000",
+    # KIP-848 members: a dead member is noticed as fast as a classic one here.
+    "group.consumer.session.timeout.ms": "6000",
+    "group.consumer.heartbeat.interval.ms": "500",
+}
 
 
 class Member:
     """A group member process and what it wrote."""
 
-    def __init__(self, bootstrap, group, topic, out, strategy="range", instance=None, session_timeout_ms=6000):
+    def __init__(self, bootstrap, group, topic, out, strategy="range", instance=None, session_timeout_ms=6000,
+                 protocol="classic"):
         self.out = Path(out)
         command = [sys.executable, str(HERE / "group_member.py"), bootstrap, group, topic, str(self.out),
-                   "--strategy", strategy, "--session-timeout-ms", str(session_timeout_ms)]
+                   "--strategy", strategy, "--session-timeout-ms", str(session_timeout_ms), "--protocol", protocol]
         if instance:
             command += ["--instance", instance]
         self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -121,21 +128,29 @@ def assert_no_partition_had_two_owners(all_members):
             assert s2 >= e1, f"partition {partition} owned by {m1} and {m2} at once"
 
 
-@pytest.mark.parametrize("strategy", ["range", "cooperative-sticky"])
-def test_group_shares_partitions_and_survives_members_coming_and_going(broker_factory, members, tmp_path, strategy):
+@pytest.mark.parametrize(
+    "protocol,strategy",
+    [("classic", "range"), ("classic", "cooperative-sticky"), ("consumer", "uniform"), ("consumer", "range")],
+)
+def test_group_shares_partitions_and_survives_members_coming_and_going(
+    broker_factory, members, tmp_path, protocol, strategy
+):
     broker = broker_factory(SETTINGS)
     bootstrap = broker.bootstrap
-    topic = f"shared-{strategy}"
+    topic = f"shared-{protocol}-{strategy}"
     create_topic(bootstrap, topic, PARTITIONS)
+
+    def member(name):
+        return Member(bootstrap, "workers", topic, tmp_path / name, strategy, protocol=protocol)
 
     # Three members split six partitions.
     for i in range(3):
-        members.append(Member(bootstrap, "workers", topic, tmp_path / f"m{i}.log", strategy))
+        members.append(member(f"m{i}.log"))
     wait_for_assignment(members, "three members to share the partitions")
     produce_range(bootstrap, topic, 0, 20_000)
 
     # A fourth joins: the group rebalances to four.
-    members.append(Member(bootstrap, "workers", topic, tmp_path / "m3.log", strategy))
+    members.append(member("m3.log"))
     wait_for_assignment(members, "the group to rebalance to four members")
     produce_range(bootstrap, topic, 20_000, 40_000)
 

@@ -230,14 +230,25 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
                 .get_i64("max.incremental.fetch.session.cache.slots")
                 .max(0) as usize,
         ),
-        groups: crate::groups::Groups::new(strom_coordinator::GroupConfig {
-            min_session_timeout_ms: config.overrides.get_i64("group.min.session.timeout.ms"),
-            max_session_timeout_ms: config.overrides.get_i64("group.max.session.timeout.ms"),
-            initial_rebalance_delay_ms: config
-                .overrides
-                .get_i64("group.initial.rebalance.delay.ms"),
-            max_size: config.overrides.get_i64("group.max.size").max(1) as usize,
-        }),
+        groups: crate::groups::Groups::new(
+            strom_coordinator::GroupConfig {
+                min_session_timeout_ms: config.overrides.get_i64("group.min.session.timeout.ms"),
+                max_session_timeout_ms: config.overrides.get_i64("group.max.session.timeout.ms"),
+                initial_rebalance_delay_ms: config
+                    .overrides
+                    .get_i64("group.initial.rebalance.delay.ms"),
+                max_size: config.overrides.get_i64("group.max.size").max(1) as usize,
+            },
+            strom_coordinator::consumer_group::ConsumerGroupConfig {
+                session_timeout_ms: config
+                    .overrides
+                    .get_i64("group.consumer.session.timeout.ms"),
+                heartbeat_interval_ms: config
+                    .overrides
+                    .get_i64("group.consumer.heartbeat.interval.ms")
+                    as i32,
+            },
+        ),
         config,
         topics,
         partitions,

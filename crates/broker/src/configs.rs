@@ -367,6 +367,22 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         documentation: "Longest session timeout a group member may ask for.",
     },
     ConfigDef {
+        name: "group.consumer.session.timeout.ms",
+        kind: ConfigType::Int,
+        default: "45000",
+        broker_synonym: None,
+        validator: Validator::AtLeast(1),
+        documentation: "Session timeout of members of consumer-protocol (KIP-848) groups.",
+    },
+    ConfigDef {
+        name: "group.consumer.heartbeat.interval.ms",
+        kind: ConfigType::Int,
+        default: "5000",
+        broker_synonym: None,
+        validator: Validator::AtLeast(1),
+        documentation: "How often members of consumer-protocol (KIP-848) groups heartbeat.",
+    },
+    ConfigDef {
         name: "group.max.size",
         kind: ConfigType::Int,
         default: "2147483647",

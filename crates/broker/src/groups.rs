@@ -16,6 +16,10 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
+use strom_coordinator::consumer_group::{
+    ConsumerGroupConfig, ConsumerGroupError, ConsumerGroups, HeartbeatRequest as ConsumerHeartbeat,
+    HeartbeatResponse as ConsumerHeartbeatResponse, TopicView,
+};
 use strom_coordinator::records::{self as group_records, GroupRecord};
 use strom_coordinator::{
     Action, CommittedOffset, GroupConfig, GroupCoordinator, GroupError, JoinRequest, JoinResponse,
@@ -39,6 +43,8 @@ enum Waiting {
 
 pub struct Groups {
     coordinator: Mutex<GroupCoordinator>,
+    /// KIP-848 groups (`group.protocol=consumer`).
+    consumer_groups: Mutex<ConsumerGroups>,
     waiting: Mutex<HashMap<u64, Waiting>>,
     next_request: AtomicU64,
     /// Wakes the timer when deadlines may have moved.
@@ -48,9 +54,10 @@ pub struct Groups {
 }
 
 impl Groups {
-    pub fn new(config: GroupConfig) -> Groups {
+    pub fn new(config: GroupConfig, consumer_config: ConsumerGroupConfig) -> Groups {
         Groups {
             coordinator: Mutex::new(GroupCoordinator::new(config)),
+            consumer_groups: Mutex::new(ConsumerGroups::new(consumer_config)),
             waiting: Mutex::new(HashMap::new()),
             next_request: AtomicU64::new(1),
             changed: Notify::new(),
@@ -60,6 +67,57 @@ impl Groups {
 
     pub fn coordinator(&self) -> std::sync::MutexGuard<'_, GroupCoordinator> {
         self.coordinator.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn consumer_groups(&self) -> std::sync::MutexGuard<'_, ConsumerGroups> {
+        self.consumer_groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// ConsumerGroupHeartbeat. A group id is either classic or consumer.
+    pub fn consumer_heartbeat(
+        &self,
+        group_id: &str,
+        request: ConsumerHeartbeat,
+        topics: &TopicView,
+    ) -> Result<ConsumerHeartbeatResponse, ConsumerGroupError> {
+        let classic = self
+            .coordinator()
+            .group(group_id)
+            .is_some_and(|group| !group.members.is_empty());
+        if classic {
+            return Err(ConsumerGroupError::InconsistentGroupProtocol);
+        }
+        let result = self
+            .consumer_groups()
+            .heartbeat(now_ms(), group_id, request, topics);
+        self.changed.notify_one();
+        result
+    }
+
+    /// May this member commit offsets? Consumer groups check member epochs,
+    /// classic groups generations.
+    pub fn check_commit(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance: Option<&str>,
+        generation_or_epoch: i32,
+    ) -> Result<(), i16> {
+        if let Some(result) =
+            self.consumer_groups()
+                .check_commit(group_id, member_id, generation_or_epoch)
+        {
+            return result.map_err(|error| match error {
+                // OffsetCommit reports a stale epoch as STALE_MEMBER_EPOCH.
+                ConsumerGroupError::FencedMemberEpoch => 113,
+                other => other.code(),
+            });
+        }
+        self.coordinator()
+            .check_commit(group_id, member_id, instance, generation_or_epoch)
+            .map_err(|error| error.code())
     }
 
     fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Waiting>> {
@@ -182,12 +240,16 @@ impl Groups {
                 }
             }
             let now = now_ms();
-            let next = broker.groups.coordinator().next_deadline();
+            let classic = broker.groups.coordinator().next_deadline();
+            let consumer = broker.groups.consumer_groups().next_deadline();
+            let next = classic.into_iter().chain(consumer).min();
             let wait_ms = next.map_or(1_000, |deadline| (deadline - now).clamp(5, 1_000));
             tokio::select! {
                 _ = tokio::time::sleep(std::time::Duration::from_millis(wait_ms as u64)) => {}
                 _ = broker.groups.changed.notified() => {}
             }
+            let view = crate::handlers::consumer_group_heartbeat::topic_view(&broker);
+            broker.groups.consumer_groups().tick(now_ms(), &view);
             let actions = broker.groups.coordinator().tick(now_ms());
             if !actions.is_empty() {
                 broker.groups.perform(&broker, actions).await;

@@ -291,4 +291,6 @@ api_table! {
     DescribeGroups => DescribeGroupsRequest, handlers::describe_groups::handle;
     DeleteGroups => DeleteGroupsRequest, handlers::delete_groups::handle;
     OffsetDelete => OffsetDeleteRequest, handlers::offset_delete::handle;
+    ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest, handlers::consumer_group_heartbeat::handle;
+    ConsumerGroupDescribe => ConsumerGroupDescribeRequest, handlers::consumer_group_describe::handle;
 }

@@ -12,6 +12,7 @@
 //! [`records`] encodes group state the way Kafka keys it in
 //! `__consumer_offsets`, so that the runtime can persist and rebuild it.
 
+pub mod consumer_group;
 mod group;
 pub mod records;
 

@@ -26,7 +26,31 @@ pub async fn handle(
         .iter()
         .map(|kind| kind.to_lowercase())
         .collect();
-    let groups = coordinator
+    let consumer_groups = broker.groups.consumer_groups();
+    let kip848: Vec<ListedGroup> = consumer_groups
+        .group_ids()
+        .into_iter()
+        .filter_map(|group_id| {
+            let state = consumer_groups.group(&group_id)?.state();
+            if !states.is_empty() && !states.contains(&state.to_lowercase()) {
+                return None;
+            }
+            if !types.is_empty() && !types.contains(&"consumer".to_string()) {
+                return None;
+            }
+            let mut listed = ListedGroup::default()
+                .with_group_id(GroupId(str_bytes(group_id)))
+                .with_protocol_type(str_bytes("consumer"));
+            if context.api_version >= 4 {
+                listed = listed.with_group_state(str_bytes(state));
+            }
+            if context.api_version >= 5 {
+                listed = listed.with_group_type(str_bytes("consumer"));
+            }
+            Some(listed)
+        })
+        .collect();
+    let mut groups: Vec<ListedGroup> = coordinator
         .group_ids()
         .into_iter()
         .filter_map(|group_id| {
@@ -53,5 +77,6 @@ pub async fn handle(
             Some(listed)
         })
         .collect();
+    groups.extend(kip848);
     ListGroupsResponse::default().with_groups(groups)
 }

@@ -23,16 +23,12 @@ pub async fn handle(
     let group_id = request.group_id.to_string();
     let check = match broker.groups.ensure_ready(&broker).await {
         Err(_) => Err(ResponseError::CoordinatorNotAvailable.code()),
-        Ok(()) => broker
-            .groups
-            .coordinator()
-            .check_commit(
-                &group_id,
-                &request.member_id,
-                request.group_instance_id.as_deref(),
-                request.generation_id_or_member_epoch,
-            )
-            .map_err(|error| error.code()),
+        Ok(()) => broker.groups.check_commit(
+            &group_id,
+            &request.member_id,
+            request.group_instance_id.as_deref(),
+            request.generation_id_or_member_epoch,
+        ),
     };
     let now = now_ms();
     let mut commits = Vec::new();

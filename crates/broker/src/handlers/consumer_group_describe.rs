@@ -1,0 +1,86 @@
+//! ConsumerGroupDescribe (KIP-848): epochs, assignor, members with their
+//! current and target assignments.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::consumer_group_describe_response::{
+    Assignment, DescribedGroup, Member, TopicPartitions,
+};
+use kafka_protocol::messages::{ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse};
+use strom_coordinator::consumer_group::{Partitions, TopicView};
+use uuid::Uuid;
+
+use super::consumer_group_heartbeat::topic_view;
+use super::{str_bytes, topic_name};
+use crate::broker::Broker;
+use crate::protocol::RequestContext;
+
+fn assignment(partitions: &Partitions, view: &TopicView) -> Assignment {
+    let topics = partitions
+        .iter()
+        .map(|(topic, partitions)| {
+            let id = view
+                .get(topic)
+                .map_or(Uuid::nil(), |(id, _)| Uuid::from_bytes(*id));
+            TopicPartitions::default()
+                .with_topic_id(id)
+                .with_topic_name(topic_name(topic))
+                .with_partitions(partitions.iter().copied().collect())
+        })
+        .collect();
+    Assignment::default().with_topic_partitions(topics)
+}
+
+pub async fn handle(
+    broker: Arc<Broker>,
+    _context: &RequestContext,
+    request: ConsumerGroupDescribeRequest,
+) -> ConsumerGroupDescribeResponse {
+    let _ = broker.groups.ensure_ready(&broker).await;
+    let view = topic_view(&broker);
+    let groups = broker.groups.consumer_groups();
+    let described = request
+        .group_ids
+        .into_iter()
+        .map(|group_id| {
+            let answer = DescribedGroup::default().with_group_id(group_id.clone());
+            let Some(group) = groups.group(&group_id) else {
+                return answer
+                    .with_error_code(kafka_protocol::error::ResponseError::GroupIdNotFound.code())
+                    .with_error_message(Some(str_bytes(format!(
+                        "no consumer group '{}'",
+                        group_id.as_str()
+                    ))));
+            };
+            let members = group
+                .members
+                .values()
+                .map(|member| {
+                    Member::default()
+                        .with_member_id(str_bytes(member.member_id.clone()))
+                        .with_instance_id(member.instance_id.clone().map(str_bytes))
+                        .with_rack_id(member.rack_id.clone().map(str_bytes))
+                        .with_member_epoch(member.member_epoch)
+                        .with_client_id(str_bytes(member.client_id.clone()))
+                        .with_client_host(str_bytes(member.client_host.clone()))
+                        .with_subscribed_topic_names(
+                            member
+                                .subscribed_topics
+                                .iter()
+                                .map(|t| topic_name(t))
+                                .collect(),
+                        )
+                        .with_assignment(assignment(&member.assigned, &view))
+                        .with_target_assignment(assignment(&member.target, &view))
+                })
+                .collect();
+            answer
+                .with_group_state(str_bytes(group.state()))
+                .with_group_epoch(group.group_epoch)
+                .with_assignment_epoch(group.assignment_epoch)
+                .with_assignor_name(str_bytes(group.assignor.clone()))
+                .with_members(members)
+        })
+        .collect();
+    ConsumerGroupDescribeResponse::default().with_groups(described)
+}
