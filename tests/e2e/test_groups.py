@@ -298,3 +298,51 @@ def test_kafka_python_consumer_group(broker_factory):
     committed = check.committed([TopicPartition("kp-group", p) for p in range(PARTITIONS)], timeout=30)
     check.close()
     assert sum(tp.offset for tp in committed) == 3_000
+
+
+def test_group_admin_apis_and_simple_commits(broker_factory, members, tmp_path):
+    """ListGroups, DescribeGroups, OffsetFetch, OffsetDelete and DeleteGroups through
+    librdkafka's admin client, and offsets committed by a consumer outside any group
+    membership (assign() + commit, Kafka's "simple" consumer)."""
+    from confluent_kafka import ConsumerGroupTopicPartitions
+
+    from conftest import ck_admin
+
+    broker = broker_factory(SETTINGS)
+    bootstrap = broker.bootstrap
+    create_topic(bootstrap, "admin-groups", 2)
+    produce_range(bootstrap, "admin-groups", 0, 100)
+
+    simple = ck_consumer(bootstrap, **{"group.id": "simple", "enable.auto.offset.store": True})
+    simple.assign([TopicPartition("admin-groups", 0, 0)])
+    got = []
+    deadline = time.monotonic() + 30
+    while len(got) < 10 and time.monotonic() < deadline:
+        got += [m for m in simple.consume(10, timeout=0.5) if m.error() is None]
+    simple.commit(offsets=[TopicPartition("admin-groups", 0, 7)], asynchronous=False)
+    simple.close()
+
+    live = Member(bootstrap, "busy", "admin-groups", tmp_path / "busy.log")
+    members.append(live)
+    wait_until(lambda: live.assignment() == {0, 1}, timeout=30, what="the busy group to be stable")
+
+    admin = ck_admin(bootstrap)
+    listed = admin.list_consumer_groups().result(timeout=30)
+    ids = {group.group_id for group in listed.valid}
+    assert {"simple", "busy"} <= ids, ids
+
+    described = admin.describe_consumer_groups(["busy"])["busy"].result(timeout=30)
+    assert str(described.state).endswith("STABLE")
+    assert len(described.members) == 1
+    assert {tp.partition for tp in described.members[0].assignment.topic_partitions} == {0, 1}
+
+    fetched = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions("simple")])["simple"].result(timeout=30)
+    assert [(tp.partition, tp.offset) for tp in fetched.topic_partitions] == [(0, 7)]
+
+    # A group with members cannot be deleted; an empty one can, with its offsets.
+    busy = admin.delete_consumer_groups(["busy"])["busy"]
+    with pytest.raises(Exception):
+        busy.result(timeout=30)
+    admin.delete_consumer_groups(["simple"])["simple"].result(timeout=30)
+    listed = admin.list_consumer_groups().result(timeout=30)
+    assert "simple" not in {group.group_id for group in listed.valid}
