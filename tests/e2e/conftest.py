@@ -66,6 +66,7 @@ class Broker:
         self._lines: list[str] = []
         self._lines_lock = threading.Lock()
         self._listening = threading.Event()
+        self.banner_stream: Optional[str] = None  # "out" per the contract
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
 
@@ -85,7 +86,7 @@ class Broker:
         with self._lines_lock:
             self._lines = []
         log_path = self.log_dir / f"strom-{self.starts}.log"
-        logf = open(log_path, "w", buffering=1)
+        logf = self._logf = open(log_path, "w", buffering=1)
         logf.write("$ " + " ".join(self.command()) + "\n")
         self.proc = subprocess.Popen(
             self.command(),
@@ -97,8 +98,8 @@ class Broker:
             bufsize=1,
         )
         self._threads = [
-            threading.Thread(target=self._drain, args=(self.proc.stdout, "out", logf, True), daemon=True),
-            threading.Thread(target=self._drain, args=(self.proc.stderr, "err", logf, False), daemon=True),
+            threading.Thread(target=self._drain, args=(self.proc.stdout, "out", logf), daemon=True),
+            threading.Thread(target=self._drain, args=(self.proc.stderr, "err", logf), daemon=True),
         ]
         for t in self._threads:
             t.start()
@@ -117,7 +118,7 @@ class Broker:
             self._listening.wait(0.05)
         return self
 
-    def _drain(self, stream, tag: str, logf, is_stdout: bool):
+    def _drain(self, stream, tag: str, logf):
         for raw in iter(stream.readline, ""):
             line = ANSI_RE.sub("", raw.rstrip("\n"))
             with self._lines_lock:
@@ -136,13 +137,12 @@ class Broker:
                     self.banner_stream = tag
                     self._listening.set()
         stream.close()
-        if is_stdout:
-            # stdout closes when the process exits; stderr thread may still be writing.
-            pass
 
     def _join_drains(self, timeout: float = 5.0):
         for t in self._threads:
             t.join(timeout)
+        if self.proc is not None and self.proc.poll() is not None and not any(t.is_alive() for t in self._threads):
+            self._logf.close()
 
     def _terminate_hard(self):
         if self.proc and self.proc.poll() is None:
@@ -212,6 +212,7 @@ class Broker:
         assert res.returncode == 0, (
             f"strom verify failed {when} (exit {res.returncode})\nstdout:\n{res.stdout}\nstderr:\n{res.stderr}"
         )
+        assert (res.stdout + res.stderr).strip(), f"strom verify printed no summary {when}"
         return res
 
     def partition_dir(self, topic: str, partition: int) -> Path:
@@ -506,7 +507,6 @@ def kp_produce(bootstrap: str, topic: str, records: list[dict], timeout: float =
         enable_idempotence=False,
         linger_ms=20,
         batch_size=256 * 1024,
-        buffer_memory=128 * 1024 * 1024,
         max_request_size=8 * 1024 * 1024,
         request_timeout_ms=30000,
     )
