@@ -238,7 +238,7 @@ fn api_versions_lists_what_is_served_and_answers_too_new_versions_at_v0() {
         assert!(keys.contains(&(key as i16)), "{key:?} is advertised");
     }
     assert!(
-        !keys.contains(&(ApiKey::JoinGroup as i16)),
+        !keys.contains(&(ApiKey::InitProducerId as i16)),
         "unimplemented APIs are absent"
     );
 
