@@ -67,13 +67,17 @@ class Broker:
         self._lines_lock = threading.Lock()
         self._listening = threading.Event()
         self.banner_stream: Optional[str] = None  # "out" per the contract
+        # Set by keep_port(): restarts listen on the same port, so clients that
+        # outlive a crash can reconnect.
+        self.fixed_port: Optional[int] = None
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
 
     # -- lifecycle -------------------------------------------------------------------
 
     def command(self) -> list[str]:
-        cmd = [str(self.binary), "serve", "--data-dir", str(self.data_dir), "--listeners", "127.0.0.1:0"]
+        listener = f"127.0.0.1:{self.fixed_port or 0}"
+        cmd = [str(self.binary), "serve", "--data-dir", str(self.data_dir), "--listeners", listener]
         for k, v in self.settings.items():
             cmd += ["--set", f"{k}={v}"]
         return cmd
@@ -180,6 +184,10 @@ class Broker:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(30)
         self._join_drains()
+
+    def keep_port(self):
+        """From now on, restarts listen on the port the broker has now."""
+        self.fixed_port = self.port
 
     def restart(self):
         self.stop()
@@ -546,6 +554,8 @@ def kp_consumer(bootstrap: str, **conf):
         consumer_timeout_ms=1000,
         fetch_max_bytes=32 * 1024 * 1024,
         max_partition_fetch_bytes=4 * 1024 * 1024,
+        # kafka-python drops the connection on any response frame above this (default 1 MB)
+        receive_message_max_bytes=64 * 1024 * 1024,
     )
     base.update(conf)
     return KafkaConsumer(**base)

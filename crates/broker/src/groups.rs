@@ -432,12 +432,16 @@ pub async fn write_records(
     )
     .map_err(|error| error.to_string())?;
     let mut bytes = buffer.to_vec();
-    let info = partition
+    let end = match partition
         .append(&mut bytes, count)
-        .map_err(|error| error.to_string())?;
+        .map_err(|error| error.to_string())?
+    {
+        crate::partition::Appended::Written(info) => info.last_offset + 1,
+        other => return Err(format!("unexpected append outcome {other:?}")),
+    };
     broker
         .flusher
-        .flush(partition, info.last_offset + 1)
+        .flush(partition, end)
         .await
         .map_err(|_| "flusher stopped".to_string())?
 }

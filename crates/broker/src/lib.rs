@@ -22,6 +22,7 @@ pub mod flusher;
 pub mod groups;
 pub mod handlers;
 pub mod partition;
+pub mod producer_state;
 pub mod protocol;
 pub mod server;
 pub mod topics;

@@ -17,6 +17,19 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::configs::TopicSettings;
+use crate::producer_state::{ProducerStates, Verdict};
+
+/// The outcome of [`Partition::append`].
+#[derive(Debug, Clone, Copy)]
+pub enum Appended {
+    Written(AppendInfo),
+    /// A retry of a batch already in the log, at this base offset.
+    Duplicate {
+        base_offset: i64,
+    },
+    /// Refused for its producer sequence or epoch.
+    Rejected(kafka_protocol::error::ResponseError),
+}
 
 pub struct Partition {
     pub topic: String,
@@ -24,6 +37,8 @@ pub struct Partition {
     pub index: i32,
     pub leader_epoch: i32,
     log: Mutex<Log>,
+    /// Idempotent producers' sequences; locked before `log` when both are.
+    producers: Mutex<ProducerStates>,
     high_watermark: AtomicI64,
     log_start_offset: AtomicI64,
     settings: RwLock<TopicSettings>,
@@ -64,6 +79,8 @@ impl Partition {
         } = identity;
         let dir = partition_dir(data_dir, &topic, index);
         let log = Log::open(&dir, settings.log, files, recovery, now_ms())?;
+        let mut producers = ProducerStates::default();
+        log.for_each_batch_header(|header| producers.record(header))?;
         let end = log.log_end_offset();
         let start = log.log_start_offset();
         Ok(Partition {
@@ -72,6 +89,7 @@ impl Partition {
             index,
             leader_epoch,
             log: Mutex::new(log),
+            producers: Mutex::new(producers),
             high_watermark: AtomicI64::new(end),
             log_start_offset: AtomicI64::new(start),
             settings: RwLock::new(settings),
@@ -107,8 +125,9 @@ impl Partition {
         self.log().set_config(settings.log);
     }
 
-    /// Appends one validated batch and advances the high watermark.
-    pub fn append(&self, batch: &mut [u8], record_count: i64) -> Result<AppendInfo, LogError> {
+    /// Appends one validated batch and advances the high watermark; a batch
+    /// from an idempotent producer is first checked against its sequences.
+    pub fn append(&self, batch: &mut [u8], record_count: i64) -> Result<Appended, LogError> {
         let settings = self.settings();
         let now = now_ms();
         let options = AppendOptions {
@@ -116,19 +135,28 @@ impl Partition {
             log_append_time_ms: settings.log_append_time.then_some(now),
             now_ms: now,
         };
+        let header = strom_log::batch::BatchHeader::parse(batch)?;
+        let mut producers = self.producers.lock().unwrap_or_else(|p| p.into_inner());
+        match producers.check(&header) {
+            Verdict::Append => {}
+            Verdict::Duplicate { base_offset } => return Ok(Appended::Duplicate { base_offset }),
+            Verdict::Reject(error) => return Ok(Appended::Rejected(error)),
+        }
         let info = {
             let mut log = self.log();
             let info = log.append(batch, options)?;
+            producers.record(&strom_log::batch::BatchHeader::parse(batch)?);
             // Single replica: the ISR is this broker, so everything in the
             // log is replicated to the whole ISR.
             self.high_watermark
                 .store(log.log_end_offset(), Ordering::Release);
             info
         };
+        drop(producers);
         self.unflushed_messages
             .fetch_add(record_count, Ordering::Relaxed);
         self.data_arrived.notify_waiters();
-        Ok(info)
+        Ok(Appended::Written(info))
     }
 
     /// Reads whole batches from `offset` below the high watermark.

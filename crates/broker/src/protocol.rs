@@ -293,4 +293,5 @@ api_table! {
     OffsetDelete => OffsetDeleteRequest, handlers::offset_delete::handle;
     ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest, handlers::consumer_group_heartbeat::handle;
     ConsumerGroupDescribe => ConsumerGroupDescribeRequest, handlers::consumer_group_describe::handle;
+    InitProducerId => InitProducerIdRequest, handlers::init_producer_id::handle;
 }

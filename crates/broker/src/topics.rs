@@ -74,6 +74,8 @@ pub struct Topics {
     files: FileCache,
     broker_configs: BrokerOverrides,
     state: Mutex<(MetadataLog, ClusterMetadata)>,
+    /// The block of producer ids being handed out: (next, end).
+    next_producer_id: Mutex<(i64, i64)>,
 }
 
 impl Topics {
@@ -91,6 +93,7 @@ impl Topics {
             files,
             broker_configs,
             state: Mutex::new((log, metadata)),
+            next_producer_id: Mutex::new((0, 0)),
         }
     }
 
@@ -266,6 +269,31 @@ impl Topics {
             leader: self.node_id,
             leader_epoch: 0,
         }
+    }
+
+    /// A new producer id for an idempotent producer. Ids are reserved in
+    /// blocks of 1,000 in the metadata log, so a restart never reuses one.
+    pub fn allocate_producer_id(&self) -> Result<i64, TopicError> {
+        let mut state = self.lock();
+        let mut next = self
+            .next_producer_id
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if next.0 >= next.1 {
+            let start = state.1.next_producer_id.max(next.1);
+            let record = MetadataRecord::ProducerIdsAllocated {
+                next: start + 1_000,
+            };
+            state
+                .0
+                .append(std::slice::from_ref(&record))
+                .map_err(storage_error)?;
+            state.1.apply(&record);
+            *next = (start, start + 1_000);
+        }
+        let id = next.0;
+        next.0 += 1;
+        Ok(id)
     }
 
     /// A copy of the current metadata of one topic.

@@ -115,6 +115,11 @@ impl Client {
 }
 
 fn records(values: &[&str]) -> Bytes {
+    producer_records(values, -1, -1, 0)
+}
+
+/// A batch from producer `producer_id` at `epoch`, sequences from `sequence`.
+fn producer_records(values: &[&str], producer_id: i64, epoch: i16, sequence: i32) -> Bytes {
     let records: Vec<Record> = values
         .iter()
         .enumerate()
@@ -123,12 +128,12 @@ fn records(values: &[&str]) -> Bytes {
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id,
+            producer_epoch: epoch,
             timestamp_type: TimestampType::Creation,
             offset: index as i64,
             // The encoder keeps records in one batch while offset - sequence is constant.
-            sequence: index as i32,
+            sequence: sequence + index as i32,
             timestamp: 1_000 + index as i64,
             key: None,
             value: Some(Bytes::copy_from_slice(value.as_bytes())),
@@ -158,6 +163,18 @@ fn create_topic(client: &mut Client, name: &str, partitions: i32) {
 }
 
 fn produce(client: &mut Client, topic: &str, partition: i32, values: &[&str]) -> i64 {
+    let response = produce_batch(client, topic, partition, records(values));
+    assert_eq!(response.0, 0, "{:?}", response.2);
+    response.1
+}
+
+/// (error code, base offset, error message) of producing one batch.
+fn produce_batch(
+    client: &mut Client,
+    topic: &str,
+    partition: i32,
+    batch: Bytes,
+) -> (i16, i64, Option<String>) {
     let request = ProduceRequest::default()
         .with_acks(-1)
         .with_timeout_ms(10_000)
@@ -165,11 +182,14 @@ fn produce(client: &mut Client, topic: &str, partition: i32, values: &[&str]) ->
             .with_name(TopicName(StrBytes::from_string(topic.into())))
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(partition)
-                .with_records(Some(records(values)))])]);
+                .with_records(Some(batch))])]);
     let response: ProduceResponse = client.call(ApiKey::Produce, 9, &request);
     let partition = &response.responses[0].partition_responses[0];
-    assert_eq!(partition.error_code, 0, "{:?}", partition.error_message);
-    partition.base_offset
+    (
+        partition.error_code,
+        partition.base_offset,
+        partition.error_message.as_ref().map(|m| m.to_string()),
+    )
 }
 
 fn fetch_request(
@@ -238,7 +258,7 @@ fn api_versions_lists_what_is_served_and_answers_too_new_versions_at_v0() {
         assert!(keys.contains(&(key as i16)), "{key:?} is advertised");
     }
     assert!(
-        !keys.contains(&(ApiKey::InitProducerId as i16)),
+        !keys.contains(&(ApiKey::AddPartitionsToTxn as i16)),
         "unimplemented APIs are absent"
     );
 
@@ -335,4 +355,75 @@ fn a_waiting_fetch_is_woken_by_new_data() {
         elapsed < Duration::from_secs(20),
         "woken by the write, not by the 20 s max wait ({elapsed:?})"
     );
+}
+
+#[test]
+fn an_idempotent_retry_is_answered_with_the_original_offset_and_not_written_again() {
+    let broker = Broker::start();
+    let mut client = broker.connect();
+    create_topic(&mut client, "sessions", 1);
+    let init: InitProducerIdResponse = client.call(
+        ApiKey::InitProducerId,
+        4,
+        &InitProducerIdRequest::default()
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    );
+    assert_eq!(init.error_code, 0);
+    let (id, epoch) = (init.producer_id.0, init.producer_epoch);
+    assert!(id >= 0);
+
+    let batch = producer_records(&["a", "b"], id, epoch, 0);
+    let first = produce_batch(&mut client, "sessions", 0, batch.clone());
+    assert_eq!(first.0, 0, "{:?}", first.2);
+    // The acknowledgement was lost; the producer sends the same batch again.
+    let retry = produce_batch(&mut client, "sessions", 0, batch);
+    assert_eq!(
+        (retry.0, retry.1),
+        (0, first.1),
+        "answered with the original offset"
+    );
+    let next = produce_batch(
+        &mut client,
+        "sessions",
+        0,
+        producer_records(&["c"], id, epoch, 2),
+    );
+    assert_eq!(
+        (next.0, next.1),
+        (0, first.1 + 2),
+        "nothing was written twice"
+    );
+
+    // A gap in the sequence and a zombie epoch are refused.
+    let gap = produce_batch(
+        &mut client,
+        "sessions",
+        0,
+        producer_records(&["x"], id, epoch, 7),
+    );
+    assert_eq!(gap.0, 45, "OUT_OF_ORDER_SEQUENCE_NUMBER");
+    let bumped: InitProducerIdResponse = client.call(
+        ApiKey::InitProducerId,
+        4,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_producer_id(ProducerId(id))
+            .with_producer_epoch(epoch),
+    );
+    assert_eq!(bumped.producer_epoch, epoch + 1, "KIP-360 epoch bump");
+    let newer = produce_batch(
+        &mut client,
+        "sessions",
+        0,
+        producer_records(&["y"], id, epoch + 1, 0),
+    );
+    assert_eq!(newer.0, 0);
+    let zombie = produce_batch(
+        &mut client,
+        "sessions",
+        0,
+        producer_records(&["z"], id, epoch, 3),
+    );
+    assert_eq!(zombie.0, 47, "INVALID_PRODUCER_EPOCH");
 }

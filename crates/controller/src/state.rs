@@ -31,6 +31,10 @@ pub enum MetadataRecord {
         name: String,
         partitions: Vec<PartitionMetadata>,
     },
+    /// Producer ids below `next` are handed out (idempotent producers).
+    ProducerIdsAllocated {
+        next: i64,
+    },
     /// Replaces the dynamic broker configs of one broker (`node_id`), or the
     /// cluster-wide defaults (`None`), as a whole.
     BrokerConfigsReplaced {
@@ -65,6 +69,8 @@ pub struct ClusterMetadata {
     pub default_broker_configs: BTreeMap<String, String>,
     /// Dynamic broker configs of single brokers.
     pub node_broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
+    /// The first producer id not yet handed out.
+    pub next_producer_id: i64,
     /// How many records have been applied.
     pub applied: u64,
 }
@@ -107,6 +113,9 @@ impl ClusterMetadata {
                         tracing::error!(topic = %name, "metadata record configures an unknown topic")
                     }
                 }
+            }
+            MetadataRecord::ProducerIdsAllocated { next } => {
+                self.next_producer_id = self.next_producer_id.max(*next);
             }
             MetadataRecord::BrokerConfigsReplaced { node_id, configs } => match node_id {
                 Some(node_id) => {

@@ -605,6 +605,29 @@ impl Log {
         Ok(())
     }
 
+    /// Visits the header of every batch, oldest first (for rebuilding state
+    /// such as producer sequences at startup). Reads headers only.
+    pub fn for_each_batch_header(
+        &self,
+        mut visit: impl FnMut(&BatchHeader),
+    ) -> Result<(), LogError> {
+        for segment in self.segments.values() {
+            let file = segment.log_file(&self.files)?;
+            let mut position = 0u64;
+            while position < segment.size {
+                let Some(header) = segment.read_header_at(&file, position)? else {
+                    return Err(LogError::Corrupt {
+                        path: segment.log_path.clone(),
+                        position,
+                    });
+                };
+                visit(&header);
+                position += header.total_size() as u64;
+            }
+        }
+        Ok(())
+    }
+
     /// Base offset of the active segment: everything below it is sealed.
     pub fn active_base_offset(&self) -> i64 {
         self.active().base_offset

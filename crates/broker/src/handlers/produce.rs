@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 use super::{resolve_topic, str_bytes, topic_name};
 use crate::broker::Broker;
 use crate::flusher::FlushResult;
-use crate::partition::Partition;
+use crate::partition::{Appended, Partition};
 use crate::protocol::RequestContext;
 
 /// Replicas in the ISR of every partition on a single node.
@@ -176,7 +176,7 @@ fn append(
         return failed(
             index,
             ResponseError::InvalidRecord,
-            "transactional and control batches are not supported yet",
+            "transactional and control batches are not supported yet (idempotent producers are)",
         );
     }
     if records.len() > settings.max_message_bytes {
@@ -201,14 +201,33 @@ fn append(
         );
     }
     let mut bytes = records.to_vec();
-    let info = match partition.append(&mut bytes, header.record_count as i64) {
-        Ok(info) => info,
+    let (base_offset, log_append_time_ms, durable_offset) = match partition
+        .append(&mut bytes, header.record_count as i64)
+    {
+        Ok(Appended::Written(info)) => (
+            info.base_offset,
+            info.log_append_time_ms,
+            info.last_offset + 1,
+        ),
+        // A retry of a batch that is already written: answered as a success
+        // with the original offset, made as durable as acks asks.
+        Ok(Appended::Duplicate { base_offset }) => (
+            base_offset,
+            -1,
+            base_offset + header.last_offset_delta as i64 + 1,
+        ),
+        Ok(Appended::Rejected(error)) => {
+            return failed(
+                index,
+                error,
+                format!("producer {} sequence refused", header.producer_id),
+            );
+        }
         Err(error) => {
             tracing::error!(topic = %partition.topic, partition = index, %error, "append failed");
             return failed(index, ResponseError::KafkaStorageError, error.to_string());
         }
     };
-    let durable_offset = info.last_offset + 1;
     let durable = if settings.strict_durability() {
         if acks == -1 {
             Some(broker.flusher.flush(partition.clone(), durable_offset))
@@ -225,8 +244,8 @@ fn append(
     PartitionOutcome {
         response: PartitionProduceResponse::default()
             .with_index(index)
-            .with_base_offset(info.base_offset)
-            .with_log_append_time_ms(info.log_append_time_ms)
+            .with_base_offset(base_offset)
+            .with_log_append_time_ms(log_append_time_ms)
             .with_log_start_offset(partition.log_start_offset()),
         durable,
     }
