@@ -8,7 +8,7 @@ use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceRespon
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 
 use super::config_resources::{apply, ConfigResource};
-use super::str_bytes;
+use super::error_fields;
 use crate::broker::Broker;
 use crate::protocol::RequestContext;
 
@@ -32,10 +32,7 @@ pub async fn handle(
             Ok(target) => apply(&broker, target, configs, request.validate_only).await,
             Err(error) => Err(error),
         };
-        let (code, message) = match outcome {
-            Ok(()) => (0, None),
-            Err(error) => (error.error.code(), Some(str_bytes(error.message))),
-        };
+        let (code, message) = error_fields(outcome);
         responses.push(
             AlterConfigsResourceResponse::default()
                 .with_error_code(code)

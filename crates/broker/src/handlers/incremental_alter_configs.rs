@@ -10,7 +10,7 @@ use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsRe
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 
 use super::config_resources::{apply, ConfigResource};
-use super::str_bytes;
+use super::error_fields;
 use crate::broker::Broker;
 use crate::configs::ConfigType;
 use crate::protocol::RequestContext;
@@ -36,10 +36,7 @@ pub async fn handle(
                 },
                 Err(error) => Err(error),
             };
-        let (code, message) = match outcome {
-            Ok(()) => (0, None),
-            Err(error) => (error.error.code(), Some(str_bytes(error.message))),
-        };
+        let (code, message) = error_fields(outcome);
         responses.push(
             AlterConfigsResourceResponse::default()
                 .with_error_code(code)

@@ -55,6 +55,16 @@ pub(crate) fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }
 
+/// A refused change as a response's error code and message (0 and none if it went through).
+pub(crate) fn error_fields(
+    outcome: Result<(), crate::topics::TopicError>,
+) -> (i16, Option<StrBytes>) {
+    match outcome {
+        Ok(()) => (0, None),
+        Err(error) => (error.error.code(), Some(str_bytes(error.message))),
+    }
+}
+
 pub(crate) fn str_bytes(text: impl Into<String>) -> StrBytes {
     StrBytes::from_string(text.into())
 }
