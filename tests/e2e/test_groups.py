@@ -213,17 +213,20 @@ def test_committed_offsets_survive_broker_restart_and_crash(broker_factory, tmp_
     bootstrap = broker.bootstrap
     create_topic(bootstrap, "resume", 2)
     produce_range(bootstrap, "resume", 0, 1_000)
-    consumer = ck_consumer(bootstrap, **{"group.id": "resumers", "enable.auto.commit": False, "enable.auto.offset.store": True})
+    consumer = ck_consumer(bootstrap, **{"group.id": "resumers", "enable.auto.commit": False})
     consumer.subscribe(["resume"])
     consumed = 0
+    next_offsets = {}
     deadline = time.monotonic() + 60
     while consumed < 600 and time.monotonic() < deadline:
         for message in consumer.consume(100, timeout=0.5):
             assert message.error() is None
             consumed += 1
+            next_offsets[message.partition()] = message.offset() + 1
             if consumed == 600:
                 break
-    consumer.commit(asynchronous=False)
+    # Commit exactly what was processed: the first 600 records.
+    consumer.commit(offsets=[TopicPartition("resume", p, o) for p, o in next_offsets.items()], asynchronous=False)
     committed = {tp.partition: tp.offset for tp in consumer.committed([TopicPartition("resume", p) for p in range(2)])}
     consumer.close()
     assert sum(committed.values()) == 600

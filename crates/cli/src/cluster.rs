@@ -1,23 +1,21 @@
 //! `strom cluster`: info and broker configs.
 
 use clap::{Args, Subcommand};
-use kafka_protocol::messages::incremental_alter_configs_request::{
-    AlterConfigsResource, AlterableConfig,
-};
-use kafka_protocol::messages::{
-    ApiKey, DescribeClusterRequest, DescribeClusterResponse, IncrementalAlterConfigsRequest,
-    IncrementalAlterConfigsResponse,
-};
-use kafka_protocol::protocol::StrBytes;
-use rdkafka::admin::ResourceSpecifier;
+use kafka_protocol::messages::{ApiKey, DescribeClusterRequest, DescribeClusterResponse};
 use serde_json::json;
 
 use crate::client::{key_value, CliError, CliResult, ClientArgs, Output};
 use crate::output;
-use crate::raw::RawClient;
+use crate::raw::{self, RawClient};
 
 /// The cluster: brokers, controller, and broker configs.
+///
+/// Examples:
+///   strom cluster info
+///   strom cluster config get log.retention.ms
+///   strom cluster config set log.retention.ms=86400000
 #[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct ClusterArgs {
     #[command(subcommand)]
     command: ClusterCommand,
@@ -33,6 +31,11 @@ enum ClusterCommand {
     #[command(verbatim_doc_comment)]
     Info,
     /// Read or change broker configs.
+    ///
+    /// Examples:
+    ///   strom cluster config get
+    ///   strom cluster config set log.retention.ms=86400000
+    #[command(verbatim_doc_comment)]
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
@@ -129,30 +132,25 @@ fn broker_id(client: &ClientArgs, broker: Option<i32>) -> CliResult<i32> {
     }
     let consumer = client.consumer(None)?;
     let metadata = client.metadata(&consumer, None)?;
-    Ok(metadata.orig_broker_id())
+    // The broker that answered, or else the first one listed (the bootstrap
+    // connection has no id yet).
+    let answered = metadata.orig_broker_id();
+    if answered >= 0 {
+        return Ok(answered);
+    }
+    metadata
+        .brokers()
+        .first()
+        .map(|broker| broker.id())
+        .ok_or_else(|| CliError::Failed("the cluster lists no brokers".into()))
 }
 
 fn get(client: &ClientArgs, key: Option<String>, broker: Option<i32>) -> CliResult {
     let id = broker_id(client, broker)?;
-    let admin = client.admin()?;
-    let results = client
-        .runtime()?
-        .block_on(admin.describe_configs([&ResourceSpecifier::Broker(id)], &client.admin_options()))
-        .map_err(|e| client.unreachable(e))?;
-    let mut entries = Vec::new();
-    for resource in results {
-        let resource =
-            resource.map_err(|code| CliError::Failed(format!("describing broker {id}: {code}")))?;
-        for entry in resource.entries {
-            if key.as_ref().is_none_or(|key| *key == entry.name) {
-                entries.push((
-                    entry.name,
-                    entry.value.unwrap_or_default(),
-                    format!("{:?}", entry.source),
-                ));
-            }
-        }
-    }
+    let mut entries: Vec<(String, String, String)> = raw::broker_configs(client, id)?
+        .into_iter()
+        .filter(|(name, _, _)| key.as_ref().is_none_or(|key| key == name))
+        .collect();
     entries.sort();
     if let Some(key) = &key {
         if entries.is_empty() {
@@ -183,34 +181,11 @@ fn set(client: &ClientArgs, settings: &[String], broker: Option<i32>) -> CliResu
         .iter()
         .map(|s| key_value(s))
         .collect::<CliResult<_>>()?;
-    let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
-        AlterConfigsResource::default()
-            .with_resource_type(4)
-            .with_resource_name(StrBytes::from_string(id.to_string()))
-            .with_configs(
-                changes
-                    .iter()
-                    .map(|(key, value)| {
-                        AlterableConfig::default()
-                            .with_name(StrBytes::from_string(key.clone()))
-                            .with_config_operation(0)
-                            .with_value(Some(StrBytes::from_string(value.clone())))
-                    })
-                    .collect(),
-            ),
-    ]);
-    let mut raw = RawClient::connect(client)?;
-    let response: IncrementalAlterConfigsResponse =
-        raw.call(ApiKey::IncrementalAlterConfigs, 0, &request)?;
-    for result in &response.responses {
-        if result.error_code != 0 {
-            let message = result.error_message.as_ref().map_or("", |m| m.as_str());
-            return Err(CliError::Failed(format!(
-                "changing broker {id} configs failed (error {}): {message}",
-                result.error_code
-            )));
-        }
-    }
+    let ops: Vec<(String, Option<String>)> = changes
+        .iter()
+        .map(|(k, v)| (k.clone(), Some(v.clone())))
+        .collect();
+    raw::alter_configs(client, raw::BROKER, &id.to_string(), &ops)?;
     match client.output {
         Output::Json => output::json(
             &json!({"broker": id, "changed": changes.iter().map(|(k, v)| json!({"name": k, "value": v})).collect::<Vec<_>>()}),

@@ -11,7 +11,13 @@ use crate::client::{CliError, CliResult, ClientArgs, Output};
 use crate::output;
 
 /// Inspect and manage consumer groups.
+///
+/// Examples:
+///   strom group list
+///   strom group describe billing
+///   strom group reset-offsets billing --topic orders --to earliest --execute
 #[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct GroupArgs {
     #[command(subcommand)]
     command: GroupCommand,
@@ -80,21 +86,7 @@ pub fn run(args: GroupArgs, client: &ClientArgs) -> CliResult {
 fn list(client: &ClientArgs) -> CliResult {
     let consumer = client.consumer(None)?;
     client.metadata(&consumer, None)?;
-    let groups = consumer
-        .fetch_group_list(None, client.timeout)
-        .map_err(|e| client.unreachable(e))?;
-    let mut rows: Vec<(String, String, String)> = groups
-        .groups()
-        .iter()
-        .map(|g| {
-            (
-                g.name().to_string(),
-                g.state().to_string(),
-                g.protocol_type().to_string(),
-            )
-        })
-        .collect();
-    rows.sort();
+    let rows = crate::raw::list_groups(client)?;
     match client.output {
         Output::Json => output::json(&json!(rows
             .iter()
@@ -284,13 +276,33 @@ fn delete(client: &ClientArgs, groups: &[String]) -> CliResult {
             }
         }
     }
+    if let Some(failure) = failure {
+        return Err(failure);
+    }
     if client.output == Output::Json {
         output::json(&json!({"deleted": groups}));
     }
-    failure.map_or(Ok(()), Err)
+    Ok(())
+}
+
+/// Checks the --to syntax before anything touches the cluster.
+fn check_reset_target(to: &str) -> CliResult {
+    let valid = match to.split_once(':') {
+        None => to == "earliest" || to == "latest",
+        Some(("offset" | "timestamp" | "shift", number)) => number.parse::<i64>().is_ok(),
+        _ => false,
+    };
+    if valid {
+        Ok(())
+    } else {
+        Err(CliError::Usage(format!(
+            "--to takes earliest, latest, offset:N, timestamp:MS or shift:N, not '{to}'"
+        )))
+    }
 }
 
 fn reset(client: &ClientArgs, group: &str, topic: &str, to: &str, execute: bool) -> CliResult {
+    check_reset_target(to)?;
     let consumer: BaseConsumer = client.consumer(Some(group))?;
     let metadata = client.metadata(&consumer, Some(topic))?;
     let partitions = metadata

@@ -111,9 +111,11 @@ fn parse_line(args: &ProduceArgs, line: &str, common: &[(String, String)]) -> Cl
                 .and_then(|p| p.as_i64())
                 .map(|p| p as i32)
                 .or(args.partition);
+            let value = text("value")
+                .ok_or_else(|| CliError::Usage(format!("input line has no \"value\": {line}")))?;
             Ok(Input {
                 key: text("key"),
-                value: text("value").unwrap_or_default(),
+                value,
                 headers,
                 partition,
             })
@@ -184,7 +186,10 @@ pub fn run(args: ProduceArgs, client: &ClientArgs) -> CliResult {
             let delivery: rdkafka::producer::DeliveryFuture = pending.pop_front().expect("pending");
             match runtime.block_on(delivery) {
                 Ok(Ok(delivered)) => {
-                    if args.verbose {
+                    if args.verbose && client.output == Output::Json {
+                        let line = serde_json::json!({"partition": delivered.partition, "offset": delivered.offset});
+                        println!("{line}");
+                    } else if args.verbose {
                         println!(
                             "partition {} offset {}",
                             delivered.partition, delivered.offset
@@ -258,9 +263,9 @@ pub fn run(args: ProduceArgs, client: &ClientArgs) -> CliResult {
     }
     let elapsed = started.elapsed().as_secs_f64();
     if client.output == Output::Json {
-        crate::output::json(
-            &serde_json::json!({"topic": args.topic, "records": count, "bytes": bytes, "seconds": elapsed}),
-        );
+        // One line, so that -v's JSON lines and the summary stay JSON lines.
+        let summary = serde_json::json!({"topic": args.topic, "records": count, "bytes": bytes, "seconds": elapsed});
+        println!("{summary}");
     }
     eprintln!(
         "produced {count} records to {} ({bytes} bytes in {elapsed:.2}s)",

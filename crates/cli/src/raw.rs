@@ -8,7 +8,13 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
+use kafka_protocol::messages::{
+    ApiKey, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, RequestHeader,
+    ResponseHeader,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 
 use crate::client::{CliError, CliResult, ClientArgs};
@@ -68,4 +74,168 @@ impl RawClient {
         ResponseHeader::decode(&mut body, R::header_version(version)).map_err(decode_failed)?;
         R::decode(&mut body, version).map_err(decode_failed)
     }
+}
+
+/// Kafka's resource types for config changes.
+pub const TOPIC: i8 = 2;
+pub const BROKER: i8 = 4;
+
+/// IncrementalAlterConfigs on one resource: `Some(value)` sets a config,
+/// `None` resets it to its default. Other configs stay as they are.
+pub fn alter_configs(
+    client: &ClientArgs,
+    resource_type: i8,
+    name: &str,
+    changes: &[(String, Option<String>)],
+) -> CliResult {
+    let configs = changes
+        .iter()
+        .map(|(key, value)| {
+            AlterableConfig::default()
+                .with_name(StrBytes::from_string(key.clone()))
+                .with_config_operation(if value.is_some() { 0 } else { 1 })
+                .with_value(value.clone().map(StrBytes::from_string))
+        })
+        .collect();
+    let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(resource_type)
+            .with_resource_name(StrBytes::from_string(name.to_string()))
+            .with_configs(configs),
+    ]);
+    let mut raw = RawClient::connect(client)?;
+    let response: IncrementalAlterConfigsResponse =
+        raw.call(ApiKey::IncrementalAlterConfigs, 0, &request)?;
+    for result in &response.responses {
+        if result.error_code != 0 {
+            let error = kafka_protocol::error::ResponseError::try_from_code(result.error_code)
+                .map_or_else(|| result.error_code.to_string(), |e| e.to_string());
+            let message = result.error_message.as_ref().map_or("", |m| m.as_str());
+            return Err(CliError::Failed(format!(
+                "changing the configs of '{name}' failed ({error}): {message}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A broker's configs (DescribeConfigs): (name, value, source).
+pub fn broker_configs(
+    client: &ClientArgs,
+    broker: i32,
+) -> CliResult<Vec<(String, String, String)>> {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
+    let request =
+        DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(BROKER)
+            .with_resource_name(StrBytes::from_string(broker.to_string()))
+            .with_configuration_keys(None)]);
+    let mut raw = RawClient::connect(client)?;
+    let response: DescribeConfigsResponse = raw.call(ApiKey::DescribeConfigs, 1, &request)?;
+    let mut entries = Vec::new();
+    for result in response.results {
+        if result.error_code != 0 {
+            let message = result.error_message.as_ref().map_or("", |m| m.as_str());
+            return Err(CliError::Failed(format!(
+                "describing broker {broker} failed: {message}"
+            )));
+        }
+        for config in result.configs {
+            let source = match config.config_source {
+                1 => "DYNAMIC_TOPIC_CONFIG",
+                2 => "DYNAMIC_BROKER_CONFIG",
+                3 => "DYNAMIC_DEFAULT_BROKER_CONFIG",
+                4 => "STATIC_BROKER_CONFIG",
+                5 => "DEFAULT_CONFIG",
+                _ => "UNKNOWN",
+            };
+            entries.push((
+                config.name.to_string(),
+                config.value.map(|v| v.to_string()).unwrap_or_default(),
+                source.to_string(),
+            ));
+        }
+    }
+    Ok(entries)
+}
+
+/// CreateTopics with the broker's error message on failure.
+pub fn create_topic(
+    client: &ClientArgs,
+    name: &str,
+    partitions: i32,
+    replication_factor: i16,
+    configs: &[(String, String)],
+) -> CliResult {
+    use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+    use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, TopicName};
+    let topic = CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_string(name.to_string())))
+        .with_num_partitions(partitions)
+        .with_replication_factor(replication_factor)
+        .with_configs(
+            configs
+                .iter()
+                .map(|(key, value)| {
+                    CreatableTopicConfig::default()
+                        .with_name(StrBytes::from_string(key.clone()))
+                        .with_value(Some(StrBytes::from_string(value.clone())))
+                })
+                .collect(),
+        );
+    let request = CreateTopicsRequest::default()
+        .with_topics(vec![topic])
+        .with_timeout_ms(client.timeout.as_millis() as i32);
+    let mut raw = RawClient::connect(client)?;
+    let response: CreateTopicsResponse = raw.call(ApiKey::CreateTopics, 5, &request)?;
+    for result in response.topics {
+        if result.error_code != 0 {
+            let error = kafka_protocol::error::ResponseError::try_from_code(result.error_code)
+                .map_or_else(|| result.error_code.to_string(), |e| e.to_string());
+            let message = result.error_message.as_ref().map_or("", |m| m.as_str());
+            let hint = if result.error_code == 36 {
+                " (`strom topic describe` shows it)"
+            } else {
+                ""
+            };
+            return Err(CliError::Failed(format!(
+                "creating topic '{name}' failed ({error}): {message}{hint}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Every group: (id, state, type) where type is `classic` or `consumer`
+/// (KIP-848), from ListGroups v5.
+pub fn list_groups(client: &ClientArgs) -> CliResult<Vec<(String, String, String)>> {
+    use kafka_protocol::messages::{ListGroupsRequest, ListGroupsResponse};
+    let mut raw = RawClient::connect(client)?;
+    let response: ListGroupsResponse =
+        raw.call(ApiKey::ListGroups, 5, &ListGroupsRequest::default())?;
+    if response.error_code != 0 {
+        return Err(CliError::Failed(format!(
+            "listing groups failed (error {})",
+            response.error_code
+        )));
+    }
+    let mut rows: Vec<(String, String, String)> = response
+        .groups
+        .into_iter()
+        .map(|group| {
+            let kind = if group.group_type.is_empty() {
+                "classic".to_string()
+            } else {
+                group.group_type.to_string()
+            };
+            (
+                group.group_id.to_string(),
+                group.group_state.to_string(),
+                kind,
+            )
+        })
+        .collect();
+    rows.sort();
+    Ok(rows)
 }

@@ -8,19 +8,24 @@ use kafka_protocol::messages::{
     ApiKey, DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use rdkafka::admin::{
-    AlterConfig, ConfigSource, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
-};
+use rdkafka::admin::{ConfigSource, NewPartitions, ResourceSpecifier};
 use rdkafka::consumer::Consumer;
 use rdkafka::error::RDKafkaErrorCode;
 use serde_json::json;
 
 use crate::client::{key_value, CliError, CliResult, ClientArgs, Output};
 use crate::output;
-use crate::raw::RawClient;
+use crate::raw::{self, RawClient};
 
 /// Create, list, inspect, change and delete topics.
+///
+/// Examples:
+///   strom topic create orders --partitions 6
+///   strom topic list
+///   strom topic describe orders -o json
+///   strom topic alter-config orders --set retention.ms=86400000
 #[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct TopicArgs {
     #[command(subcommand)]
     command: TopicCommand,
@@ -159,22 +164,19 @@ fn create(
         .iter()
         .map(|c| key_value(c))
         .collect::<CliResult<_>>()?;
-    let mut topic = NewTopic::new(
+    let replication_factor = replication_factor.unwrap_or(-1);
+    let replication_factor = i16::try_from(replication_factor).map_err(|_| {
+        CliError::Usage(format!(
+            "--replication-factor {replication_factor} is out of range"
+        ))
+    })?;
+    raw::create_topic(
+        client,
         name,
         partitions.unwrap_or(-1),
-        TopicReplication::Fixed(replication_factor.unwrap_or(-1)),
-    );
-    for (key, value) in &configs {
-        topic = topic.set(key, value);
-    }
-    let admin = client.admin()?;
-    let results = client
-        .runtime()?
-        .block_on(admin.create_topics([&topic], &client.admin_options()))
-        .map_err(|e| client.unreachable(e))?;
-    for result in results {
-        result.map_err(|(name, code)| broker_error("creating topic", &name, code))?;
-    }
+        replication_factor,
+        &configs,
+    )?;
     let consumer = client.consumer(None)?;
     let metadata = client.metadata(&consumer, Some(name))?;
     let created = metadata.topics().first();
@@ -362,10 +364,13 @@ fn delete(client: &ClientArgs, names: &[String]) -> CliResult {
             Err((name, code)) => failure = Some(broker_error("deleting topic", &name, code)),
         }
     }
+    if let Some(failure) = failure {
+        return Err(failure);
+    }
     if client.output == Output::Json {
         output::json(&json!({"deleted": names}));
     }
-    failure.map_or(Ok(()), Err)
+    Ok(())
 }
 
 fn alter_config(client: &ClientArgs, name: &str, set: &[String], delete: &[String]) -> CliResult {
@@ -375,43 +380,19 @@ fn alter_config(client: &ClientArgs, name: &str, set: &[String], delete: &[Strin
         ));
     }
     reachable(client)?;
-    let admin = client.admin()?;
-    let runtime = client.runtime()?;
-    // librdkafka's AlterConfigs replaces every override: start from the
-    // current overrides so that the others stay as they are.
-    let current = runtime
-        .block_on(
-            admin.describe_configs([&ResourceSpecifier::Topic(name)], &client.admin_options()),
-        )
-        .map_err(|e| client.unreachable(e))?;
-    let mut overrides = BTreeMap::new();
-    for resource in current {
-        let resource = resource.map_err(|code| broker_error("describing topic", name, code))?;
-        for entry in resource.entries {
-            if matches!(entry.source, ConfigSource::DynamicTopic) {
-                overrides.insert(entry.name, entry.value.unwrap_or_default());
-            }
-        }
-    }
+    let mut changes: Vec<(String, Option<String>)> = Vec::new();
     for item in set {
         let (key, value) = key_value(item)?;
-        overrides.insert(key, value);
+        changes.push((key, Some(value)));
     }
-    for key in delete {
-        overrides.remove(key);
-    }
-    let mut change = AlterConfig::new(ResourceSpecifier::Topic(name));
-    for (key, value) in &overrides {
-        change = change.set(key, value);
-    }
-    let results = runtime
-        .block_on(admin.alter_configs([&change], &client.admin_options()))
-        .map_err(|e| client.unreachable(e))?;
-    for result in results {
-        result.map_err(|(_, code)| broker_error("changing the configs of topic", name, code))?;
-    }
+    changes.extend(delete.iter().map(|key| (key.clone(), None)));
+    raw::alter_configs(client, raw::TOPIC, name, &changes)?;
     match client.output {
-        Output::Json => output::json(&json!({"name": name, "configs": overrides})),
+        Output::Json => output::json(&json!({
+            "name": name,
+            "set": changes.iter().filter_map(|(k, v)| Some((k.clone(), v.clone()?))).collect::<BTreeMap<_, _>>(),
+            "deleted": delete,
+        })),
         Output::Table => println!("changed configs of topic {name}"),
     }
     Ok(())
