@@ -125,11 +125,16 @@ def test_size_retention_deletes_old_segments_and_moves_the_earliest_offset(broke
     producer = ck_producer(bootstrap, **{"linger.ms": 0})
     for _ in range(20):
         ck_produce(bootstrap, "bounded", [{"value": b"v" * 500} for _ in range(10)], producer=producer)
-    low, high = wait_until(
-        lambda: (lambda w: w if w[0] > 0 else None)(watermarks(bootstrap, "bounded", [0])[0]),
-        timeout=30,
-        what="retention to advance the earliest offset",
-    )
+    # Retention may already run while the records arrive: wait until the earliest
+    # offset has moved and then stayed put for several retention passes.
+    seen = []
+
+    def settled():
+        seen.append(watermarks(bootstrap, "bounded", [0])[0])
+        recent = seen[-6:]
+        return recent[-1] if len(recent) == 6 and recent[-1][0] > 0 and len(set(recent)) == 1 else None
+
+    low, high = wait_until(settled, timeout=30, what="retention to advance the earliest offset", interval=0.2)
     assert high == 200
     assert 0 < low < 200
     tail = ck_consume(bootstrap, "bounded", [0], expected=high - low)
