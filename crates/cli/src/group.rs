@@ -270,8 +270,17 @@ fn delete(client: &ClientArgs, groups: &[String]) -> CliResult {
                 }
             }
             Err((group, code)) => {
+                let hint = match code {
+                    rdkafka::types::RDKafkaErrorCode::NonEmptyGroup => {
+                        " (a group with running members cannot be deleted; stop them first)"
+                    }
+                    rdkafka::types::RDKafkaErrorCode::GroupIdNotFound => {
+                        " (no such group; `strom group list` shows the groups)"
+                    }
+                    _ => "",
+                };
                 failure = Some(CliError::Failed(format!(
-                    "deleting group '{group}' failed: {code} (a group with running members cannot be deleted; stop them first)"
+                    "deleting group '{group}' failed: {code}{hint}"
                 )))
             }
         }

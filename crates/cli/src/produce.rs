@@ -268,7 +268,8 @@ pub fn run(args: ProduceArgs, client: &ClientArgs) -> CliResult {
         println!("{summary}");
     }
     eprintln!(
-        "produced {count} records to {} ({bytes} bytes in {elapsed:.2}s)",
+        "produced {count} {} to {} ({bytes} bytes in {elapsed:.2}s)",
+        if count == 1 { "record" } else { "records" },
         args.topic
     );
     Ok(())
