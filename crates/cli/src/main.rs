@@ -2,6 +2,7 @@
 //! (`verify`) and the everyday client commands, built on librdkafka so that
 //! they work against any Kafka-compatible cluster.
 
+mod bench;
 mod client;
 mod cluster;
 mod consume;
@@ -54,6 +55,7 @@ enum Command {
     Consume(consume::ConsumeArgs),
     Group(group::GroupArgs),
     Cluster(cluster::ClusterArgs),
+    Bench(bench::BenchArgs),
     /// Print a shell completion script.
     ///
     /// Examples:
@@ -81,6 +83,7 @@ fn main() -> std::process::ExitCode {
         Command::Consume(args) => consume::run(args, &client),
         Command::Group(args) => group::run(args, &client),
         Command::Cluster(args) => cluster::run(args, &client),
+        Command::Bench(args) => bench::run(args, &client),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,0 +1,523 @@
+//! `strom bench`: a load generator on librdkafka, for Strom or any Kafka.
+//!
+//! Producers send records of a chosen size (flat out or at a target rate)
+//! and measure produce-ack latency; consumers read them back and measure
+//! end-to-end latency from the send time stamped into each record. Live
+//! lines every second, a summary at the end, and, with --broker-pid, the
+//! broker's CPU seconds and peak RSS. `--limits` measures this machine's
+//! own limits instead (loopback TCP over one connection, sequential writes
+//! with fdatasync after each MiB) so results can be read as ratios.
+
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::Args;
+use hdrhistogram::Histogram;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use serde_json::json;
+
+use crate::client::{parse_duration, CliError, CliResult, ClientArgs, Output};
+
+/// Measure throughput and latency against a Kafka-compatible cluster.
+///
+/// Examples:
+///   strom bench --records 1000000 --record-size 1024 --partitions 6
+///   strom bench --rate 50000 --duration 30s --consumers 1       # fixed rate, end-to-end latency
+///   strom bench --consume-only --topic strom-bench              # read what is there
+///   strom bench --limits --data-dir /var/lib/strom              # this machine's limits
+///   strom bench --bootstrap kafka-1:9092 --acks 1 --compression lz4
+#[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct BenchArgs {
+    /// Topic to use (created with --partitions if missing).
+    #[arg(long, default_value = "strom-bench")]
+    topic: String,
+    #[arg(long, default_value_t = 6)]
+    partitions: i32,
+    /// Bytes of value per record.
+    #[arg(long, default_value_t = 1024)]
+    record_size: usize,
+    /// Records to produce (default: run for --duration).
+    #[arg(long)]
+    records: Option<u64>,
+    /// How long to produce when --records is not given.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Records per second across producers; 0 = as fast as possible.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    #[arg(long, default_value_t = 1)]
+    producers: usize,
+    /// Consumers reading the records as they arrive (end-to-end latency).
+    #[arg(long, default_value_t = 0)]
+    consumers: usize,
+    /// Keys drawn from this many distinct values; 0 = no keys (spread evenly).
+    #[arg(long, default_value_t = 0)]
+    keys: u64,
+    #[arg(long, default_value = "all")]
+    acks: String,
+    #[arg(long, default_value = "none")]
+    compression: String,
+    #[arg(long, default_value_t = 5)]
+    linger_ms: u64,
+    /// Requests in flight per connection.
+    #[arg(long, default_value_t = 5)]
+    in_flight: u32,
+    /// Only consume the topic from the beginning and report throughput.
+    #[arg(long)]
+    consume_only: bool,
+    /// The broker's process id, for its CPU seconds and peak RSS.
+    #[arg(long)]
+    broker_pid: Option<u32>,
+    /// Measure this machine's limits instead of running a load.
+    #[arg(long)]
+    limits: bool,
+    /// Where --limits writes its test file.
+    #[arg(long, default_value = ".")]
+    data_dir: std::path::PathBuf,
+}
+
+/// Produce-ack latencies, recorded by the delivery callback.
+struct Acks {
+    latency: Mutex<Histogram<u64>>,
+    delivered: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// The producers' context: hands delivery reports to the shared [`Acks`].
+#[derive(Clone)]
+struct AckContext(Arc<Acks>);
+
+impl ClientContext for AckContext {}
+
+impl ProducerContext for AckContext {
+    type DeliveryOpaque = Box<Instant>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, sent: Box<Instant>) {
+        let acks = &self.0;
+        match result {
+            Ok(_) => {
+                let micros = sent.elapsed().as_micros() as u64;
+                let mut latency = acks.latency.lock().unwrap_or_else(|p| p.into_inner());
+                let _ = latency.record(micros.max(1));
+                acks.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                acks.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
+}
+
+fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Percentiles in milliseconds.
+fn percentiles(histogram: &Histogram<u64>) -> serde_json::Value {
+    let ms = |micros: u64| micros as f64 / 1000.0;
+    json!({
+        "p50": ms(histogram.value_at_quantile(0.50)),
+        "p99": ms(histogram.value_at_quantile(0.99)),
+        "p99.9": ms(histogram.value_at_quantile(0.999)),
+        "max": ms(histogram.max()),
+        "count": histogram.len(),
+    })
+}
+
+/// CPU seconds and RSS of a process, from /proc.
+fn process_usage(pid: u32) -> Option<(f64, u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = 100.0; // USER_HZ
+    let cpu = (fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?) / ticks;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib = |name: &str| {
+        status
+            .lines()
+            .find(|line| line.starts_with(name))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .and_then(|value| value.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Some((cpu, kib("VmRSS:") * 1024, kib("VmHWM:") * 1024))
+}
+
+pub fn run(args: BenchArgs, client: &ClientArgs) -> CliResult {
+    if args.limits {
+        return limits(&args, client);
+    }
+    let consumer = client.consumer(None)?;
+    let metadata = client.metadata(&consumer, Some(&args.topic))?;
+    let exists = metadata
+        .topics()
+        .iter()
+        .any(|t| t.name() == args.topic && !t.partitions().is_empty() && t.error().is_none());
+    if !exists {
+        if args.consume_only {
+            return Err(CliError::Failed(format!(
+                "topic '{}' does not exist",
+                args.topic
+            )));
+        }
+        crate::raw::create_topic(client, &args.topic, args.partitions, -1, &[])?;
+    }
+    let broker_before = args.broker_pid.and_then(process_usage);
+    let report = if args.consume_only {
+        consume_only(&args, client)?
+    } else {
+        produce_and_consume(&args, client)?
+    };
+    let mut report = report;
+    if let (Some(pid), Some((cpu_before, _, _))) = (args.broker_pid, broker_before) {
+        if let Some((cpu_after, rss, peak)) = process_usage(pid) {
+            report["broker"] = json!({
+                "cpu_seconds": cpu_after - cpu_before,
+                "rss_bytes": rss,
+                "peak_rss_bytes": peak,
+            });
+        }
+    }
+    match client.output {
+        Output::Json => println!("{report}"),
+        Output::Table => print_summary(&report),
+    }
+    Ok(())
+}
+
+fn print_summary(report: &serde_json::Value) {
+    println!();
+    println!("== {}", report["scenario"].as_str().unwrap_or("bench"));
+    println!(
+        "records: {}   {:.0} records/s   {:.1} MB/s   ({:.1}s)",
+        report["records"],
+        report["records_per_second"].as_f64().unwrap_or(0.0),
+        report["megabytes_per_second"].as_f64().unwrap_or(0.0),
+        report["seconds"].as_f64().unwrap_or(0.0)
+    );
+    for (name, key) in [
+        ("produce-ack latency", "produce_latency_ms"),
+        ("end-to-end latency", "end_to_end_latency_ms"),
+    ] {
+        let latency = &report[key];
+        if latency.is_object() {
+            println!(
+                "{name} (ms): p50 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+                latency["p50"].as_f64().unwrap_or(0.0),
+                latency["p99"].as_f64().unwrap_or(0.0),
+                latency["p99.9"].as_f64().unwrap_or(0.0),
+                latency["max"].as_f64().unwrap_or(0.0)
+            );
+        }
+    }
+    if report["broker"].is_object() {
+        println!(
+            "broker: {:.2} CPU seconds, RSS {:.1} MB, peak RSS {:.1} MB",
+            report["broker"]["cpu_seconds"].as_f64().unwrap_or(0.0),
+            report["broker"]["rss_bytes"].as_f64().unwrap_or(0.0) / 1e6,
+            report["broker"]["peak_rss_bytes"].as_f64().unwrap_or(0.0) / 1e6
+        );
+    }
+}
+
+fn produce_and_consume(args: &BenchArgs, client: &ClientArgs) -> CliResult<serde_json::Value> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let consumed = Arc::new(AtomicU64::new(0));
+    let end_to_end = Arc::new(Mutex::new(histogram()));
+    let mut consumer_threads = Vec::new();
+    for _ in 0..args.consumers {
+        let consumer = client.consumer(None)?;
+        let metadata = client.metadata(&consumer, Some(&args.topic))?;
+        let mut assignment = TopicPartitionList::new();
+        for topic in metadata.topics() {
+            for partition in topic.partitions() {
+                assignment
+                    .add_partition_offset(&args.topic, partition.id(), Offset::End)
+                    .map_err(|e| CliError::Failed(e.to_string()))?;
+            }
+        }
+        consumer
+            .assign(&assignment)
+            .map_err(|e| CliError::Failed(e.to_string()))?;
+        let (stop, consumed, end_to_end) = (stop.clone(), consumed.clone(), end_to_end.clone());
+        consumer_threads.push(std::thread::spawn(move || {
+            let mut local = histogram();
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+                    if let Some(payload) = message.payload() {
+                        if payload.len() >= 8 {
+                            let sent =
+                                u64::from_be_bytes(payload[..8].try_into().unwrap_or_default());
+                            let _ = local.record(now_micros().saturating_sub(sent).max(1));
+                        }
+                    }
+                    consumed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            let _ = end_to_end
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .add(&local);
+        }));
+    }
+    // Let consumers reach the end of the partitions before producing.
+    std::thread::sleep(Duration::from_millis(if args.consumers > 0 {
+        1500
+    } else {
+        0
+    }));
+
+    let acks = Arc::new(Acks {
+        latency: Mutex::new(histogram()),
+        delivered: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+    });
+    let mut config = client.client_config()?;
+    config
+        .set("acks", &args.acks)
+        .set("compression.type", &args.compression)
+        .set("linger.ms", args.linger_ms.to_string())
+        .set(
+            "max.in.flight.requests.per.connection",
+            args.in_flight.to_string(),
+        )
+        .set("queue.buffering.max.kbytes", "1048576")
+        .set("batch.size", "1000000");
+    let producers: Vec<BaseProducer<AckContext>> = (0..args.producers.max(1))
+        .map(|_| config.create_with_context(AckContext(acks.clone())))
+        .collect::<Result<_, _>>()
+        .map_err(|e| CliError::Usage(format!("invalid client configuration: {e}")))?;
+    let mut value = vec![b'x'; args.record_size.max(8)];
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let mut last_report = Instant::now();
+    let mut last_delivered = 0u64;
+    let mut key_state = 0x2545_f491_4f6c_dd1du64;
+    loop {
+        let done = match args.records {
+            Some(records) => sent >= records,
+            None => started.elapsed() >= args.duration,
+        };
+        if done {
+            break;
+        }
+        if args.rate > 0 {
+            let due = (started.elapsed().as_secs_f64() * args.rate as f64) as u64;
+            if sent >= due {
+                std::thread::sleep(Duration::from_micros(100));
+                for producer in &producers {
+                    producer.poll(Duration::ZERO);
+                }
+                continue;
+            }
+        }
+        value[..8].copy_from_slice(&now_micros().to_be_bytes());
+        let producer = &producers[(sent as usize) % producers.len()];
+        let key = (args.keys > 0).then(|| {
+            key_state ^= key_state << 13;
+            key_state ^= key_state >> 7;
+            key_state ^= key_state << 17;
+            (key_state % args.keys).to_string()
+        });
+        let mut record: BaseRecord<'_, String, [u8], Box<Instant>> =
+            BaseRecord::with_opaque_to(&args.topic, Box::new(Instant::now())).payload(&value[..]);
+        if let Some(key) = &key {
+            record = record.key(key);
+        }
+        match producer.send(record) {
+            Ok(()) => sent += 1,
+            Err((_, _)) => {
+                producer.poll(Duration::from_millis(1));
+                continue;
+            }
+        }
+        if sent % 1000 == 0 {
+            for producer in &producers {
+                producer.poll(Duration::ZERO);
+            }
+        }
+        if last_report.elapsed() >= Duration::from_secs(1) {
+            let delivered = acks.delivered.load(Ordering::Relaxed);
+            let per_second =
+                (delivered - last_delivered) as f64 / last_report.elapsed().as_secs_f64();
+            let latency = acks
+                .latency
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .value_at_quantile(0.99);
+            eprintln!(
+                "{:>5.1}s  {:>9.0} records/s  {:>7.1} MB/s  produce p99 {:.2} ms",
+                started.elapsed().as_secs_f64(),
+                per_second,
+                per_second * args.record_size as f64 / 1e6,
+                latency as f64 / 1000.0
+            );
+            last_delivered = delivered;
+            last_report = Instant::now();
+        }
+    }
+    for producer in &producers {
+        let _ = producer.flush(Duration::from_secs(60));
+    }
+    let produce_seconds = started.elapsed().as_secs_f64();
+    if args.consumers > 0 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while consumed.load(Ordering::Relaxed) < sent * args.consumers as u64
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for thread in consumer_threads {
+        let _ = thread.join();
+    }
+    let delivered = acks.delivered.load(Ordering::Relaxed);
+    let failed = acks.failed.load(Ordering::Relaxed);
+    if failed > 0 {
+        eprintln!("warning: {failed} records were not delivered");
+    }
+    let mut report = json!({
+        "scenario": if args.rate > 0 { format!("produce at {} records/s", args.rate) } else { "produce flat out".to_string() },
+        "records": delivered,
+        "failed": failed,
+        "record_size": args.record_size,
+        "partitions": args.partitions,
+        "acks": args.acks,
+        "seconds": produce_seconds,
+        "records_per_second": delivered as f64 / produce_seconds,
+        "megabytes_per_second": delivered as f64 * args.record_size as f64 / produce_seconds / 1e6,
+        "produce_latency_ms": percentiles(&acks.latency.lock().unwrap_or_else(|p| p.into_inner())),
+    });
+    if args.consumers > 0 {
+        report["end_to_end_latency_ms"] =
+            percentiles(&end_to_end.lock().unwrap_or_else(|p| p.into_inner()));
+        report["consumed"] = json!(consumed.load(Ordering::Relaxed));
+    }
+    Ok(report)
+}
+
+fn consume_only(args: &BenchArgs, client: &ClientArgs) -> CliResult<serde_json::Value> {
+    let mut config = client.client_config()?;
+    config
+        .set("group.id", "strom-bench")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("fetch.max.bytes", "52428800")
+        .set("max.partition.fetch.bytes", "10485760");
+    let consumer: BaseConsumer = config
+        .create()
+        .map_err(|e| CliError::Usage(format!("invalid client configuration: {e}")))?;
+    let metadata = client.metadata(&consumer, Some(&args.topic))?;
+    let mut assignment = TopicPartitionList::new();
+    let mut partitions = 0;
+    for topic in metadata.topics() {
+        for partition in topic.partitions() {
+            assignment
+                .add_partition_offset(&args.topic, partition.id(), Offset::Beginning)
+                .map_err(|e| CliError::Failed(e.to_string()))?;
+            partitions += 1;
+        }
+    }
+    consumer
+        .assign(&assignment)
+        .map_err(|e| CliError::Failed(e.to_string()))?;
+    let started = Instant::now();
+    let (mut records, mut bytes, mut at_end) = (0u64, 0u64, 0);
+    while at_end < partitions {
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(message)) => {
+                records += 1;
+                bytes += message.payload().map_or(0, <[u8]>::len) as u64;
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => at_end += 1,
+            Some(Err(error)) => return Err(CliError::Failed(format!("consuming: {error}"))),
+            None => {}
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(json!({
+        "scenario": "consume from the beginning",
+        "records": records,
+        "seconds": seconds,
+        "records_per_second": records as f64 / seconds,
+        "megabytes_per_second": bytes as f64 / seconds / 1e6,
+    }))
+}
+
+/// This machine's limits: loopback TCP over one connection, and sequential
+/// writes with fdatasync after each MiB.
+fn limits(args: &BenchArgs, client: &ClientArgs) -> CliResult {
+    let tcp = loopback_bandwidth()?;
+    let disk = fsync_write_bandwidth(&args.data_dir)?;
+    let report = json!({
+        "loopback_tcp_megabytes_per_second": tcp,
+        "fdatasync_write_megabytes_per_second": disk,
+    });
+    match client.output {
+        Output::Json => println!("{report}"),
+        Output::Table => {
+            println!("loopback TCP, one connection: {tcp:.0} MB/s");
+            println!("sequential write, fdatasync every MiB: {disk:.0} MB/s");
+        }
+    }
+    Ok(())
+}
+
+fn loopback_bandwidth() -> CliResult<f64> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let address = listener.local_addr()?;
+    let total: u64 = 4 << 30;
+    let reader = std::thread::spawn(move || -> std::io::Result<u64> {
+        let (mut stream, _) = listener.accept()?;
+        let mut buffer = vec![0u8; 1 << 20];
+        let mut received = 0u64;
+        loop {
+            let read = stream.read(&mut buffer)?;
+            if read == 0 {
+                return Ok(received);
+            }
+            received += read as u64;
+        }
+    });
+    let mut stream = std::net::TcpStream::connect(address)?;
+    let chunk = vec![7u8; 1 << 20];
+    let started = Instant::now();
+    let mut sent = 0u64;
+    while sent < total {
+        stream.write_all(&chunk)?;
+        sent += chunk.len() as u64;
+    }
+    drop(stream);
+    let received = reader
+        .join()
+        .map_err(|_| CliError::Failed("the loopback reader failed".into()))??;
+    Ok(received as f64 / started.elapsed().as_secs_f64() / 1e6)
+}
+
+fn fsync_write_bandwidth(dir: &std::path::Path) -> CliResult<f64> {
+    let path = dir.join(".strom-bench-disk");
+    let mut file = std::fs::File::create(&path)?;
+    let chunk = vec![3u8; 1 << 20];
+    let count = 512;
+    let started = Instant::now();
+    for _ in 0..count {
+        file.write_all(&chunk)?;
+        file.sync_data()?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    Ok(count as f64 * chunk.len() as f64 / seconds / 1e6)
+}
