@@ -342,7 +342,7 @@ fn produce_and_consume(args: &BenchArgs, client: &ClientArgs) -> CliResult<serde
                 continue;
             }
         }
-        if sent % 1000 == 0 {
+        if sent.is_multiple_of(1000) {
             for producer in &producers {
                 producer.poll(Duration::ZERO);
             }
