@@ -36,10 +36,23 @@ fuzz_target!(|data: &[u8]| {
     std::fs::create_dir_all(&path).expect("partition directory");
     let log_path = path.join("00000000000000000000.log");
     std::fs::write(&log_path, &segment).expect("segment");
-    let log = Log::open(&path, LogConfig::default(), FileCache::new(16), Recovery::Unclean, 0)
-        .expect("recovery succeeds on any bytes");
+    let log = Log::open(
+        &path,
+        LogConfig::default(),
+        FileCache::new(16),
+        Recovery::Unclean,
+        0,
+    )
+    .expect("recovery succeeds on any bytes");
     let check = strom_log::check_segment(&log_path).expect("readable");
-    assert!(check.problem.is_none(), "recovery left damage: {:?}", check.problem);
-    assert!(check.valid_bytes as usize >= whole, "recovery kept every whole batch before the damage");
+    assert!(
+        check.problem.is_none(),
+        "recovery left damage: {:?}",
+        check.problem
+    );
+    assert!(
+        check.valid_bytes as usize >= whole,
+        "recovery kept every whole batch before the damage"
+    );
     assert!(log.log_end_offset() >= next_offset);
 });
