@@ -70,6 +70,17 @@ def compacted_view(messages):
     return keys, {m.key(): m.value() for m in messages if m.key() != SENTINEL}
 
 
+def wait_until_compacted(bootstrap, topic, what):
+    """Reads the topic until every key appears once, and returns what was read."""
+
+    def compacted():
+        messages = read_all(bootstrap, topic)
+        keys, _ = compacted_view(messages)
+        return messages if len(keys) == len(set(keys)) else None
+
+    return wait_until(compacted, timeout=90, what=what, interval=0.5)
+
+
 def assert_fully_compacted(messages, latest, tombstones_gone):
     offsets = [m.offset() for m in messages]
     assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets), "offsets increase"
@@ -97,12 +108,7 @@ def test_compaction_keeps_the_latest_value_of_each_key_and_drops_tombstones(brok
     latest = write_history(bootstrap, "accounts")
     roll_with_sentinel(bootstrap, "accounts", 1000)
 
-    def compacted():
-        messages = read_all(bootstrap, "accounts")
-        keys, _ = compacted_view(messages)
-        return messages if len(keys) == len(set(keys)) else None
-
-    messages = wait_until(compacted, timeout=90, what="the cleaner to compact the topic", interval=0.5)
+    messages = wait_until_compacted(bootstrap, "accounts", "the cleaner to compact the topic")
     assert_fully_compacted(messages, latest, tombstones_gone=False)
 
     # Once delete.retention.ms has passed, the next pass drops the tombstones too.
@@ -146,11 +152,6 @@ def test_cleaner_killed_mid_clean_leaves_old_or_new_segments(broker_factory):
     assert {k: v for k, v in view.items() if v is not None} == {k: v for k, v in latest.items() if v is not None}, \
         "right after the restart every key reads back as its latest value (nothing lost)"
 
-    def compacted():
-        messages = read_all(bootstrap, "ledger")
-        keys, _ = compacted_view(messages)
-        return messages if len(keys) == len(set(keys)) else None
-
-    messages = wait_until(compacted, timeout=90, what="the cleaner to finish after the restart", interval=0.5)
+    messages = wait_until_compacted(bootstrap, "ledger", "the cleaner to finish after the restart")
     assert_fully_compacted(messages, latest, tombstones_gone=False)
     assert watermarks(bootstrap, "ledger", [0])[0][1] == RECORDS + 1, "offsets are never reused"

@@ -49,8 +49,8 @@ pub struct Groups {
     next_request: AtomicU64,
     /// Wakes the timer when deadlines may have moved.
     pub changed: Notify,
-    /// Serializes creating and loading `__consumer_offsets`.
-    offsets_topic: tokio::sync::Mutex<bool>,
+    /// Set once `__consumer_offsets` is created or loaded.
+    offsets_topic: tokio::sync::OnceCell<()>,
 }
 
 impl Groups {
@@ -61,7 +61,7 @@ impl Groups {
             waiting: Mutex::new(HashMap::new()),
             next_request: AtomicU64::new(1),
             changed: Notify::new(),
-            offsets_topic: tokio::sync::Mutex::new(false),
+            offsets_topic: tokio::sync::OnceCell::const_new(),
         }
     }
 
@@ -248,8 +248,9 @@ impl Groups {
                 _ = tokio::time::sleep(std::time::Duration::from_millis(wait_ms as u64)) => {}
                 _ = broker.groups.changed.notified() => {}
             }
-            let view = crate::handlers::consumer_group_heartbeat::topic_view(&broker);
-            broker.groups.consumer_groups().tick(now_ms(), &view);
+            broker.groups.consumer_groups().tick(now_ms(), || {
+                crate::handlers::consumer_group_heartbeat::topic_view(&broker)
+            });
             let actions = broker.groups.coordinator().tick(now_ms());
             if !actions.is_empty() {
                 broker.groups.perform(&broker, actions).await;
@@ -259,55 +260,58 @@ impl Groups {
 
     /// Creates `__consumer_offsets` on first use, or loads it once after a
     /// restart, replaying its records into the coordinator.
+    /// After the first success this is a lock-free check.
     pub async fn ensure_ready(&self, broker: &Arc<Broker>) -> Result<(), TopicError> {
-        let mut ready = self.offsets_topic.lock().await;
-        if *ready {
-            return Ok(());
-        }
-        if broker.partitions.topic(OFFSETS_TOPIC).is_none() {
-            let partitions = broker
-                .config
-                .overrides
-                .get_i64("offsets.topic.num.partitions")
-                .max(1) as i32;
-            let creator = broker.clone();
-            let topic = NewTopic {
-                name: OFFSETS_TOPIC.to_string(),
-                partitions,
-                configs: BTreeMap::from([
-                    ("cleanup.policy".to_string(), "compact".to_string()),
-                    ("segment.bytes".to_string(), "104857600".to_string()),
-                ]),
-            };
-            let created = tokio::task::spawn_blocking(move || {
-                creator.topics.create(topic, &creator.partitions)
-            })
+        self.offsets_topic
+            .get_or_try_init(|| prepare_offsets_topic(broker))
             .await
-            .map_err(|_| {
-                TopicError::new(
-                    ResponseError::CoordinatorNotAvailable,
-                    "creating __consumer_offsets failed",
-                )
-            })?;
-            match created {
-                Ok(_) => {}
-                Err(error) if error.error == ResponseError::TopicAlreadyExists => {}
-                Err(error) => return Err(error),
-            }
-        } else {
-            let loader = broker.clone();
-            tokio::task::spawn_blocking(move || load(&loader))
+            .map(|_| ())
+    }
+}
+
+/// Creates `__consumer_offsets`, or replays it into the coordinator if it exists.
+async fn prepare_offsets_topic(broker: &Arc<Broker>) -> Result<(), TopicError> {
+    if broker.partitions.topic(OFFSETS_TOPIC).is_none() {
+        let partitions = broker
+            .config
+            .overrides
+            .get_i64("offsets.topic.num.partitions")
+            .max(1) as i32;
+        let creator = broker.clone();
+        let topic = NewTopic {
+            name: OFFSETS_TOPIC.to_string(),
+            partitions,
+            configs: BTreeMap::from([
+                ("cleanup.policy".to_string(), "compact".to_string()),
+                ("segment.bytes".to_string(), "104857600".to_string()),
+            ]),
+        };
+        let created =
+            tokio::task::spawn_blocking(move || creator.topics.create(topic, &creator.partitions))
                 .await
                 .map_err(|_| {
                     TopicError::new(
-                        kafka_protocol::error::ResponseError::CoordinatorLoadInProgress,
-                        "loading groups failed",
+                        ResponseError::CoordinatorNotAvailable,
+                        "creating __consumer_offsets failed",
                     )
                 })?;
+        match created {
+            Ok(_) => {}
+            Err(error) if error.error == ResponseError::TopicAlreadyExists => {}
+            Err(error) => return Err(error),
         }
-        *ready = true;
-        Ok(())
+    } else {
+        let loader = broker.clone();
+        tokio::task::spawn_blocking(move || load(&loader))
+            .await
+            .map_err(|_| {
+                TopicError::new(
+                    ResponseError::CoordinatorLoadInProgress,
+                    "loading groups failed",
+                )
+            })?;
     }
+    Ok(())
 }
 
 /// Replays every partition of `__consumer_offsets` into the coordinator.
@@ -420,7 +424,6 @@ pub async fn write_records(
             headers: Default::default(),
         })
         .collect();
-    let count = encoded.len() as i64;
     let mut buffer = BytesMut::new();
     RecordBatchEncoder::encode(
         &mut buffer,
@@ -433,7 +436,7 @@ pub async fn write_records(
     .map_err(|error| error.to_string())?;
     let mut bytes = buffer.to_vec();
     let end = match partition
-        .append(&mut bytes, count)
+        .append(&mut bytes)
         .map_err(|error| error.to_string())?
     {
         crate::partition::Appended::Written(info) => info.last_offset + 1,

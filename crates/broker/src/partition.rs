@@ -127,7 +127,7 @@ impl Partition {
 
     /// Appends one validated batch and advances the high watermark; a batch
     /// from an idempotent producer is first checked against its sequences.
-    pub fn append(&self, batch: &mut [u8], record_count: i64) -> Result<Appended, LogError> {
+    pub fn append(&self, batch: &mut [u8]) -> Result<Appended, LogError> {
         let settings = self.settings();
         let now = now_ms();
         let options = AppendOptions {
@@ -145,7 +145,7 @@ impl Partition {
         let info = {
             let mut log = self.log();
             let info = log.append(batch, options)?;
-            producers.record(&strom_log::batch::BatchHeader::parse(batch)?);
+            producers.record(&info.header);
             // Single replica: the ISR is this broker, so everything in the
             // log is replicated to the whole ISR.
             self.high_watermark
@@ -154,7 +154,7 @@ impl Partition {
         };
         drop(producers);
         self.unflushed_messages
-            .fetch_add(record_count, Ordering::Relaxed);
+            .fetch_add(header.record_count.max(0) as i64, Ordering::Relaxed);
         self.data_arrived.notify_waiters();
         Ok(Appended::Written(info))
     }

@@ -37,11 +37,20 @@ pub type PendingResponse = Pin<Box<dyn Future<Output = Option<BytesMut>> + Send>
 #[derive(Debug)]
 pub struct CloseConnection(pub String);
 
+/// The APIs this broker serves and the versions it accepts: the versions
+/// `kafka-protocol` can decode, which cover librdkafka 2.x and the Java
+/// client 3.x/4.x. An API missing here is missing from ApiVersions too.
+/// Built once from the API table; every request looks its version up here.
+pub fn supported_apis() -> &'static [(ApiKey, i16, i16)] {
+    static APIS: std::sync::OnceLock<Vec<(ApiKey, i16, i16)>> = std::sync::OnceLock::new();
+    APIS.get_or_init(build_supported_apis)
+}
+
 fn version_range(api_key: ApiKey) -> Option<(i16, i16)> {
     supported_apis()
-        .into_iter()
+        .iter()
         .find(|(key, _, _)| *key == api_key)
-        .map(|(_, min, max)| (min, max))
+        .map(|(_, min, max)| (*min, *max))
 }
 
 /// Old versions that are byte for byte the same as a newer one, which the
@@ -94,8 +103,8 @@ fn encode_at<R: Encodable + HeaderVersion>(
 /// The ApiVersions response body listing everything in [`supported_apis`].
 pub fn api_versions_response(error_code: i16) -> ApiVersionsResponse {
     let api_keys = supported_apis()
-        .into_iter()
-        .map(|(key, min, max)| {
+        .iter()
+        .map(|&(key, min, max)| {
             ApiVersion::default()
                 .with_api_key(key as i16)
                 .with_min_version(min)
@@ -192,11 +201,7 @@ fn decode<T: Decodable>(context: &RequestContext, body: &mut Bytes) -> Result<T,
 /// while routing, in request order, before the wait for durability.
 macro_rules! api_table {
     ($($key:ident => $request:ty, $handler:path;)*) => {
-        /// The APIs this broker serves and the versions it accepts: the
-        /// versions `kafka-protocol` can decode, which cover librdkafka 2.x
-        /// and the Java client 3.x/4.x. An API missing here is missing from
-        /// ApiVersions too.
-        pub fn supported_apis() -> Vec<(ApiKey, i16, i16)> {
+        fn build_supported_apis() -> Vec<(ApiKey, i16, i16)> {
             fn range<M: Message>(key: ApiKey) -> (ApiKey, i16, i16) {
                 let aliased = VERSION_ALIASES
                     .iter()

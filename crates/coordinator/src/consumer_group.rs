@@ -298,7 +298,11 @@ impl ConsumerGroups {
     }
 
     /// Removes members whose session expired; returns whether anything changed.
-    pub fn tick(&mut self, now: i64, topics: &TopicView) -> bool {
+    /// `topics` is asked for only when a member expired and a group's
+    /// assignment must be computed again.
+    pub fn tick(&mut self, now: i64, topics: impl FnOnce() -> TopicView) -> bool {
+        let mut topics = Some(topics);
+        let mut view = None;
         let mut changed = false;
         for group in self.groups.values_mut() {
             let before = group.members.len();
@@ -307,7 +311,9 @@ impl ConsumerGroups {
                 .retain(|_, member| member.session_deadline > now);
             if group.members.len() != before {
                 group.group_epoch += 1;
-                recompute(group, topics);
+                let view =
+                    view.get_or_insert_with(|| topics.take().map(|f| f()).unwrap_or_default());
+                recompute(group, view);
                 changed = true;
             }
         }
@@ -678,7 +684,7 @@ mod tests {
                 &topics(),
             )
             .unwrap();
-        assert!(groups.tick(1_600, &topics()), "a missed its session");
+        assert!(groups.tick(1_600, topics), "a missed its session");
         let after = groups
             .heartbeat(
                 1_300,

@@ -152,9 +152,10 @@ pub struct Member {
     pub rebalance_timeout_ms: i64,
     pub protocols: Vec<(String, Vec<u8>)>,
     pub assignment: Vec<u8>,
-    heartbeat_deadline: i64,
-    awaiting_join: Option<u64>,
-    awaiting_sync: Option<u64>,
+    // Runtime state, not persisted: reset when a group is restored.
+    pub(crate) heartbeat_deadline: i64,
+    pub(crate) awaiting_join: Option<u64>,
+    pub(crate) awaiting_sync: Option<u64>,
 }
 
 impl Member {
@@ -831,35 +832,6 @@ pub struct RestoredGroup {
     pub protocol_name: Option<String>,
     pub leader: Option<String>,
     pub members: Vec<Member>,
-}
-
-impl Member {
-    /// A member as loaded from storage.
-    #[allow(clippy::too_many_arguments)]
-    pub fn restored(
-        member_id: String,
-        group_instance_id: Option<String>,
-        client_id: String,
-        client_host: String,
-        session_timeout_ms: i64,
-        rebalance_timeout_ms: i64,
-        protocols: Vec<(String, Vec<u8>)>,
-        assignment: Vec<u8>,
-    ) -> Member {
-        Member {
-            member_id,
-            group_instance_id,
-            client_id,
-            client_host,
-            session_timeout_ms,
-            rebalance_timeout_ms,
-            protocols,
-            assignment,
-            heartbeat_deadline: 0,
-            awaiting_join: None,
-            awaiting_sync: None,
-        }
-    }
 }
 
 fn add_member(

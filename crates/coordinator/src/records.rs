@@ -246,7 +246,7 @@ fn decode_group_value(group_id: &str, value: &[u8]) -> Option<RestoredGroup> {
             .clone()
             .map(|name| vec![(name, subscription)])
             .unwrap_or_default();
-        members.push(Member::restored(
+        members.push(Member {
             member_id,
             group_instance_id,
             client_id,
@@ -255,7 +255,10 @@ fn decode_group_value(group_id: &str, value: &[u8]) -> Option<RestoredGroup> {
             rebalance_timeout_ms,
             protocols,
             assignment,
-        ));
+            heartbeat_deadline: 0,
+            awaiting_join: None,
+            awaiting_sync: None,
+        });
     }
     Some(RestoredGroup {
         group_id: group_id.to_string(),
@@ -302,16 +305,19 @@ mod tests {
             protocol_type: Some("consumer".into()),
             protocol_name: Some("range".into()),
             leader: Some("m1".into()),
-            members: vec![Member::restored(
-                "m1".into(),
-                Some("host-1".into()),
-                "client".into(),
-                "/127.0.0.1".into(),
-                10_000,
-                30_000,
-                vec![("range".into(), b"sub".to_vec())],
-                b"assigned".to_vec(),
-            )],
+            members: vec![Member {
+                member_id: "m1".into(),
+                group_instance_id: Some("host-1".into()),
+                client_id: "client".into(),
+                client_host: "/127.0.0.1".into(),
+                session_timeout_ms: 10_000,
+                rebalance_timeout_ms: 30_000,
+                protocols: vec![("range".into(), b"sub".to_vec())],
+                assignment: b"assigned".to_vec(),
+                heartbeat_deadline: 0,
+                awaiting_join: None,
+                awaiting_sync: None,
+            }],
         };
         let decoded = decode(&group_key("g"), Some(&group_value(&group, 9)));
         assert_eq!(

@@ -29,15 +29,16 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::batch::{BatchHeader, HEADER_SIZE};
+use crate::batch::BatchHeader;
 use crate::error::LogError;
+use crate::reader::{Next, SegmentReader};
 use crate::records;
 
-const COMMIT_MARKER: &str = "cleaner-commit";
+pub(crate) const COMMIT_MARKER: &str = "cleaner-commit";
 const CLEANED_SUFFIX: &str = ".cleaned";
 pub(crate) const CLEANER_CHECKPOINT: &str = "cleaner-offset";
 
@@ -111,32 +112,24 @@ fn for_each_batch(
     throttle: &mut Throttle,
     mut visit: impl FnMut(&[u8], &BatchHeader) -> Result<(), LogError>,
 ) -> Result<(), LogError> {
-    let file = File::open(path).map_err(|e| LogError::io("open", path, e))?;
-    let length = file
-        .metadata()
-        .map_err(|e| LogError::io("stat", path, e))?
-        .len();
-    let mut reader = BufReader::with_capacity(1 << 20, file);
-    let mut position = 0u64;
-    let mut buffer = Vec::new();
-    while position < length {
-        buffer.resize(HEADER_SIZE, 0);
-        reader
-            .read_exact(&mut buffer)
-            .map_err(|e| LogError::io("read", path, e))?;
-        let header = BatchHeader::parse(&buffer).map_err(|_| LogError::Corrupt {
-            path: path.to_path_buf(),
-            position,
-        })?;
-        buffer.resize(header.total_size(), 0);
-        reader
-            .read_exact(&mut buffer[HEADER_SIZE..])
-            .map_err(|e| LogError::io("read", path, e))?;
-        throttle.account(buffer.len() as u64);
-        visit(&buffer, &header)?;
-        position += header.total_size() as u64;
+    let mut reader = SegmentReader::open(path)?;
+    loop {
+        let position = reader.position();
+        match reader.next()? {
+            Next::End => return Ok(()),
+            // Sealed segments were validated at recovery: damage now is corruption.
+            Next::Torn(_) => {
+                return Err(LogError::Corrupt {
+                    path: path.to_path_buf(),
+                    position,
+                })
+            }
+            Next::Batch(header) => {
+                throttle.account(header.total_size() as u64);
+                visit(reader.batch(), &header)?;
+            }
+        }
     }
-    Ok(())
 }
 
 /// Step 2: builds the key map and writes the `.cleaned` files (fsynced).
@@ -270,7 +263,7 @@ pub fn write_commit_marker(dir: &Path, plan: &CleanPlan) -> Result<(), LogError>
     sync_dir(dir)
 }
 
-pub(crate) fn remove_commit_marker(dir: &Path) -> Result<(), LogError> {
+fn remove_commit_marker(dir: &Path) -> Result<(), LogError> {
     let path = dir.join(COMMIT_MARKER);
     std::fs::remove_file(&path).map_err(|e| LogError::io("delete", &path, e))?;
     sync_dir(dir)
@@ -282,41 +275,41 @@ fn sync_dir(dir: &Path) -> Result<(), LogError> {
         .map_err(|e| LogError::io("fsync directory", dir, e))
 }
 
-/// Finishes or abandons a cleaning a crash interrupted. Returns the base
+/// Finishes a committed cleaning (right after its commit, or after a crash)
+/// or abandons an uncommitted one. Returns the base
 /// offsets of segments whose content was replaced (their indexes must be
 /// rebuilt).
-pub(crate) fn recover(dir: &Path) -> Result<Vec<i64>, LogError> {
+/// `names` are the file names in `dir` (the caller has listed it already).
+pub(crate) fn recover(dir: &Path, names: &[String]) -> Result<Vec<i64>, LogError> {
     let marker = dir.join(COMMIT_MARKER);
-    let committed: Option<Vec<i64>> = match std::fs::read_to_string(&marker) {
-        Ok(text) => Some(
+    let committed: Option<Vec<i64>> = if names.iter().any(|name| name == COMMIT_MARKER) {
+        let text =
+            std::fs::read_to_string(&marker).map_err(|e| LogError::io("read", &marker, e))?;
+        Some(
             text.lines()
                 .filter_map(|line| line.trim().parse().ok())
                 .collect(),
-        ),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(LogError::io("read", &marker, e)),
+        )
+    } else {
+        None
     };
     let mut replaced = Vec::new();
-    let entries = std::fs::read_dir(dir).map_err(|e| LogError::io("list", dir, e))?;
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
-            continue;
-        };
+    for name in names {
         let Some(log_name) = name.strip_suffix(CLEANED_SUFFIX) else {
             continue;
         };
+        let path = dir.join(name);
         let base = crate::segment::parse_log_file_name(log_name);
         match (&committed, base) {
             (Some(bases), Some(base)) if bases.contains(&base) => {
                 let target = dir.join(log_name);
                 std::fs::rename(&path, &target).map_err(|e| LogError::io("rename", &path, e))?;
                 replaced.push(base);
-                tracing::info!(segment = %target.display(), "completed an interrupted log cleaning");
+                tracing::info!(segment = %target.display(), "swapped in a cleaned segment");
             }
             _ => {
                 std::fs::remove_file(&path).map_err(|e| LogError::io("delete", &path, e))?;
-                tracing::info!(file = %path.display(), "discarded an uncommitted log cleaning");
+                tracing::info!(file = %path.display(), "discarded the output of an uncommitted cleaning");
             }
         }
     }

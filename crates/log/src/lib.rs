@@ -25,6 +25,7 @@ mod error;
 pub mod files;
 mod index;
 mod log;
+mod reader;
 pub mod records;
 mod segment;
 

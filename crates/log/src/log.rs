@@ -64,6 +64,8 @@ pub struct AppendInfo {
     pub last_offset: i64,
     /// The timestamp the broker assigned, or -1 for CreateTime.
     pub log_append_time_ms: i64,
+    /// The batch's header as written (offsets and epoch patched).
+    pub header: BatchHeader,
 }
 
 /// A byte range of one segment file holding whole batches.
@@ -135,23 +137,20 @@ impl Log {
             }
         }
         // A cleaning a crash interrupted is finished or abandoned first.
-        for base in cleaner::recover(dir)? {
-            for extension in ["index", "timeindex"] {
-                let path = dir.join(format!("{}.{extension}", segment::file_stem(base)));
-                files.forget(&path);
-                let _ = std::fs::remove_file(&path);
-            }
-            files.forget(&dir.join(format!("{}.log", segment::file_stem(base))));
-        }
-        let mut base_offsets = Vec::new();
-        let entries = std::fs::read_dir(dir).map_err(|e| LogError::io("list", dir, e))?;
-        for entry in entries {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(|e| LogError::io("list", dir, e))? {
             let entry = entry.map_err(|e| LogError::io("list", dir, e))?;
-            let name = entry.file_name();
-            if let Some(base) = name.to_str().and_then(segment::parse_log_file_name) {
-                base_offsets.push(base);
+            if let Some(name) = entry.file_name().to_str() {
+                names.push(name.to_string());
             }
         }
+        // Swapping in a committed cleaning renames over existing `.log`
+        // files, so the listing stays true for the segments below.
+        finish_cleaning(dir, &files, &names)?;
+        let mut base_offsets: Vec<i64> = names
+            .iter()
+            .filter_map(|name| segment::parse_log_file_name(name))
+            .collect();
         base_offsets.sort_unstable();
 
         let mut segments = BTreeMap::new();
@@ -286,6 +285,7 @@ impl Log {
             base_offset,
             last_offset: header.last_offset(),
             log_append_time_ms: options.log_append_time_ms.unwrap_or(-1),
+            header,
         })
     }
 
@@ -562,39 +562,51 @@ impl Log {
     ) -> Result<RetentionOutcome, LogError> {
         let mut outcome = RetentionOutcome::default();
         if let Some(retention_ms) = retention_ms {
-            let expired = |segment: &Segment| {
-                segment.size > 0 && segment.max_timestamp < now_ms.saturating_sub(retention_ms)
-            };
+            let horizon = now_ms.saturating_sub(retention_ms);
+            let expired = |segment: &Segment| segment.size > 0 && segment.max_timestamp < horizon;
             let active = self.active();
             if expired(active) && active.next_offset <= high_watermark {
                 self.roll(now_ms)?;
             }
-            while self.segments.len() > 1 {
-                let first = self.segments.values().next().expect("segments");
-                let next_base = *self.segments.keys().nth(1).expect("two segments");
-                if !expired(first) || next_base > high_watermark {
-                    break;
-                }
-                let base = first.base_offset;
-                outcome.deleted_bytes += self.remove_segment(base)?;
-                outcome.deleted_segments += 1;
-                self.advance_start_to(next_base)?;
-            }
+            self.delete_front_segments(high_watermark, &mut outcome, |first, _| expired(first))?;
         }
         if let Some(limit) = retention_bytes {
-            while self.segments.len() > 1 {
-                let first = self.segments.values().next().expect("segments");
-                let next_base = *self.segments.keys().nth(1).expect("two segments");
-                if self.size_bytes() - first.size < limit || next_base > high_watermark {
-                    break;
-                }
-                let base = first.base_offset;
-                outcome.deleted_bytes += self.remove_segment(base)?;
-                outcome.deleted_segments += 1;
-                self.advance_start_to(next_base)?;
-            }
+            self.delete_front_segments(high_watermark, &mut outcome, |first, size| {
+                size - first.size >= limit
+            })?;
         }
         Ok(outcome)
+    }
+
+    /// Deletes segments from the front while `doomed(first, log size)` says
+    /// so, never the active one nor data at or above `high_watermark`, and
+    /// persists the new log start offset once at the end (a crash before it
+    /// is harmless: the start is never below the first segment).
+    fn delete_front_segments(
+        &mut self,
+        high_watermark: i64,
+        outcome: &mut RetentionOutcome,
+        mut doomed: impl FnMut(&Segment, u64) -> bool,
+    ) -> Result<(), LogError> {
+        let mut size = self.size_bytes();
+        let mut new_start = None;
+        while self.segments.len() > 1 {
+            let first = self.segments.values().next().expect("segments");
+            let next_base = *self.segments.keys().nth(1).expect("two segments");
+            if next_base > high_watermark || !doomed(first, size) {
+                break;
+            }
+            let base = first.base_offset;
+            let removed = self.remove_segment(base)?;
+            size -= removed;
+            outcome.deleted_bytes += removed;
+            outcome.deleted_segments += 1;
+            new_start = Some(next_base);
+        }
+        match new_start {
+            Some(start) => self.advance_start_to(start),
+            None => Ok(()),
+        }
     }
 
     fn advance_start_to(&mut self, offset: i64) -> Result<(), LogError> {
@@ -709,18 +721,22 @@ impl Log {
             }
             return Ok(false);
         }
+        // Past the marker, swapping the files in is what recovery does after
+        // a crash, so both go through the same code.
         cleaner::write_commit_marker(&self.dir, plan)?;
         let files = self.files.clone();
-        for planned in &plan.segments {
-            let segment = &self.segments[&planned.base_offset];
-            segment.forget_files(&files);
-            let cleaned = cleaner::cleaned_path(&planned.log_path);
-            std::fs::rename(&cleaned, &planned.log_path)
-                .map_err(|e| LogError::io("rename", &cleaned, e))?;
-            segment.remove_index_files(&files)?;
-        }
-        sync_dir(&self.dir)?;
-        cleaner::remove_commit_marker(&self.dir)?;
+        let mut names: Vec<String> = plan
+            .segments
+            .iter()
+            .filter_map(|planned| {
+                cleaner::cleaned_path(&planned.log_path)
+                    .file_name()?
+                    .to_str()
+                    .map(str::to_string)
+            })
+            .collect();
+        names.push(cleaner::COMMIT_MARKER.to_string());
+        finish_cleaning(&self.dir, &files, &names)?;
         let bases: Vec<i64> = self.segments.keys().copied().collect();
         for planned in &plan.segments {
             let position = bases.iter().position(|base| *base == planned.base_offset);
@@ -752,6 +768,15 @@ impl Log {
             Err(e) => Err(LogError::io("delete directory", &self.dir, e)),
         }
     }
+}
+
+/// Completes a committed cleaning (or discards an uncommitted one) and
+/// drops what the replaced segments left in the file cache and indexes.
+fn finish_cleaning(dir: &Path, files: &FileCache, names: &[String]) -> Result<(), LogError> {
+    for base in cleaner::recover(dir, names)? {
+        Segment::content_replaced(dir, base, files)?;
+    }
+    Ok(())
 }
 
 /// What a retention pass removed.

@@ -34,6 +34,16 @@ fn write_at(files: &FileCache, path: &Path, bytes: &[u8], at: u64) -> Result<(),
         .map_err(|e| LogError::io("write", path, e))
 }
 
+/// Forgets the cached handle of `path` and deletes the file if it exists.
+fn remove_if_exists(files: &FileCache, path: &Path) -> Result<(), LogError> {
+    files.forget(path);
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(LogError::io("delete", path, e)),
+    }
+}
+
 /// Where a batch lives inside a segment file.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchPosition {
@@ -494,29 +504,18 @@ impl Segment {
         }
     }
 
-    /// Drops the cached handles of the segment's files (before they are
-    /// renamed over or deleted).
-    pub fn forget_files(&self, files: &FileCache) {
-        for path in [
-            &self.log_path,
-            &self.offset_index_path,
-            &self.time_index_path,
-        ] {
-            files.forget(path);
-        }
-    }
-
-    /// Deletes the index files so that the next open rebuilds them.
-    pub fn remove_index_files(&self, files: &FileCache) -> Result<(), LogError> {
-        for path in [&self.offset_index_path, &self.time_index_path] {
-            files.forget(path);
-            match std::fs::remove_file(path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(LogError::io("delete", path, e)),
-            }
-        }
-        Ok(())
+    /// The `.log` file of the segment at `base_offset` was replaced (a
+    /// committed cleaning): its cached handles go, and its indexes are
+    /// deleted so that the next open rebuilds them from the new content.
+    pub fn content_replaced(
+        dir: &Path,
+        base_offset: i64,
+        files: &FileCache,
+    ) -> Result<(), LogError> {
+        let (log_path, offset_index_path, time_index_path) = Segment::paths(dir, base_offset);
+        files.forget(&log_path);
+        remove_if_exists(files, &offset_index_path)?;
+        remove_if_exists(files, &time_index_path)
     }
 
     /// Deletes the segment's files.
@@ -526,12 +525,7 @@ impl Segment {
             &self.offset_index_path,
             &self.time_index_path,
         ] {
-            files.forget(path);
-            match std::fs::remove_file(path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(LogError::io("delete", path, e)),
-            }
+            remove_if_exists(files, path)?;
         }
         Ok(())
     }

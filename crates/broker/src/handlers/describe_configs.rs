@@ -96,10 +96,6 @@ pub async fn handle(
     DescribeConfigsResponse::default().with_results(results)
 }
 
-fn source_id(source: ConfigSource) -> i8 {
-    source as i8
-}
-
 fn encode(
     entry: Entry,
     version: i16,
@@ -110,7 +106,7 @@ fn encode(
         .with_name(str_bytes(entry.name))
         .with_value(Some(str_bytes(entry.resolved.value)))
         .with_read_only(entry.read_only)
-        .with_config_source(source_id(entry.resolved.source));
+        .with_config_source(entry.resolved.source as i8);
     if synonyms && version >= 1 {
         result = result.with_synonyms(
             entry
@@ -120,7 +116,7 @@ fn encode(
                     DescribeConfigsSynonym::default()
                         .with_name(str_bytes(name))
                         .with_value(Some(str_bytes(value)))
-                        .with_source(source_id(source))
+                        .with_source(source as i8)
                 })
                 .collect(),
         );

@@ -9,74 +9,78 @@ use super::str_bytes;
 use crate::broker::Broker;
 use crate::protocol::RequestContext;
 
+/// One row of the answer: (group id, protocol type, state, group type).
+struct Row {
+    group_id: String,
+    protocol_type: String,
+    state: &'static str,
+    group_type: &'static str,
+}
+
 pub async fn handle(
     broker: Arc<Broker>,
     context: &RequestContext,
     request: ListGroupsRequest,
 ) -> ListGroupsResponse {
     let _ = broker.groups.ensure_ready(&broker).await;
-    let coordinator = broker.groups.coordinator();
-    let states: Vec<String> = request
-        .states_filter
-        .iter()
-        .map(|state| state.to_lowercase())
-        .collect();
-    let types: Vec<String> = request
-        .types_filter
-        .iter()
-        .map(|kind| kind.to_lowercase())
-        .collect();
-    let consumer_groups = broker.groups.consumer_groups();
-    let kip848: Vec<ListedGroup> = consumer_groups
-        .group_ids()
-        .into_iter()
-        .filter_map(|group_id| {
-            let state = consumer_groups.group(&group_id)?.state();
-            if !states.is_empty() && !states.contains(&state.to_lowercase()) {
-                return None;
-            }
-            if !types.is_empty() && !types.contains(&"consumer".to_string()) {
-                return None;
-            }
-            let mut listed = ListedGroup::default()
-                .with_group_id(GroupId(str_bytes(group_id)))
-                .with_protocol_type(str_bytes("consumer"));
-            if context.api_version >= 4 {
-                listed = listed.with_group_state(str_bytes(state));
-            }
-            if context.api_version >= 5 {
-                listed = listed.with_group_type(str_bytes("consumer"));
-            }
-            Some(listed)
-        })
-        .collect();
-    let mut groups: Vec<ListedGroup> = coordinator
-        .group_ids()
-        .into_iter()
-        .filter_map(|group_id| {
-            let state = coordinator.state_of(&group_id)?.name();
+    let mut rows = Vec::new();
+    {
+        let coordinator = broker.groups.coordinator();
+        for group_id in coordinator.group_ids() {
+            let Some(state) = coordinator.state_of(&group_id) else {
+                continue;
+            };
             let protocol_type = coordinator
                 .group(&group_id)
                 .and_then(|group| group.protocol_type.clone())
                 .unwrap_or_else(|| "consumer".to_string());
-            if !states.is_empty() && !states.contains(&state.to_lowercase()) {
-                return None;
-            }
-            if !types.is_empty() && !types.contains(&"classic".to_string()) {
-                return None;
-            }
+            rows.push(Row {
+                group_id,
+                protocol_type,
+                state: state.name(),
+                group_type: "classic",
+            });
+        }
+    }
+    {
+        let consumer_groups = broker.groups.consumer_groups();
+        for group_id in consumer_groups.group_ids() {
+            let Some(group) = consumer_groups.group(&group_id) else {
+                continue;
+            };
+            let state = group.state();
+            rows.push(Row {
+                group_id,
+                protocol_type: "consumer".to_string(),
+                state,
+                group_type: "consumer",
+            });
+        }
+    }
+    let wanted = |filter: &[kafka_protocol::protocol::StrBytes], value: &str| {
+        filter.is_empty()
+            || filter
+                .iter()
+                .any(|wanted| wanted.eq_ignore_ascii_case(value))
+    };
+    let groups = rows
+        .into_iter()
+        .filter(|row| {
+            wanted(&request.states_filter, row.state)
+                && wanted(&request.types_filter, row.group_type)
+        })
+        .map(|row| {
             let mut listed = ListedGroup::default()
-                .with_group_id(GroupId(str_bytes(group_id)))
-                .with_protocol_type(str_bytes(protocol_type));
+                .with_group_id(GroupId(str_bytes(row.group_id)))
+                .with_protocol_type(str_bytes(row.protocol_type));
             if context.api_version >= 4 {
-                listed = listed.with_group_state(str_bytes(state));
+                listed = listed.with_group_state(str_bytes(row.state));
             }
             if context.api_version >= 5 {
-                listed = listed.with_group_type(str_bytes("classic"));
+                listed = listed.with_group_type(str_bytes(row.group_type));
             }
-            Some(listed)
+            listed
         })
         .collect();
-    groups.extend(kip848);
     ListGroupsResponse::default().with_groups(groups)
 }

@@ -201,9 +201,7 @@ fn append(
         );
     }
     let mut bytes = records.to_vec();
-    let (base_offset, log_append_time_ms, durable_offset) = match partition
-        .append(&mut bytes, header.record_count as i64)
-    {
+    let (base_offset, log_append_time_ms, durable_offset) = match partition.append(&mut bytes) {
         Ok(Appended::Written(info)) => (
             info.base_offset,
             info.log_append_time_ms,
