@@ -63,6 +63,7 @@ pub struct Broker {
     pub flusher: Flusher,
     pub fetch_sessions: FetchSessionCache,
     pub groups: crate::groups::Groups,
+    pub transactions: crate::transactions::Transactions,
     pub files: FileCache,
     /// Bytes of request frames being handled, across all connections.
     pub request_memory: Arc<Semaphore>,
@@ -249,6 +250,11 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
                     as i32,
             },
         ),
+        transactions: crate::transactions::Transactions::new(
+            strom_coordinator::transaction::TxnConfig {
+                max_timeout_ms: config.overrides.get_i64("transaction.max.timeout.ms") as i32,
+            },
+        ),
         config,
         topics,
         partitions,
@@ -269,7 +275,19 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
             tracing::error!(message = %error.message, "loading consumer groups failed");
         }
     }
+    if broker
+        .partitions
+        .topic(crate::transactions::TRANSACTION_TOPIC)
+        .is_some()
+    {
+        // After the groups, which the markers of offset commits update:
+        // prepared transactions are completed before the first client asks.
+        if let Err(error) = broker.transactions.ensure_ready(&broker).await {
+            tracing::error!(message = %error.message, "loading transactions failed");
+        }
+    }
     tokio::spawn(crate::groups::Groups::run_timer(broker.clone()));
+    tokio::spawn(crate::transactions::Transactions::run_timer(broker.clone()));
     if broker.config.overrides.get_bool("log.cleaner.enable") {
         tokio::spawn(run_cleaner(broker.clone(), shutdown_receiver.clone()));
     }

@@ -11,11 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use strom_coordinator::consumer_group::{
     ConsumerGroupConfig, ConsumerGroupError, ConsumerGroups, HeartbeatRequest as ConsumerHeartbeat,
     HeartbeatResponse as ConsumerHeartbeatResponse, TopicView,
@@ -28,13 +24,13 @@ use strom_coordinator::{
 use tokio::sync::{oneshot, Notify};
 
 use crate::broker::Broker;
-use crate::partition::{now_ms, Partition};
-use crate::topics::{NewTopic, TopicError};
+use crate::internal_topics;
+use crate::partition::now_ms;
+use crate::topics::TopicError;
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
-/// A `__consumer_offsets` record: key and value (`None` deletes the key).
-pub type KeyedRecord = (Vec<u8>, Option<Vec<u8>>);
+pub use crate::internal_topics::KeyedRecord;
 
 enum Waiting {
     Join(oneshot::Sender<JoinResponse>),
@@ -271,36 +267,9 @@ impl Groups {
 
 /// Creates `__consumer_offsets`, or replays it into the coordinator if it exists.
 async fn prepare_offsets_topic(broker: &Arc<Broker>) -> Result<(), TopicError> {
-    if broker.partitions.topic(OFFSETS_TOPIC).is_none() {
-        let partitions = broker
-            .config
-            .overrides
-            .get_i64("offsets.topic.num.partitions")
-            .max(1) as i32;
-        let creator = broker.clone();
-        let topic = NewTopic {
-            name: OFFSETS_TOPIC.to_string(),
-            partitions,
-            configs: BTreeMap::from([
-                ("cleanup.policy".to_string(), "compact".to_string()),
-                ("segment.bytes".to_string(), "104857600".to_string()),
-            ]),
-        };
-        let created =
-            tokio::task::spawn_blocking(move || creator.topics.create(topic, &creator.partitions))
-                .await
-                .map_err(|_| {
-                    TopicError::new(
-                        ResponseError::CoordinatorNotAvailable,
-                        "creating __consumer_offsets failed",
-                    )
-                })?;
-        match created {
-            Ok(_) => {}
-            Err(error) if error.error == ResponseError::TopicAlreadyExists => {}
-            Err(error) => return Err(error),
-        }
-    } else {
+    if internal_topics::create_if_missing(broker, OFFSETS_TOPIC, "offsets.topic.num.partitions")
+        .await?
+    {
         let loader = broker.clone();
         tokio::task::spawn_blocking(move || load(&loader))
             .await
@@ -315,6 +284,7 @@ async fn prepare_offsets_topic(broker: &Arc<Broker>) -> Result<(), TopicError> {
 }
 
 /// Replays every partition of `__consumer_offsets` into the coordinator.
+/// Offsets committed inside a transaction wait for its marker.
 fn load(broker: &Broker) {
     let Some(partitions) = broker.partitions.topic(OFFSETS_TOPIC) else {
         return;
@@ -323,65 +293,52 @@ fn load(broker: &Broker) {
     let mut coordinator = broker.groups.coordinator();
     let mut records = 0u64;
     for partition in partitions.iter() {
-        let mut offset = partition.log_start_offset();
-        let end = partition.high_watermark();
-        while offset < end {
-            let slice = match partition.read(offset, 1 << 20, true) {
-                Ok(Some(slice)) => slice,
-                Ok(None) => break,
-                Err(error) => {
-                    tracing::error!(partition = partition.index, %error, "reading __consumer_offsets failed");
-                    break;
-                }
-            };
-            let Ok(bytes) = slice.read() else { break };
-            let mut buffer = Bytes::from(bytes);
-            let Ok(sets) = RecordBatchDecoder::decode_all(&mut buffer) else {
-                tracing::error!(
-                    partition = partition.index,
-                    "undecodable batch in __consumer_offsets"
-                );
-                break;
-            };
-            let mut last = offset;
-            for set in sets {
-                for record in set.records {
-                    last = last.max(record.offset + 1);
-                    let Some(key) = record.key else { continue };
-                    records += 1;
-                    match group_records::decode(&key, record.value.as_deref()) {
-                        Some(GroupRecord::Offset {
-                            group_id,
-                            topic,
-                            partition,
-                            committed: Some(committed),
-                        }) => {
-                            coordinator.commit(&group_id, &topic, partition, committed);
-                        }
-                        Some(GroupRecord::Offset {
-                            group_id,
-                            topic,
-                            partition,
-                            committed: None,
-                        }) => {
-                            coordinator.delete_offset(&group_id, &topic, partition);
-                        }
-                        Some(GroupRecord::Metadata {
-                            group: Some(group), ..
-                        }) => coordinator.restore_group(now, group),
-                        Some(GroupRecord::Metadata {
-                            group_id,
-                            group: None,
-                        }) => coordinator.forget_group(&group_id),
-                        None => {}
-                    }
-                }
+        records += internal_topics::replay(OFFSETS_TOPIC, partition, |record| {
+            let Some(key) = &record.key else { return };
+            if record.control {
+                let commit = key.as_ref() == [0, 0, 0, 1];
+                coordinator.complete_transaction(record.producer_id, commit);
+                return;
             }
-            if last <= offset {
-                break;
+            match group_records::decode(key, record.value.as_deref()) {
+                Some(GroupRecord::Offset {
+                    group_id,
+                    topic,
+                    partition,
+                    committed: Some(committed),
+                }) if record.transactional => coordinator.stage_transactional_offset(
+                    record.producer_id,
+                    &group_id,
+                    &topic,
+                    partition,
+                    committed,
+                ),
+                Some(GroupRecord::Offset {
+                    group_id,
+                    topic,
+                    partition,
+                    committed: Some(committed),
+                }) => {
+                    coordinator.commit(&group_id, &topic, partition, committed);
+                }
+                Some(GroupRecord::Offset {
+                    group_id,
+                    topic,
+                    partition,
+                    committed: None,
+                }) => {
+                    coordinator.delete_offset(&group_id, &topic, partition);
+                }
+                Some(GroupRecord::Metadata {
+                    group: Some(group), ..
+                }) => coordinator.restore_group(now, group),
+                Some(GroupRecord::Metadata {
+                    group_id,
+                    group: None,
+                }) => coordinator.forget_group(&group_id),
+                None => {}
             }
-            offset = last;
-        }
+        });
     }
     tracing::info!(
         records,
@@ -391,62 +348,25 @@ fn load(broker: &Broker) {
 }
 
 /// Appends keyed records to the group's partition of `__consumer_offsets`
-/// and waits until they are durable.
+/// and waits until they are durable; with `producer` they belong to that
+/// producer's transaction.
 pub async fn write_records(
     broker: &Arc<Broker>,
     group_id: &str,
     records: Vec<KeyedRecord>,
 ) -> Result<(), String> {
-    let partitions = broker
-        .partitions
-        .topic(OFFSETS_TOPIC)
+    write_group_records(broker, group_id, records, None).await
+}
+
+pub async fn write_group_records(
+    broker: &Arc<Broker>,
+    group_id: &str,
+    records: Vec<KeyedRecord>,
+    producer: Option<(i64, i16)>,
+) -> Result<(), String> {
+    let partition = internal_topics::partition_for_key(broker, OFFSETS_TOPIC, group_id)
         .ok_or("__consumer_offsets does not exist")?;
-    let index = group_records::partition_for(group_id, partitions.len() as i32) as usize;
-    let partition: Arc<Partition> = partitions.get(index).cloned().ok_or("no such partition")?;
-    let now = now_ms();
-    let encoded: Vec<Record> = records
-        .into_iter()
-        .enumerate()
-        .map(|(index, (key, value))| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: index as i64,
-            // The encoder keeps records in one batch while offset - sequence is constant.
-            sequence: index as i32,
-            timestamp: now,
-            key: Some(Bytes::from(key)),
-            value: value.map(Bytes::from),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buffer = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buffer,
-        &encoded,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .map_err(|error| error.to_string())?;
-    let mut bytes = buffer.to_vec();
-    let end = match partition
-        .append(&mut bytes)
-        .map_err(|error| error.to_string())?
-    {
-        crate::partition::Appended::Written(info) => info.last_offset + 1,
-        other => return Err(format!("unexpected append outcome {other:?}")),
-    };
-    broker
-        .flusher
-        .flush(partition, end)
-        .await
-        .map_err(|_| "flusher stopped".to_string())?
+    internal_topics::append(broker, partition, records, producer).await
 }
 
 /// Builds the record for one committed offset (or its deletion).

@@ -7,6 +7,8 @@
 //! * [`handlers`]: one module per Kafka API;
 //! * [`partition`], [`flusher`], [`fetch_session`], [`topics`]: the state the
 //!   handlers work on, which knows nothing about sockets;
+//! * [`groups`] and [`transactions`]: the runtimes around the coordinators'
+//!   state machines, keeping their state in [`internal_topics`];
 //! * `strom-log` below, for storage; `strom-controller` for metadata.
 //!
 //! Record batches stay bytes from socket to disk and back: the produce path
@@ -21,11 +23,13 @@ pub mod fetch_session;
 pub mod flusher;
 pub mod groups;
 pub mod handlers;
+pub mod internal_topics;
 pub mod partition;
 pub mod producer_state;
 pub mod protocol;
 pub mod server;
 pub mod topics;
+pub mod transactions;
 
 pub use broker::{start, Broker, RunningBroker, StartError};
 pub use config::BrokerConfig;

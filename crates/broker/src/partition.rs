@@ -12,12 +12,15 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use strom_log::{AppendInfo, AppendOptions, FileCache, Log, LogError, ReadSlice, Recovery};
+use strom_log::batch::ControlType;
+use strom_log::{
+    AbortedTxn, AppendInfo, AppendOptions, FileCache, Log, LogError, ReadSlice, Recovery,
+};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::configs::TopicSettings;
-use crate::producer_state::{ProducerStates, Verdict};
+use crate::producer_state::{EndedTransaction, ProducerStates, Verdict};
 
 /// The outcome of [`Partition::append`].
 #[derive(Debug, Clone, Copy)]
@@ -40,6 +43,9 @@ pub struct Partition {
     /// Idempotent producers' sequences; locked before `log` when both are.
     producers: Mutex<ProducerStates>,
     high_watermark: AtomicI64,
+    /// Below the first offset of every open transaction and the high
+    /// watermark: what `read_committed` consumers may see.
+    last_stable_offset: AtomicI64,
     log_start_offset: AtomicI64,
     settings: RwLock<TopicSettings>,
     /// Messages appended since the last fsync, for relaxed `flush.messages`.
@@ -78,11 +84,21 @@ impl Partition {
             leader_epoch,
         } = identity;
         let dir = partition_dir(data_dir, &topic, index);
-        let log = Log::open(&dir, settings.log, files, recovery, now_ms())?;
+        let mut log = Log::open(&dir, settings.log, files, recovery, now_ms())?;
         let mut producers = ProducerStates::default();
-        log.for_each_batch_header(|header| producers.record(header))?;
+        let mut aborted = Vec::new();
+        log.for_each_batch_header(log.log_start_offset(), |header, marker| {
+            if let Some(ended) = producers.record(header, marker) {
+                aborted.extend(aborted_entry(&ended, header, &producers));
+            }
+        })?;
+        // Re-adds index entries a crash may have lost before they were written.
+        for entry in aborted {
+            log.add_aborted(entry)?;
+        }
         let end = log.log_end_offset();
         let start = log.log_start_offset();
+        let stable = producers.first_unstable_offset().unwrap_or(end).min(end);
         Ok(Partition {
             topic,
             topic_id,
@@ -91,6 +107,7 @@ impl Partition {
             log: Mutex::new(log),
             producers: Mutex::new(producers),
             high_watermark: AtomicI64::new(end),
+            last_stable_offset: AtomicI64::new(stable),
             log_start_offset: AtomicI64::new(start),
             settings: RwLock::new(settings),
             unflushed_messages: AtomicI64::new(0),
@@ -116,6 +133,37 @@ impl Partition {
         self.log_start_offset.load(Ordering::Acquire)
     }
 
+    pub fn last_stable_offset(&self) -> i64 {
+        self.last_stable_offset.load(Ordering::Acquire)
+    }
+
+    /// The end offset a consumer with this isolation level may read up to.
+    pub fn visible_end(&self, read_committed: bool) -> i64 {
+        if read_committed {
+            self.last_stable_offset()
+        } else {
+            self.high_watermark()
+        }
+    }
+
+    fn producers(&self) -> MutexGuard<'_, ProducerStates> {
+        self.producers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Has this producer written to an open transaction in this partition?
+    pub fn has_open_transaction(&self, producer_id: i64) -> bool {
+        self.producers().has_open_transaction(producer_id)
+    }
+
+    /// After a write: single replica, so the ISR is this broker and
+    /// everything in the log is replicated to the whole ISR.
+    fn advance(&self, log: &Log, producers: &ProducerStates) {
+        let end = log.log_end_offset();
+        let stable = producers.first_unstable_offset().unwrap_or(end).min(end);
+        self.high_watermark.store(end, Ordering::Release);
+        self.last_stable_offset.store(stable, Ordering::Release);
+    }
+
     pub fn settings(&self) -> TopicSettings {
         *self.settings.read().unwrap_or_else(|p| p.into_inner())
     }
@@ -136,7 +184,7 @@ impl Partition {
             now_ms: now,
         };
         let header = strom_log::batch::BatchHeader::parse(batch)?;
-        let mut producers = self.producers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut producers = self.producers();
         match producers.check(&header) {
             Verdict::Append => {}
             Verdict::Duplicate { base_offset } => return Ok(Appended::Duplicate { base_offset }),
@@ -145,11 +193,8 @@ impl Partition {
         let info = {
             let mut log = self.log();
             let info = log.append(batch, options)?;
-            producers.record(&info.header);
-            // Single replica: the ISR is this broker, so everything in the
-            // log is replicated to the whole ISR.
-            self.high_watermark
-                .store(log.log_end_offset(), Ordering::Release);
+            producers.record(&info.header, None);
+            self.advance(&log, &producers);
             info
         };
         drop(producers);
@@ -157,6 +202,51 @@ impl Partition {
             .fetch_add(header.record_count.max(0) as i64, Ordering::Relaxed);
         self.data_arrived.notify_waiters();
         Ok(Appended::Written(info))
+    }
+
+    /// Writes a transaction marker (the coordinator's COMMIT or ABORT) for
+    /// `producer_id`, ending its open transaction here; an abort is noted in
+    /// the aborted-transaction index. Returns the offset after the marker,
+    /// or the error that refused it (a stale epoch).
+    pub fn write_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        control: ControlType,
+        coordinator_epoch: i32,
+    ) -> Result<Result<i64, kafka_protocol::error::ResponseError>, LogError> {
+        let now = now_ms();
+        let mut producers = self.producers();
+        if let Err(error) = producers.check_marker(producer_id, producer_epoch) {
+            return Ok(Err(error));
+        }
+        let mut batch = strom_log::batch::control_batch(
+            producer_id,
+            producer_epoch,
+            control,
+            coordinator_epoch,
+            now,
+        );
+        let options = AppendOptions {
+            leader_epoch: self.leader_epoch,
+            log_append_time_ms: self.settings().log_append_time.then_some(now),
+            now_ms: now,
+        };
+        let end = {
+            let mut log = self.log();
+            let info = log.append(&mut batch, options)?;
+            if let Some(ended) = producers.record(&info.header, Some(control)) {
+                if let Some(entry) = aborted_entry(&ended, &info.header, &producers) {
+                    log.add_aborted(entry)?;
+                }
+            }
+            self.advance(&log, &producers);
+            log.log_end_offset()
+        };
+        drop(producers);
+        self.unflushed_messages.fetch_add(1, Ordering::Relaxed);
+        self.data_arrived.notify_waiters();
+        Ok(Ok(end))
     }
 
     /// Reads whole batches from `offset` below the high watermark.
@@ -169,6 +259,29 @@ impl Partition {
         let high_watermark = self.high_watermark();
         self.log()
             .read(offset, max_bytes, high_watermark, min_one_batch)
+    }
+
+    /// Reads as a consumer with the given isolation level: `read_committed`
+    /// stops at the last stable offset and also gets the aborted
+    /// transactions among the records read, for the client to drop.
+    pub fn read_isolated(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+        read_committed: bool,
+    ) -> Result<(Option<ReadSlice>, Vec<AbortedTxn>), LogError> {
+        if !read_committed {
+            return Ok((self.read(offset, max_bytes, min_one_batch)?, Vec::new()));
+        }
+        let stable = self.last_stable_offset();
+        let log = self.log();
+        let slice = log.read(offset, max_bytes, stable, min_one_batch)?;
+        let aborted = match &slice {
+            Some(slice) => log.aborted_transactions(offset, slice.next_offset),
+            None => Vec::new(),
+        };
+        Ok((slice, aborted))
     }
 
     pub fn log_end_offset(&self) -> i64 {
@@ -265,6 +378,22 @@ impl Partition {
     pub fn clear_flush_scheduled(&self) {
         self.flush_scheduled.store(false, Ordering::Release);
     }
+}
+
+/// The index entry for a transaction a marker ended, if it was aborted.
+fn aborted_entry(
+    ended: &EndedTransaction,
+    marker: &strom_log::batch::BatchHeader,
+    producers: &ProducerStates,
+) -> Option<AbortedTxn> {
+    (ended.control == ControlType::Abort).then(|| AbortedTxn {
+        producer_id: ended.producer_id,
+        first_offset: ended.first_offset,
+        last_offset: marker.base_offset,
+        last_stable_offset: producers
+            .first_unstable_offset()
+            .unwrap_or(marker.next_offset()),
+    })
 }
 
 /// The broker's wall clock in milliseconds since the epoch.

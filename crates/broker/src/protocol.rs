@@ -58,6 +58,18 @@ fn version_range(api_key: ApiKey) -> Option<(i16, i16)> {
 /// only speaks DescribeLogDirs v0 ("version 1 is the same as version 0").
 const VERSION_ALIASES: &[(ApiKey, i16, i16)] = &[(ApiKey::DescribeLogDirs, 0, 1)];
 
+/// Newest versions served where the codec knows newer ones this broker does
+/// not implement: (API, newest served). Transactions "version 2" (KIP-890
+/// part 2: the epoch bumped at every EndTxn, partitions added implicitly)
+/// starts at EndTxn v5, AddPartitionsToTxn v5 and TxnOffsetCommit v5;
+/// ListTransactions v2 adds a regular-expression filter.
+const VERSION_CAPS: &[(ApiKey, i16)] = &[
+    (ApiKey::EndTxn, 4),
+    (ApiKey::AddPartitionsToTxn, 4),
+    (ApiKey::TxnOffsetCommit, 4),
+    (ApiKey::ListTransactions, 1),
+];
+
 fn alias(api_key: ApiKey, version: i16) -> Option<i16> {
     VERSION_ALIASES
         .iter()
@@ -209,7 +221,11 @@ macro_rules! api_table {
                     .map(|(_, old, _)| *old)
                     .min();
                 let min = aliased.map_or(M::VERSIONS.min, |old| old.min(M::VERSIONS.min));
-                (key, min, M::VERSIONS.max)
+                let max = VERSION_CAPS
+                    .iter()
+                    .find(|(capped, _)| *capped == key)
+                    .map_or(M::VERSIONS.max, |(_, newest)| (*newest).min(M::VERSIONS.max));
+                (key, min, max)
             }
             vec![range::<ProduceRequest>(ApiKey::Produce), $(range::<$request>(ApiKey::$key)),*]
         }
@@ -299,4 +315,10 @@ api_table! {
     ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest, handlers::consumer_group_heartbeat::handle;
     ConsumerGroupDescribe => ConsumerGroupDescribeRequest, handlers::consumer_group_describe::handle;
     InitProducerId => InitProducerIdRequest, handlers::init_producer_id::handle;
+    AddPartitionsToTxn => AddPartitionsToTxnRequest, handlers::add_partitions_to_txn::handle;
+    AddOffsetsToTxn => AddOffsetsToTxnRequest, handlers::add_offsets_to_txn::handle;
+    TxnOffsetCommit => TxnOffsetCommitRequest, handlers::txn_offset_commit::handle;
+    EndTxn => EndTxnRequest, handlers::end_txn::handle;
+    ListTransactions => ListTransactionsRequest, handlers::list_transactions::handle;
+    DescribeTransactions => DescribeTransactionsRequest, handlers::describe_transactions::handle;
 }

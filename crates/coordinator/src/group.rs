@@ -296,6 +296,9 @@ pub struct GroupCoordinator {
     config: GroupConfig,
     groups: BTreeMap<String, Group>,
     offsets: BTreeMap<String, BTreeMap<(String, i32), CommittedOffset>>,
+    /// TxnOffsetCommit offsets waiting for their transaction's marker, by
+    /// producer id, then (group, topic, partition).
+    pending_txn_offsets: BTreeMap<i64, BTreeMap<(String, String, i32), CommittedOffset>>,
     next_member: u64,
 }
 
@@ -739,6 +742,51 @@ impl GroupCoordinator {
             .entry(group_id.to_string())
             .or_default()
             .insert((topic.to_string(), partition), committed);
+    }
+
+    /// TxnOffsetCommit: the offset becomes committed only if the producer's
+    /// transaction commits ([`GroupCoordinator::complete_transaction`]).
+    pub fn stage_transactional_offset(
+        &mut self,
+        producer_id: i64,
+        group_id: &str,
+        topic: &str,
+        partition: i32,
+        committed: CommittedOffset,
+    ) {
+        self.pending_txn_offsets
+            .entry(producer_id)
+            .or_default()
+            .insert(
+                (group_id.to_string(), topic.to_string(), partition),
+                committed,
+            );
+    }
+
+    /// A transaction marker for `producer_id` reached `__consumer_offsets`:
+    /// its staged offsets are committed or dropped. Returns how many were
+    /// committed.
+    pub fn complete_transaction(&mut self, producer_id: i64, commit: bool) -> usize {
+        let Some(staged) = self.pending_txn_offsets.remove(&producer_id) else {
+            return 0;
+        };
+        if !commit {
+            return 0;
+        }
+        let count = staged.len();
+        for ((group_id, topic, partition), committed) in staged {
+            self.commit(&group_id, &topic, partition, committed);
+        }
+        count
+    }
+
+    /// Is an offset of an open transaction waiting for this partition
+    /// (OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT)?
+    pub fn has_pending_offset(&self, group_id: &str, topic: &str, partition: i32) -> bool {
+        let key = (group_id.to_string(), topic.to_string(), partition);
+        self.pending_txn_offsets
+            .values()
+            .any(|staged| staged.contains_key(&key))
     }
 
     /// Drops the committed offsets of groups without members that are older

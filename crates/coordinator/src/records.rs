@@ -39,39 +39,39 @@ pub fn partition_for(group_id: &str, partitions: i32) -> i32 {
     positive % partitions.max(1)
 }
 
-struct Writer(Vec<u8>);
+pub(crate) struct Writer(pub(crate) Vec<u8>);
 
 impl Writer {
-    fn i16(&mut self, value: i16) {
+    pub(crate) fn i16(&mut self, value: i16) {
         self.0.extend_from_slice(&value.to_be_bytes());
     }
-    fn i32(&mut self, value: i32) {
+    pub(crate) fn i32(&mut self, value: i32) {
         self.0.extend_from_slice(&value.to_be_bytes());
     }
-    fn i64(&mut self, value: i64) {
+    pub(crate) fn i64(&mut self, value: i64) {
         self.0.extend_from_slice(&value.to_be_bytes());
     }
-    fn string(&mut self, value: &str) {
+    pub(crate) fn string(&mut self, value: &str) {
         self.i16(value.len().min(i16::MAX as usize) as i16);
         self.0
             .extend_from_slice(&value.as_bytes()[..value.len().min(i16::MAX as usize)]);
     }
-    fn nullable_string(&mut self, value: Option<&str>) {
+    pub(crate) fn nullable_string(&mut self, value: Option<&str>) {
         match value {
             Some(value) => self.string(value),
             None => self.i16(-1),
         }
     }
-    fn bytes(&mut self, value: &[u8]) {
+    pub(crate) fn bytes(&mut self, value: &[u8]) {
         self.i32(value.len() as i32);
         self.0.extend_from_slice(value);
     }
 }
 
-struct Reader<'a>(&'a [u8]);
+pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
 impl Reader<'_> {
-    fn take(&mut self, count: usize) -> Option<&[u8]> {
+    pub(crate) fn take(&mut self, count: usize) -> Option<&[u8]> {
         if self.0.len() < count {
             return None;
         }
@@ -79,21 +79,21 @@ impl Reader<'_> {
         self.0 = rest;
         Some(taken)
     }
-    fn i16(&mut self) -> Option<i16> {
+    pub(crate) fn i16(&mut self) -> Option<i16> {
         self.take(2).map(|b| i16::from_be_bytes([b[0], b[1]]))
     }
-    fn i32(&mut self) -> Option<i32> {
+    pub(crate) fn i32(&mut self) -> Option<i32> {
         self.take(4)
             .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
-    fn i64(&mut self) -> Option<i64> {
+    pub(crate) fn i64(&mut self) -> Option<i64> {
         self.take(8).map(|b| {
             let mut bytes = [0u8; 8];
             bytes.copy_from_slice(b);
             i64::from_be_bytes(bytes)
         })
     }
-    fn nullable_string(&mut self) -> Option<Option<String>> {
+    pub(crate) fn nullable_string(&mut self) -> Option<Option<String>> {
         let length = self.i16()?;
         if length < 0 {
             return Some(None);
@@ -101,10 +101,10 @@ impl Reader<'_> {
         let bytes = self.take(length as usize)?;
         Some(Some(String::from_utf8_lossy(bytes).into_owned()))
     }
-    fn string(&mut self) -> Option<String> {
+    pub(crate) fn string(&mut self) -> Option<String> {
         self.nullable_string()?.or(Some(String::new()))
     }
-    fn bytes(&mut self) -> Option<Vec<u8>> {
+    pub(crate) fn bytes(&mut self) -> Option<Vec<u8>> {
         let length = self.i32()?;
         if length < 0 {
             return Some(Vec::new());

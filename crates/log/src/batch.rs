@@ -247,6 +247,11 @@ pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
 }
 
 /// Writes the partition leader epoch. It lies outside the CRC.
+pub fn set_base_sequence(batch: &mut [u8], sequence: i32) {
+    batch[BASE_SEQUENCE..BASE_SEQUENCE + 4].copy_from_slice(&sequence.to_be_bytes());
+    rewrite_crc(batch);
+}
+
 pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
     batch[PARTITION_LEADER_EPOCH..PARTITION_LEADER_EPOCH + 4].copy_from_slice(&epoch.to_be_bytes());
 }
@@ -277,33 +282,98 @@ pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
     rewrite_crc(batch);
 }
 
+fn put_varint(out: &mut Vec<u8>, value: i64) {
+    let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
+    loop {
+        let byte = (zigzag & 0x7f) as u8;
+        zigzag >>= 7;
+        if zigzag == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
+    match bytes {
+        Some(bytes) => {
+            put_varint(out, bytes.len() as i64);
+            out.extend_from_slice(bytes);
+        }
+        None => put_varint(out, -1),
+    }
+}
+
+/// What a transaction marker (the one record of a control batch) says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlType {
+    Abort,
+    Commit,
+}
+
+/// A control batch holding one transaction marker, as the transaction
+/// coordinator writes it into each partition of a transaction:
+/// key = version i16 (0) | type i16 (0 abort, 1 commit),
+/// value = version i16 (0) | coordinator epoch i32.
+pub fn control_batch(
+    producer_id: i64,
+    producer_epoch: i16,
+    control: ControlType,
+    coordinator_epoch: i32,
+    timestamp: i64,
+) -> Vec<u8> {
+    let kind: i16 = match control {
+        ControlType::Abort => 0,
+        ControlType::Commit => 1,
+    };
+    let key = [0i16.to_be_bytes(), kind.to_be_bytes()].concat();
+    let value = [&0i16.to_be_bytes()[..], &coordinator_epoch.to_be_bytes()].concat();
+    let mut body = vec![0u8]; // record attributes
+    put_varint(&mut body, 0); // timestamp delta
+    put_varint(&mut body, 0); // offset delta
+    put_bytes(&mut body, Some(&key));
+    put_bytes(&mut body, Some(&value));
+    put_varint(&mut body, 0); // headers
+    let mut batch = vec![0u8; HEADER_SIZE];
+    put_varint(&mut batch, body.len() as i64);
+    batch.extend_from_slice(&body);
+    let length = (batch.len() - LOG_OVERHEAD) as i32;
+    batch[BATCH_LENGTH..BATCH_LENGTH + 4].copy_from_slice(&length.to_be_bytes());
+    batch[MAGIC] = 2;
+    let attributes = ATTRIBUTE_TRANSACTIONAL | ATTRIBUTE_CONTROL;
+    batch[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    batch[BASE_TIMESTAMP..BASE_TIMESTAMP + 8].copy_from_slice(&timestamp.to_be_bytes());
+    batch[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&timestamp.to_be_bytes());
+    batch[PRODUCER_ID..PRODUCER_ID + 8].copy_from_slice(&producer_id.to_be_bytes());
+    batch[PRODUCER_EPOCH..PRODUCER_EPOCH + 2].copy_from_slice(&producer_epoch.to_be_bytes());
+    batch[BASE_SEQUENCE..BASE_SEQUENCE + 4].copy_from_slice(&(-1i32).to_be_bytes());
+    batch[RECORD_COUNT..RECORD_COUNT + 4].copy_from_slice(&1i32.to_be_bytes());
+    let crc = compute_crc(&batch);
+    batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    batch
+}
+
+/// The marker a control batch carries; `None` for any other batch or a
+/// marker this version does not know.
+pub fn control_type(batch: &[u8]) -> Option<ControlType> {
+    let header = BatchHeader::parse(batch).ok()?;
+    if !header.is_control() {
+        return None;
+    }
+    let (_, records) = crate::records::parse_records(batch).ok()?;
+    let key = records.first()?.key.as_deref()?;
+    match key {
+        [0, 0, 0, 0] => Some(ControlType::Abort),
+        [0, 0, 0, 1] => Some(ControlType::Commit),
+        _ => None,
+    }
+}
+
 /// Builders for tests of this crate and of crates above it.
 #[doc(hidden)]
 pub mod testing {
     use super::*;
-
-    fn put_varint(out: &mut Vec<u8>, value: i64) {
-        let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
-        loop {
-            let byte = (zigzag & 0x7f) as u8;
-            zigzag >>= 7;
-            if zigzag == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-
-    fn put_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
-        match bytes {
-            Some(bytes) => {
-                put_varint(out, bytes.len() as i64);
-                out.extend_from_slice(bytes);
-            }
-            None => put_varint(out, -1),
-        }
-    }
 
     /// A record's key and value; `None` is null.
     pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);

@@ -143,7 +143,7 @@ pub fn clean(plan: &CleanPlan, config: &CleanerConfig) -> Result<CleanOutcome, L
     let mut latest: HashMap<Vec<u8>, i64> = HashMap::new();
     for segment in &plan.segments {
         for_each_batch(&segment.log_path, &mut throttle, |batch, header| {
-            if header.is_control() {
+            if header.is_control() || header.is_transactional() {
                 return Ok(());
             }
             if let Ok((_, records)) = records::parse_records(batch) {
@@ -197,7 +197,11 @@ fn clean_batch(
     tombstone_horizon: i64,
     outcome: &mut CleanOutcome,
 ) -> Option<Vec<u8>> {
-    if header.is_control() {
+    // Transactional batches (and their markers) are kept whole: whether a
+    // transaction committed is known only from its marker, and an aborted
+    // record must never stand in for a key's committed value, nor a marker
+    // vanish from under the producer state rebuilt from the log.
+    if header.is_control() || header.is_transactional() {
         return Some(batch.to_vec());
     }
     let Ok((bytes, records)) = records::parse_records(batch) else {

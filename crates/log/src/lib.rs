@@ -3,7 +3,8 @@
 //! A partition is a [`Log`]: a directory of segments named by base offset.
 //! Each segment is a `.log` file of Kafka v2 record batches stored exactly as
 //! they arrive on the wire, with a sparse `.index` (offset to byte position)
-//! and `.timeindex` (timestamp to offset), so that a fetch is a copy of a
+//! and `.timeindex` (timestamp to offset), and a `.txnindex` of the
+//! transactions aborted in it, so that a fetch is a copy of a
 //! byte range and a lookup by offset or by time reads a few headers at most.
 //!
 //! Invariants this crate keeps:
@@ -28,6 +29,7 @@ mod log;
 mod reader;
 pub mod records;
 mod segment;
+mod txn_index;
 
 pub use check::{check_segment, SegmentCheck};
 pub use error::LogError;
@@ -35,3 +37,4 @@ pub use files::FileCache;
 pub use log::{
     AppendInfo, AppendOptions, FlushTarget, Log, LogConfig, ReadSlice, Recovery, RetentionOutcome,
 };
+pub use txn_index::AbortedTxn;

@@ -11,11 +11,12 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::batch::{self, BatchHeader};
+use crate::batch::{self, BatchHeader, ControlType};
 use crate::cleaner::{self, CleanPlan, CleanerConfig, PlannedSegment};
 use crate::error::LogError;
 use crate::files::FileCache;
 use crate::segment::{self, Segment};
+use crate::txn_index::AbortedTxn;
 
 /// Per-log settings, Kafka's topic configs of the same names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +77,8 @@ pub struct ReadSlice {
     pub length: usize,
     /// Base offset of the first batch in the range.
     pub first_batch_offset: i64,
+    /// Offset after the last batch in the range.
+    pub next_offset: i64,
 }
 
 impl ReadSlice {
@@ -363,7 +366,7 @@ impl Log {
             if first.header.base_offset >= upper_bound {
                 return Ok(None);
             }
-            let end =
+            let (end, next_offset) =
                 self.slice_end(segment, &file, first, max_bytes, upper_bound, min_one_batch)?;
             if end <= first.position {
                 return Ok(None);
@@ -373,12 +376,14 @@ impl Log {
                 position: first.position,
                 length: (end - first.position) as usize,
                 first_batch_offset: first.header.base_offset,
+                next_offset,
             }));
         }
         Ok(None)
     }
 
-    /// Byte position where a read that starts at `first` must stop.
+    /// Byte position where a read that starts at `first` must stop, and
+    /// the offset that follows the last batch before it.
     fn slice_end(
         &self,
         segment: &Segment,
@@ -387,11 +392,11 @@ impl Log {
         max_bytes: usize,
         upper_bound: i64,
         min_one_batch: bool,
-    ) -> Result<u64, LogError> {
+    ) -> Result<(u64, i64), LogError> {
         let limit = first.position + max_bytes as u64;
         // Fast path: everything to the end of the segment is readable and fits.
         if segment.next_offset <= upper_bound && segment.size <= limit {
-            return Ok(segment.size);
+            return Ok((segment.size, segment.next_offset));
         }
         let mut position = first.position;
         let mut header = first.header;
@@ -399,11 +404,11 @@ impl Log {
             let end = position + header.total_size() as u64;
             let fits = end <= limit || (min_one_batch && position == first.position);
             if header.next_offset() > upper_bound || !fits {
-                return Ok(position);
+                return Ok((position, header.base_offset));
             }
             position = end;
             if position >= segment.size {
-                return Ok(position);
+                return Ok((position, header.next_offset()));
             }
             match segment.read_header_at(file, position)? {
                 Some(next) => header = next,
@@ -617,13 +622,22 @@ impl Log {
         Ok(())
     }
 
-    /// Visits the header of every batch, oldest first (for rebuilding state
-    /// such as producer sequences at startup). Reads headers only.
+    /// Visits the header of every batch from the segment holding `from`
+    /// on, oldest first, with the marker of each control batch (for
+    /// rebuilding producer and transaction state at startup). Reads headers,
+    /// and the whole batch only for the few control batches.
     pub fn for_each_batch_header(
         &self,
-        mut visit: impl FnMut(&BatchHeader),
+        from: i64,
+        mut visit: impl FnMut(&BatchHeader, Option<ControlType>),
     ) -> Result<(), LogError> {
-        for segment in self.segments.values() {
+        let first = self
+            .segments
+            .range(..=from)
+            .next_back()
+            .map_or(i64::MIN, |(base, _)| *base);
+        let mut control = Vec::new();
+        for segment in self.segments.range(first..).map(|(_, segment)| segment) {
             let file = segment.log_file(&self.files)?;
             let mut position = 0u64;
             while position < segment.size {
@@ -633,11 +647,53 @@ impl Log {
                         position,
                     });
                 };
-                visit(&header);
+                let marker = if header.is_control() {
+                    control.resize(header.total_size(), 0);
+                    file.read_exact_at(&mut control, position)
+                        .map_err(|e| LogError::io("read", &segment.log_path, e))?;
+                    batch::control_type(&control)
+                } else {
+                    None
+                };
+                if header.next_offset() > from {
+                    visit(&header, marker);
+                }
                 position += header.total_size() as u64;
             }
         }
         Ok(())
+    }
+
+    /// Notes an aborted transaction in the index of the segment that holds
+    /// its abort marker. Idempotent, so a replay may add entries again.
+    pub fn add_aborted(&mut self, entry: AbortedTxn) -> Result<(), LogError> {
+        let files = self.files.clone();
+        match self.segments.range_mut(..=entry.last_offset).next_back() {
+            Some((_, segment)) if entry.last_offset < segment.next_offset => {
+                segment.add_aborted(&files, entry)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The aborted transactions with records in `[from, to)`, by first
+    /// offset, for a `read_committed` fetch of that range. Their markers are
+    /// at or after `from`, so only the segments from there on are asked.
+    pub fn aborted_transactions(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        let first = self
+            .segments
+            .range(..=from)
+            .next_back()
+            .map_or(i64::MIN, |(base, _)| *base);
+        let mut found: Vec<AbortedTxn> = self
+            .segments
+            .range(first..)
+            .flat_map(|(_, segment)| segment.aborted())
+            .filter(|entry| entry.overlaps(from, to))
+            .copied()
+            .collect();
+        found.sort_by_key(|entry| entry.first_offset);
+        found
     }
 
     /// Base offset of the active segment: everything below it is sealed.

@@ -10,6 +10,7 @@ use crate::batch::{self, BatchHeader, HEADER_SIZE};
 use crate::error::LogError;
 use crate::files::FileCache;
 use crate::index::{self, OffsetEntry, TimeEntry};
+use crate::txn_index::{self, AbortedTxn};
 
 /// File names of a segment: the base offset as 20 zero-padded digits, as in Kafka.
 pub fn file_stem(base_offset: i64) -> String {
@@ -56,12 +57,15 @@ pub struct Segment {
     pub log_path: PathBuf,
     offset_index_path: PathBuf,
     time_index_path: PathBuf,
+    txn_index_path: PathBuf,
     /// Bytes of valid batches in the `.log` file.
     pub size: u64,
     /// Offset after the last batch (the base offset when empty).
     pub next_offset: i64,
     offset_index: Vec<OffsetEntry>,
     time_index: Vec<TimeEntry>,
+    /// Transactions whose abort marker is in this segment, in marker order.
+    aborted: Vec<AbortedTxn>,
     bytes_since_index_entry: u64,
     /// Largest batch max timestamp seen in the segment, -1 when empty.
     pub max_timestamp: i64,
@@ -81,6 +85,10 @@ impl Segment {
         )
     }
 
+    fn txn_index_path(dir: &Path, base_offset: i64) -> PathBuf {
+        txn_index::path(dir, &file_stem(base_offset))
+    }
+
     /// Creates an empty segment, truncating any leftovers with the same name.
     pub fn create(
         dir: &Path,
@@ -89,6 +97,8 @@ impl Segment {
         now_ms: i64,
     ) -> Result<Segment, LogError> {
         let (log_path, offset_index_path, time_index_path) = Segment::paths(dir, base_offset);
+        let txn_index_path = Segment::txn_index_path(dir, base_offset);
+        remove_if_exists(files, &txn_index_path)?;
         for path in [&log_path, &offset_index_path, &time_index_path] {
             let file = files
                 .get(path)
@@ -101,10 +111,12 @@ impl Segment {
             log_path,
             offset_index_path,
             time_index_path,
+            txn_index_path,
             size: 0,
             next_offset: base_offset,
             offset_index: Vec::new(),
             time_index: Vec::new(),
+            aborted: Vec::new(),
             bytes_since_index_entry: 0,
             max_timestamp: -1,
             offset_of_max_timestamp: base_offset,
@@ -153,10 +165,12 @@ impl Segment {
             log_path,
             offset_index_path,
             time_index_path,
+            txn_index_path: Segment::txn_index_path(dir, base_offset),
             size: file_size,
             next_offset: next_offset_hint.unwrap_or(base_offset),
             offset_index: Vec::new(),
             time_index: Vec::new(),
+            aborted: Vec::new(),
             bytes_since_index_entry: 0,
             max_timestamp: -1,
             offset_of_max_timestamp: base_offset,
@@ -196,7 +210,65 @@ impl Segment {
                 segment.created_ms = first.max_timestamp.max(0).min(now_ms);
             }
         }
+        segment.load_aborted(files)?;
         Ok(segment)
+    }
+
+    /// Loads the `.txnindex` entries that still point into the segment.
+    fn load_aborted(&mut self, files: &FileCache) -> Result<(), LogError> {
+        let path = &self.txn_index_path;
+        let file = match File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(LogError::io("open", path, e)),
+        };
+        self.aborted = txn_index::load(&file, self.base_offset, self.next_offset)
+            .map_err(|e| LogError::io("read", path, e))?;
+        let file_size = file
+            .metadata()
+            .map_err(|e| LogError::io("stat", path, e))?
+            .len();
+        if file_size != (self.aborted.len() * txn_index::ENTRY_SIZE) as u64 {
+            // Entries past a truncated tail must not be appended after.
+            self.rewrite_txn_index(files)?;
+        }
+        Ok(())
+    }
+
+    /// The aborted transactions whose markers are in this segment.
+    pub fn aborted(&self) -> &[AbortedTxn] {
+        &self.aborted
+    }
+
+    /// Adds an aborted transaction whose marker is in this segment. Appends
+    /// to the file in the usual case; an entry that is already there (a
+    /// replay after restart) is ignored, and one that belongs earlier (a
+    /// crash lost it) rewrites the file.
+    pub fn add_aborted(&mut self, files: &FileCache, entry: AbortedTxn) -> Result<(), LogError> {
+        match self
+            .aborted
+            .binary_search_by_key(&entry.last_offset, |known| known.last_offset)
+        {
+            Ok(_) => Ok(()),
+            Err(at) if at == self.aborted.len() => {
+                let position = (at * txn_index::ENTRY_SIZE) as u64;
+                write_at(files, &self.txn_index_path, &entry.encode(), position)?;
+                self.aborted.push(entry);
+                Ok(())
+            }
+            Err(at) => {
+                self.aborted.insert(at, entry);
+                self.rewrite_txn_index(files)
+            }
+        }
+    }
+
+    fn rewrite_txn_index(&self, files: &FileCache) -> Result<(), LogError> {
+        let path = &self.txn_index_path;
+        let file = files.get(path).map_err(|e| LogError::io("open", path, e))?;
+        file.set_len(0)
+            .map_err(|e| LogError::io("truncate", path, e))?;
+        write_at(files, path, &txn_index::encode_all(&self.aborted), 0)
     }
 
     /// Throws the indexes away and rebuilds them by validating every batch.
@@ -430,11 +502,15 @@ impl Segment {
     /// makes the log and both indexes durable.
     pub fn seal(&mut self, files: &FileCache) -> Result<(), LogError> {
         self.maybe_push_time_entry(files)?;
+        let txn_index = (!self.aborted.is_empty()).then_some(&self.txn_index_path);
         for path in [
             &self.log_path,
             &self.offset_index_path,
             &self.time_index_path,
-        ] {
+        ]
+        .into_iter()
+        .chain(txn_index)
+        {
             files
                 .get(path)
                 .and_then(|file| file.sync_data())
@@ -524,6 +600,7 @@ impl Segment {
             &self.log_path,
             &self.offset_index_path,
             &self.time_index_path,
+            &self.txn_index_path,
         ] {
             remove_if_exists(files, path)?;
         }
@@ -552,6 +629,10 @@ impl Segment {
         self.time_index
             .retain(|entry| entry.relative_offset < relative);
         self.rewrite_index_files(files)?;
+        if self.aborted.iter().any(|entry| entry.last_offset >= offset) {
+            self.aborted.retain(|entry| entry.last_offset < offset);
+            self.rewrite_txn_index(files)?;
+        }
         // Recompute the tail state by walking what is left after the last index entry.
         let resume = self.offset_index.last().copied();
         let (start, start_offset) = match resume {

@@ -8,15 +8,21 @@
 //! the response and `partition_max_bytes` each partition, except that the
 //! first batch of the response is always whole (KIP-74) so that a batch
 //! larger than the limits cannot stall a consumer.
+//!
+//! A `read_committed` fetch (isolation level 1) stops at the last stable
+//! offset and carries the aborted transactions among the returned records;
+//! the client drops their records and every control batch.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::future::select_all;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
-use strom_log::LogError;
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
+use strom_log::{AbortedTxn, LogError};
 use tokio::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -31,8 +37,10 @@ struct PartitionResult {
     key: SessionPartition,
     error: Option<ResponseError>,
     high_watermark: i64,
+    last_stable_offset: i64,
     log_start_offset: i64,
     records: Bytes,
+    aborted: Vec<AbortedTxn>,
 }
 
 impl PartitionResult {
@@ -47,6 +55,7 @@ pub async fn handle(
     request: FetchRequest,
 ) -> FetchResponse {
     let uses_topic_ids = context.api_version >= 13;
+    let read_committed = request.isolation_level == 1;
     let mut requested = Vec::new();
     for topic in &request.topics {
         let name = resolve_topic(&broker, &topic.topic, topic.topic_id, uses_topic_ids);
@@ -138,7 +147,13 @@ pub async fn handle(
         for arrival in &mut arrivals {
             arrival.as_mut().enable();
         }
-        let results = read_partitions(uses_topic_ids, &partitions, &handles, max_bytes);
+        let results = read_partitions(
+            uses_topic_ids,
+            read_committed,
+            &partitions,
+            &handles,
+            max_bytes,
+        );
         let bytes: usize = results.iter().map(|result| result.records.len()).sum();
         let has_error = results.iter().any(PartitionResult::is_error);
         if bytes >= min_bytes || has_error || arrivals.is_empty() || Instant::now() >= deadline {
@@ -172,8 +187,19 @@ pub async fn handle(
             .with_partition_index(result.key.partition)
             .with_error_code(result.error.map_or(0, |error| error.code()))
             .with_high_watermark(result.high_watermark)
-            .with_last_stable_offset(result.high_watermark)
+            .with_last_stable_offset(result.last_stable_offset)
             .with_log_start_offset(result.log_start_offset)
+            .with_aborted_transactions(read_committed.then(|| {
+                result
+                    .aborted
+                    .iter()
+                    .map(|aborted| {
+                        AbortedTransaction::default()
+                            .with_producer_id(ProducerId(aborted.producer_id))
+                            .with_first_offset(aborted.first_offset)
+                    })
+                    .collect()
+            }))
             .with_records(Some(result.records));
         let same_topic = topics.last().is_some_and(|last| {
             last.topic.as_str() == result.key.topic && last.topic_id == result.key.topic_id
@@ -199,6 +225,7 @@ pub async fn handle(
 
 fn read_partitions(
     uses_topic_ids: bool,
+    read_committed: bool,
     partitions: &[(SessionPartition, PartitionState)],
     handles: &[Option<Arc<Partition>>],
     max_bytes: usize,
@@ -213,8 +240,10 @@ fn read_partitions(
                 key: key.clone(),
                 error: None,
                 high_watermark: -1,
+                last_stable_offset: -1,
                 log_start_offset: -1,
                 records: Bytes::new(),
+                aborted: Vec::new(),
             };
             let Some(partition) = handle else {
                 result.error = Some(if uses_topic_ids && key.topic.is_empty() {
@@ -225,24 +254,28 @@ fn read_partitions(
                 return result;
             };
             result.high_watermark = partition.high_watermark();
+            result.last_stable_offset = partition.last_stable_offset();
             result.log_start_offset = partition.log_start_offset();
             let limit = remaining.min(state.max_bytes.max(0) as usize);
             if limit == 0 && first_batch_sent {
                 return result;
             }
-            match partition.read(state.fetch_offset, limit, !first_batch_sent) {
-                Ok(Some(slice)) => match slice.read() {
+            let read =
+                partition.read_isolated(state.fetch_offset, limit, !first_batch_sent, read_committed);
+            match read {
+                Ok((Some(slice), aborted)) => match slice.read() {
                     Ok(bytes) => {
                         remaining = remaining.saturating_sub(bytes.len());
                         first_batch_sent = true;
                         result.records = Bytes::from(bytes);
+                        result.aborted = aborted;
                     }
                     Err(error) => {
                         tracing::error!(topic = %key.topic, partition = key.partition, %error, "reading a segment failed");
                         result.error = Some(ResponseError::KafkaStorageError);
                     }
                 },
-                Ok(None) => {}
+                Ok((None, _)) => {}
                 Err(LogError::OffsetOutOfRange { .. }) => {
                     result.error = Some(ResponseError::OffsetOutOfRange);
                 }

@@ -1,5 +1,6 @@
-//! FindCoordinator: this broker coordinates every group (it is the only
-//! one). Creates `__consumer_offsets` on first use.
+//! FindCoordinator: this broker coordinates every group and every
+//! transactional id (it is the only one). Creates `__consumer_offsets` or
+//! `__transaction_state` on first use.
 
 use std::sync::Arc;
 
@@ -12,25 +13,29 @@ use crate::broker::Broker;
 use crate::protocol::RequestContext;
 
 const GROUP: i8 = 0;
+const TRANSACTION: i8 = 1;
 
 pub async fn handle(
     broker: Arc<Broker>,
     context: &RequestContext,
     request: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
-    let error = if request.key_type != GROUP {
-        Some((
-            ResponseError::CoordinatorNotAvailable,
-            "transactions are not supported yet".to_string(),
-        ))
-    } else {
-        broker
-            .groups
-            .ensure_ready(&broker)
-            .await
-            .err()
-            .map(|error| (ResponseError::CoordinatorNotAvailable, error.message))
+    let ready = match request.key_type {
+        GROUP => broker.groups.ensure_ready(&broker).await,
+        TRANSACTION => broker.transactions.ensure_ready(&broker).await,
+        other => Err(crate::topics::TopicError::new(
+            ResponseError::InvalidRequest,
+            format!("unknown coordinator key type {other}"),
+        )),
     };
+    let error = ready.err().map(|error| {
+        let code = if error.error == ResponseError::InvalidRequest {
+            error.error
+        } else {
+            ResponseError::CoordinatorNotAvailable
+        };
+        (code, error.message)
+    });
     let (code, message) = match &error {
         Some((error, message)) => (error.code(), Some(str_bytes(message.clone()))),
         None => (0, None),

@@ -1,6 +1,8 @@
-//! InitProducerId: a producer id and epoch for idempotent producers
-//! (transactions are not supported yet). With a known id and epoch (KIP-360)
-//! the epoch is bumped so the producer can reset its sequences.
+//! InitProducerId: a producer id and epoch. Idempotent producers get a new
+//! id (or, with a known id and epoch, KIP-360, a bumped epoch so they can
+//! reset their sequences); transactional producers get theirs from the
+//! transaction coordinator, which fences older producers of the same
+//! `transactional.id`.
 
 use std::sync::Arc;
 
@@ -12,18 +14,37 @@ use crate::protocol::RequestContext;
 
 pub async fn handle(
     broker: Arc<Broker>,
-    _context: &RequestContext,
+    context: &RequestContext,
     request: InitProducerIdRequest,
 ) -> InitProducerIdResponse {
-    if request
+    if let Some(transactional_id) = request
         .transactional_id
         .as_ref()
-        .is_some_and(|id| !id.is_empty())
+        .filter(|id| !id.is_empty())
     {
-        return InitProducerIdResponse::default()
-            .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())
-            .with_producer_id(ProducerId(-1))
-            .with_producer_epoch(-1);
+        let expected =
+            (request.producer_id.0 >= 0).then_some((request.producer_id.0, request.producer_epoch));
+        let result = broker
+            .transactions
+            .init_producer_id(
+                &broker,
+                transactional_id,
+                request.transaction_timeout_ms,
+                expected,
+            )
+            .await;
+        return match result {
+            Ok((producer_id, epoch)) => InitProducerIdResponse::default()
+                .with_producer_id(ProducerId(producer_id))
+                .with_producer_epoch(epoch),
+            Err(refused) => {
+                tracing::debug!(transactional_id = %transactional_id.as_str(), message = %refused.message, "InitProducerId refused");
+                InitProducerIdResponse::default()
+                    .with_error_code(refused.code(context.api_version >= 4))
+                    .with_producer_id(ProducerId(-1))
+                    .with_producer_epoch(-1)
+            }
+        };
     }
     if request.producer_id.0 >= 0
         && request.producer_epoch >= 0

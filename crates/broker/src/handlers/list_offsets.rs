@@ -29,6 +29,8 @@ pub async fn handle(
     request: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
     let with_epoch = context.api_version >= 4;
+    // read_committed consumers see up to the last stable offset.
+    let read_committed = request.isolation_level == 1;
     let topics = request
         .topics
         .into_iter()
@@ -46,7 +48,7 @@ pub async fn handle(
                         return response
                             .with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
-                    match lookup(&partition, requested.timestamp) {
+                    match lookup(&partition, requested.timestamp, read_committed) {
                         Ok((timestamp, offset)) => {
                             let response = response.with_timestamp(timestamp).with_offset(offset);
                             if with_epoch && offset >= 0 {
@@ -68,8 +70,12 @@ pub async fn handle(
 }
 
 /// (timestamp, offset) for one partition; -1/-1 when no record qualifies.
-fn lookup(partition: &Partition, timestamp: i64) -> Result<(i64, i64), ResponseError> {
-    let high_watermark = partition.high_watermark();
+fn lookup(
+    partition: &Partition,
+    timestamp: i64,
+    read_committed: bool,
+) -> Result<(i64, i64), ResponseError> {
+    let high_watermark = partition.visible_end(read_committed);
     let found = match timestamp {
         LATEST => return Ok((-1, high_watermark)),
         EARLIEST | EARLIEST_LOCAL => return Ok((-1, partition.log_start_offset())),

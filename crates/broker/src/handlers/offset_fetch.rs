@@ -1,5 +1,7 @@
 //! OffsetFetch: a group's committed offsets (one group before v8, several
-//! from v8); -1 for partitions without a commit.
+//! from v8); -1 for partitions without a commit. With `require_stable`
+//! (v7+, KIP-447) a partition whose offset a transaction is still
+//! committing answers UNSTABLE_OFFSET_COMMIT, and the client retries.
 
 use std::sync::Arc;
 
@@ -14,10 +16,15 @@ use super::{str_bytes, topic_name};
 use crate::broker::Broker;
 use crate::protocol::RequestContext;
 
-/// (topic, partition, offset, leader epoch, metadata) for a group's request.
-type Answer = Vec<(String, Vec<(i32, i64, i32, String)>)>;
+/// Per topic: (partition, offset, leader epoch, metadata, error code).
+type Answer = Vec<(String, Vec<(i32, i64, i32, String, i16)>)>;
 
-fn lookup(broker: &Broker, group_id: &str, topics: Option<Vec<(String, Vec<i32>)>>) -> Answer {
+fn lookup(
+    broker: &Broker,
+    group_id: &str,
+    topics: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
+) -> Answer {
     let coordinator = broker.groups.coordinator();
     let offsets = coordinator.offsets(group_id);
     let wanted: Vec<(String, Vec<i32>)> = match topics {
@@ -38,17 +45,23 @@ fn lookup(broker: &Broker, group_id: &str, topics: Option<Vec<(String, Vec<i32>)
         .map(|(topic, partitions)| {
             let found = partitions
                 .into_iter()
-                .map(
-                    |partition| match offsets.and_then(|o| o.get(&(topic.clone(), partition))) {
+                .map(|partition| {
+                    if require_stable && coordinator.has_pending_offset(group_id, &topic, partition)
+                    {
+                        let unstable = ResponseError::UnstableOffsetCommit.code();
+                        return (partition, -1, -1, String::new(), unstable);
+                    }
+                    match offsets.and_then(|o| o.get(&(topic.clone(), partition))) {
                         Some(committed) => (
                             partition,
                             committed.offset,
                             committed.leader_epoch,
                             committed.metadata.clone(),
+                            0,
                         ),
-                        None => (partition, -1, -1, String::new()),
-                    },
-                )
+                        None => (partition, -1, -1, String::new(), 0),
+                    }
+                })
                 .collect();
             (topic, found)
         })
@@ -77,7 +90,7 @@ pub async fn handle(
                         .map(|topic| (topic.name.to_string(), topic.partition_indexes))
                         .collect()
                 });
-                let topics = lookup(&broker, &group.group_id, wanted)
+                let topics = lookup(&broker, &group.group_id, wanted, request.require_stable)
                     .into_iter()
                     .map(|(topic, partitions)| {
                         OffsetFetchResponseTopics::default()
@@ -85,12 +98,13 @@ pub async fn handle(
                             .with_partitions(
                                 partitions
                                     .into_iter()
-                                    .map(|(partition, offset, epoch, metadata)| {
+                                    .map(|(partition, offset, epoch, metadata, code)| {
                                         OffsetFetchResponsePartitions::default()
                                             .with_partition_index(partition)
                                             .with_committed_offset(offset)
                                             .with_committed_leader_epoch(epoch)
                                             .with_metadata(Some(str_bytes(metadata)))
+                                            .with_error_code(code)
                                     })
                                     .collect(),
                             )
@@ -111,7 +125,8 @@ pub async fn handle(
             .collect()
     });
     let with_epoch = context.api_version >= 5;
-    let topics = lookup(&broker, &request.group_id, wanted)
+    let require_stable = context.api_version >= 7 && request.require_stable;
+    let topics = lookup(&broker, &request.group_id, wanted, require_stable)
         .into_iter()
         .map(|(topic, partitions)| {
             OffsetFetchResponseTopic::default()
@@ -119,11 +134,12 @@ pub async fn handle(
                 .with_partitions(
                     partitions
                         .into_iter()
-                        .map(|(partition, offset, epoch, metadata)| {
+                        .map(|(partition, offset, epoch, metadata, code)| {
                             let answer = OffsetFetchResponsePartition::default()
                                 .with_partition_index(partition)
                                 .with_committed_offset(offset)
-                                .with_metadata(Some(str_bytes(metadata)));
+                                .with_metadata(Some(str_bytes(metadata)))
+                                .with_error_code(code);
                             if with_epoch {
                                 answer.with_committed_leader_epoch(epoch)
                             } else {

@@ -52,6 +52,7 @@ pub fn handle(
     request: ProduceRequest,
 ) -> Option<impl Future<Output = ProduceResponse> + Send + 'static> {
     let acks = request.acks;
+    let transactional_id = request.transactional_id.as_ref().map(|id| id.to_string());
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {
         // Produce v13 names topics by id.
@@ -82,6 +83,7 @@ pub fn handle(
                         data.index,
                         data.records.as_deref(),
                         acks,
+                        transactional_id.as_deref(),
                     ),
                 }
             };
@@ -142,6 +144,7 @@ fn append(
     index: i32,
     records: Option<&[u8]>,
     acks: i16,
+    transactional_id: Option<&str>,
 ) -> PartitionOutcome {
     let settings = partition.settings();
     let Some(records) = records.filter(|records| !records.is_empty()) else {
@@ -172,12 +175,19 @@ fn append(
             return failed(index, batch_error(&error), error.to_string());
         }
     };
-    if header.is_control() || header.is_transactional() {
+    if header.is_control() {
         return failed(
             index,
             ResponseError::InvalidRecord,
-            "transactional and control batches are not supported yet (idempotent producers are)",
+            "control batches are written by the transaction coordinator, not by producers",
         );
+    }
+    if header.is_transactional() {
+        if let Err((error, message)) =
+            verify_transactional(broker, partition, &header, transactional_id)
+        {
+            return failed(index, error, message);
+        }
     }
     if records.len() > settings.max_message_bytes {
         return failed(
@@ -247,6 +257,54 @@ fn append(
             .with_log_start_offset(partition.log_start_offset()),
         durable,
     }
+}
+
+/// A transaction's batch is accepted only from the producer that owns the
+/// open transaction, and its first batch in a partition only if the
+/// partition was added to the transaction (KIP-890's verification, asked of
+/// the coordinator in-process), so a zombie's late write cannot open a
+/// transaction that nothing would ever end.
+fn verify_transactional(
+    broker: &Broker,
+    partition: &Partition,
+    header: &batch::BatchHeader,
+    transactional_id: Option<&str>,
+) -> Result<(), (ResponseError, String)> {
+    let Some(transactional_id) = transactional_id.filter(|id| !id.is_empty()) else {
+        return Err((
+            ResponseError::InvalidRecord,
+            "a transactional batch needs the request's transactional id".to_string(),
+        ));
+    };
+    if partition.has_open_transaction(header.producer_id) {
+        // Its epoch is checked with its sequence by the partition.
+        return Ok(());
+    }
+    let topic_partition = (partition.topic.clone(), partition.index);
+    broker
+        .transactions
+        .coordinator()
+        .verify(
+            transactional_id,
+            header.producer_id,
+            header.producer_epoch,
+            &topic_partition,
+        )
+        .map_err(|error| {
+            use strom_coordinator::transaction::TxnError;
+            let error = match error {
+                TxnError::ProducerFenced => ResponseError::InvalidProducerEpoch,
+                TxnError::InvalidProducerIdMapping => ResponseError::InvalidProducerIdMapping,
+                _ => ResponseError::InvalidTxnState,
+            };
+            (
+                error,
+                format!(
+                    "partition {}-{} is not part of transactional id '{transactional_id}''s open transaction",
+                    partition.topic, partition.index
+                ),
+            )
+        })
 }
 
 /// Relaxed durability (`flush.messages` / `flush.ms` set on the topic):

@@ -1,0 +1,167 @@
+//! The internal compacted topics that coordinators keep their state in
+//! (`__consumer_offsets`, `__transaction_state`): creating one on first use,
+//! appending keyed records to the partition a key hashes to and waiting
+//! until they are durable, and replaying a partition at startup.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use strom_coordinator::records::partition_for;
+
+use crate::broker::Broker;
+use crate::partition::{now_ms, Appended, Partition};
+use crate::topics::{NewTopic, TopicError};
+
+/// A record for an internal topic: key and value (`None` deletes the key).
+pub type KeyedRecord = (Vec<u8>, Option<Vec<u8>>);
+
+/// Creates the internal topic `name` with as many partitions as the broker
+/// config `partitions_config` says, unless it exists. Returns true when it
+/// already existed, so its records must be replayed.
+pub async fn create_if_missing(
+    broker: &Arc<Broker>,
+    name: &str,
+    partitions_config: &str,
+) -> Result<bool, TopicError> {
+    if broker.partitions.topic(name).is_some() {
+        return Ok(true);
+    }
+    let partitions = broker.config.overrides.get_i64(partitions_config).max(1) as i32;
+    let topic = NewTopic {
+        name: name.to_string(),
+        partitions,
+        configs: BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            ("segment.bytes".to_string(), "104857600".to_string()),
+        ]),
+    };
+    let creator = broker.clone();
+    let created =
+        tokio::task::spawn_blocking(move || creator.topics.create(topic, &creator.partitions))
+            .await
+            .map_err(|_| {
+                TopicError::new(
+                    ResponseError::CoordinatorNotAvailable,
+                    format!("creating {name} failed"),
+                )
+            })?;
+    match created {
+        Ok(_) => Ok(false),
+        Err(error) if error.error == ResponseError::TopicAlreadyExists => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
+/// The partition of internal topic `topic` that `key` (a group or
+/// transactional id) belongs to: Kafka's `abs(hashCode) % partitions`.
+pub fn partition_for_key(broker: &Broker, topic: &str, key: &str) -> Option<Arc<Partition>> {
+    let partitions = broker.partitions.topic(topic)?;
+    let index = partition_for(key, partitions.len() as i32) as usize;
+    partitions.get(index).cloned()
+}
+
+/// Visits every record of a partition below its high watermark, control
+/// records (transaction markers) included. Returns how many it visited.
+pub fn replay(topic: &str, partition: &Partition, mut visit: impl FnMut(&Record)) -> u64 {
+    let mut offset = partition.log_start_offset();
+    let end = partition.high_watermark();
+    let mut records = 0u64;
+    while offset < end {
+        let slice = match partition.read(offset, 1 << 20, true) {
+            Ok(Some(slice)) => slice,
+            Ok(None) => break,
+            Err(error) => {
+                tracing::error!(topic, partition = partition.index, %error, "reading an internal topic failed");
+                break;
+            }
+        };
+        let Ok(bytes) = slice.read() else { break };
+        let mut buffer = Bytes::from(bytes);
+        let Ok(sets) = RecordBatchDecoder::decode_all(&mut buffer) else {
+            tracing::error!(
+                topic,
+                partition = partition.index,
+                "undecodable batch in an internal topic"
+            );
+            break;
+        };
+        let mut last = offset;
+        for set in sets {
+            for record in set.records {
+                last = last.max(record.offset + 1);
+                records += 1;
+                visit(&record);
+            }
+        }
+        if last <= offset {
+            break;
+        }
+        offset = last;
+    }
+    records
+}
+
+/// Appends keyed records, as one batch, to `partition` and waits until they
+/// are durable. With `producer` (id, epoch) the batch is part of that
+/// producer's transaction (TxnOffsetCommit).
+pub async fn append(
+    broker: &Arc<Broker>,
+    partition: Arc<Partition>,
+    records: Vec<KeyedRecord>,
+    producer: Option<(i64, i16)>,
+) -> Result<(), String> {
+    let now = now_ms();
+    let (producer_id, producer_epoch) = producer.unwrap_or((-1, -1));
+    let encoded: Vec<Record> = records
+        .into_iter()
+        .enumerate()
+        .map(|(index, (key, value))| Record {
+            transactional: producer.is_some(),
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id,
+            producer_epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: index as i64,
+            // The encoder keeps records in one batch while offset - sequence
+            // is constant; the batch's own base sequence is reset below.
+            sequence: index as i32,
+            timestamp: now,
+            key: Some(Bytes::from(key)),
+            value: value.map(Bytes::from),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buffer = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buffer,
+        &encoded,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .map_err(|error| error.to_string())?;
+    let mut bytes = buffer.to_vec();
+    // The broker's own writes carry no sequence.
+    strom_log::batch::set_base_sequence(&mut bytes, -1);
+    let end = match partition
+        .append(&mut bytes)
+        .map_err(|error| error.to_string())?
+    {
+        Appended::Written(info) => info.last_offset + 1,
+        Appended::Rejected(error) => return Err(format!("refused: {error:?}")),
+        other => return Err(format!("unexpected append outcome {other:?}")),
+    };
+    broker
+        .flusher
+        .flush(partition, end)
+        .await
+        .map_err(|_| "flusher stopped".to_string())?
+}

@@ -1,0 +1,413 @@
+//! The runtime around the transaction coordinator: it feeds requests and
+//! the clock to the [`TransactionCoordinator`] state machine, persists each
+//! state change in `__transaction_state` before acting on it, and writes
+//! the COMMIT or ABORT markers into every partition of a transaction.
+//!
+//! Order of a transaction's end, which recovery relies on:
+//! 1. `Prepare*` is written to `__transaction_state` (durable);
+//! 2. a marker is written to each partition (durable), ending the
+//!    producer's transaction there and moving the last stable offset;
+//! 3. `Complete*` is written.
+//!
+//! After a crash between 1 and 3 the coordinator, rebuilt from the topic,
+//! still says `Prepare*`, and the markers are written again (a marker for a
+//! transaction that is no longer open in a partition changes nothing there).
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures_util::future::join_all;
+use kafka_protocol::error::ResponseError;
+use strom_coordinator::transaction::{
+    self as txn, EndOutcome, InitOutcome, MarkerJob, TopicPartition, TransactionCoordinator,
+    TxnConfig, TxnError,
+};
+use strom_log::batch::ControlType;
+use tokio::sync::OnceCell;
+
+use crate::broker::Broker;
+use crate::groups::OFFSETS_TOPIC;
+use crate::internal_topics;
+use crate::partition::now_ms;
+use crate::topics::TopicError;
+
+pub const TRANSACTION_TOPIC: &str = "__transaction_state";
+
+/// Coordinator epoch written into markers: one coordinator, never moved.
+const COORDINATOR_EPOCH: i32 = 0;
+
+/// A prepared transaction whose markers are not all written after this long
+/// is retried by the timer (a failed write, or a crash before the restart).
+const MARKER_RETRY_MS: i64 = 10_000;
+
+pub struct Transactions {
+    coordinator: Mutex<TransactionCoordinator>,
+    /// Held from a state change until its record is written, so that records
+    /// of one transactional id reach the log in the order of the changes.
+    writes: tokio::sync::Mutex<()>,
+    ready: OnceCell<()>,
+}
+
+/// A refusal: a Kafka error and what to tell the client.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub error: ResponseError,
+    pub message: String,
+}
+
+impl From<TxnError> for Refused {
+    fn from(error: TxnError) -> Refused {
+        let (error, message) = match error {
+            TxnError::ConcurrentTransactions => (
+                ResponseError::ConcurrentTransactions,
+                "the previous transaction is still being completed; retry",
+            ),
+            TxnError::ProducerFenced => (
+                ResponseError::ProducerFenced,
+                "a newer producer with this transactional.id exists (or the transaction timed out)",
+            ),
+            TxnError::InvalidProducerIdMapping => (
+                ResponseError::InvalidProducerIdMapping,
+                "the producer id does not belong to this transactional.id; call InitProducerId",
+            ),
+            TxnError::InvalidTxnState => (
+                ResponseError::InvalidTxnState,
+                "the request does not fit the transaction's state",
+            ),
+            TxnError::InvalidTransactionTimeout => (
+                ResponseError::InvalidTransactionTimeout,
+                "transaction.timeout.ms must be positive and at most the broker's transaction.max.timeout.ms",
+            ),
+        };
+        Refused {
+            error,
+            message: message.to_string(),
+        }
+    }
+}
+
+impl Refused {
+    /// The error code for a request version: versions before KIP-588 know
+    /// no PRODUCER_FENCED and get INVALID_PRODUCER_EPOCH instead.
+    pub fn code(&self, knows_producer_fenced: bool) -> i16 {
+        if self.error == ResponseError::ProducerFenced && !knows_producer_fenced {
+            ResponseError::InvalidProducerEpoch.code()
+        } else {
+            self.error.code()
+        }
+    }
+}
+
+fn unavailable(message: impl Into<String>) -> Refused {
+    Refused {
+        error: ResponseError::CoordinatorNotAvailable,
+        message: message.into(),
+    }
+}
+
+impl Transactions {
+    pub fn new(config: TxnConfig) -> Transactions {
+        Transactions {
+            coordinator: Mutex::new(TransactionCoordinator::new(config)),
+            writes: tokio::sync::Mutex::new(()),
+            ready: OnceCell::const_new(),
+        }
+    }
+
+    pub fn coordinator(&self) -> MutexGuard<'_, TransactionCoordinator> {
+        self.coordinator.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Creates `__transaction_state` on first use, or loads it once after a
+    /// restart and finishes the transactions that were being completed.
+    pub async fn ensure_ready(&self, broker: &Arc<Broker>) -> Result<(), TopicError> {
+        self.ready
+            .get_or_try_init(|| async {
+                let existed = internal_topics::create_if_missing(
+                    broker,
+                    TRANSACTION_TOPIC,
+                    "transaction.state.log.num.partitions",
+                )
+                .await?;
+                if existed {
+                    let loader = broker.clone();
+                    let _ = tokio::task::spawn_blocking(move || load(&loader)).await;
+                    for job in broker.transactions.coordinator().pending_markers() {
+                        tokio::spawn(finish(broker.clone(), job));
+                    }
+                }
+                Ok(())
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn ready(&self, broker: &Arc<Broker>) -> Result<(), Refused> {
+        self.ensure_ready(broker)
+            .await
+            .map_err(|error| unavailable(error.message))
+    }
+
+    /// InitProducerId with a transactional id: a producer id and a new
+    /// epoch, after aborting an older producer's open transaction.
+    pub async fn init_producer_id(
+        &self,
+        broker: &Arc<Broker>,
+        transactional_id: &str,
+        timeout_ms: i32,
+        mut expected: Option<(i64, i16)>,
+    ) -> Result<(i64, i16), Refused> {
+        self.ready(broker).await?;
+        let mut allocated = None;
+        loop {
+            let guard = self.writes.lock().await;
+            let outcome = self.coordinator().init_producer_id(
+                now_ms(),
+                transactional_id,
+                timeout_ms,
+                expected,
+                || allocated.take(),
+            )?;
+            match outcome {
+                None => {
+                    drop(guard);
+                    let allocator = broker.clone();
+                    let id = tokio::task::spawn_blocking(move || {
+                        allocator.topics.allocate_producer_id()
+                    })
+                    .await
+                    .map_err(|_| unavailable("allocating a producer id failed"))?
+                    .map_err(|error| unavailable(error.message))?;
+                    allocated = Some(id);
+                }
+                Some(InitOutcome::Ready {
+                    producer_id,
+                    producer_epoch,
+                }) => {
+                    persist(broker, transactional_id).await?;
+                    return Ok((producer_id, producer_epoch));
+                }
+                Some(InitOutcome::AbortFirst(job)) => {
+                    tracing::info!(
+                        transactional_id,
+                        producer_id = job.producer_id,
+                        epoch = job.producer_epoch,
+                        "fencing the previous producer: aborting its open transaction"
+                    );
+                    persist(broker, transactional_id).await?;
+                    drop(guard);
+                    finish(broker.clone(), job).await?;
+                    // The epoch moved on; the next round bumps it once more.
+                    expected = None;
+                }
+            }
+        }
+    }
+
+    /// AddPartitionsToTxn and AddOffsetsToTxn.
+    pub async fn add_partitions(
+        &self,
+        broker: &Arc<Broker>,
+        transactional_id: &str,
+        producer: (i64, i16),
+        partitions: &[TopicPartition],
+    ) -> Result<(), Refused> {
+        self.ready(broker).await?;
+        let _guard = self.writes.lock().await;
+        let changed = self.coordinator().add_partitions(
+            now_ms(),
+            transactional_id,
+            producer.0,
+            producer.1,
+            partitions,
+        )?;
+        if changed {
+            persist(broker, transactional_id).await?;
+        }
+        Ok(())
+    }
+
+    /// EndTxn: answered once every marker is written and the end recorded.
+    pub async fn end(
+        &self,
+        broker: &Arc<Broker>,
+        transactional_id: &str,
+        producer: (i64, i16),
+        commit: bool,
+    ) -> Result<(), Refused> {
+        self.ready(broker).await?;
+        let guard = self.writes.lock().await;
+        let outcome =
+            self.coordinator()
+                .end(now_ms(), transactional_id, producer.0, producer.1, commit)?;
+        match outcome {
+            EndOutcome::Done => Ok(()),
+            EndOutcome::Markers(job) => {
+                persist(broker, transactional_id).await?;
+                drop(guard);
+                finish(broker.clone(), job).await
+            }
+        }
+    }
+
+    /// Aborts transactions past their timeout, and retries markers of
+    /// prepared transactions that have waited too long.
+    pub async fn run_timer(broker: Arc<Broker>) {
+        let interval_ms = broker
+            .config
+            .overrides
+            .get_i64("transaction.abort.timed.out.transaction.cleanup.interval.ms")
+            .max(10) as u64;
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(interval_ms)).await;
+            if broker.transactions.ready.get().is_none() {
+                continue;
+            }
+            let now = now_ms();
+            let stuck: Vec<MarkerJob> = {
+                let coordinator = broker.transactions.coordinator();
+                coordinator
+                    .pending_markers()
+                    .into_iter()
+                    .filter(|job| {
+                        coordinator
+                            .get(&job.transactional_id)
+                            .is_some_and(|metadata| metadata.last_update_ms + MARKER_RETRY_MS < now)
+                    })
+                    .collect()
+            };
+            for job in stuck {
+                tokio::spawn(finish(broker.clone(), job));
+            }
+            let timed_out = broker.transactions.coordinator().timed_out(now);
+            for transactional_id in timed_out {
+                let job = {
+                    let _guard = broker.transactions.writes.lock().await;
+                    let job = broker
+                        .transactions
+                        .coordinator()
+                        .abort_timed_out(now_ms(), &transactional_id);
+                    let Some(job) = job else { continue };
+                    tracing::info!(%transactional_id, producer_id = job.producer_id, "aborting a transaction past its transaction.timeout.ms");
+                    if let Err(error) = persist(&broker, &transactional_id).await {
+                        tracing::warn!(%transactional_id, error = %error.message, "could not record the abort");
+                        continue;
+                    }
+                    job
+                };
+                tokio::spawn(finish(broker.clone(), job));
+            }
+        }
+    }
+}
+
+/// Writes the state of `transactional_id` to its partition of
+/// `__transaction_state` and waits until it is durable.
+async fn persist(broker: &Arc<Broker>, transactional_id: &str) -> Result<(), Refused> {
+    let value = broker
+        .transactions
+        .coordinator()
+        .get(transactional_id)
+        .map(txn::transaction_value);
+    let record = (txn::transaction_key(transactional_id), value);
+    let partition = internal_topics::partition_for_key(broker, TRANSACTION_TOPIC, transactional_id)
+        .ok_or_else(|| unavailable("__transaction_state does not exist"))?;
+    internal_topics::append(broker, partition, vec![record], None)
+        .await
+        .map_err(|error| {
+            tracing::error!(transactional_id, %error, "could not write transaction state");
+            unavailable(format!("could not record the transaction's state: {error}"))
+        })
+}
+
+/// Writes the markers of a prepared transaction into all its partitions,
+/// waits until they are durable, and records the transaction complete.
+async fn finish(broker: Arc<Broker>, job: MarkerJob) -> Result<(), Refused> {
+    let control = if job.commit {
+        ControlType::Commit
+    } else {
+        ControlType::Abort
+    };
+    let mut flushes = Vec::with_capacity(job.partitions.len());
+    for (topic, index) in &job.partitions {
+        let Some(partition) = broker.partitions.get(topic, *index) else {
+            // Deleted since: nothing left to mark.
+            continue;
+        };
+        let written = partition.write_marker(
+            job.producer_id,
+            job.producer_epoch,
+            control,
+            COORDINATOR_EPOCH,
+        );
+        match written {
+            Ok(Ok(end)) => flushes.push(broker.flusher.flush(partition, end)),
+            Ok(Err(error)) => {
+                // A newer epoch already wrote there: this marker is moot.
+                tracing::warn!(
+                    topic,
+                    partition = index,
+                    ?error,
+                    "transaction marker refused"
+                );
+            }
+            Err(error) => {
+                tracing::error!(topic, partition = index, %error, "could not write a transaction marker");
+                return Err(Refused {
+                    error: ResponseError::KafkaStorageError,
+                    message: format!("could not write the transaction marker to {topic}-{index}"),
+                });
+            }
+        }
+        if topic == OFFSETS_TOPIC {
+            broker
+                .groups
+                .coordinator()
+                .complete_transaction(job.producer_id, job.commit);
+        }
+    }
+    for flushed in join_all(flushes).await {
+        if let Err(error) = flushed
+            .map_err(|_| "flusher stopped".to_string())
+            .and_then(|result| result)
+        {
+            return Err(Refused {
+                error: ResponseError::KafkaStorageError,
+                message: format!("a transaction marker could not be made durable: {error}"),
+            });
+        }
+    }
+    let _guard = broker.transactions.writes.lock().await;
+    let completed = broker.transactions.coordinator().complete(
+        now_ms(),
+        &job.transactional_id,
+        job.producer_epoch,
+    );
+    if completed {
+        persist(&broker, &job.transactional_id).await?;
+    }
+    Ok(())
+}
+
+/// Replays `__transaction_state` into the coordinator.
+fn load(broker: &Broker) {
+    let Some(partitions) = broker.partitions.topic(TRANSACTION_TOPIC) else {
+        return;
+    };
+    let mut coordinator = broker.transactions.coordinator();
+    let mut records = 0u64;
+    for partition in partitions.iter() {
+        records += internal_topics::replay(TRANSACTION_TOPIC, partition, |record| {
+            let Some(key) = &record.key else { return };
+            match txn::decode_transaction(key, record.value.as_deref()) {
+                Some((_, Some(metadata))) => coordinator.restore(metadata),
+                Some((transactional_id, None)) => coordinator.forget(&transactional_id),
+                None => {}
+            }
+        });
+    }
+    tracing::info!(
+        records,
+        transactional_ids = coordinator.all().count(),
+        "loaded transactions from __transaction_state"
+    );
+}
