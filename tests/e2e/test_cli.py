@@ -1101,7 +1101,7 @@ def test_global_options_before_or_after_the_subcommand_and_env(strom_bin, srv):
 
 
 def test_client_properties_from_config_file_and_dash_x(cli, srv, tmp_path):
-    """--config FILE (key=value lines, comments allowed) and -X key=value reach librdkafka:
+    """--command-config FILE (key=value lines, comments allowed) and -X key=value reach librdkafka:
     the client.id they set is what the group coordinator sees for a `consume --group
     --follow` member; -X wins over the file."""
     b = srv.bootstrap
@@ -1115,8 +1115,8 @@ def test_client_properties_from_config_file_and_dash_x(cli, srv, tmp_path):
         return [m.client_id for m in d.members]
 
     for group, extra, want in [
-        ("props-file", ["--config", str(props)], "from-config-file"),
-        ("props-x", ["--config", str(props), "-X", "client.id=from-dash-x"], "from-dash-x"),
+        ("props-file", ["--command-config", str(props)], "from-config-file"),
+        ("props-x", ["--command-config", str(props), "-X", "client.id=from-dash-x"], "from-dash-x"),
     ]:
         proc = spawn(cli, *extra, "consume", "props", "--group", group, "--follow")
         try:
@@ -1124,9 +1124,9 @@ def test_client_properties_from_config_file_and_dash_x(cli, srv, tmp_path):
         finally:
             stop(proc)
 
-    # the global --config FILE before the subcommand and `topic create -c/--config k=v`
-    # (same long name) do not get in each other's way
-    cli.run("--config", str(props), "topic", "create", "both-configs", "--config", "retention.ms=1000")
+    # the global --command-config FILE (Kafka tools' name) and `topic create -c/--config k=v`
+    # do not get in each other's way
+    cli.run("--command-config", str(props), "topic", "create", "both-configs", "--config", "retention.ms=1000")
     assert topic_configs(b, "both-configs")["retention.ms"].value == "1000"
 
     r = cli.run("-X", "no.such.property=1", "topic", "list", expect=None)

@@ -446,6 +446,9 @@ impl RunningBroker {
                     tracing::error!(topic = %partition.topic, partition = partition.index, %error, "flush at shutdown failed; the next start recovers it");
                     return Ok(());
                 }
+                if let Err(error) = partition.write_shutdown_snapshot() {
+                    tracing::warn!(topic = %partition.topic, partition = partition.index, %error, "no producer state snapshot at shutdown; the next start replays the log");
+                }
             }
             let marker = data_dir.join(CLEAN_SHUTDOWN_MARKER);
             File::create(&marker)

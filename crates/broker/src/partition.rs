@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::configs::TopicSettings;
-use crate::producer_state::{EndedTransaction, ProducerStates, Verdict};
+use crate::producer_state::{self, EndedTransaction, ProducerStates, Verdict};
 
 /// The outcome of [`Partition::append`].
 #[derive(Debug, Clone, Copy)]
@@ -39,6 +39,7 @@ pub struct Partition {
     pub topic_id: Uuid,
     pub index: i32,
     pub leader_epoch: i32,
+    dir: PathBuf,
     log: Mutex<Log>,
     /// Idempotent producers' sequences; locked before `log` when both are.
     producers: Mutex<ProducerStates>,
@@ -85,9 +86,12 @@ impl Partition {
         } = identity;
         let dir = partition_dir(data_dir, &topic, index);
         let mut log = Log::open(&dir, settings.log, files, recovery, now_ms())?;
-        let mut producers = ProducerStates::default();
+        // Producer state: the newest snapshot, then the batches after it.
+        let (replay_from, mut producers) =
+            producer_state::load_snapshot(&dir, log.log_end_offset())
+                .unwrap_or_else(|| (log.log_start_offset(), ProducerStates::default()));
         let mut aborted = Vec::new();
-        log.for_each_batch_header(log.log_start_offset(), |header, marker| {
+        log.for_each_batch_header(replay_from, |header, marker| {
             if let Some(ended) = producers.record(header, marker) {
                 aborted.extend(aborted_entry(&ended, header, &producers));
             }
@@ -104,6 +108,7 @@ impl Partition {
             topic_id,
             index,
             leader_epoch,
+            dir,
             log: Mutex::new(log),
             producers: Mutex::new(producers),
             high_watermark: AtomicI64::new(end),
@@ -190,14 +195,15 @@ impl Partition {
             Verdict::Duplicate { base_offset } => return Ok(Appended::Duplicate { base_offset }),
             Verdict::Reject(error) => return Ok(Appended::Rejected(error)),
         }
-        let info = {
+        let (info, snapshot) = {
             let mut log = self.log();
-            let info = log.append(batch, options)?;
+            let (info, snapshot) = append_with_snapshot(&mut log, &producers, batch, options)?;
             producers.record(&info.header, None);
             self.advance(&log, &producers);
-            info
+            (info, snapshot)
         };
         drop(producers);
+        self.write_snapshot(snapshot);
         self.unflushed_messages
             .fetch_add(header.record_count.max(0) as i64, Ordering::Relaxed);
         self.data_arrived.notify_waiters();
@@ -232,21 +238,45 @@ impl Partition {
             log_append_time_ms: self.settings().log_append_time.then_some(now),
             now_ms: now,
         };
-        let end = {
+        let (end, snapshot) = {
             let mut log = self.log();
-            let info = log.append(&mut batch, options)?;
+            let (info, snapshot) = append_with_snapshot(&mut log, &producers, &mut batch, options)?;
             if let Some(ended) = producers.record(&info.header, Some(control)) {
                 if let Some(entry) = aborted_entry(&ended, &info.header, &producers) {
                     log.add_aborted(entry)?;
                 }
             }
             self.advance(&log, &producers);
-            log.log_end_offset()
+            (log.log_end_offset(), snapshot)
         };
         drop(producers);
+        self.write_snapshot(snapshot);
         self.unflushed_messages.fetch_add(1, Ordering::Relaxed);
         self.data_arrived.notify_waiters();
         Ok(Ok(end))
+    }
+
+    /// Writes a producer state snapshot taken when a segment rolled. Not
+    /// fsynced: losing it in a crash only makes the next start replay more.
+    fn write_snapshot(&self, snapshot: Option<(i64, Vec<u8>)>) {
+        if let Some((offset, bytes)) = snapshot {
+            if let Err(error) = producer_state::write_snapshot(&self.dir, offset, &bytes, false) {
+                tracing::warn!(topic = %self.topic, partition = self.index, %error, "could not write a producer state snapshot");
+            }
+        }
+    }
+
+    /// At clean shutdown, after the last flush: a durable snapshot at the
+    /// log end (and the active segment's aborted-transaction index made
+    /// durable), so the next start replays nothing.
+    pub fn write_shutdown_snapshot(&self) -> Result<(), LogError> {
+        let producers = self.producers();
+        let log = self.log();
+        log.sync_txn_index()?;
+        let offset = log.log_end_offset();
+        let bytes = producers.encode_snapshot(offset);
+        producer_state::write_snapshot(&self.dir, offset, &bytes, true)
+            .map_err(|e| LogError::io("write snapshot", &self.dir, e))
     }
 
     /// Reads whole batches from `offset` below the high watermark.
@@ -378,6 +408,27 @@ impl Partition {
     pub fn clear_flush_scheduled(&self) {
         self.flush_scheduled.store(false, Ordering::Release);
     }
+}
+
+/// Appends a batch; if that rolled a new segment, also returns a snapshot
+/// of the producer state at the new segment's base offset (taken before
+/// the batch is recorded, which is the state at that offset).
+fn append_with_snapshot(
+    log: &mut Log,
+    producers: &ProducerStates,
+    batch: &mut [u8],
+    options: AppendOptions,
+) -> Result<(AppendInfo, Option<(i64, Vec<u8>)>), LogError> {
+    let active = log.active_base_offset();
+    let info = log.append(batch, options)?;
+    let rolled = log.active_base_offset() != active;
+    let snapshot = rolled.then(|| {
+        (
+            info.base_offset,
+            producers.encode_snapshot(info.base_offset),
+        )
+    });
+    Ok((info, snapshot))
 }
 
 /// The index entry for a transaction a marker ended, if it was aborted.

@@ -6,10 +6,21 @@
 //! back the last stable offset until its marker is written.
 //!
 //! Pure bookkeeping; the partition calls [`ProducerStates::check`] and
-//! [`ProducerStates::record`] under its append lock, and rebuilds the state
-//! from the log's batch headers at startup.
+//! [`ProducerStates::record`] under its append lock. At startup the state
+//! comes from the newest snapshot (`<offset>.snapshot`, written when a
+//! segment rolls and at clean shutdown) plus a replay of the batch headers
+//! after it; without a usable snapshot the whole log is replayed.
+//!
+//! Snapshot file layout (big-endian), checked by CRC-32C:
+//!
+//! ```text
+//! magic "STROMPS1" | crc u32 (of what follows) | offset i64 | producers u32 |
+//!   per producer: id i64 | epoch i16 | open transaction's first offset i64 (-1) |
+//!                 batches u8 | per batch: first seq i32 | last seq i32 | base offset i64
+//! ```
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
 
 use kafka_protocol::error::ResponseError;
 use strom_log::batch::{BatchHeader, ControlType};
@@ -187,6 +198,143 @@ impl ProducerStates {
     }
 }
 
+const SNAPSHOT_MAGIC: &[u8; 8] = b"STROMPS1";
+const SNAPSHOT_SUFFIX: &str = ".snapshot";
+/// Snapshots kept per partition: the newest, and one before it in case the
+/// newest was torn by a crash.
+const SNAPSHOTS_KEPT: usize = 2;
+
+impl ProducerStates {
+    /// The state as a snapshot taken at `offset` (the state after every
+    /// batch below it).
+    pub fn encode_snapshot(&self, offset: i64) -> Vec<u8> {
+        let mut body = Vec::with_capacity(12 + self.producers.len() * 64);
+        body.extend_from_slice(&offset.to_be_bytes());
+        body.extend_from_slice(&(self.producers.len() as u32).to_be_bytes());
+        for (id, producer) in &self.producers {
+            body.extend_from_slice(&id.to_be_bytes());
+            body.extend_from_slice(&producer.epoch.to_be_bytes());
+            body.extend_from_slice(&producer.open_transaction.unwrap_or(-1).to_be_bytes());
+            body.push(producer.batches.len() as u8);
+            for batch in &producer.batches {
+                body.extend_from_slice(&batch.first_sequence.to_be_bytes());
+                body.extend_from_slice(&batch.last_sequence.to_be_bytes());
+                body.extend_from_slice(&batch.base_offset.to_be_bytes());
+            }
+        }
+        let mut bytes = SNAPSHOT_MAGIC.to_vec();
+        bytes.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
+        bytes.extend_from_slice(&body);
+        bytes
+    }
+
+    /// The offset and state of a snapshot; `None` if it is torn or corrupt.
+    pub fn decode_snapshot(bytes: &[u8]) -> Option<(i64, ProducerStates)> {
+        let rest = bytes.strip_prefix(SNAPSHOT_MAGIC)?;
+        let (crc, body) = rest.split_first_chunk::<4>()?;
+        if u32::from_be_bytes(*crc) != crc32c::crc32c(body) {
+            return None;
+        }
+        let mut cursor = body;
+        let mut take = |count: usize| -> Option<&[u8]> {
+            let (taken, rest) = cursor.split_at_checked(count)?;
+            cursor = rest;
+            Some(taken)
+        };
+        let i64_of = |b: &[u8]| i64::from_be_bytes(b.try_into().unwrap_or_default());
+        let i32_of = |b: &[u8]| i32::from_be_bytes(b.try_into().unwrap_or_default());
+        let offset = i64_of(take(8)?);
+        let count = u32::from_be_bytes(take(4)?.try_into().ok()?);
+        let mut states = ProducerStates::default();
+        for _ in 0..count {
+            let id = i64_of(take(8)?);
+            let epoch = i16::from_be_bytes(take(2)?.try_into().ok()?);
+            let open = i64_of(take(8)?);
+            let batches = take(1)?[0];
+            let mut producer = Producer {
+                epoch,
+                batches: VecDeque::new(),
+                open_transaction: (open >= 0).then_some(open),
+            };
+            for _ in 0..batches {
+                producer.batches.push_back(BatchMeta {
+                    first_sequence: i32_of(take(4)?),
+                    last_sequence: i32_of(take(4)?),
+                    base_offset: i64_of(take(8)?),
+                });
+            }
+            if let Some(first) = producer.open_transaction {
+                states.open.insert((first, id));
+            }
+            states.producers.insert(id, producer);
+        }
+        Some((offset, states))
+    }
+}
+
+fn snapshot_path(dir: &Path, offset: i64) -> PathBuf {
+    dir.join(format!("{offset:020}{SNAPSHOT_SUFFIX}"))
+}
+
+/// Snapshot files in `dir`, oldest first.
+fn snapshot_offsets(dir: &Path) -> Vec<i64> {
+    let mut offsets: Vec<i64> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name();
+            let stem = name.to_str()?.strip_suffix(SNAPSHOT_SUFFIX)?;
+            (stem.len() == 20).then(|| stem.parse().ok())?
+        })
+        .collect();
+    offsets.sort_unstable();
+    offsets
+}
+
+/// Writes a snapshot (through a temporary file and a rename, so a reader
+/// never sees half of one) and deletes all but the newest few. `durable`
+/// also fsyncs it; otherwise a crash may lose it, which costs only a
+/// longer replay.
+pub fn write_snapshot(dir: &Path, offset: i64, bytes: &[u8], durable: bool) -> std::io::Result<()> {
+    use std::io::Write;
+    let path = snapshot_path(dir, offset);
+    let temporary = path.with_extension("snapshot.tmp");
+    let mut file = std::fs::File::create(&temporary)?;
+    file.write_all(bytes)?;
+    if durable {
+        file.sync_all()?;
+    }
+    std::fs::rename(&temporary, &path)?;
+    let offsets = snapshot_offsets(dir);
+    for old in &offsets[..offsets.len().saturating_sub(SNAPSHOTS_KEPT)] {
+        let _ = std::fs::remove_file(snapshot_path(dir, *old));
+    }
+    Ok(())
+}
+
+/// The newest valid snapshot at or below `log_end_offset`. Snapshots past
+/// the log's end (their records were lost in a crash) are deleted.
+pub fn load_snapshot(dir: &Path, log_end_offset: i64) -> Option<(i64, ProducerStates)> {
+    for offset in snapshot_offsets(dir).into_iter().rev() {
+        let path = snapshot_path(dir, offset);
+        if offset > log_end_offset {
+            let _ = std::fs::remove_file(&path);
+            continue;
+        }
+        match std::fs::read(&path)
+            .ok()
+            .and_then(|bytes| ProducerStates::decode_snapshot(&bytes))
+        {
+            Some((at, states)) if at == offset => return Some((at, states)),
+            _ => {
+                tracing::warn!(snapshot = %path.display(), "ignoring an unreadable producer state snapshot");
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,6 +397,56 @@ mod tests {
             Verdict::Append,
             "not idempotent"
         );
+    }
+
+    #[test]
+    fn a_snapshot_restores_sequences_epochs_and_open_transactions() {
+        let mut states = ProducerStates::default();
+        states.record(&batch(1, 0, 0, 3, 10), None);
+        let mut transactional = batch(2, 4, 0, 2, 13);
+        transactional.attributes |= 0x10;
+        states.record(&transactional, None);
+        let bytes = states.encode_snapshot(15);
+        let (offset, restored) = ProducerStates::decode_snapshot(&bytes).unwrap();
+        assert_eq!(offset, 15);
+        assert_eq!(
+            restored.check(&batch(1, 0, 0, 3, -1)),
+            Verdict::Duplicate { base_offset: 10 }
+        );
+        assert_eq!(
+            restored.check(&batch(2, 3, 2, 1, -1)),
+            Verdict::Reject(ResponseError::InvalidProducerEpoch)
+        );
+        assert_eq!(restored.first_unstable_offset(), Some(13));
+        assert!(restored.has_open_transaction(2));
+        let mut torn = bytes.clone();
+        torn.truncate(bytes.len() - 1);
+        assert!(ProducerStates::decode_snapshot(&torn).is_none());
+        let mut flipped = bytes;
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        assert!(ProducerStates::decode_snapshot(&flipped).is_none());
+    }
+
+    #[test]
+    fn snapshot_files_past_the_log_end_are_dropped_and_only_the_newest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut states = ProducerStates::default();
+        for offset in [10, 20, 30] {
+            states.record(&batch(1, 0, (offset / 10) as i32 - 1, 1, offset), None);
+            write_snapshot(
+                dir.path(),
+                offset + 1,
+                &states.encode_snapshot(offset + 1),
+                false,
+            )
+            .unwrap();
+        }
+        assert_eq!(snapshot_offsets(dir.path()), vec![21, 31]);
+        let (offset, _) = load_snapshot(dir.path(), 25).unwrap();
+        assert_eq!(offset, 21, "the snapshot at 31 is past the log end");
+        assert_eq!(snapshot_offsets(dir.path()), vec![21]);
+        assert!(load_snapshot(dir.path(), 5).is_none());
     }
 
     #[test]

@@ -36,8 +36,8 @@ pub struct ClientArgs {
     #[arg(long, short = 'o', global = true, value_enum, default_value = "table")]
     pub output: Output,
     /// A file of client properties, `key=value` per line (Kafka's names:
-    /// security.protocol, sasl.mechanism, ...).
-    #[arg(long = "config", global = true, value_name = "FILE")]
+    /// security.protocol, sasl.mechanism, ...), as Kafka's tools take it.
+    #[arg(long = "command-config", global = true, value_name = "FILE")]
     pub config_file: Option<PathBuf>,
     /// A client property, e.g. -X socket.timeout.ms=5000 (repeatable).
     #[arg(short = 'X', global = true, value_name = "KEY=VALUE")]
@@ -106,7 +106,10 @@ impl ClientArgs {
         config.set("log_level", "3");
         if let Some(path) = &self.config_file {
             let text = std::fs::read_to_string(path).map_err(|e| {
-                CliError::Usage(format!("cannot read --config {}: {e}", path.display()))
+                CliError::Usage(format!(
+                    "cannot read --command-config {}: {e}",
+                    path.display()
+                ))
             })?;
             for line in text
                 .lines()

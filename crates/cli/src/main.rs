@@ -100,3 +100,13 @@ fn exit(result: anyhow::Result<std::process::ExitCode>) -> std::process::ExitCod
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        // clap's own checks (unique flag names across global and
+        // subcommand arguments, ...), which only debug builds run on use.
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
+}

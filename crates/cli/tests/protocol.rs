@@ -20,12 +20,33 @@ use kafka_protocol::records::{
 struct Broker {
     child: Child,
     address: String,
-    _dir: tempfile::TempDir,
+    dir: Option<tempfile::TempDir>,
 }
 
 impl Broker {
     fn start() -> Broker {
-        let dir = tempfile::tempdir().unwrap();
+        Broker::start_in(tempfile::tempdir().unwrap())
+    }
+
+    /// Stops the broker, cleanly (SIGTERM) or with SIGKILL, and starts it
+    /// again on the same data directory (on a new port).
+    fn restart(mut self, clean: bool) -> Broker {
+        if clean {
+            let pid = self.child.id().to_string();
+            let status = Command::new("kill").args(["-TERM", &pid]).status();
+            assert!(status.is_ok_and(|status| status.success()));
+        } else {
+            self.child.kill().unwrap();
+        }
+        self.child.wait().unwrap();
+        Broker::start_in(self.dir.take().unwrap())
+    }
+
+    fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.as_ref().unwrap().path().join("data")
+    }
+
+    fn start_in(dir: tempfile::TempDir) -> Broker {
         let mut child = Command::new(env!("CARGO_BIN_EXE_strom"))
             .args(["serve", "--listeners", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path().join("data"))
@@ -46,7 +67,7 @@ impl Broker {
         Broker {
             child,
             address,
-            _dir: dir,
+            dir: Some(dir),
         }
     }
 
@@ -120,11 +141,21 @@ fn records(values: &[&str]) -> Bytes {
 
 /// A batch from producer `producer_id` at `epoch`, sequences from `sequence`.
 fn producer_records(values: &[&str], producer_id: i64, epoch: i16, sequence: i32) -> Bytes {
+    encode_records(values, producer_id, epoch, sequence, false)
+}
+
+fn encode_records(
+    values: &[&str],
+    producer_id: i64,
+    epoch: i16,
+    sequence: i32,
+    transactional: bool,
+) -> Bytes {
     let records: Vec<Record> = values
         .iter()
         .enumerate()
         .map(|(index, value)| Record {
-            transactional: false,
+            transactional,
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,
@@ -175,7 +206,21 @@ fn produce_batch(
     partition: i32,
     batch: Bytes,
 ) -> (i16, i64, Option<String>) {
+    produce_in(client, None, topic, partition, batch)
+}
+
+/// Like [`produce_batch`], for a transactional producer.
+fn produce_in(
+    client: &mut Client,
+    transactional_id: Option<&str>,
+    topic: &str,
+    partition: i32,
+    batch: Bytes,
+) -> (i16, i64, Option<String>) {
     let request = ProduceRequest::default()
+        .with_transactional_id(
+            transactional_id.map(|id| TransactionalId(StrBytes::from_string(id.into()))),
+        )
         .with_acks(-1)
         .with_timeout_ms(10_000)
         .with_topic_data(vec![TopicProduceData::default()
@@ -258,8 +303,17 @@ fn api_versions_lists_what_is_served_and_answers_too_new_versions_at_v0() {
         assert!(keys.contains(&(key as i16)), "{key:?} is advertised");
     }
     assert!(
-        !keys.contains(&(ApiKey::AddPartitionsToTxn as i16)),
+        !keys.contains(&(ApiKey::WriteTxnMarkers as i16)),
         "unimplemented APIs are absent"
+    );
+    let end_txn = response
+        .api_keys
+        .iter()
+        .find(|api| api.api_key == ApiKey::EndTxn as i16)
+        .expect("EndTxn is advertised");
+    assert_eq!(
+        end_txn.max_version, 4,
+        "transactions version 2 (EndTxn v5) is not offered"
     );
 
     // Version 99 does not exist: the answer is v0 with UNSUPPORTED_VERSION and the ranges.
@@ -426,4 +480,206 @@ fn an_idempotent_retry_is_answered_with_the_original_offset_and_not_written_agai
         producer_records(&["z"], id, epoch, 3),
     );
     assert_eq!(zombie.0, 47, "INVALID_PRODUCER_EPOCH");
+}
+
+#[test]
+fn producer_state_survives_a_clean_restart_by_snapshot_and_a_crash_by_replay() {
+    let broker = Broker::start();
+    let mut client = broker.connect();
+    create_topic(&mut client, "sessions", 1);
+    let init: InitProducerIdResponse = client.call(
+        ApiKey::InitProducerId,
+        4,
+        &InitProducerIdRequest::default()
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    );
+    let (id, epoch) = (init.producer_id.0, init.producer_epoch);
+    let first = produce_batch(
+        &mut client,
+        "sessions",
+        0,
+        producer_records(&["a", "b"], id, epoch, 0),
+    );
+    let last = producer_records(&["c"], id, epoch, 2);
+    let written = produce_batch(&mut client, "sessions", 0, last.clone());
+    assert_eq!((first.0, written.0), (0, 0));
+
+    let broker = broker.restart(true);
+    let snapshots: Vec<_> = std::fs::read_dir(broker.data_dir().join("sessions-0"))
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".snapshot"))
+        .collect();
+    assert_eq!(
+        snapshots,
+        vec!["00000000000000000003.snapshot".to_string()],
+        "written at shutdown, at the log end"
+    );
+    let mut client = broker.connect();
+    let retry = produce_batch(&mut client, "sessions", 0, last.clone());
+    assert_eq!(
+        (retry.0, retry.1),
+        (0, written.1),
+        "a retry after a clean restart is a duplicate"
+    );
+
+    let next = produce_batch(
+        &mut client,
+        "sessions",
+        0,
+        producer_records(&["d"], id, epoch, 3),
+    );
+    assert_eq!((next.0, next.1), (0, 3));
+    let broker = broker.restart(false);
+    let mut client = broker.connect();
+    let retry = produce_batch(
+        &mut client,
+        "sessions",
+        0,
+        producer_records(&["d"], id, epoch, 3),
+    );
+    assert_eq!(
+        (retry.0, retry.1),
+        (0, 3),
+        "the snapshot plus a replay of what came after it"
+    );
+    let gap = produce_batch(
+        &mut client,
+        "sessions",
+        0,
+        producer_records(&["x"], id, epoch, 9),
+    );
+    assert_eq!(gap.0, 45, "OUT_OF_ORDER_SEQUENCE_NUMBER");
+}
+
+fn txn_id(id: &str) -> TransactionalId {
+    TransactionalId(StrBytes::from_string(id.into()))
+}
+
+fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.into()))
+}
+
+#[test]
+fn a_partition_outside_the_transaction_is_refused_and_aborted_records_are_listed() {
+    use kafka_protocol::messages::add_partitions_to_txn_request::{
+        AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
+    };
+    let broker = Broker::start();
+    let mut client = broker.connect();
+    create_topic(&mut client, "sessions", 2);
+    let coordinator: FindCoordinatorResponse = client.call(
+        ApiKey::FindCoordinator,
+        3,
+        &FindCoordinatorRequest::default()
+            .with_key(StrBytes::from_static_str("tx"))
+            .with_key_type(1),
+    );
+    assert_eq!(coordinator.error_code, 0);
+    let init: InitProducerIdResponse = client.call(
+        ApiKey::InitProducerId,
+        4,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(Some(txn_id("tx")))
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    );
+    assert_eq!(init.error_code, 0);
+    let (id, epoch) = (init.producer_id.0, init.producer_epoch);
+
+    // Only partition 0 joins the transaction.
+    let add: AddPartitionsToTxnResponse = client.call(
+        ApiKey::AddPartitionsToTxn,
+        3,
+        &AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(txn_id("tx"))
+            .with_v3_and_below_producer_id(ProducerId(id))
+            .with_v3_and_below_producer_epoch(epoch)
+            .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
+                .with_name(topic_name("sessions"))
+                .with_partitions(vec![0])]),
+    );
+    assert_eq!(
+        add.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code,
+        0
+    );
+
+    // KIP-890's verify-only form, as a partition leader asks it.
+    let verify: AddPartitionsToTxnResponse = client.call(
+        ApiKey::AddPartitionsToTxn,
+        4,
+        &AddPartitionsToTxnRequest::default().with_transactions(vec![
+            AddPartitionsToTxnTransaction::default()
+                .with_transactional_id(txn_id("tx"))
+                .with_producer_id(ProducerId(id))
+                .with_producer_epoch(epoch)
+                .with_verify_only(true)
+                .with_topics(vec![AddPartitionsToTxnTopic::default()
+                    .with_name(topic_name("sessions"))
+                    .with_partitions(vec![0, 1])]),
+        ]),
+    );
+    let verified: Vec<(i32, i16)> = verify.results_by_transaction[0].topic_results[0]
+        .results_by_partition
+        .iter()
+        .map(|result| (result.partition_index, result.partition_error_code))
+        .collect();
+    assert_eq!(
+        verified,
+        vec![(0, 0), (1, 48)],
+        "partition 1 is not in the transaction: INVALID_TXN_STATE"
+    );
+
+    // The produce path asks the same question.
+    let outside = produce_in(
+        &mut client,
+        Some("tx"),
+        "sessions",
+        1,
+        encode_records(&["x"], id, epoch, 0, true),
+    );
+    assert_eq!(outside.0, 48, "{:?}", outside.2);
+    let before = produce(&mut client, "sessions", 0, &["plain"]);
+    let inside = produce_in(
+        &mut client,
+        Some("tx"),
+        "sessions",
+        0,
+        encode_records(&["t1", "t2"], id, epoch, 0, true),
+    );
+    assert_eq!((inside.0, inside.1), (0, before + 1), "{:?}", inside.2);
+    let end: EndTxnResponse = client.call(
+        ApiKey::EndTxn,
+        3,
+        &EndTxnRequest::default()
+            .with_transactional_id(txn_id("tx"))
+            .with_producer_id(ProducerId(id))
+            .with_producer_epoch(epoch)
+            .with_committed(false),
+    );
+    assert_eq!(end.error_code, 0);
+
+    // read_committed: the aborted transaction is listed with its first offset;
+    // the last stable offset is past the marker.
+    let fetch: FetchResponse = client.call(
+        ApiKey::Fetch,
+        11,
+        &fetch_request(0, -1, &[(0, 0)], 0).with_isolation_level(1),
+    );
+    let partition = &fetch.responses[0].partitions[0];
+    assert_eq!(
+        partition.high_watermark,
+        before + 4,
+        "plain, t1, t2 and the abort marker"
+    );
+    assert_eq!(partition.last_stable_offset, partition.high_watermark);
+    let aborted: Vec<(i64, i64)> = partition
+        .aborted_transactions
+        .iter()
+        .flatten()
+        .map(|aborted| (aborted.producer_id.0, aborted.first_offset))
+        .collect();
+    assert_eq!(aborted, vec![(id, before + 1)]);
 }
