@@ -24,7 +24,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from conftest import ck_consumer, ck_produce, ck_producer, create_topic, wait_until
-from test_transactions import FENCED, View, closing, send, txn_producer  # noqa: F401 - closing is a fixture
+from test_transactions import FENCED, View, Wire, closing, send, txn_producer  # noqa: F401 - closing is a fixture
 
 PARTITIONS = (0, 1)
 
@@ -142,7 +142,17 @@ def test_open_transaction_at_crash_is_aborted_by_fencing(broker, closing):
     assert committed == {p: before[p] + after[p] + new[p] for p in PARTITIONS}
     assert everything == {p: before[p] + old[p] + after[p] + new[p] for p in PARTITIONS}
 
-    close_all(plain, stale, fresh)
+    # Producer ids handed out after the crash are new ones.
+    other = txn_producer(bootstrap, "crash-other")
+    other.init_transactions(30)
+    wire = Wire(broker.host, broker.port)
+    closing.append(wire)
+    described = wire.describe_transactions(["crash-open", "crash-other"])
+    assert [described[i]["error"] for i in ("crash-open", "crash-other")] == [0, 0], described
+    assert described["crash-open"]["producer_id"] != described["crash-other"]["producer_id"], described
+    wire.close()
+
+    close_all(plain, stale, fresh, other)
     broker.stop()
     broker.assert_verify_ok("after a transaction open at a crash was aborted by fencing")
 

@@ -258,7 +258,7 @@ impl Partition {
 
     /// Writes a producer state snapshot taken when a segment rolled. Not
     /// fsynced: losing it in a crash only makes the next start replay more.
-    fn write_snapshot(&self, snapshot: Option<(i64, Vec<u8>)>) {
+    fn write_snapshot(&self, snapshot: Option<Snapshot>) {
         if let Some((offset, bytes)) = snapshot {
             if let Err(error) = producer_state::write_snapshot(&self.dir, offset, &bytes, false) {
                 tracing::warn!(topic = %self.topic, partition = self.index, %error, "could not write a producer state snapshot");
@@ -410,6 +410,9 @@ impl Partition {
     }
 }
 
+/// A producer state snapshot to write: its offset and bytes.
+type Snapshot = (i64, Vec<u8>);
+
 /// Appends a batch; if that rolled a new segment, also returns a snapshot
 /// of the producer state at the new segment's base offset (taken before
 /// the batch is recorded, which is the state at that offset).
@@ -418,7 +421,7 @@ fn append_with_snapshot(
     producers: &ProducerStates,
     batch: &mut [u8],
     options: AppendOptions,
-) -> Result<(AppendInfo, Option<(i64, Vec<u8>)>), LogError> {
+) -> Result<(AppendInfo, Option<Snapshot>), LogError> {
     let active = log.active_base_offset();
     let info = log.append(batch, options)?;
     let rolled = log.active_base_offset() != active;

@@ -239,7 +239,7 @@ impl TransactionCoordinator {
             TxnState::Ongoing => {
                 // Fence the older producer: its transaction is aborted with
                 // a bumped epoch, which every partition then demands.
-                metadata.producer_epoch = (metadata.producer_epoch + 1).min(MAX_EPOCH + 1);
+                metadata.producer_epoch = metadata.producer_epoch.saturating_add(1);
                 Ok(Some(InitOutcome::AbortFirst(prepare(metadata, now, false))))
             }
             TxnState::Empty
