@@ -40,6 +40,7 @@ from conftest import (
     ck_consume,
     ck_consumer,
     ck_produce,
+    ck_producer,
     create_topic,
     read_segment,
     segments,
@@ -985,6 +986,45 @@ def test_group_reset_offsets_dry_run_and_execute(cli, srv):
 # --------------------------------------------------------------------------------------
 # cluster
 # --------------------------------------------------------------------------------------
+
+
+def test_transaction_list_and_describe(cli, srv):
+    """`transaction list` and `transaction describe` show an open transaction (its producer,
+    epoch, timeout and partitions), filter by state, and after the commit show it complete
+    with no partitions; an unknown id is an error (exit 1)."""
+    b = srv.bootstrap
+    create_topic(b, "tx-cli", 2)
+    producer = ck_producer(b, **{"transactional.id": "cli-tx", "enable.idempotence": True,
+                                 "transaction.timeout.ms": 45000})
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    for partition in (0, 1):
+        producer.produce("tx-cli", value=b"v", partition=partition)
+    assert producer.flush(30) == 0
+
+    listed = cli.json("transaction", "list")
+    assert [(t["transactional_id"], t["state"]) for t in listed] == [("cli-tx", "Ongoing")], listed
+    assert cli.json("transaction", "list", "--state", "CompleteCommit") == []
+    (described,) = cli.json("transaction", "describe", "cli-tx")
+    assert described["producer_id"] == listed[0]["producer_id"]
+    assert described["state"] == "Ongoing" and described["timeout_ms"] == 45000
+    assert sorted(described["partitions"]) == ["tx-cli-0", "tx-cli-1"]
+    assert described["start_time_ms"] > 0
+    rows = rows_by(table(cli.run("transaction", "describe", "cli-tx").out, "TRANSACTIONAL_ID", "PRODUCER"),
+                   "TRANSACTIONAL_ID")
+    assert rows["cli-tx"]["PRODUCER"] == str(described["producer_id"])
+
+    producer.commit_transaction(30)
+    (done,) = cli.json("transaction", "describe", "cli-tx")
+    assert done["state"] == "CompleteCommit" and done["partitions"] == [], done
+    rows = rows_by(table(cli.run("transaction", "list", "--state", "CompleteCommit").out, "TRANSACTIONAL_ID",
+                         "PRODUCER", "STATE"), "TRANSACTIONAL_ID")
+    assert rows["cli-tx"]["STATE"] == "CompleteCommit"
+
+    r = cli.run("transaction", "describe", "no-such-tx", expect=1)
+    assert_error(r, "no-such-tx")
+    r = cli.run("transaction", "list", "--state", "Sleeping", expect=2)
+    assert_error(r, "Sleeping")
 
 
 def test_cluster_info_table_and_json(cli, srv):

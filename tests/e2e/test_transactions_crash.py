@@ -5,12 +5,15 @@ transactions are in various states and restarted on the same port.
   are held at its first offset (the last stable offset is rebuilt from the log); a new
   producer with the same transactional.id fences the old one and aborts it.
 - Committed and aborted transactions, interleaved with each other and with
-  non-transactional writes, read the same after the crash, and after the aborted-transaction
-  indexes (.txnindex) are deleted: the broker rebuilds them from the markers in the log.
+  non-transactional writes, read the same after the crash, and after the active segments'
+  aborted-transaction indexes (.txnindex) are deleted: the broker rebuilds them from the
+  markers in the log.
 - A transaction open at the crash is aborted by the broker once past its
   transaction.timeout.ms, with no client asking: the coordinator is reloaded at startup.
 - Consumer group offsets sent in transactions (send_offsets_to_transaction) are those of
   the committed transaction after the crash, never those of an aborted or open one.
+- A crash while a commit is on its way leaves the transaction whole: committed in every
+  partition or aborted in every partition, and committed if the producer was told so.
 
 Consumers read "to the end" by waiting for librdkafka's end-of-partition event at or past
 the high watermark (see test_transactions.py); for read_committed that needs the last
@@ -19,6 +22,9 @@ in log order.
 """
 
 from __future__ import annotations
+
+import threading
+import time
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
@@ -246,6 +252,11 @@ def test_committed_and_aborted_transactions_survive_crash(broker, closing):
     s.write(b, topic, "b4", {1: 3, 0: 1})
     s.end(b, "b4", commit=True)
     s.plain(bootstrap, plain, topic, "plain5", {0: 1, 1: 1})
+    # Last, an aborted transaction in both partitions: its markers end the logs, so they
+    # are in the active segments.
+    s.begin(a, "a5")
+    s.write(a, topic, "a5", {0: 2, 1: 2})
+    s.end(a, "a5", commit=False)
 
     expected_committed = s.committed()
     assert all(expected_committed[p] != s.log[p] for p in PARTITIONS), "every partition has aborted records"
@@ -259,22 +270,27 @@ def test_committed_and_aborted_transactions_survive_crash(broker, closing):
     assert committed == expected_committed, "read_committed after kill -9 and restart"
     assert everything == s.log, "read_uncommitted after kill -9 and restart"
 
-    # The aborted-transaction indexes lost: the broker rebuilds them from the markers.
+    # The active segments' aborted-transaction indexes lost, as a power failure may lose
+    # them (a sealed segment's index is made durable when it is sealed; the active
+    # segment's only at a clean shutdown): the broker rebuilds them from the markers.
     broker.kill9()
     indexes = {path: path.read_bytes() for part in PARTITIONS
                for path in sorted(broker.partition_dir(topic, part).glob("*.txnindex"))}
     segment_counts = [len(list(broker.partition_dir(topic, part).glob("*.log"))) for part in PARTITIONS]
     assert min(segment_counts) >= 3, f"segments per partition: {segment_counts}"
-    assert sum(len(data) for data in indexes.values()) == 34 * 6, (
-        f"six aborted transactions, six 34-byte index entries: {({p.name: len(d) for p, d in indexes.items()})}"
+    assert sum(len(data) for data in indexes.values()) == 34 * 8, (
+        f"eight aborted transactions, eight 34-byte index entries: {({p.name: len(d) for p, d in indexes.items()})}"
     )
-    for path in indexes:
-        path.unlink()
+    for part in PARTITIONS:
+        active = max(broker.partition_dir(topic, part).glob("*.log"))
+        index = active.with_suffix(".txnindex")
+        assert indexes.get(index), f"partition {part}: no aborted transaction in the active segment {active.name}"
+        index.unlink()
     broker.start()
     bootstrap = broker.bootstrap
     committed, everything = read_views(bootstrap, topic, closing)
-    assert committed == expected_committed, "read_committed after the .txnindex files were deleted"
-    assert everything == s.log, "read_uncommitted after the .txnindex files were deleted"
+    assert committed == expected_committed, "read_committed after the active .txnindex files were deleted"
+    assert everything == s.log, "read_uncommitted after the active .txnindex files were deleted"
     rebuilt = {path: path.read_bytes() if path.exists() else None for path in indexes}
     assert rebuilt == indexes, "the rebuilt aborted-transaction indexes differ from those written before"
 
@@ -448,3 +464,83 @@ def test_transactional_offsets_across_crash(broker, closing):
     close_all(first, second)
     broker.stop()
     broker.assert_verify_ok("after transactional offset commits and two crashes")
+
+
+# --------------------------------------------------------------------------------------
+# e. A crash around the commit
+# --------------------------------------------------------------------------------------
+
+COMMIT_CRASH_ROUNDS = 6
+
+
+def test_crash_during_commit_is_all_or_nothing(broker, closing):
+    """The broker is killed while a commit of a transaction over two partitions is on its
+    way: before EndTxn arrives, between the prepared state and the markers, or after. Which
+    one depends on timing, so each round accepts both outcomes, but only whole ones: after
+    the restart and a new producer with the same transactional.id, read_committed sees all
+    of the transaction's records or none, and all of them if the old producer's commit
+    succeeded."""
+    broker.keep_port()
+    bootstrap = broker.bootstrap
+    topic = "commit-crash"
+    create_topic(bootstrap, topic, len(PARTITIONS))
+    delays = [0, 0.0005, 0.001, 0.002, 0.004, 0.008]  # seconds between commit and kill -9
+    expected_committed = {p: [] for p in PARTITIONS}
+    expected_log = {p: [] for p in PARTITIONS}
+    outcomes = []
+    for r in range(COMMIT_CRASH_ROUNDS):
+        transactional_id = f"commit-crash-{r}"
+        values = {p: [b"r%d-p%d-%d" % (r, p, i) for i in range(4)] for p in PARTITIONS}
+        old = txn_producer(bootstrap, transactional_id)
+        old.init_transactions(30)
+        old.begin_transaction()
+        for p in PARTITIONS:
+            send(old, topic, values[p], partition=p)
+        result = []
+
+        def commit(producer=old, result=result):
+            try:
+                producer.commit_transaction(60)
+                result.append(None)
+            except KafkaException as error:
+                result.append(error.args[0])
+
+        committer = threading.Thread(target=commit)
+        committer.start()
+        time.sleep(delays[r % len(delays)])
+        bootstrap = crash_restart(broker)
+        # A new instance: it completes a prepared commit, or aborts a transaction the
+        # broker never got to prepare.
+        fresh = txn_producer(bootstrap, transactional_id)
+        fresh.init_transactions(60)
+        committer.join(120)
+        assert not committer.is_alive(), f"round {r}: the old producer's commit_transaction did not return"
+        error = result[0]
+        assert error is None or error.fatal() or error.txn_requires_abort(), (
+            f"round {r}: the old producer's commit failed with {error}, not with a transaction error"
+        )
+
+        committed_view = View(bootstrap, topic, PARTITIONS, "read_committed")
+        closing.append(committed_view)
+        committed_view.read_to_end()
+        mine = {p: [v for v in values_ if v.startswith(b"r%d-" % r)] for p, values_ in per_partition(committed_view).items()}
+        committed_view.close()
+        if mine == values:
+            outcomes.append("committed")
+            for p in PARTITIONS:
+                expected_committed[p] += values[p]
+        else:
+            assert mine == {p: [] for p in PARTITIONS}, (
+                f"round {r}: read_committed sees part of the transaction: {mine}"
+            )
+            assert error is not None, f"round {r}: the commit succeeded but the transaction was aborted"
+            outcomes.append("aborted")
+        for p in PARTITIONS:
+            expected_log[p] += values[p]
+        close_all(old, fresh)
+
+    committed, everything = read_views(bootstrap, topic, closing)
+    assert committed == expected_committed, f"outcomes by round: {outcomes}"
+    assert everything == expected_log
+    broker.stop()
+    broker.assert_verify_ok(f"after {COMMIT_CRASH_ROUNDS} crashes around a commit")

@@ -12,6 +12,7 @@ mod produce;
 mod raw;
 mod serve;
 mod topic;
+mod transaction;
 mod verify;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -31,6 +32,7 @@ static ALLOCATOR: strom_broker::alloc_guard::GuardedAllocator =
 ///   echo 'k:v' | strom produce orders --key-separator :
 ///   strom consume orders --format json
 ///   strom group describe billing
+///   strom transaction list --state Ongoing
 ///   strom cluster info --bootstrap kafka-1:9092  # works against any Kafka
 #[derive(Parser)]
 #[command(
@@ -55,6 +57,7 @@ enum Command {
     Consume(consume::ConsumeArgs),
     Group(group::GroupArgs),
     Cluster(cluster::ClusterArgs),
+    Transaction(transaction::TransactionArgs),
     Bench(bench::BenchArgs),
     /// Print a shell completion script.
     ///
@@ -83,6 +86,7 @@ fn main() -> std::process::ExitCode {
         Command::Consume(args) => consume::run(args, &client),
         Command::Group(args) => group::run(args, &client),
         Command::Cluster(args) => cluster::run(args, &client),
+        Command::Transaction(args) => transaction::run(args, &client),
         Command::Bench(args) => bench::run(args, &client),
     };
     match result {

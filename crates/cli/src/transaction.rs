@@ -1,0 +1,223 @@
+//! `strom transaction`: list and describe transactions, as Kafka's
+//! `kafka-transactions.sh` does, with ListTransactions and
+//! DescribeTransactions (which librdkafka does not expose) sent through
+//! [`RawClient`] to the bootstrap broker.
+
+use clap::{Args, Subcommand};
+use kafka_protocol::messages::{
+    ApiKey, DescribeTransactionsRequest, DescribeTransactionsResponse, ListTransactionsRequest,
+    ListTransactionsResponse, ProducerId, TransactionalId,
+};
+use kafka_protocol::protocol::StrBytes;
+use serde_json::json;
+
+use crate::client::{CliError, CliResult, ClientArgs, Output};
+use crate::output;
+use crate::raw::RawClient;
+
+/// Transactions of transactional producers: who holds one open, since when,
+/// on which partitions.
+///
+/// Examples:
+///   strom transaction list
+///   strom transaction list --state Ongoing --longer-than 60000
+///   strom transaction describe payments-processor
+#[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct TransactionArgs {
+    #[command(subcommand)]
+    command: TransactionCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum TransactionCommand {
+    /// Transactional ids the broker coordinates, with producer id and state.
+    ///
+    /// States: Empty, Ongoing, PrepareCommit, PrepareAbort, CompleteCommit,
+    /// CompleteAbort, Dead, PrepareEpochFence.
+    ///
+    /// Examples:
+    ///   strom transaction list
+    ///   strom transaction list --state Ongoing
+    ///   strom transaction list --state Ongoing --longer-than 60000   # hanging?
+    #[command(verbatim_doc_comment)]
+    List {
+        /// Only these states (repeatable).
+        #[arg(long, value_name = "STATE")]
+        state: Vec<String>,
+        /// Only this producer id (repeatable).
+        #[arg(long, value_name = "ID")]
+        producer_id: Vec<i64>,
+        /// Only transactions open for at least this many milliseconds.
+        #[arg(long, value_name = "MS")]
+        longer_than: Option<i64>,
+    },
+    /// One transactional id: producer id and epoch, state, timeout, start
+    /// time and the partitions of its open transaction.
+    ///
+    /// Examples:
+    ///   strom transaction describe payments-processor
+    ///   strom transaction describe payments-processor -o json
+    #[command(verbatim_doc_comment)]
+    Describe {
+        #[arg(required = true, value_name = "TRANSACTIONAL_ID")]
+        transactional_ids: Vec<String>,
+    },
+}
+
+pub fn run(args: TransactionArgs, client: &ClientArgs) -> CliResult {
+    let mut raw = RawClient::connect(client)?;
+    match args.command {
+        TransactionCommand::List {
+            state,
+            producer_id,
+            longer_than,
+        } => list(client, &mut raw, state, producer_id, longer_than),
+        TransactionCommand::Describe { transactional_ids } => {
+            describe(client, &mut raw, transactional_ids)
+        }
+    }
+}
+
+fn list(
+    client: &ClientArgs,
+    raw: &mut RawClient,
+    states: Vec<String>,
+    producer_ids: Vec<i64>,
+    longer_than: Option<i64>,
+) -> CliResult {
+    let version = if longer_than.is_some() { 1 } else { 0 };
+    let request = ListTransactionsRequest::default()
+        .with_state_filters(states.into_iter().map(StrBytes::from_string).collect())
+        .with_producer_id_filters(producer_ids.into_iter().map(ProducerId).collect())
+        .with_duration_filter(longer_than.unwrap_or(-1));
+    let response: ListTransactionsResponse =
+        raw.call(ApiKey::ListTransactions, version, &request)?;
+    if response.error_code != 0 {
+        return Err(CliError::Failed(format!(
+            "listing transactions failed with error code {}",
+            response.error_code
+        )));
+    }
+    if let Some(unknown) = response.unknown_state_filters.first() {
+        return Err(CliError::Usage(format!(
+            "unknown transaction state '{}' (states: Empty, Ongoing, PrepareCommit, PrepareAbort, CompleteCommit, CompleteAbort, Dead, PrepareEpochFence)",
+            unknown.as_str()
+        )));
+    }
+    let mut rows: Vec<(String, i64, String)> = response
+        .transaction_states
+        .iter()
+        .map(|state| {
+            (
+                state.transactional_id.to_string(),
+                state.producer_id.0,
+                state.transaction_state.to_string(),
+            )
+        })
+        .collect();
+    rows.sort();
+    match client.output {
+        Output::Json => output::json(&json!(rows
+            .iter()
+            .map(|(id, producer, state)| json!({
+                "transactional_id": id,
+                "producer_id": producer,
+                "state": state,
+            }))
+            .collect::<Vec<_>>())),
+        Output::Table => output::table(
+            &["TRANSACTIONAL_ID", "PRODUCER", "STATE"],
+            &rows
+                .iter()
+                .map(|(id, producer, state)| vec![id.clone(), producer.to_string(), state.clone()])
+                .collect::<Vec<_>>(),
+        ),
+    }
+    Ok(())
+}
+
+fn describe(client: &ClientArgs, raw: &mut RawClient, ids: Vec<String>) -> CliResult {
+    let request = DescribeTransactionsRequest::default().with_transactional_ids(
+        ids.iter()
+            .map(|id| TransactionalId(StrBytes::from_string(id.clone())))
+            .collect(),
+    );
+    let response: DescribeTransactionsResponse =
+        raw.call(ApiKey::DescribeTransactions, 0, &request)?;
+    let mut described = Vec::new();
+    for state in &response.transaction_states {
+        let id = state.transactional_id.to_string();
+        match state.error_code {
+            0 => {}
+            105 => {
+                return Err(CliError::Failed(format!(
+                    "no transactional id '{id}' is known to the coordinator"
+                )))
+            }
+            code => {
+                return Err(CliError::Failed(format!(
+                    "describing '{id}' failed with error code {code}"
+                )))
+            }
+        }
+        let partitions: Vec<String> = state
+            .topics
+            .iter()
+            .flat_map(|topic| {
+                topic
+                    .partitions
+                    .iter()
+                    .map(move |partition| format!("{}-{partition}", topic.topic.as_str()))
+            })
+            .collect();
+        described.push(json!({
+            "transactional_id": id,
+            "producer_id": state.producer_id.0,
+            "producer_epoch": state.producer_epoch,
+            "state": state.transaction_state.as_str(),
+            "timeout_ms": state.transaction_timeout_ms,
+            "start_time_ms": state.transaction_start_time_ms,
+            "partitions": partitions,
+        }));
+    }
+    match client.output {
+        Output::Json => output::json(&json!(described)),
+        Output::Table => output::table(
+            &[
+                "TRANSACTIONAL_ID",
+                "PRODUCER",
+                "EPOCH",
+                "STATE",
+                "TIMEOUT_MS",
+                "STARTED_MS",
+                "PARTITIONS",
+            ],
+            &described
+                .iter()
+                .map(|row| {
+                    let partitions = row["partitions"]
+                        .as_array()
+                        .map(|partitions| {
+                            partitions
+                                .iter()
+                                .filter_map(|p| p.as_str())
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        })
+                        .unwrap_or_default();
+                    vec![
+                        row["transactional_id"].as_str().unwrap_or("").to_string(),
+                        row["producer_id"].to_string(),
+                        row["producer_epoch"].to_string(),
+                        row["state"].as_str().unwrap_or("").to_string(),
+                        row["timeout_ms"].to_string(),
+                        row["start_time_ms"].to_string(),
+                        partitions,
+                    ]
+                })
+                .collect::<Vec<_>>(),
+        ),
+    }
+    Ok(())
+}
