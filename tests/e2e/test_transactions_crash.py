@@ -2,8 +2,9 @@
 transactions are in various states and restarted on the same port.
 
 - A transaction left open at the crash stays invisible to read_committed consumers, which
-  are held at its first offset (the last stable offset is rebuilt from the log); a new
-  producer with the same transactional.id fences the old one and aborts it.
+  are held at its first offset (the last stable offset is recovered from the log and the
+  producer state snapshots); a new producer with the same transactional.id fences the old
+  one and aborts it.
 - Committed and aborted transactions, interleaved with each other and with
   non-transactional writes, read the same after the crash, and after the active segments'
   aborted-transaction indexes (.txnindex) are deleted: the broker rebuilds them from the
@@ -93,7 +94,9 @@ def test_open_transaction_at_crash_is_aborted_by_fencing(broker, closing):
     broker.keep_port()
     bootstrap = broker.bootstrap
     topic = "open-at-crash"
-    create_topic(bootstrap, topic, len(PARTITIONS))
+    # Small segments: the open transaction spans segment rolls, so the producer state
+    # snapshots taken at a roll hold it open, and recovery starts from one of them.
+    create_topic(bootstrap, topic, len(PARTITIONS), config={"segment.bytes": "300"})
     before = {p: [b"before-%d-%d" % (p, i) for i in range(3)] for p in PARTITIONS}
     old = {p: [b"old-%d-%d" % (p, i) for i in range(5)] for p in PARTITIONS}
     after = {p: [b"after-%d-%d" % (p, i) for i in range(2)] for p in PARTITIONS}
@@ -112,10 +115,14 @@ def test_open_transaction_at_crash_is_aborted_by_fencing(broker, closing):
     for p in PARTITIONS:
         ck_produce(bootstrap, topic, [{"value": v, "partition": p} for v in after[p]], producer=plain)
 
-    bootstrap = crash_restart(broker)
+    broker.kill9()
+    segment_counts = [len(list(broker.partition_dir(topic, p).glob("*.log"))) for p in PARTITIONS]
+    assert min(segment_counts) >= 2, f"segments per partition: {segment_counts}"
+    broker.start()
+    bootstrap = broker.bootstrap
 
     # The transaction is still open after the restart: read_committed consumers stop at
-    # its first offset in each partition (the last stable offset was rebuilt from the log).
+    # its first offset in each partition (the last stable offset was recovered).
     held = View(bootstrap, topic, PARTITIONS, "read_committed")
     uncommitted = View(bootstrap, topic, PARTITIONS, "read_uncommitted")
     closing += [held, uncommitted]
@@ -318,7 +325,9 @@ def test_transaction_open_at_crash_times_out_after_restart(broker, closing):
     broker.keep_port()
     bootstrap = broker.bootstrap
     topic = "timeout-at-crash"
-    create_topic(bootstrap, topic, len(PARTITIONS))
+    # Small segments: the open transaction spans segment rolls, so the producer state
+    # snapshots taken at a roll hold it open, and recovery starts from one of them.
+    create_topic(bootstrap, topic, len(PARTITIONS), config={"segment.bytes": "300"})
     before = {p: [b"before-%d" % p] for p in PARTITIONS}
     stale_values = {p: [b"stale-%d-%d" % (p, i) for i in range(6)] for p in PARTITIONS}
     plain = ck_producer(bootstrap)

@@ -369,6 +369,44 @@ pub async fn write_group_records(
     internal_topics::append(broker, partition, records, producer).await
 }
 
+/// The group's partition of `__consumer_offsets`, as a transaction names it.
+pub fn offsets_partition(broker: &Broker, group_id: &str) -> (String, i32) {
+    let partitions = broker
+        .partitions
+        .topic(OFFSETS_TOPIC)
+        .map_or(1, |partitions| partitions.len() as i32);
+    (
+        OFFSETS_TOPIC.to_string(),
+        group_records::partition_for(group_id, partitions),
+    )
+}
+
+/// One partition's offset in an OffsetCommit or TxnOffsetCommit request:
+/// topic, partition, offset, leader epoch, metadata.
+pub type RequestedOffset<'a> = (&'a str, i32, i64, i32, Option<&'a str>);
+
+/// The committed offsets of a commit request, stamped `now`, and the
+/// records that persist them.
+pub fn offsets_to_commit<'a>(
+    group_id: &str,
+    requested: impl Iterator<Item = RequestedOffset<'a>>,
+    now: i64,
+) -> (Vec<(String, i32, CommittedOffset)>, Vec<KeyedRecord>) {
+    let mut commits = Vec::new();
+    let mut records = Vec::new();
+    for (topic, partition, offset, leader_epoch, metadata) in requested {
+        let committed = CommittedOffset {
+            offset,
+            leader_epoch,
+            metadata: metadata.unwrap_or_default().to_string(),
+            commit_timestamp_ms: now,
+        };
+        records.push(offset_record(group_id, topic, partition, Some(&committed)));
+        commits.push((topic.to_string(), partition, committed));
+    }
+    (commits, records)
+}
+
 /// Builds the record for one committed offset (or its deletion).
 pub fn offset_record(
     group_id: &str,

@@ -278,12 +278,7 @@ impl TransactionCoordinator {
             .transactions
             .get_mut(transactional_id)
             .ok_or(TxnError::InvalidProducerIdMapping)?;
-        if metadata.producer_id != producer_id {
-            return Err(TxnError::InvalidProducerIdMapping);
-        }
-        if metadata.producer_epoch != producer_epoch {
-            return Err(TxnError::ProducerFenced);
-        }
+        check_producer(metadata, producer_id, producer_epoch)?;
         Ok(metadata)
     }
 
@@ -337,12 +332,7 @@ impl TransactionCoordinator {
             .transactions
             .get(transactional_id)
             .ok_or(TxnError::InvalidProducerIdMapping)?;
-        if metadata.producer_id != producer_id {
-            return Err(TxnError::InvalidProducerIdMapping);
-        }
-        if metadata.producer_epoch != producer_epoch {
-            return Err(TxnError::ProducerFenced);
-        }
+        check_producer(metadata, producer_id, producer_epoch)?;
         if metadata.state == TxnState::Ongoing && metadata.partitions.contains(partition) {
             Ok(())
         } else {
@@ -434,6 +424,21 @@ impl TransactionCoordinator {
             })
             .map(|metadata| marker_job(metadata, metadata.state == TxnState::PrepareCommit))
             .collect()
+    }
+}
+
+/// Is this the id's current producer?
+fn check_producer(
+    metadata: &TxnMetadata,
+    producer_id: i64,
+    producer_epoch: i16,
+) -> Result<(), TxnError> {
+    if metadata.producer_id != producer_id {
+        Err(TxnError::InvalidProducerIdMapping)
+    } else if metadata.producer_epoch != producer_epoch {
+        Err(TxnError::ProducerFenced)
+    } else {
+        Ok(())
     }
 }
 

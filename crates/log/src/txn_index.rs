@@ -9,9 +9,11 @@
 //!
 //! A `read_committed` fetch asks which aborted transactions overlap the
 //! offsets it returns, and gets them from these entries (kept in memory per
-//! segment) instead of scanning batches. Like the other indexes it is a
-//! hint the broker can rebuild: the partition replays markers at startup and
-//! re-adds any entry a crash lost.
+//! segment) instead of scanning batches. A sealed segment's index is
+//! fsynced with it; the active segment's entries, which a crash can lose,
+//! are re-added at startup when the partition replays the markers after its
+//! newest producer-state snapshot. (A sealed index deleted by hand is not
+//! rebuilt, as in Kafka.)
 
 use std::fs::File;
 use std::io::Read;

@@ -6,10 +6,9 @@ use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse};
-use strom_coordinator::records::partition_for;
 
 use crate::broker::Broker;
-use crate::groups::OFFSETS_TOPIC;
+use crate::groups::offsets_partition;
 use crate::protocol::RequestContext;
 
 pub async fn handle(
@@ -21,14 +20,7 @@ pub async fn handle(
         return AddOffsetsToTxnResponse::default()
             .with_error_code(ResponseError::CoordinatorNotAvailable.code());
     }
-    let partitions = broker
-        .partitions
-        .topic(OFFSETS_TOPIC)
-        .map_or(1, |partitions| partitions.len() as i32);
-    let partition = (
-        OFFSETS_TOPIC.to_string(),
-        partition_for(&request.group_id, partitions),
-    );
+    let partition = offsets_partition(&broker, &request.group_id);
     let result = broker
         .transactions
         .add_partitions(

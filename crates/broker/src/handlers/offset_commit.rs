@@ -8,10 +8,9 @@ use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
-use strom_coordinator::CommittedOffset;
 
 use crate::broker::Broker;
-use crate::groups::{offset_record, write_records};
+use crate::groups::{offsets_to_commit, write_records};
 use crate::partition::now_ms;
 use crate::protocol::RequestContext;
 
@@ -30,30 +29,18 @@ pub async fn handle(
             request.generation_id_or_member_epoch,
         ),
     };
-    let now = now_ms();
-    let mut commits = Vec::new();
-    let mut records = Vec::new();
-    for topic in &request.topics {
-        for partition in &topic.partitions {
-            let committed = CommittedOffset {
-                offset: partition.committed_offset,
-                leader_epoch: partition.committed_leader_epoch,
-                metadata: partition
-                    .committed_metadata
-                    .as_ref()
-                    .map(|m| m.to_string())
-                    .unwrap_or_default(),
-                commit_timestamp_ms: now,
-            };
-            records.push(offset_record(
-                &group_id,
-                &topic.name,
+    let requested = request.topics.iter().flat_map(|topic| {
+        topic.partitions.iter().map(|partition| {
+            (
+                topic.name.as_str(),
                 partition.partition_index,
-                Some(&committed),
-            ));
-            commits.push((topic.name.to_string(), partition.partition_index, committed));
-        }
-    }
+                partition.committed_offset,
+                partition.committed_leader_epoch,
+                partition.committed_metadata.as_deref(),
+            )
+        })
+    });
+    let (commits, records) = offsets_to_commit(&group_id, requested, now_ms());
     let outcome = match check {
         Err(code) => Err(code),
         Ok(()) if records.is_empty() => Ok(()),

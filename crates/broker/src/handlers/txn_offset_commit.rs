@@ -11,11 +11,9 @@ use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
-use strom_coordinator::records::partition_for;
-use strom_coordinator::CommittedOffset;
 
 use crate::broker::Broker;
-use crate::groups::{offset_record, write_group_records, OFFSETS_TOPIC};
+use crate::groups::{offsets_partition, offsets_to_commit, write_group_records};
 use crate::partition::now_ms;
 use crate::protocol::RequestContext;
 
@@ -60,15 +58,8 @@ async fn commit(
         .ensure_ready(broker)
         .await
         .map_err(|_| ResponseError::CoordinatorNotAvailable.code())?;
-    let offsets_partitions = broker
-        .partitions
-        .topic(OFFSETS_TOPIC)
-        .map_or(1, |partitions| partitions.len() as i32);
     // AddOffsetsToTxn must have put the group's partition in the transaction.
-    let partition = (
-        OFFSETS_TOPIC.to_string(),
-        partition_for(&group_id, offsets_partitions),
-    );
+    let partition = offsets_partition(broker, &group_id);
     broker
         .transactions
         .coordinator()
@@ -90,30 +81,18 @@ async fn commit(
             request.generation_id,
         )?;
     }
-    let now = now_ms();
-    let mut staged = Vec::new();
-    let mut records = Vec::new();
-    for topic in &request.topics {
-        for partition in &topic.partitions {
-            let committed = CommittedOffset {
-                offset: partition.committed_offset,
-                leader_epoch: partition.committed_leader_epoch,
-                metadata: partition
-                    .committed_metadata
-                    .as_ref()
-                    .map(|m| m.to_string())
-                    .unwrap_or_default(),
-                commit_timestamp_ms: now,
-            };
-            records.push(offset_record(
-                &group_id,
-                &topic.name,
+    let requested = request.topics.iter().flat_map(|topic| {
+        topic.partitions.iter().map(|partition| {
+            (
+                topic.name.as_str(),
                 partition.partition_index,
-                Some(&committed),
-            ));
-            staged.push((topic.name.to_string(), partition.partition_index, committed));
-        }
-    }
+                partition.committed_offset,
+                partition.committed_leader_epoch,
+                partition.committed_metadata.as_deref(),
+            )
+        })
+    });
+    let (staged, records) = offsets_to_commit(&group_id, requested, now_ms());
     if records.is_empty() {
         return Ok(());
     }
