@@ -27,6 +27,7 @@ pub mod internal_topics;
 pub mod partition;
 pub mod producer_state;
 pub mod protocol;
+pub mod response;
 pub mod server;
 pub mod topics;
 pub mod transactions;

@@ -12,7 +12,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::*;
@@ -20,6 +20,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Message};
 
 use crate::broker::Broker;
 use crate::handlers;
+use crate::response::{Frame, Splices, SplicingBuf};
 
 /// Who asked, and in which version: what a handler needs to answer.
 #[derive(Debug, Clone)]
@@ -31,7 +32,7 @@ pub struct RequestContext {
 }
 
 /// A response on its way: the size-prefixed frame, or nothing (acks=0).
-pub type PendingResponse = Pin<Box<dyn Future<Output = Option<BytesMut>> + Send>>;
+pub type PendingResponse = Pin<Box<dyn Future<Output = Option<Frame>> + Send>>;
 
 /// Why a connection must be closed.
 #[derive(Debug)]
@@ -81,8 +82,38 @@ fn alias(api_key: ApiKey, version: i16) -> Option<i16> {
 pub fn encode_response<R: Encodable + HeaderVersion>(
     context: &RequestContext,
     response: &R,
-) -> Option<BytesMut> {
-    encode_at(context, response, context.api_version)
+) -> Option<Frame> {
+    encode_at(context, response, context.api_version).map(Frame::bytes)
+}
+
+/// A Fetch response whose records are placeholders for file ranges: the
+/// ranges are sent from the page cache (see [`crate::response`]); if that
+/// cannot be done, the records are read into memory instead.
+fn encode_fetch(
+    context: &RequestContext,
+    response: FetchResponse,
+    splices: Splices,
+) -> Option<Frame> {
+    if splices.is_empty() {
+        return encode_response(context, &response);
+    }
+    let version = context.api_version;
+    let mut buffer = SplicingBuf::new(&splices, 1024);
+    buffer.put_slice(&[0u8; 4]);
+    let header = ResponseHeader::default().with_correlation_id(context.correlation_id);
+    let encoded = header
+        .encode(&mut buffer, FetchResponse::header_version(version))
+        .and_then(|()| response.encode(&mut buffer, version));
+    if let Err(error) = encoded {
+        tracing::error!(version, %error, "could not encode a fetch response");
+        return None;
+    }
+    if let Some(frame) = buffer.finish() {
+        return Some(frame);
+    }
+    tracing::warn!("fetch response could not be spliced; reading its records into memory");
+    let response = handlers::fetch::with_records_read(response, splices);
+    encode_response(context, &response)
 }
 
 fn encode_at<R: Encodable + HeaderVersion>(
@@ -91,8 +122,10 @@ fn encode_at<R: Encodable + HeaderVersion>(
     version: i16,
 ) -> Option<BytesMut> {
     // The first four bytes are the frame's size prefix, filled in below, so
-    // the connection writes the response without copying it again.
-    let mut bytes = BytesMut::with_capacity(256);
+    // the connection writes the response without copying it again. The
+    // buffer is sized once, so large responses are not copied as it grows.
+    let size = response.compute_size(version).unwrap_or(0);
+    let mut bytes = BytesMut::with_capacity(size + 16);
     bytes.extend_from_slice(&[0u8; 4]);
     let header = ResponseHeader::default().with_correlation_id(context.correlation_id);
     let encoded = header
@@ -136,7 +169,7 @@ enum Parsed {
         body: Bytes,
     },
     /// Answered without a handler (ApiVersions at a version too new).
-    Answered(Option<BytesMut>),
+    Answered(Option<Frame>),
 }
 
 /// Reads and checks the request header: known API, supported version.
@@ -165,7 +198,9 @@ fn parse_header(frame: Bytes) -> Result<Parsed, CloseConnection> {
                 client_id: None,
             };
             let response = api_versions_response(ResponseError::UnsupportedVersion.code());
-            return Ok(Parsed::Answered(encode_at(&context, &response, 0)));
+            return Ok(Parsed::Answered(
+                encode_at(&context, &response, 0).map(Frame::bytes),
+            ));
         }
         return Err(CloseConnection(format!(
             "{api_key:?} version {version} is outside the supported range {min}..={max}"
@@ -210,7 +245,8 @@ fn decode<T: Decodable>(context: &RequestContext, body: &mut Bytes) -> Result<T,
 /// handler. From it come [`supported_apis`] (which is also the ApiVersions
 /// answer), the routing in [`dispatch`] and the decoding in
 /// [`decode_request`]. Produce is listed apart because its appends happen
-/// while routing, in request order, before the wait for durability.
+/// while routing, in request order, before the wait for durability; Fetch
+/// because its records are spliced in from segment files.
 macro_rules! api_table {
     ($($key:ident => $request:ty, $handler:path;)*) => {
         fn build_supported_apis() -> Vec<(ApiKey, i16, i16)> {
@@ -227,7 +263,11 @@ macro_rules! api_table {
                     .map_or(M::VERSIONS.max, |(_, newest)| (*newest).min(M::VERSIONS.max));
                 (key, min, max)
             }
-            vec![range::<ProduceRequest>(ApiKey::Produce), $(range::<$request>(ApiKey::$key)),*]
+            vec![
+                range::<ProduceRequest>(ApiKey::Produce),
+                range::<FetchRequest>(ApiKey::Fetch),
+                $(range::<$request>(ApiKey::$key)),*
+            ]
         }
 
         /// Decodes the body and starts the handler (`async fn (broker,
@@ -244,6 +284,15 @@ macro_rules! api_table {
                     Box::pin(async move {
                         let response = pending?.await;
                         encode_response(&context, &response)
+                    })
+                }
+                ApiKey::Fetch => {
+                    let request: FetchRequest = decode(&context, &mut body)?;
+                    let broker = broker.clone();
+                    Box::pin(async move {
+                        let (response, splices) =
+                            handlers::fetch::handle(broker, &context, request).await;
+                        encode_fetch(&context, response, splices)
                     })
                 }
                 $(ApiKey::$key => {
@@ -278,6 +327,7 @@ macro_rules! api_table {
                         }
                     }
                 }
+                ApiKey::Fetch => drop(decode::<FetchRequest>(&context, &mut body)?),
                 $(ApiKey::$key => drop(decode::<$request>(&context, &mut body)?),)*
                 other => return Err(CloseConnection(format!("API {other:?} is not supported"))),
             }
@@ -287,7 +337,6 @@ macro_rules! api_table {
 }
 
 api_table! {
-    Fetch => FetchRequest, handlers::fetch::handle;
     ListOffsets => ListOffsetsRequest, handlers::list_offsets::handle;
     Metadata => MetadataRequest, handlers::metadata::handle;
     ApiVersions => ApiVersionsRequest, handlers::api_versions::handle;

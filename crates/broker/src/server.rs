@@ -12,7 +12,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::broker::Broker;
 use crate::protocol;
+use crate::response::Frame;
 
 /// Accepts connections until `shutdown` turns true.
 pub async fn serve(
@@ -77,7 +78,7 @@ async fn handle_connection(
         .get_i64("queued.max.requests")
         .max(1) as usize;
     let (mut reader, writer) = stream.into_split();
-    let (responses, pending) = mpsc::channel::<JoinHandle<Option<BytesMut>>>(in_flight);
+    let (responses, pending) = mpsc::channel::<JoinHandle<Option<Frame>>>(in_flight);
     let writer_task = tokio::spawn(write_responses(writer, pending, peer));
     let mut length = [0u8; 4];
     loop {
@@ -136,7 +137,7 @@ async fn handle_connection(
 
 async fn write_responses(
     mut writer: tokio::net::tcp::OwnedWriteHalf,
-    mut pending: mpsc::Receiver<JoinHandle<Option<BytesMut>>>,
+    mut pending: mpsc::Receiver<JoinHandle<Option<Frame>>>,
     peer: SocketAddr,
 ) {
     while let Some(task) = pending.recv().await {
@@ -148,7 +149,8 @@ async fn write_responses(
                 return;
             }
         };
-        if writer.write_all(&response).await.is_err() {
+        if let Err(error) = response.write_to(&mut writer).await {
+            tracing::debug!(%peer, %error, "writing a response failed; closing connection");
             return;
         }
     }

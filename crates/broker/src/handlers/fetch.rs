@@ -1,7 +1,9 @@
 //! Fetch: byte ranges of partition logs, with long polling and sessions.
 //!
-//! The response carries whole record batches copied from segment files as
-//! they are stored. If fewer than `min_bytes` are available the request
+//! The response carries whole record batches of segment files as they are
+//! stored: the handler only locates them ([`ReadSlice`]s), and the
+//! connection sends them from the page cache with `sendfile` (see
+//! [`crate::response`]). If fewer than `min_bytes` are available the request
 //! waits, up to `max_wait_ms`, for any of its partitions to receive data:
 //! each partition's `data_arrived` notification wakes it, so a waiting
 //! consumer gets a new record as soon as it is written. `max_bytes` bounds
@@ -22,7 +24,7 @@ use kafka_protocol::messages::fetch_response::{
     AbortedTransaction, FetchableTopicResponse, PartitionData,
 };
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
-use strom_log::{AbortedTxn, LogError};
+use strom_log::{AbortedTxn, LogError, ReadSlice};
 use tokio::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -31,6 +33,7 @@ use crate::broker::Broker;
 use crate::fetch_session::{PartitionState, SessionPartition, SessionPlan};
 use crate::partition::Partition;
 use crate::protocol::RequestContext;
+use crate::response::Splices;
 
 /// One partition's part of a response.
 struct PartitionResult {
@@ -39,7 +42,7 @@ struct PartitionResult {
     high_watermark: i64,
     last_stable_offset: i64,
     log_start_offset: i64,
-    records: Bytes,
+    records: Option<ReadSlice>,
     aborted: Vec<AbortedTxn>,
 }
 
@@ -49,11 +52,13 @@ impl PartitionResult {
     }
 }
 
+/// The response, whose records are placeholders for the file ranges in
+/// the returned [`Splices`].
 pub async fn handle(
     broker: Arc<Broker>,
     context: &RequestContext,
     request: FetchRequest,
-) -> FetchResponse {
+) -> (FetchResponse, Splices) {
     let uses_topic_ids = context.api_version >= 13;
     let read_committed = request.isolation_level == 1;
     let mut requested = Vec::new();
@@ -119,7 +124,10 @@ pub async fn handle(
             partitions,
         }) => (session_id, partitions, true),
         Err(error) => {
-            return FetchResponse::default().with_error_code(error.code());
+            return (
+                FetchResponse::default().with_error_code(error.code()),
+                Splices::new(0, 0),
+            );
         }
     };
 
@@ -154,7 +162,11 @@ pub async fn handle(
             &handles,
             max_bytes,
         );
-        let bytes: usize = results.iter().map(|result| result.records.len()).sum();
+        let bytes: usize = results
+            .iter()
+            .filter_map(|result| result.records.as_ref())
+            .map(|slice| slice.length)
+            .sum();
         let has_error = results.iter().any(PartitionResult::is_error);
         if bytes >= min_bytes || has_error || arrivals.is_empty() || Instant::now() >= deadline {
             break results;
@@ -166,11 +178,18 @@ pub async fn handle(
     };
 
     let states: Vec<PartitionState> = partitions.iter().map(|(_, state)| *state).collect();
+    let longest = results
+        .iter()
+        .filter_map(|result| result.records.as_ref())
+        .map(|slice| slice.length)
+        .max()
+        .unwrap_or(0);
+    let mut splices = Splices::new(results.len(), longest);
     let mut sent = Vec::new();
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
     for (result, state) in results.into_iter().zip(states) {
         let changed = result.is_error()
-            || !result.records.is_empty()
+            || result.records.is_some()
             || result.high_watermark != state.last_high_watermark
             || result.log_start_offset != state.last_log_start_offset;
         if incremental && !changed {
@@ -200,7 +219,12 @@ pub async fn handle(
                     })
                     .collect()
             }))
-            .with_records(Some(result.records));
+            .with_records(Some(
+                result
+                    .records
+                    .and_then(|slice| splices.placeholder(slice))
+                    .unwrap_or_default(),
+            ));
         let same_topic = topics.last().is_some_and(|last| {
             last.topic.as_str() == result.key.topic && last.topic_id == result.key.topic_id
         });
@@ -218,9 +242,39 @@ pub async fn handle(
     if session_id != 0 {
         broker.fetch_sessions.record_sent(session_id, &sent);
     }
-    FetchResponse::default()
+    let response = FetchResponse::default()
         .with_session_id(session_id)
-        .with_responses(topics)
+        .with_responses(topics);
+    (response, splices)
+}
+
+/// The response with each placeholder replaced by the records it stands
+/// for, read into memory (when they cannot be sent from the file).
+pub fn with_records_read(mut response: FetchResponse, splices: Splices) -> FetchResponse {
+    let slices = splices.into_slices();
+    for partition in response
+        .responses
+        .iter_mut()
+        .flat_map(|topic| topic.partitions.iter_mut())
+    {
+        let Some(records) = partition.records.as_mut() else {
+            continue;
+        };
+        let Some((_, slice)) = slices.iter().find(|(placeholder, _)| {
+            placeholder.as_ptr() == records.as_ptr() && !records.is_empty()
+        }) else {
+            continue;
+        };
+        *records = match slice.read() {
+            Ok(bytes) => Bytes::from(bytes),
+            Err(error) => {
+                tracing::error!(partition = partition.partition_index, %error, "reading a segment failed");
+                partition.error_code = ResponseError::KafkaStorageError.code();
+                Bytes::new()
+            }
+        };
+    }
+    response
 }
 
 fn read_partitions(
@@ -242,7 +296,7 @@ fn read_partitions(
                 high_watermark: -1,
                 last_stable_offset: -1,
                 log_start_offset: -1,
-                records: Bytes::new(),
+                records: None,
                 aborted: Vec::new(),
             };
             let Some(partition) = handle else {
@@ -263,18 +317,12 @@ fn read_partitions(
             let read =
                 partition.read_isolated(state.fetch_offset, limit, !first_batch_sent, read_committed);
             match read {
-                Ok((Some(slice), aborted)) => match slice.read() {
-                    Ok(bytes) => {
-                        remaining = remaining.saturating_sub(bytes.len());
-                        first_batch_sent = true;
-                        result.records = Bytes::from(bytes);
-                        result.aborted = aborted;
-                    }
-                    Err(error) => {
-                        tracing::error!(topic = %key.topic, partition = key.partition, %error, "reading a segment failed");
-                        result.error = Some(ResponseError::KafkaStorageError);
-                    }
-                },
+                Ok((Some(slice), aborted)) => {
+                    remaining = remaining.saturating_sub(slice.length);
+                    first_batch_sent = true;
+                    result.records = Some(slice);
+                    result.aborted = aborted;
+                }
                 Ok((None, _)) => {}
                 Err(LogError::OffsetOutOfRange { .. }) => {
                     result.error = Some(ResponseError::OffsetOutOfRange);

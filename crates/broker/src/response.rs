@@ -1,0 +1,373 @@
+//! Response frames on their way to the socket: encoded bytes, and for Fetch
+//! ranges of segment files that go from the page cache to the socket with
+//! `sendfile`, never copied through the broker's memory.
+//!
+//! A Fetch response is encoded by `kafka-protocol` as usual, except that
+//! each partition's records are a placeholder of the right length (zeroed
+//! memory the encoder never reads): [`SplicingBuf`] recognises the
+//! placeholder by its address when the encoder writes it and puts the file
+//! range in its place. If any placeholder is not recognised, the caller
+//! falls back to reading the records into memory, so a response can never
+//! carry placeholder bytes.
+
+use std::fs::File;
+use std::ops::Range;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+
+use bytes::buf::UninitSlice;
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::protocol::buf::ByteBufMut;
+use strom_log::ReadSlice;
+use tokio::io::{AsyncWriteExt, Interest};
+use tokio::net::tcp::OwnedWriteHalf;
+
+/// One piece of a response frame.
+pub enum Part {
+    Bytes(Bytes),
+    /// `length` bytes of `file` from `position`.
+    File {
+        file: Arc<File>,
+        position: u64,
+        length: usize,
+    },
+}
+
+/// A whole response frame, size prefix included.
+pub struct Frame {
+    pub parts: Vec<Part>,
+}
+
+impl Frame {
+    pub fn bytes(bytes: BytesMut) -> Frame {
+        Frame {
+            parts: vec![Part::Bytes(bytes.freeze())],
+        }
+    }
+
+    /// Writes the frame: byte parts with `write_all`, file parts with
+    /// `sendfile` from the page cache.
+    pub async fn write_to(&self, writer: &mut OwnedWriteHalf) -> std::io::Result<()> {
+        for part in &self.parts {
+            match part {
+                Part::Bytes(bytes) => writer.write_all(bytes).await?,
+                Part::File {
+                    file,
+                    position,
+                    length,
+                } => send_file(writer, file, *position, *length).await?,
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn send_file(
+    writer: &OwnedWriteHalf,
+    file: &File,
+    mut position: u64,
+    mut length: usize,
+) -> std::io::Result<()> {
+    let stream: &tokio::net::TcpStream = writer.as_ref();
+    let socket = stream.as_raw_fd();
+    let source = file.as_raw_fd();
+    while length > 0 {
+        stream.writable().await?;
+        let sent = stream.try_io(Interest::WRITABLE, || {
+            let mut offset = position as libc::off_t;
+            // SAFETY: both descriptors are open for the duration of the
+            // call (the file by its Arc, the socket by the stream), and
+            // `offset` is a valid pointer.
+            let sent = unsafe { libc::sendfile(socket, source, &mut offset, length) };
+            if sent < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(sent as usize)
+            }
+        });
+        match sent {
+            Ok(0) => {
+                // The file ended early: the segment was cut back under us.
+                // The frame cannot be completed; the connection must close.
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "segment file shorter than the fetched range",
+                ));
+            }
+            Ok(sent) => {
+                position += sent as u64;
+                length -= sent;
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
+/// Placeholders for the records of the partitions of one Fetch response,
+/// each standing for a range of a segment file.
+pub struct Splices {
+    /// Zeroed memory the placeholders are cut from (never read).
+    backing: Bytes,
+    slices: Vec<(Bytes, ReadSlice)>,
+}
+
+impl Splices {
+    /// Room for up to `count` placeholders of at most `max_length` bytes.
+    pub fn new(count: usize, max_length: usize) -> Splices {
+        // Large zeroed allocations come straight from the kernel, so the
+        // pages are never touched.
+        Splices {
+            backing: Bytes::from(vec![0u8; max_length + count]),
+            slices: Vec::with_capacity(count),
+        }
+    }
+
+    /// A placeholder of the slice's length, at an address no other has.
+    pub fn placeholder(&mut self, slice: ReadSlice) -> Option<Bytes> {
+        let start = self.slices.len();
+        let end = start.checked_add(slice.length)?;
+        if end > self.backing.len() {
+            return None;
+        }
+        let placeholder = self.backing.slice(start..end);
+        self.slices.push((placeholder.clone(), slice));
+        Some(placeholder)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slices.is_empty()
+    }
+
+    /// The slices, for reading them into memory instead.
+    pub fn into_slices(self) -> Vec<(Bytes, ReadSlice)> {
+        self.slices
+    }
+}
+
+/// An encoding target that puts file ranges in place of placeholders.
+pub struct SplicingBuf<'a> {
+    parts: Vec<Part>,
+    current: BytesMut,
+    /// Bytes in `parts` so far.
+    done: usize,
+    splices: &'a Splices,
+    spliced: usize,
+}
+
+impl<'a> SplicingBuf<'a> {
+    pub fn new(splices: &'a Splices, capacity: usize) -> SplicingBuf<'a> {
+        SplicingBuf {
+            parts: Vec::with_capacity(splices.slices.len() * 2 + 1),
+            current: BytesMut::with_capacity(capacity),
+            done: 0,
+            splices,
+            spliced: 0,
+        }
+    }
+
+    /// The frame, with the size prefix (the first four bytes, written as
+    /// zeros by the caller) filled in; `None` unless every placeholder was
+    /// replaced by its file range.
+    pub fn finish(mut self) -> Option<Frame> {
+        if self.spliced != self.splices.slices.len() {
+            return None;
+        }
+        let size = (self.offset() - 4) as i32;
+        if !self.current.is_empty() || self.parts.is_empty() {
+            let tail = std::mem::take(&mut self.current);
+            self.parts.push(Part::Bytes(tail.freeze()));
+        }
+        // The size prefix is the first four bytes of the first part, which
+        // holds the response up to the first records: small.
+        if let Some(Part::Bytes(first)) = self.parts.first_mut() {
+            let mut patched = BytesMut::from(&first[..]);
+            patched[..4].copy_from_slice(&size.to_be_bytes());
+            *first = patched.freeze();
+        }
+        Some(Frame { parts: self.parts })
+    }
+
+    fn splice_for(&self, src: &[u8]) -> Option<&'a ReadSlice> {
+        if src.is_empty() {
+            return None;
+        }
+        let splices: &'a Splices = self.splices;
+        splices
+            .slices
+            .iter()
+            .find(|(placeholder, _)| {
+                placeholder.as_ptr() == src.as_ptr() && placeholder.len() == src.len()
+            })
+            .map(|(_, slice)| slice)
+    }
+}
+
+// SAFETY: every method delegates to `current`, a BytesMut, whose own
+// implementation upholds BufMut's contract.
+unsafe impl BufMut for SplicingBuf<'_> {
+    fn remaining_mut(&self) -> usize {
+        self.current.remaining_mut()
+    }
+
+    unsafe fn advance_mut(&mut self, count: usize) {
+        // SAFETY: forwarded under the caller's guarantee.
+        unsafe { self.current.advance_mut(count) }
+    }
+
+    fn chunk_mut(&mut self) -> &mut UninitSlice {
+        self.current.chunk_mut()
+    }
+
+    fn put_slice(&mut self, src: &[u8]) {
+        if let Some(slice) = self.splice_for(src) {
+            let part = Part::File {
+                file: slice.file.clone(),
+                position: slice.position,
+                length: slice.length,
+            };
+            let before = std::mem::take(&mut self.current);
+            self.done += before.len() + slice.length;
+            self.parts.push(Part::Bytes(before.freeze()));
+            self.parts.push(part);
+            self.spliced += 1;
+            return;
+        }
+        self.current.extend_from_slice(src);
+    }
+}
+
+impl ByteBufMut for SplicingBuf<'_> {
+    fn offset(&self) -> usize {
+        self.done + self.current.len()
+    }
+
+    /// Only within the bytes after the last splice (the Fetch response
+    /// encoder leaves no gaps to fill in later).
+    fn seek(&mut self, offset: usize) {
+        self.current.resize(offset - self.done, 0);
+    }
+
+    fn range(&mut self, r: Range<usize>) -> &mut [u8] {
+        &mut self.current[r.start - self.done..r.end - self.done]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+    use kafka_protocol::messages::{FetchResponse, TopicName};
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+    use std::io::Write;
+    use std::os::unix::fs::FileExt;
+
+    fn response(records: &[Bytes]) -> FetchResponse {
+        let partitions = records
+            .iter()
+            .enumerate()
+            .map(|(index, records)| {
+                PartitionData::default()
+                    .with_partition_index(index as i32)
+                    .with_records(Some(records.clone()))
+            })
+            .collect();
+        FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
+            .with_topic(TopicName(StrBytes::from_static_str("t")))
+            .with_partitions(partitions)])
+    }
+
+    /// The frame's bytes, with file parts read back.
+    fn flatten(frame: &Frame) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for part in &frame.parts {
+            match part {
+                Part::Bytes(part) => bytes.extend_from_slice(part),
+                Part::File {
+                    file,
+                    position,
+                    length,
+                } => {
+                    let mut read = vec![0u8; *length];
+                    file.read_exact_at(&mut read, *position).unwrap();
+                    bytes.extend_from_slice(&read);
+                }
+            }
+        }
+        bytes
+    }
+
+    #[test]
+    fn a_spliced_frame_is_byte_for_byte_the_encoded_response() {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&(0..=255u8).cycle().take(5000).collect::<Vec<_>>())
+            .unwrap();
+        let file = Arc::new(file);
+        let ranges = [(100u64, 1000usize), (3000, 1500), (0, 0)];
+        for version in [4i16, 11, 12, 16] {
+            let mut splices = Splices::new(ranges.len(), 1500);
+            let mut placeholders = Vec::new();
+            let mut real = Vec::new();
+            for (position, length) in ranges {
+                let slice = ReadSlice {
+                    file: file.clone(),
+                    position,
+                    length,
+                    first_batch_offset: 0,
+                    next_offset: 0,
+                };
+                real.push(Bytes::from(slice.read().unwrap()));
+                placeholders.push(if length == 0 {
+                    Bytes::new()
+                } else {
+                    splices.placeholder(slice).unwrap()
+                });
+            }
+            let mut buffer = SplicingBuf::new(&splices, 64);
+            buffer.put_slice(&[0u8; 4]);
+            response(&placeholders)
+                .encode(&mut buffer, version)
+                .unwrap();
+            let frame = buffer.finish().expect("every placeholder spliced");
+            assert_eq!(
+                frame
+                    .parts
+                    .iter()
+                    .filter(|part| matches!(part, Part::File { .. }))
+                    .count(),
+                2
+            );
+            let mut expected = BytesMut::new();
+            expected.put_slice(&[0u8; 4]);
+            response(&real).encode(&mut expected, version).unwrap();
+            let size = (expected.len() - 4) as i32;
+            expected[..4].copy_from_slice(&size.to_be_bytes());
+            assert_eq!(flatten(&frame), expected.to_vec(), "version {version}");
+        }
+    }
+
+    #[test]
+    fn a_placeholder_the_encoder_did_not_write_fails_the_splice() {
+        let file = Arc::new(tempfile::tempfile().unwrap());
+        let mut splices = Splices::new(1, 10);
+        let placeholder = splices
+            .placeholder(ReadSlice {
+                file,
+                position: 0,
+                length: 10,
+                first_batch_offset: 0,
+                next_offset: 0,
+            })
+            .unwrap();
+        // The response carries a copy, not the placeholder itself.
+        let copy = Bytes::copy_from_slice(&placeholder);
+        let mut buffer = SplicingBuf::new(&splices, 64);
+        buffer.put_slice(&[0u8; 4]);
+        response(&[copy]).encode(&mut buffer, 12).unwrap();
+        assert!(
+            buffer.finish().is_none(),
+            "zeros must never be sent as records"
+        );
+    }
+}
