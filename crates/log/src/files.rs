@@ -9,9 +9,14 @@
 //! holds it (a fetch copying from a segment, a flush in progress) and the
 //! descriptor closes when the last holder lets go. Writes use positional I/O
 //! (`pwrite`/`pread`), so any handle serves any caller.
+//!
+//! The cache is split into shards by partition directory, each with its own
+//! lock and its share of the capacity, so that partitions do not contend on
+//! one lock: a partition's files all live in one shard.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
+use std::hash::{Hash, Hasher};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -31,36 +36,60 @@ struct Inner {
 /// Shared, capped cache of open files. Cheap to clone.
 #[derive(Clone)]
 pub struct FileCache {
-    inner: Arc<Mutex<Inner>>,
-    capacity: usize,
+    shards: Arc<[Mutex<Inner>]>,
+    /// Files each shard may keep open.
+    shard_capacity: usize,
 }
+
+/// Files per shard when the capacity allows more than one shard.
+const FILES_PER_SHARD: usize = 64;
+const MAX_SHARDS: usize = 32;
 
 impl FileCache {
     /// A cache that keeps at most `capacity` files open (at least 4).
     pub fn new(capacity: usize) -> FileCache {
+        let capacity = capacity.max(4);
+        let shards = (capacity / FILES_PER_SHARD).clamp(1, MAX_SHARDS);
         FileCache {
-            inner: Arc::new(Mutex::new(Inner {
-                entries: HashMap::new(),
-                by_age: BTreeMap::new(),
-                tick: 0,
-            })),
-            capacity: capacity.max(4),
+            shards: (0..shards)
+                .map(|_| {
+                    Mutex::new(Inner {
+                        entries: HashMap::new(),
+                        by_age: BTreeMap::new(),
+                        tick: 0,
+                    })
+                })
+                .collect(),
+            shard_capacity: capacity / shards,
         }
     }
 
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.shard_capacity * self.shards.len()
     }
 
     /// Number of handles the cache holds open right now.
     pub fn open_count(&self) -> usize {
-        self.lock().entries.len()
+        (0..self.shards.len())
+            .map(|shard| self.lock(shard).entries.len())
+            .sum()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    /// The shard of `path`: by its directory, so one partition's files
+    /// share a shard and different partitions mostly do not.
+    fn shard_of(&self, path: &Path) -> usize {
+        if self.shards.len() == 1 {
+            return 0;
+        }
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        path.parent().unwrap_or(path).hash(&mut hasher);
+        (hasher.finish() % self.shards.len() as u64) as usize
+    }
+
+    fn lock(&self, shard: usize) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding this lock cannot leave the maps inconsistent
         // in a way that matters (worst case, a stale age entry), so recover.
-        self.inner
+        self.shards[shard]
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -68,7 +97,7 @@ impl FileCache {
     /// Returns an open read-write handle for `path`, creating the file if it
     /// does not exist.
     pub fn get(&self, path: &Path) -> io::Result<Arc<File>> {
-        let mut inner = self.lock();
+        let mut inner = self.lock(self.shard_of(path));
         inner.tick += 1;
         let tick = inner.tick;
         if let Some(entry) = inner.entries.get_mut(path) {
@@ -79,7 +108,7 @@ impl FileCache {
             inner.by_age.insert(tick, path.to_path_buf());
             return Ok(file);
         }
-        while inner.entries.len() >= self.capacity {
+        while inner.entries.len() >= self.shard_capacity {
             let Some((_, oldest)) = inner.by_age.pop_first() else {
                 break;
             };
@@ -106,7 +135,7 @@ impl FileCache {
 
     /// Drops the cached handle of `path` (before the file is deleted or renamed).
     pub fn forget(&self, path: &Path) {
-        let mut inner = self.lock();
+        let mut inner = self.lock(self.shard_of(path));
         if let Some(entry) = inner.entries.remove(path) {
             inner.by_age.remove(&entry.last_use);
         }
@@ -127,6 +156,30 @@ mod tests {
             assert!(cache.open_count() <= 4);
         }
         assert_eq!(cache.open_count(), 4);
+    }
+
+    #[test]
+    fn a_large_cache_is_sharded_and_still_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = FileCache::new(256);
+        assert_eq!(cache.shards.len(), 4);
+        for partition in 0..40 {
+            let partition_dir = dir.path().join(format!("t-{partition}"));
+            std::fs::create_dir(&partition_dir).unwrap();
+            for file in [
+                "a.log",
+                "a.index",
+                "a.timeindex",
+                "b.log",
+                "b.index",
+                "b.timeindex",
+                "c.log",
+            ] {
+                cache.get(&partition_dir.join(file)).unwrap();
+                assert!(cache.open_count() <= 256);
+            }
+        }
+        assert!(cache.open_count() > 200, "every shard is used");
     }
 
     #[test]
