@@ -179,7 +179,14 @@ mod tests {
                 assert!(cache.open_count() <= 256);
             }
         }
-        assert!(cache.open_count() > 200, "every shard is used");
+        let per_shard: Vec<usize> = (0..cache.shards.len())
+            .map(|shard| cache.lock(shard).entries.len())
+            .collect();
+        assert!(per_shard.iter().all(|count| *count <= 64), "{per_shard:?}");
+        assert!(
+            per_shard.iter().filter(|count| **count > 0).count() > 1,
+            "partitions spread over shards: {per_shard:?}"
+        );
     }
 
     #[test]
