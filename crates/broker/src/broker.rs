@@ -128,6 +128,16 @@ fn sync_dir(dir: &Path) -> Result<(), StartError> {
         .map_err(io_error(dir))
 }
 
+/// Makes everything written to the data directory's file system durable.
+fn sync_file_system(dir: &Path) -> Result<(), StartError> {
+    let directory = File::open(dir).map_err(io_error(dir))?;
+    // SAFETY: syncfs takes an open descriptor, which `directory` holds.
+    if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&directory)) } != 0 {
+        return Err(io_error(dir)(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
 /// Raises the descriptor limit to its hard maximum: a broker holds many files.
 fn raise_fd_limit() {
     // SAFETY: getrlimit/setrlimit write to and read from a local struct.
@@ -382,6 +392,7 @@ fn remove_orphan_partition_dirs(data_dir: &Path, topics: &Topics) {
     let Ok(entries) = std::fs::read_dir(data_dir) else {
         return;
     };
+    let partition_counts = topics.partition_counts();
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
         if !entry.path().is_dir() || name == METADATA_DIR {
@@ -403,8 +414,8 @@ fn remove_orphan_partition_dirs(data_dir: &Path, topics: &Topics) {
         let known = index
             .parse::<usize>()
             .ok()
-            .zip(topics.topic(topic))
-            .is_some_and(|(index, metadata)| index < metadata.partitions.len());
+            .zip(partition_counts.get(topic))
+            .is_some_and(|(index, count)| index < *count);
         if !known {
             tracing::warn!(dir = %entry.path().display(), "removing directory of a deleted partition");
             let _ = std::fs::remove_dir_all(entry.path());
@@ -450,6 +461,9 @@ impl RunningBroker {
                     tracing::warn!(topic = %partition.topic, partition = partition.index, %error, "no producer state snapshot at shutdown; the next start replays the log");
                 }
             }
+            // One sync for the snapshots and indexes written above, rather
+            // than an fsync for each of thousands of small files.
+            sync_file_system(&data_dir)?;
             let marker = data_dir.join(CLEAN_SHUTDOWN_MARKER);
             File::create(&marker)
                 .and_then(|file| file.sync_all())

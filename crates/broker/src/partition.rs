@@ -260,22 +260,25 @@ impl Partition {
     /// fsynced: losing it in a crash only makes the next start replay more.
     fn write_snapshot(&self, snapshot: Option<Snapshot>) {
         if let Some((offset, bytes)) = snapshot {
-            if let Err(error) = producer_state::write_snapshot(&self.dir, offset, &bytes, false) {
+            if let Err(error) = producer_state::write_snapshot(&self.dir, offset, &bytes) {
                 tracing::warn!(topic = %self.topic, partition = self.index, %error, "could not write a producer state snapshot");
             }
         }
     }
 
-    /// At clean shutdown, after the last flush: a durable snapshot at the
-    /// log end (and the active segment's aborted-transaction index made
-    /// durable), so the next start replays nothing.
+    /// At clean shutdown, after the last flush: a snapshot at the log end,
+    /// unless one is there already (an idle partition), so the next start
+    /// replays nothing. The broker then syncs the file system once, which
+    /// makes the snapshots and the active segments' aborted-transaction
+    /// indexes durable.
     pub fn write_shutdown_snapshot(&self) -> Result<(), LogError> {
         let producers = self.producers();
-        let log = self.log();
-        log.sync_txn_index()?;
-        let offset = log.log_end_offset();
+        let offset = self.log().log_end_offset();
+        if producer_state::has_snapshot(&self.dir, offset) {
+            return Ok(());
+        }
         let bytes = producers.encode_snapshot(offset);
-        producer_state::write_snapshot(&self.dir, offset, &bytes, true)
+        producer_state::write_snapshot(&self.dir, offset, &bytes)
             .map_err(|e| LogError::io("write snapshot", &self.dir, e))
     }
 

@@ -276,6 +276,11 @@ fn snapshot_path(dir: &Path, offset: i64) -> PathBuf {
     dir.join(format!("{offset:020}{SNAPSHOT_SUFFIX}"))
 }
 
+/// Is there a snapshot at `offset` already?
+pub fn has_snapshot(dir: &Path, offset: i64) -> bool {
+    snapshot_path(dir, offset).exists()
+}
+
 /// Snapshot files in `dir`, oldest first.
 fn snapshot_offsets(dir: &Path) -> Vec<i64> {
     let mut offsets: Vec<i64> = std::fs::read_dir(dir)
@@ -293,18 +298,15 @@ fn snapshot_offsets(dir: &Path) -> Vec<i64> {
 }
 
 /// Writes a snapshot (through a temporary file and a rename, so a reader
-/// never sees half of one) and deletes all but the newest few. `durable`
-/// also fsyncs it; otherwise a crash may lose it, which costs only a
-/// longer replay.
-pub fn write_snapshot(dir: &Path, offset: i64, bytes: &[u8], durable: bool) -> std::io::Result<()> {
+/// never sees half of one) and deletes all but the newest few. Not fsynced:
+/// a crash may lose it, which costs only a longer replay (a clean shutdown
+/// syncs the whole file system once instead).
+pub fn write_snapshot(dir: &Path, offset: i64, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let path = snapshot_path(dir, offset);
     let temporary = path.with_extension("snapshot.tmp");
     let mut file = std::fs::File::create(&temporary)?;
     file.write_all(bytes)?;
-    if durable {
-        file.sync_all()?;
-    }
     std::fs::rename(&temporary, &path)?;
     let offsets = snapshot_offsets(dir);
     for old in &offsets[..offsets.len().saturating_sub(SNAPSHOTS_KEPT)] {
@@ -434,13 +436,7 @@ mod tests {
         let mut states = ProducerStates::default();
         for offset in [10, 20, 30] {
             states.record(&batch(1, 0, (offset / 10) as i32 - 1, 1, offset), None);
-            write_snapshot(
-                dir.path(),
-                offset + 1,
-                &states.encode_snapshot(offset + 1),
-                false,
-            )
-            .unwrap();
+            write_snapshot(dir.path(), offset + 1, &states.encode_snapshot(offset + 1)).unwrap();
         }
         assert_eq!(snapshot_offsets(dir.path()), vec![21, 31]);
         let (offset, _) = load_snapshot(dir.path(), 25).unwrap();

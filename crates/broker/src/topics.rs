@@ -305,6 +305,25 @@ impl Topics {
         self.lock().1.topic_by_id(topic_id).cloned()
     }
 
+    /// The name of the topic with this id, without copying its metadata
+    /// (requests that name topics by id ask this on every call).
+    pub fn topic_name_by_id(&self, topic_id: Uuid) -> Option<String> {
+        self.lock()
+            .1
+            .topic_by_id(topic_id)
+            .map(|topic| topic.name.clone())
+    }
+
+    /// Partitions per topic, without copying any topic's metadata.
+    pub fn partition_counts(&self) -> std::collections::HashMap<String, usize> {
+        self.lock()
+            .1
+            .topics
+            .iter()
+            .map(|(name, topic)| (name.clone(), topic.partitions.len()))
+            .collect()
+    }
+
     pub fn all_topics(&self) -> Vec<TopicMetadata> {
         self.lock().1.topics.values().cloned().collect()
     }

@@ -664,12 +664,6 @@ impl Log {
         Ok(())
     }
 
-    /// Makes the active segment's aborted-transaction index durable (sealed
-    /// segments' indexes are made durable when they are sealed).
-    pub fn sync_txn_index(&self) -> Result<(), LogError> {
-        self.active().sync_txn_index(&self.files)
-    }
-
     /// Notes an aborted transaction in the index of the segment that holds
     /// its abort marker. Idempotent, so a replay may add entries again.
     pub fn add_aborted(&mut self, entry: AbortedTxn) -> Result<(), LogError> {

@@ -263,18 +263,6 @@ impl Segment {
         }
     }
 
-    /// Makes the aborted-transaction index durable (clean shutdown).
-    pub fn sync_txn_index(&self, files: &FileCache) -> Result<(), LogError> {
-        if self.aborted.is_empty() {
-            return Ok(());
-        }
-        let path = &self.txn_index_path;
-        files
-            .get(path)
-            .and_then(|file| file.sync_data())
-            .map_err(|e| LogError::io("fsync", path, e))
-    }
-
     fn rewrite_txn_index(&self, files: &FileCache) -> Result<(), LogError> {
         let path = &self.txn_index_path;
         let file = files.get(path).map_err(|e| LogError::io("open", path, e))?;

@@ -38,7 +38,7 @@ pub async fn handle(
     for (name, topic_id) in targets {
         let resolved = match &name {
             Some(name) => Some(name.clone()),
-            None => broker.topics.topic_by_id(topic_id).map(|topic| topic.name),
+            None => broker.topics.topic_name_by_id(topic_id),
         };
         let result = DeletableTopicResult::default()
             .with_name(name.as_deref().map(topic_name))

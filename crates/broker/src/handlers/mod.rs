@@ -49,11 +49,7 @@ pub(crate) fn resolve_topic(broker: &Broker, name: &str, topic_id: Uuid, by_id: 
     if !by_id {
         return name.to_string();
     }
-    broker
-        .topics
-        .topic_by_id(topic_id)
-        .map(|metadata| metadata.name)
-        .unwrap_or_default()
+    broker.topics.topic_name_by_id(topic_id).unwrap_or_default()
 }
 
 /// A topic name in the protocol's type.
