@@ -180,6 +180,17 @@ fn encode_records(
     buffer.freeze()
 }
 
+/// InitProducerId for an idempotent (not transactional) producer.
+fn init_idempotent_producer(client: &mut Client) -> InitProducerIdResponse {
+    client.call(
+        ApiKey::InitProducerId,
+        4,
+        &InitProducerIdRequest::default()
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    )
+}
+
 fn create_topic(client: &mut Client, name: &str, partitions: i32) {
     let request = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
         .with_name(TopicName(StrBytes::from_string(name.into())))
@@ -416,13 +427,7 @@ fn an_idempotent_retry_is_answered_with_the_original_offset_and_not_written_agai
     let broker = Broker::start();
     let mut client = broker.connect();
     create_topic(&mut client, "sessions", 1);
-    let init: InitProducerIdResponse = client.call(
-        ApiKey::InitProducerId,
-        4,
-        &InitProducerIdRequest::default()
-            .with_producer_id(ProducerId(-1))
-            .with_producer_epoch(-1),
-    );
+    let init = init_idempotent_producer(&mut client);
     assert_eq!(init.error_code, 0);
     let (id, epoch) = (init.producer_id.0, init.producer_epoch);
     assert!(id >= 0);
@@ -487,13 +492,7 @@ fn producer_state_survives_a_clean_restart_by_snapshot_and_a_crash_by_replay() {
     let broker = Broker::start();
     let mut client = broker.connect();
     create_topic(&mut client, "sessions", 1);
-    let init: InitProducerIdResponse = client.call(
-        ApiKey::InitProducerId,
-        4,
-        &InitProducerIdRequest::default()
-            .with_producer_id(ProducerId(-1))
-            .with_producer_epoch(-1),
-    );
+    let init = init_idempotent_producer(&mut client);
     let (id, epoch) = (init.producer_id.0, init.producer_epoch);
     let first = produce_batch(
         &mut client,
