@@ -20,7 +20,6 @@ it only gets there once no transaction holds the partition back.
 
 from __future__ import annotations
 
-import socket
 import struct
 import subprocess
 import sys
@@ -44,6 +43,7 @@ from conftest import (
     segments,
     wait_until,
 )
+from test_bad_input import Raw
 
 HERE = Path(__file__).parent
 
@@ -540,24 +540,8 @@ class Decoder:
             self.pos += self.uvarint()
 
 
-class Wire:
-    """Hand-built requests on one TCP connection."""
-
-    def __init__(self, host: str, port: int):
-        self.sock = socket.create_connection((host, port), timeout=15)
-        self.corr = 0
-
-    def close(self):
-        self.sock.close()
-
-    def _exact(self, n: int) -> bytes:
-        buf = b""
-        while len(buf) < n:
-            chunk = self.sock.recv(n - len(buf))
-            if not chunk:
-                raise ConnectionError(f"connection closed after {len(buf)} of {n} bytes")
-            buf += chunk
-        return buf
+class Wire(Raw):
+    """Hand-built transaction requests on one TCP connection."""
 
     def request(self, api_key: int, version: int, body: bytes, flexible: bool = True) -> Decoder:
         self.corr += 1
@@ -565,10 +549,9 @@ class Wire:
         header = struct.pack(">hhih", api_key, version, self.corr, len(client_id)) + client_id
         if flexible:
             header += NO_TAGS
-        frame = header + body
-        self.sock.sendall(struct.pack(">i", len(frame)) + frame)
-        (size,) = struct.unpack(">i", self._exact(4))
-        r = Decoder(self._exact(size))
+        self.send_frame(header + body)
+        (size,) = struct.unpack(">i", self.recv_exact(4))
+        r = Decoder(self.recv_exact(size))
         assert r.fixed("i") == self.corr, "response to another request"
         if flexible:
             r.tags()

@@ -348,8 +348,7 @@ fn load(broker: &Broker) {
 }
 
 /// Appends keyed records to the group's partition of `__consumer_offsets`
-/// and waits until they are durable; with `producer` they belong to that
-/// producer's transaction.
+/// and waits until they are durable.
 pub async fn write_records(
     broker: &Arc<Broker>,
     group_id: &str,
@@ -358,6 +357,7 @@ pub async fn write_records(
     write_group_records(broker, group_id, records, None).await
 }
 
+/// [`write_records`], as part of `producer`'s transaction if given.
 pub async fn write_group_records(
     broker: &Arc<Broker>,
     group_id: &str,
@@ -369,16 +369,11 @@ pub async fn write_group_records(
     internal_topics::append(broker, partition, records, producer).await
 }
 
-/// The group's partition of `__consumer_offsets`, as a transaction names it.
-pub fn offsets_partition(broker: &Broker, group_id: &str) -> (String, i32) {
-    let partitions = broker
-        .partitions
-        .topic(OFFSETS_TOPIC)
-        .map_or(1, |partitions| partitions.len() as i32);
-    (
-        OFFSETS_TOPIC.to_string(),
-        group_records::partition_for(group_id, partitions),
-    )
+/// The group's partition of `__consumer_offsets`, as a transaction names
+/// it; `None` until the topic exists.
+pub fn offsets_partition(broker: &Broker, group_id: &str) -> Option<(String, i32)> {
+    internal_topics::partition_for_key(broker, OFFSETS_TOPIC, group_id)
+        .map(|partition| (OFFSETS_TOPIC.to_string(), partition.index))
 }
 
 /// One partition's offset in an OffsetCommit or TxnOffsetCommit request:

@@ -106,34 +106,41 @@ async fn send_file(
 }
 
 /// Placeholders for the records of the partitions of one Fetch response,
-/// each standing for a range of a segment file.
+/// each standing for a range of a segment file. The placeholders are cut
+/// from zeroed memory that is never read.
+#[derive(Default)]
 pub struct Splices {
-    /// Zeroed memory the placeholders are cut from (never read).
-    backing: Bytes,
     slices: Vec<(Bytes, ReadSlice)>,
 }
 
 impl Splices {
-    /// Room for up to `count` placeholders of at most `max_length` bytes.
-    pub fn new(count: usize, max_length: usize) -> Splices {
+    /// Placeholders for `slices`, one per entry in order (empty where there
+    /// is no slice), each at an address no other has.
+    pub fn new(slices: Vec<Option<ReadSlice>>) -> (Splices, Vec<Bytes>) {
+        let longest = slices.iter().flatten().map(|slice| slice.length).max();
+        let Some(longest) = longest else {
+            let empty = vec![Bytes::new(); slices.len()];
+            return (Splices::default(), empty);
+        };
         // Large zeroed allocations come straight from the kernel, so the
         // pages are never touched.
-        Splices {
-            backing: Bytes::from(vec![0u8; max_length + count]),
-            slices: Vec::with_capacity(count),
-        }
-    }
-
-    /// A placeholder of the slice's length, at an address no other has.
-    pub fn placeholder(&mut self, slice: ReadSlice) -> Option<Bytes> {
-        let start = self.slices.len();
-        let end = start.checked_add(slice.length)?;
-        if end > self.backing.len() {
-            return None;
-        }
-        let placeholder = self.backing.slice(start..end);
-        self.slices.push((placeholder.clone(), slice));
-        Some(placeholder)
+        let backing = Bytes::from(vec![0u8; longest + slices.len()]);
+        let mut splices = Splices {
+            slices: Vec::with_capacity(slices.len()),
+        };
+        let placeholders = slices
+            .into_iter()
+            .enumerate()
+            .map(|(index, slice)| match slice {
+                Some(slice) => {
+                    let placeholder = backing.slice(index..index + slice.length);
+                    splices.slices.push((placeholder.clone(), slice));
+                    placeholder
+                }
+                None => Bytes::new(),
+            })
+            .collect();
+        (splices, placeholders)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -306,8 +313,7 @@ mod tests {
         let file = Arc::new(file);
         let ranges = [(100u64, 1000usize), (3000, 1500), (0, 0)];
         for version in [4i16, 11, 12, 16] {
-            let mut splices = Splices::new(ranges.len(), 1500);
-            let mut placeholders = Vec::new();
+            let mut slices = Vec::new();
             let mut real = Vec::new();
             for (position, length) in ranges {
                 let slice = ReadSlice {
@@ -318,12 +324,9 @@ mod tests {
                     next_offset: 0,
                 };
                 real.push(Bytes::from(slice.read().unwrap()));
-                placeholders.push(if length == 0 {
-                    Bytes::new()
-                } else {
-                    splices.placeholder(slice).unwrap()
-                });
+                slices.push((length > 0).then_some(slice));
             }
+            let (splices, placeholders) = Splices::new(slices);
             let mut buffer = SplicingBuf::new(&splices, 64);
             buffer.put_slice(&[0u8; 4]);
             response(&placeholders)
@@ -350,18 +353,16 @@ mod tests {
     #[test]
     fn a_placeholder_the_encoder_did_not_write_fails_the_splice() {
         let file = Arc::new(tempfile::tempfile().unwrap());
-        let mut splices = Splices::new(1, 10);
-        let placeholder = splices
-            .placeholder(ReadSlice {
-                file,
-                position: 0,
-                length: 10,
-                first_batch_offset: 0,
-                next_offset: 0,
-            })
-            .unwrap();
+        let (splices, placeholders) = Splices::new(vec![Some(ReadSlice {
+            file,
+            position: 0,
+            length: 10,
+            first_batch_offset: 0,
+            next_offset: 0,
+        })]);
+        let placeholder = &placeholders[0];
         // The response carries a copy, not the placeholder itself.
-        let copy = Bytes::copy_from_slice(&placeholder);
+        let copy = Bytes::copy_from_slice(placeholder);
         let mut buffer = SplicingBuf::new(&splices, 64);
         buffer.put_slice(&[0u8; 4]);
         response(&[copy]).encode(&mut buffer, 12).unwrap();

@@ -13,6 +13,7 @@
 //! still says `Prepare*`, and the markers are written again (a marker for a
 //! transaction that is no longer open in a partition changes nothing there).
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures_util::future::join_all;
@@ -35,15 +36,13 @@ pub const TRANSACTION_TOPIC: &str = "__transaction_state";
 /// Coordinator epoch written into markers: one coordinator, never moved.
 const COORDINATOR_EPOCH: i32 = 0;
 
-/// A prepared transaction whose markers are not all written after this long
-/// is retried by the timer (a failed write, or a crash before the restart).
-const MARKER_RETRY_MS: i64 = 10_000;
-
 pub struct Transactions {
     coordinator: Mutex<TransactionCoordinator>,
     /// Held from a state change until its record is written, so that records
     /// of one transactional id reach the log in the order of the changes.
     writes: tokio::sync::Mutex<()>,
+    /// Transactional ids whose markers are being written right now.
+    finishing: Arc<Mutex<HashSet<String>>>,
     ready: OnceCell<()>,
 }
 
@@ -109,6 +108,7 @@ impl Transactions {
         Transactions {
             coordinator: Mutex::new(TransactionCoordinator::new(config)),
             writes: tokio::sync::Mutex::new(()),
+            finishing: Arc::default(),
             ready: OnceCell::const_new(),
         }
     }
@@ -131,9 +131,8 @@ impl Transactions {
                 if existed {
                     let loader = broker.clone();
                     let _ = tokio::task::spawn_blocking(move || load(&loader)).await;
-                    for job in broker.transactions.coordinator().pending_markers() {
-                        tokio::spawn(finish(broker.clone(), job));
-                    }
+                    let _guard = broker.transactions.writes.lock().await;
+                    resume_prepared(broker);
                 }
                 Ok(())
             })
@@ -193,9 +192,10 @@ impl Transactions {
                         epoch = job.producer_epoch,
                         "fencing the previous producer: aborting its open transaction"
                     );
+                    let claim = self.claim(&job);
                     persist(broker, transactional_id).await?;
                     drop(guard);
-                    finish(broker.clone(), job).await?;
+                    finish(broker.clone(), job, claim).await?;
                     // The epoch moved on; the next round bumps it once more.
                     expected = None;
                 }
@@ -242,9 +242,10 @@ impl Transactions {
         match outcome {
             EndOutcome::Done => Ok(()),
             EndOutcome::Markers(job) => {
+                let claim = self.claim(&job);
                 persist(broker, transactional_id).await?;
                 drop(guard);
-                finish(broker.clone(), job).await
+                finish(broker.clone(), job, claim).await
             }
         }
     }
@@ -262,22 +263,12 @@ impl Transactions {
             if broker.transactions.ready.get().is_none() {
                 continue;
             }
-            let now = now_ms();
-            let stuck: Vec<MarkerJob> = {
-                let coordinator = broker.transactions.coordinator();
-                coordinator
-                    .pending_markers()
-                    .into_iter()
-                    .filter(|job| {
-                        coordinator
-                            .get(&job.transactional_id)
-                            .is_some_and(|metadata| metadata.last_update_ms + MARKER_RETRY_MS < now)
-                    })
-                    .collect()
-            };
-            for job in stuck {
-                tokio::spawn(finish(broker.clone(), job));
+            // Markers that a failed write or a crash left unwritten.
+            {
+                let _guard = broker.transactions.writes.lock().await;
+                resume_prepared(&broker);
             }
+            let now = now_ms();
             let timed_out = broker.transactions.coordinator().timed_out(now);
             for transactional_id in timed_out {
                 let job = {
@@ -288,13 +279,14 @@ impl Transactions {
                         .abort_timed_out(now_ms(), &transactional_id);
                     let Some(job) = job else { continue };
                     tracing::info!(%transactional_id, producer_id = job.producer_id, "aborting a transaction past its transaction.timeout.ms");
+                    let claim = broker.transactions.claim(&job);
                     if let Err(error) = persist(&broker, &transactional_id).await {
                         tracing::warn!(%transactional_id, error = %error.message, "could not record the abort");
                         continue;
                     }
-                    job
+                    (job, claim)
                 };
-                tokio::spawn(finish(broker.clone(), job));
+                tokio::spawn(finish(broker.clone(), job.0, job.1));
             }
         }
     }
@@ -319,9 +311,58 @@ async fn persist(broker: &Arc<Broker>, transactional_id: &str) -> Result<(), Ref
         })
 }
 
+/// Finishes every prepared transaction whose markers nobody is writing.
+/// Called holding `writes`, under which every transition to a prepared
+/// state claims its markers, so a job is never finished twice at once.
+fn resume_prepared(broker: &Arc<Broker>) {
+    let prepared = broker.transactions.coordinator().pending_markers();
+    for job in prepared {
+        let claim = broker.transactions.claim(&job);
+        if claim.is_some() {
+            tokio::spawn(finish(broker.clone(), job, claim));
+        }
+    }
+}
+
+/// The right to write one transactional id's markers, given up on drop.
+struct Claim {
+    finishing: Arc<Mutex<HashSet<String>>>,
+    transactional_id: String,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.finishing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.transactional_id);
+    }
+}
+
+impl Transactions {
+    /// Claims the markers of `job`; `None` if they are being written already.
+    fn claim(&self, job: &MarkerJob) -> Option<Claim> {
+        let mut finishing = self.finishing.lock().unwrap_or_else(|p| p.into_inner());
+        finishing
+            .insert(job.transactional_id.clone())
+            .then(|| Claim {
+                finishing: self.finishing.clone(),
+                transactional_id: job.transactional_id.clone(),
+            })
+    }
+}
+
 /// Writes the markers of a prepared transaction into all its partitions,
-/// waits until they are durable, and records the transaction complete.
-async fn finish(broker: Arc<Broker>, job: MarkerJob) -> Result<(), Refused> {
+/// waits until they are durable, and records the transaction complete. A
+/// job somebody else has claimed is theirs to finish: nothing is done.
+async fn finish(broker: Arc<Broker>, job: MarkerJob, claim: Option<Claim>) -> Result<(), Refused> {
+    let Some(claim) = claim else {
+        return Ok(());
+    };
+    write_markers(&broker, &job, claim).await
+}
+
+async fn write_markers(broker: &Arc<Broker>, job: &MarkerJob, claim: Claim) -> Result<(), Refused> {
     let control = if job.commit {
         ControlType::Commit
     } else {
@@ -383,8 +424,11 @@ async fn finish(broker: Arc<Broker>, job: MarkerJob) -> Result<(), Refused> {
         job.producer_epoch,
     );
     if completed {
-        persist(&broker, &job.transactional_id).await?;
+        persist(broker, &job.transactional_id).await?;
     }
+    // Given up while `writes` is held, so the next transaction of this id
+    // can always claim its own markers.
+    drop(claim);
     Ok(())
 }
 

@@ -16,11 +16,11 @@ pub async fn handle(
     context: &RequestContext,
     request: AddOffsetsToTxnRequest,
 ) -> AddOffsetsToTxnResponse {
-    if broker.groups.ensure_ready(&broker).await.is_err() {
+    let ready = broker.groups.ensure_ready(&broker).await.is_ok();
+    let Some(partition) = offsets_partition(&broker, &request.group_id).filter(|_| ready) else {
         return AddOffsetsToTxnResponse::default()
             .with_error_code(ResponseError::CoordinatorNotAvailable.code());
-    }
-    let partition = offsets_partition(&broker, &request.group_id);
+    };
     let result = broker
         .transactions
         .add_partitions(

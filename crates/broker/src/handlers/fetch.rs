@@ -126,7 +126,7 @@ pub async fn handle(
         Err(error) => {
             return (
                 FetchResponse::default().with_error_code(error.code()),
-                Splices::new(0, 0),
+                Splices::default(),
             );
         }
     };
@@ -144,7 +144,7 @@ pub async fn handle(
         request.max_bytes as usize
     };
 
-    let results = loop {
+    let mut results = loop {
         // Register for wake-ups before reading, so a write that lands
         // between the read and the wait is not missed.
         let mut arrivals: Vec<_> = handles
@@ -178,18 +178,16 @@ pub async fn handle(
     };
 
     let states: Vec<PartitionState> = partitions.iter().map(|(_, state)| *state).collect();
-    let longest = results
-        .iter()
-        .filter_map(|result| result.records.as_ref())
-        .map(|slice| slice.length)
-        .max()
-        .unwrap_or(0);
-    let mut splices = Splices::new(results.len(), longest);
+    let slices = results
+        .iter_mut()
+        .map(|result| result.records.take())
+        .collect();
+    let (splices, placeholders) = Splices::new(slices);
     let mut sent = Vec::new();
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
-    for (result, state) in results.into_iter().zip(states) {
+    for ((result, state), records) in results.into_iter().zip(states).zip(placeholders) {
         let changed = result.is_error()
-            || result.records.is_some()
+            || !records.is_empty()
             || result.high_watermark != state.last_high_watermark
             || result.log_start_offset != state.last_log_start_offset;
         if incremental && !changed {
@@ -219,12 +217,7 @@ pub async fn handle(
                     })
                     .collect()
             }))
-            .with_records(Some(
-                result
-                    .records
-                    .and_then(|slice| splices.placeholder(slice))
-                    .unwrap_or_default(),
-            ));
+            .with_records(Some(records));
         let same_topic = topics.last().is_some_and(|last| {
             last.topic.as_str() == result.key.topic && last.topic_id == result.key.topic_id
         });

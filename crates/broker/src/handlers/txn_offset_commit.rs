@@ -59,7 +59,8 @@ async fn commit(
         .await
         .map_err(|_| ResponseError::CoordinatorNotAvailable.code())?;
     // AddOffsetsToTxn must have put the group's partition in the transaction.
-    let partition = offsets_partition(broker, &group_id);
+    let partition = offsets_partition(broker, &group_id)
+        .ok_or(ResponseError::CoordinatorNotAvailable.code())?;
     broker
         .transactions
         .coordinator()
