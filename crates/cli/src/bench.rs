@@ -30,6 +30,7 @@ use crate::client::{parse_duration, CliError, CliResult, ClientArgs, Output};
 ///   strom bench --rate 50000 --duration 30s --consumers 1       # fixed rate, end-to-end latency
 ///   strom bench --consume-only --topic strom-bench              # read what is there
 ///   strom bench --limits --data-dir /var/lib/strom              # this machine's limits
+///   strom bench --limits --rate 50000 --partitions 6 --duration 10s  # ... and fsync latency at a rate
 ///   strom bench --bootstrap kafka-1:9092 --acks 1 --compression lz4
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
@@ -53,7 +54,8 @@ pub struct BenchArgs {
     rate: u64,
     #[arg(long, default_value_t = 1)]
     producers: usize,
-    /// Consumers reading the records as they arrive (end-to-end latency).
+    /// Consumers reading the records as they arrive (end-to-end latency);
+    /// with --consume-only, clients that split the partitions among them.
     #[arg(long, default_value_t = 0)]
     consumers: usize,
     /// Keys drawn from this many distinct values; 0 = no keys (spread evenly).
@@ -74,7 +76,9 @@ pub struct BenchArgs {
     /// The broker's process id, for its CPU seconds and peak RSS.
     #[arg(long)]
     broker_pid: Option<u32>,
-    /// Measure this machine's limits instead of running a load.
+    /// Measure this machine's limits instead of running a load; with --rate,
+    /// also the latency of fdatasync'd writes at that rate into --partitions
+    /// files, --record-size bytes each, for --duration.
     #[arg(long)]
     limits: bool,
     /// Where --limits writes its test file.
@@ -416,45 +420,56 @@ fn consume_only(args: &BenchArgs, client: &ClientArgs) -> CliResult<serde_json::
         .set("enable.partition.eof", "true");
     // Fetch sizes are librdkafka's defaults (50 MiB per fetch, 1 MiB per
     // partition) unless set with -X: what an application gets.
-    let consumer: BaseConsumer = config
-        .create()
-        .map_err(|e| CliError::Usage(format!("invalid client configuration: {e}")))?;
-    let metadata = client.metadata(&consumer, Some(&args.topic))?;
-    let mut assignment = TopicPartitionList::new();
-    let mut partitions = 0;
-    for topic in metadata.topics() {
-        for partition in topic.partitions() {
+    let probe = client.consumer(None)?;
+    let metadata = client.metadata(&probe, Some(&args.topic))?;
+    let ids: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .flat_map(|topic| topic.partitions().iter().map(|p| p.id()))
+        .collect();
+    // --consumers N splits the partitions among N clients, each with its
+    // own connection and librdkafka threads.
+    let clients = args.consumers.clamp(1, ids.len().max(1));
+    let mut threads = Vec::new();
+    for share in 0..clients {
+        let consumer: BaseConsumer = config
+            .create()
+            .map_err(|e| CliError::Usage(format!("invalid client configuration: {e}")))?;
+        let mut assignment = TopicPartitionList::new();
+        let mine: Vec<i32> = ids.iter().copied().skip(share).step_by(clients).collect();
+        for id in &mine {
             assignment
-                .add_partition_offset(&args.topic, partition.id(), Offset::Beginning)
+                .add_partition_offset(&args.topic, *id, Offset::Beginning)
                 .map_err(|e| CliError::Failed(e.to_string()))?;
-            partitions += 1;
         }
+        consumer
+            .assign(&assignment)
+            .map_err(|e| CliError::Failed(e.to_string()))?;
+        threads.push(std::thread::spawn(move || {
+            consume_to_end(&consumer, mine.len())
+        }));
     }
-    consumer
-        .assign(&assignment)
-        .map_err(|e| CliError::Failed(e.to_string()))?;
+    let mut shares = Vec::new();
+    for thread in threads {
+        let share = thread
+            .join()
+            .map_err(|_| CliError::Failed("a consumer thread panicked".into()))??;
+        shares.push(share);
+    }
     // Timed from the first record to the last, so neither connecting and
     // looking up offsets nor the long-poll that finally reports the end of
     // each partition counts as consuming.
-    let mut started = None;
-    let mut last = Instant::now();
-    let (mut records, mut bytes, mut at_end) = (0u64, 0u64, 0);
-    while at_end < partitions {
-        match consumer.poll(Duration::from_millis(500)) {
-            Some(Ok(message)) => {
-                last = Instant::now();
-                started.get_or_insert(last);
-                records += 1;
-                bytes += message.payload().map_or(0, <[u8]>::len) as u64;
-            }
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => at_end += 1,
-            Some(Err(error)) => return Err(CliError::Failed(format!("consuming: {error}"))),
-            None => {}
-        }
-    }
-    let seconds = started.map_or(0.0, |started| (last - started).as_secs_f64().max(1e-9));
+    let first = shares.iter().filter_map(|s| s.first).min();
+    let last = shares.iter().filter_map(|s| s.last).max();
+    let records: u64 = shares.iter().map(|s| s.records).sum();
+    let bytes: u64 = shares.iter().map(|s| s.bytes).sum();
+    let seconds = match (first, last) {
+        (Some(first), Some(last)) => (last - first).as_secs_f64().max(1e-9),
+        _ => 0.0,
+    };
     Ok(json!({
         "scenario": "consume from the beginning",
+        "consumers": clients,
         "records": records,
         "seconds": seconds,
         "records_per_second": records as f64 / seconds,
@@ -462,23 +477,151 @@ fn consume_only(args: &BenchArgs, client: &ClientArgs) -> CliResult<serde_json::
     }))
 }
 
-/// This machine's limits: loopback TCP over one connection, and sequential
-/// writes with fdatasync after each MiB.
+/// What one consumer read: records, value bytes, and when the first and
+/// the last record arrived.
+struct Share {
+    records: u64,
+    bytes: u64,
+    first: Option<Instant>,
+    last: Option<Instant>,
+}
+
+/// Polls until each of `partitions` assigned partitions reported its end.
+fn consume_to_end(consumer: &BaseConsumer, partitions: usize) -> CliResult<Share> {
+    let mut share = Share {
+        records: 0,
+        bytes: 0,
+        first: None,
+        last: None,
+    };
+    let mut at_end = 0;
+    while at_end < partitions {
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(message)) => {
+                let now = Instant::now();
+                share.first.get_or_insert(now);
+                share.last = Some(now);
+                share.records += 1;
+                share.bytes += message.payload().map_or(0, <[u8]>::len) as u64;
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => at_end += 1,
+            Some(Err(error)) => return Err(CliError::Failed(format!("consuming: {error}"))),
+            None => {}
+        }
+    }
+    Ok(share)
+}
+
+/// This machine's limits: loopback TCP over one connection, sequential
+/// writes with fdatasync after each MiB, and, with --rate, how long a write
+/// takes to become durable at that rate when each of --partitions files
+/// fsyncs as soon as its previous fsync ends (what a broker's acks=all
+/// latency cannot beat on this disk).
 fn limits(args: &BenchArgs, client: &ClientArgs) -> CliResult {
     let tcp = loopback_bandwidth()?;
     let disk = fsync_write_bandwidth(&args.data_dir)?;
-    let report = json!({
+    let mut report = json!({
         "loopback_tcp_megabytes_per_second": tcp,
         "fdatasync_write_megabytes_per_second": disk,
     });
+    let durable = if args.rate > 0 {
+        let files = args.partitions.max(1) as usize;
+        let latency = durable_write_latency(
+            &args.data_dir,
+            files,
+            args.rate,
+            args.record_size.max(1),
+            args.duration,
+        )?;
+        report["durable_write"] = json!({
+            "records_per_second": args.rate,
+            "record_size": args.record_size,
+            "files": files,
+            "latency_ms": percentiles(&latency),
+        });
+        Some(latency)
+    } else {
+        None
+    };
     match client.output {
         Output::Json => println!("{report}"),
         Output::Table => {
             println!("loopback TCP, one connection: {tcp:.0} MB/s");
             println!("sequential write, fdatasync every MiB: {disk:.0} MB/s");
+            if let Some(latency) = durable {
+                println!(
+                    "durable writes, {} records/s of {} B in {} files: p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms",
+                    args.rate,
+                    args.record_size,
+                    args.partitions.max(1),
+                    latency.value_at_quantile(0.5) as f64 / 1000.0,
+                    latency.value_at_quantile(0.99) as f64 / 1000.0,
+                    latency.value_at_quantile(0.999) as f64 / 1000.0,
+                    latency.max() as f64 / 1000.0
+                );
+            }
         }
     }
     Ok(())
+}
+
+/// Writes `rate` records/s of `record_size` bytes spread over `files` files
+/// for `duration`. Each file has one thread that writes whatever records
+/// are due and fdatasyncs, again and again (group commit at its best); a
+/// record's latency runs from when it was due to the end of the fsync that
+/// covered it.
+fn durable_write_latency(
+    dir: &std::path::Path,
+    files: usize,
+    rate: u64,
+    record_size: usize,
+    duration: Duration,
+) -> CliResult<Histogram<u64>> {
+    let per_file = rate as f64 / files as f64;
+    let started = Instant::now();
+    let writers: Vec<_> = (0..files)
+        .map(|index| {
+            let path = dir.join(format!(".strom-bench-durable-{index}"));
+            std::thread::spawn(move || -> std::io::Result<Histogram<u64>> {
+                let mut file = std::fs::File::create(&path)?;
+                let chunk = vec![5u8; 1 << 20];
+                let mut latency = histogram();
+                let mut written = 0u64;
+                let due_at = |record: u64| Duration::from_secs_f64(record as f64 / per_file);
+                while started.elapsed() < duration {
+                    let due = (started.elapsed().as_secs_f64() * per_file) as u64;
+                    if due <= written {
+                        std::thread::sleep(due_at(written + 1).saturating_sub(started.elapsed()));
+                        continue;
+                    }
+                    let mut bytes = (due - written) as usize * record_size;
+                    while bytes > 0 {
+                        let part = bytes.min(chunk.len());
+                        file.write_all(&chunk[..part])?;
+                        bytes -= part;
+                    }
+                    file.sync_data()?;
+                    let durable = started.elapsed();
+                    for record in written + 1..=due {
+                        let micros = durable.saturating_sub(due_at(record)).as_micros() as u64;
+                        let _ = latency.record(micros.max(1));
+                    }
+                    written = due;
+                }
+                drop(file);
+                let _ = std::fs::remove_file(&path);
+                Ok(latency)
+            })
+        })
+        .collect();
+    let mut latency = histogram();
+    for writer in writers {
+        let part = writer
+            .join()
+            .map_err(|_| CliError::Failed("a disk writer thread panicked".into()))??;
+        let _ = latency.add(&part);
+    }
+    Ok(latency)
 }
 
 fn loopback_bandwidth() -> CliResult<f64> {
