@@ -1,70 +1,143 @@
-//! Group commit: one task makes writes durable for everybody.
+//! Group commit: fsyncs shared by every write waiting on a partition.
 //!
-//! Produce handlers submit "make partition P durable up to offset O" and,
-//! for acks=all, wait for the answer. Each partition has at most one fsync
-//! running (off the async threads); requests that arrive while it runs wait
-//! for it if it covers them, else for the partition's next fsync, which
-//! starts as soon as the running one ends. Under load many produce requests
-//! therefore share one fsync per partition, an idle broker fsyncs a lone
-//! write at once, and a slow fsync of one partition never delays another.
+//! Produce handlers ask for "partition P durable up to offset O" and, for
+//! acks=all, wait for the answer. Each partition has at most one fsync
+//! running, on a blocking thread that keeps going while anyone waits: when
+//! an fsync ends, that thread answers the requests it covered and, if
+//! writes arrived meanwhile, starts the next fsync at once. Under load many
+//! produce requests therefore share one fsync per partition, an idle broker
+//! fsyncs a lone write at once, a slow fsync of one partition never delays
+//! another, and answering takes no hop through a coordinating task.
+//!
+//! The bookkeeping sits in a small map sharded by partition, so partitions
+//! never wait on one lock.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinSet;
+use tokio::runtime::Handle;
+use tokio::sync::oneshot;
 
 use crate::partition::Partition;
 
 /// The outcome of a flush: `Err` carries the storage error text.
 pub type FlushResult = Result<(), String>;
 
-struct FlushRequest {
-    partition: Arc<Partition>,
-    offset: i64,
-    done: Option<oneshot::Sender<FlushResult>>,
+const SHARDS: usize = 32;
+
+/// Writes waiting on one partition's next fsync.
+struct Queue {
+    /// Offsets that must be durable, with whoever waits for them.
+    waiters: Vec<(i64, oneshot::Sender<FlushResult>)>,
+    /// The highest offset asked for without a waiter (acks=0 and acks=1).
+    wanted: i64,
 }
 
 #[derive(Clone)]
 pub struct Flusher {
-    requests: mpsc::UnboundedSender<FlushRequest>,
+    /// Partitions with an fsync running or due, keyed by the partition's
+    /// address. A partition is in the map exactly while its syncing thread
+    /// runs, and that thread holds the partition, so the key stays unique.
+    shards: Arc<[Mutex<HashMap<usize, Queue>>]>,
+    runtime: Handle,
 }
 
 impl Flusher {
-    /// Starts the flusher task on the current runtime.
+    /// A flusher whose fsyncs run on the current runtime's blocking threads.
     pub fn start() -> Flusher {
-        let (requests, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(run(receiver));
-        Flusher { requests }
+        Flusher {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            runtime: Handle::current(),
+        }
     }
 
     /// Asks for `partition` to be durable up to `offset` and returns a
     /// receiver that resolves once it is.
     pub fn flush(&self, partition: Arc<Partition>, offset: i64) -> oneshot::Receiver<FlushResult> {
         let (done, receiver) = oneshot::channel();
-        let request = FlushRequest {
-            partition,
-            offset,
-            done: Some(done),
-        };
-        if let Err(rejected) = self.requests.send(request) {
-            // The flusher is gone (shutdown): flush inline instead.
-            let request = rejected.0;
-            let result = flush_partition(&request.partition);
-            if let Some(done) = request.done {
-                let _ = done.send(result);
-            }
+        if partition.log().flushed_offset() >= offset {
+            let _ = done.send(Ok(()));
+        } else {
+            self.enqueue(partition, offset, Some(done));
         }
         receiver
     }
 
     /// Asks for a background flush nobody waits for (acks=0 and acks=1).
     pub fn flush_in_background(&self, partition: Arc<Partition>, offset: i64) {
-        let _ = self.requests.send(FlushRequest {
-            partition,
-            offset,
-            done: None,
-        });
+        if partition.log().flushed_offset() < offset {
+            self.enqueue(partition, offset, None);
+        }
+    }
+
+    fn shard(&self, key: usize) -> MutexGuard<'_, HashMap<usize, Queue>> {
+        // Partitions are heap objects: drop the alignment bits, then spread.
+        let index = (key >> 4).wrapping_mul(0x9E37_79B9) % SHARDS;
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn enqueue(
+        &self,
+        partition: Arc<Partition>,
+        offset: i64,
+        done: Option<oneshot::Sender<FlushResult>>,
+    ) {
+        let key = Arc::as_ptr(&partition) as usize;
+        let start = {
+            let mut shard = self.shard(key);
+            let start = !shard.contains_key(&key);
+            let queue = shard.entry(key).or_insert_with(|| Queue {
+                waiters: Vec::new(),
+                wanted: 0,
+            });
+            match done {
+                Some(done) => queue.waiters.push((offset, done)),
+                None => queue.wanted = queue.wanted.max(offset),
+            }
+            start
+        };
+        if start {
+            let flusher = self.clone();
+            let syncing = self
+                .runtime
+                .spawn_blocking(move || flusher.sync_while_needed(key, &partition));
+            drop(syncing);
+        }
+    }
+
+    /// The syncing thread of one partition: fsyncs until nothing waits.
+    fn sync_while_needed(&self, key: usize, partition: &Partition) {
+        loop {
+            let result = flush_partition(partition);
+            let flushed = partition.log().flushed_offset();
+            let mut shard = self.shard(key);
+            let Some(queue) = shard.get_mut(&key) else {
+                return;
+            };
+            let waiters = std::mem::take(&mut queue.waiters);
+            let mut answered = Vec::new();
+            for (offset, done) in waiters {
+                if result.is_err() || offset <= flushed {
+                    answered.push(done);
+                } else {
+                    // Written after this fsync began: the next one covers it.
+                    queue.waiters.push((offset, done));
+                }
+            }
+            let more = !queue.waiters.is_empty() || (result.is_ok() && queue.wanted > flushed);
+            if !more {
+                shard.remove(&key);
+            }
+            drop(shard);
+            for done in answered {
+                let _ = done.send(result.clone());
+            }
+            if !more {
+                return;
+            }
+        }
     }
 }
 
@@ -81,99 +154,6 @@ pub fn flush_partition(partition: &Partition) -> FlushResult {
     partition.log().mark_flushed(target.offset);
     partition.note_flushed();
     Ok(())
-}
-
-/// Requests waiting for one partition's next fsync.
-struct Waiting {
-    partition: Arc<Partition>,
-    requests: Vec<FlushRequest>,
-}
-
-async fn run(mut receiver: mpsc::UnboundedReceiver<FlushRequest>) {
-    // Keyed by the partition's address, which identifies it while it is held.
-    let mut waiting: HashMap<usize, Waiting> = HashMap::new();
-    let mut syncing: HashSet<usize> = HashSet::new();
-    let mut syncs: JoinSet<(usize, FlushResult)> = JoinSet::new();
-    let mut open = true;
-    loop {
-        tokio::select! {
-            request = receiver.recv(), if open => match request {
-                Some(request) => {
-                    enqueue(&mut waiting, request);
-                    while let Ok(more) = receiver.try_recv() {
-                        enqueue(&mut waiting, more);
-                    }
-                }
-                None => open = false,
-            },
-            Some(finished) = syncs.join_next(), if !syncs.is_empty() => match finished {
-                Ok((key, result)) => {
-                    syncing.remove(&key);
-                    answer(&mut waiting, key, result);
-                }
-                Err(join_error) => {
-                    tracing::error!(error = %join_error, "flush task failed");
-                }
-            },
-            else => break,
-        }
-        // Each partition with requests not yet covered gets an fsync, unless
-        // one is running: that one's requests are answered when it ends, and
-        // what arrived meanwhile goes in the partition's next fsync.
-        for (key, entry) in &waiting {
-            if !entry.requests.is_empty() && syncing.insert(*key) {
-                let partition = entry.partition.clone();
-                let key = *key;
-                syncs.spawn_blocking(move || (key, flush_partition(&partition)));
-            }
-        }
-        waiting.retain(|key, entry| !entry.requests.is_empty() || syncing.contains(key));
-        if !open && syncs.is_empty() && waiting.is_empty() {
-            break;
-        }
-    }
-}
-
-fn enqueue(waiting: &mut HashMap<usize, Waiting>, request: FlushRequest) {
-    if request.partition.log().flushed_offset() >= request.offset {
-        if let Some(done) = request.done {
-            let _ = done.send(Ok(()));
-        }
-        return;
-    }
-    let key = Arc::as_ptr(&request.partition) as usize;
-    waiting
-        .entry(key)
-        .or_insert_with(|| Waiting {
-            partition: request.partition.clone(),
-            requests: Vec::new(),
-        })
-        .requests
-        .push(request);
-}
-
-/// An fsync of partition `key` ended: answers the requests it covered (all
-/// of them if it failed).
-fn answer(waiting: &mut HashMap<usize, Waiting>, key: usize, result: FlushResult) {
-    let Some(entry) = waiting.get_mut(&key) else {
-        return;
-    };
-    let flushed = entry.partition.log().flushed_offset();
-    let requests = std::mem::take(&mut entry.requests);
-    for request in requests {
-        let outcome = match &result {
-            Err(error) => Err(error.clone()),
-            Ok(()) if flushed >= request.offset => Ok(()),
-            Ok(()) => {
-                // Written after this fsync began: the next one covers it.
-                entry.requests.push(request);
-                continue;
-            }
-        };
-        if let Some(done) = request.done {
-            let _ = done.send(outcome);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -231,5 +211,37 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn background_flushes_happen_and_leave_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let partition = partition(dir.path(), 0);
+        let flusher = Flusher::start();
+        let mut end = 0;
+        for round in 0..20 {
+            let mut batch = testing::batch(1, round, b"x");
+            if let crate::partition::Appended::Written(info) = partition.append(&mut batch).unwrap()
+            {
+                end = info.last_offset + 1;
+            }
+            flusher.flush_in_background(partition.clone(), end);
+        }
+        // A waiter behind the background requests is answered by the same
+        // syncing thread, and the thread leaves once nothing is due.
+        flusher
+            .flush(partition.clone(), end)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(partition.log().flushed_offset() >= end);
+        for _ in 0..10_000 {
+            let queued: usize = flusher.shards.iter().map(|s| s.lock().unwrap().len()).sum();
+            if queued == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        panic!("a syncing thread stayed with nothing to do");
     }
 }
