@@ -1027,6 +1027,38 @@ def test_transaction_list_and_describe(cli, srv):
     assert_error(r, "Sleeping")
 
 
+def test_bench_produces_consumes_and_reports_latencies_and_broker_usage(cli, srv):
+    r = cli.json("bench", "--topic", "bench", "--partitions", "3", "--records", "3000", "--record-size", "200",
+                 "--consumers", "1", "--broker-pid", str(srv.proc.pid), timeout=120)
+    assert (r["records"], r["failed"], r["consumed"]) == (3000, 0, 3000), r
+    assert r["megabytes_per_second"] > 0 and r["records_per_second"] > 0
+    for key in ("produce_latency_ms", "end_to_end_latency_ms"):
+        latency = r[key]
+        assert latency["count"] == 3000, r
+        assert 0 < latency["p50"] <= latency["p99"] <= latency["p99.9"] <= latency["max"], r
+    assert r["broker"]["peak_rss_bytes"] > 0 and r["broker"]["cpu_seconds"] >= 0, r
+
+    # What was produced is there: consumers splitting the partitions read every record once.
+    for consumers in (1, 2):
+        c = cli.json("bench", "--topic", "bench", "--consume-only", "--consumers", str(consumers), timeout=120)
+        assert (c["records"], c["consumers"]) == (3000, consumers), c
+    assert_error(cli.run("bench", "--topic", "no-such-topic", "--consume-only", expect=1), "no-such-topic")
+
+
+def test_bench_limits_with_a_rate_measure_durable_write_latency(strom_bin, tmp_path):
+    r = run_strom(strom_bin, ["-o", "json", "bench", "--limits", "--data-dir", tmp_path, "--rate", "2000",
+                              "--partitions", "2", "--record-size", "512", "--duration", "2s"], timeout=300)
+    assert r.rc == 0, r
+    doc = r.json()
+    assert doc["loopback_tcp_megabytes_per_second"] > 0 and doc["fdatasync_write_megabytes_per_second"] > 0
+    durable = doc["durable_write"]
+    assert (durable["files"], durable["record_size"], durable["records_per_second"]) == (2, 512, 2000)
+    # Every record due in the 2 s was written and made durable (the last may just miss the end).
+    assert 3900 <= durable["latency_ms"]["count"] <= 4000, doc
+    assert 0 < durable["latency_ms"]["p50"] <= durable["latency_ms"]["max"]
+    assert list(tmp_path.iterdir()) == [], "the limits' test files must be removed"
+
+
 def test_cluster_info_table_and_json(cli, srv):
     """`cluster info` reports the cluster id, controller and brokers that Metadata gives,
     and the number of topics."""
@@ -1105,7 +1137,7 @@ HELP_COMMANDS = [
     ["produce"], ["consume"],
     ["group"], ["group", "list"], ["group", "describe"], ["group", "delete"], ["group", "reset-offsets"],
     ["cluster"], ["cluster", "info"], ["cluster", "config"], ["cluster", "config", "get"], ["cluster", "config", "set"],
-    ["completions"],
+    ["completions"], ["bench"],
 ]
 
 
