@@ -252,8 +252,14 @@ class BrokerFactory:
             b.start()
         return b
 
+    # Log lines that mean the broker took a path it should never need: fetches are sent
+    # from the page cache with sendfile, and only fall back to copying (with this warning)
+    # when a response could not be spliced. Every test that fetches checks it this way.
+    NEVER_LOGGED = ("could not be spliced",)
+
     def close(self):
-        """Stop every broker still running; a broker that does not exit 0 on SIGTERM fails the test."""
+        """Stop every broker still running; a broker that does not exit 0 on SIGTERM, or that
+        logged a line in NEVER_LOGGED, fails the test."""
         problems = []
         for b in self.brokers:
             if b.proc is not None and b.proc.poll() is None:
@@ -261,8 +267,12 @@ class BrokerFactory:
                     b.stop()
                 except AssertionError as e:
                     problems.append(str(e))
+            with b._lines_lock:
+                bad = [line for line in b._lines if any(text in line for text in self.NEVER_LOGGED)]
+            if bad:
+                problems.append("the broker logged:\n" + "\n".join(bad[:5]))
         if problems:
-            pytest.fail("clean shutdown at teardown failed:\n" + "\n".join(problems), pytrace=False)
+            pytest.fail("at teardown:\n" + "\n".join(problems), pytrace=False)
 
 
 @pytest.fixture

@@ -65,6 +65,9 @@ pub struct Broker {
     pub groups: crate::groups::Groups,
     pub transactions: crate::transactions::Transactions,
     pub files: FileCache,
+    /// Segment files that fetch responses on their way may hold open beside
+    /// the cache's (see [`crate::response::Located::new`]).
+    pub splice_files: Arc<Semaphore>,
     /// Bytes of request frames being handled, across all connections.
     pub request_memory: Arc<Semaphore>,
     pub request_memory_bytes: u32,
@@ -194,7 +197,12 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         metadata.apply(&record);
     }
 
-    let files = FileCache::new(config.overrides.get_i64("log.max.open.files").max(16) as usize);
+    // log.max.open.files bounds segment and index descriptors: three
+    // quarters for the cache, an eighth for fetch responses being sent and
+    // an eighth for fsyncs in flight (each may hold a file the cache let go).
+    let open_files = config.overrides.get_i64("log.max.open.files").max(16) as usize;
+    let (splice_files, sync_files) = (open_files / 8, open_files / 8);
+    let files = FileCache::new(open_files - splice_files - sync_files);
     let topics = Topics::new(
         config.node_id,
         data_dir.clone(),
@@ -268,8 +276,9 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         config,
         topics,
         partitions,
-        flusher: Flusher::start(),
+        flusher: Flusher::start(sync_files),
         files,
+        splice_files: Arc::new(Semaphore::new(splice_files)),
         request_memory: Arc::new(Semaphore::new(request_memory_bytes as usize)),
         request_memory_bytes,
     });

@@ -10,13 +10,16 @@
 //! another, and answering takes no hop through a coordinating task.
 //!
 //! The bookkeeping sits in a small map sharded by partition, so partitions
-//! never wait on one lock.
+//! never wait on one lock. Fsyncs in flight are bounded (`slots`): each
+//! holds its segment file open, and a blocking thread. A syncing thread
+//! gives its slot back after every fsync and takes it again only if no
+//! other partition is queued for one, so busy partitions take turns.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::runtime::Handle;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::partition::Partition;
 
@@ -39,14 +42,18 @@ pub struct Flusher {
     /// address. A partition is in the map exactly while its syncing thread
     /// runs, and that thread holds the partition, so the key stays unique.
     shards: Arc<[Mutex<HashMap<usize, Queue>>]>,
+    /// Fsyncs that may run at once.
+    slots: Arc<Semaphore>,
     runtime: Handle,
 }
 
 impl Flusher {
-    /// A flusher whose fsyncs run on the current runtime's blocking threads.
-    pub fn start() -> Flusher {
+    /// A flusher whose fsyncs, at most `slots` at once, run on the current
+    /// runtime's blocking threads.
+    pub fn start(slots: usize) -> Flusher {
         Flusher {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            slots: Arc::new(Semaphore::new(slots.max(1))),
             runtime: Handle::current(),
         }
     }
@@ -99,18 +106,42 @@ impl Flusher {
             start
         };
         if start {
-            let flusher = self.clone();
-            let syncing = self
-                .runtime
-                .spawn_blocking(move || flusher.sync_while_needed(key, &partition));
-            drop(syncing);
+            self.schedule(key, partition);
         }
     }
 
+    /// Runs the partition's syncing thread as soon as a slot is free.
+    fn schedule(&self, key: usize, partition: Arc<Partition>) {
+        match self.slots.clone().try_acquire_owned() {
+            Ok(slot) => self.run(key, partition, slot),
+            Err(_) => {
+                let flusher = self.clone();
+                self.runtime.spawn(async move {
+                    if let Ok(slot) = flusher.slots.clone().acquire_owned().await {
+                        flusher.run(key, partition, slot);
+                    }
+                });
+            }
+        }
+    }
+
+    fn run(&self, key: usize, partition: Arc<Partition>, slot: OwnedSemaphorePermit) {
+        let flusher = self.clone();
+        let syncing = self
+            .runtime
+            .spawn_blocking(move || flusher.sync_while_needed(key, partition, slot));
+        drop(syncing);
+    }
+
     /// The syncing thread of one partition: fsyncs until nothing waits.
-    fn sync_while_needed(&self, key: usize, partition: &Partition) {
+    fn sync_while_needed(
+        &self,
+        key: usize,
+        partition: Arc<Partition>,
+        mut slot: OwnedSemaphorePermit,
+    ) {
         loop {
-            let result = flush_partition(partition);
+            let result = flush_partition(&partition);
             let flushed = partition.log().flushed_offset();
             let mut shard = self.shard(key);
             let Some(queue) = shard.get_mut(&key) else {
@@ -137,6 +168,16 @@ impl Flusher {
             if !more {
                 return;
             }
+            // Another turn, unless a partition is queued for the slot: a
+            // released permit goes to the longest waiter first.
+            drop(slot);
+            slot = match self.slots.clone().try_acquire_owned() {
+                Ok(slot) => slot,
+                Err(_) => {
+                    self.schedule(key, partition);
+                    return;
+                }
+            };
         }
     }
 }
@@ -181,7 +222,8 @@ mod tests {
     async fn every_request_is_answered_once_its_offset_is_durable() {
         let dir = tempfile::tempdir().unwrap();
         let partitions = [partition(dir.path(), 0), partition(dir.path(), 1)];
-        let flusher = Flusher::start();
+        // One slot for two busy partitions: they must take turns.
+        let flusher = Flusher::start(1);
         let mut waits = Vec::new();
         for round in 0..50 {
             for partition in &partitions {
@@ -217,7 +259,7 @@ mod tests {
     async fn background_flushes_happen_and_leave_nothing_behind() {
         let dir = tempfile::tempdir().unwrap();
         let partition = partition(dir.path(), 0);
-        let flusher = Flusher::start();
+        let flusher = Flusher::start(4);
         let mut end = 0;
         for round in 0..20 {
             let mut batch = testing::batch(1, round, b"x");

@@ -92,7 +92,7 @@ pub fn encode_response<R: Encodable + HeaderVersion>(
 fn encode_fetch(
     context: &RequestContext,
     response: FetchResponse,
-    splices: Splices,
+    mut splices: Splices,
 ) -> Option<Frame> {
     if splices.is_empty() {
         return encode_response(context, &response);
@@ -109,7 +109,7 @@ fn encode_fetch(
         return None;
     }
     if let Some(frame) = buffer.finish() {
-        return Some(frame);
+        return Some(frame.holding(splices.take_permits()));
     }
     tracing::warn!("fetch response could not be spliced; reading its records into memory");
     let response = handlers::fetch::with_records_read(response, splices);

@@ -21,6 +21,7 @@ use kafka_protocol::protocol::buf::ByteBufMut;
 use strom_log::ReadSlice;
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// One piece of a response frame.
 pub enum Part {
@@ -36,13 +37,22 @@ pub enum Part {
 /// A whole response frame, size prefix included.
 pub struct Frame {
     pub parts: Vec<Part>,
+    /// Shares of the splice budget held until the frame is written.
+    held: Vec<OwnedSemaphorePermit>,
 }
 
 impl Frame {
     pub fn bytes(bytes: BytesMut) -> Frame {
         Frame {
             parts: vec![Part::Bytes(bytes.freeze())],
+            held: Vec::new(),
         }
+    }
+
+    /// The frame, keeping `permits` until it is dropped (written).
+    pub fn holding(mut self, permits: Vec<OwnedSemaphorePermit>) -> Frame {
+        self.held.extend(permits);
+        self
     }
 
     /// Writes the frame: byte parts with `write_all`, file parts with
@@ -111,36 +121,77 @@ async fn send_file(
 #[derive(Default)]
 pub struct Splices {
     slices: Vec<(Bytes, ReadSlice)>,
+    permits: Vec<OwnedSemaphorePermit>,
+}
+
+/// One partition's records, located for a response: a file range to splice
+/// (holding a share of the splice budget) or, past the budget, bytes.
+pub enum Located {
+    Splice(ReadSlice, OwnedSemaphorePermit),
+    Copied(Bytes),
+}
+
+impl Located {
+    /// Each spliced range keeps its segment file open until the response is
+    /// written, whether or not the file cache still holds it, so a response
+    /// over thousands of partitions could hold thousands of descriptors.
+    /// `budget` caps that across all responses: a slice that finds no share
+    /// left is read into memory now (within the fetch's byte limit) and its
+    /// file let go at once.
+    pub fn new(slice: ReadSlice, budget: &Arc<Semaphore>) -> std::io::Result<Located> {
+        match budget.clone().try_acquire_owned() {
+            Ok(permit) => Ok(Located::Splice(slice, permit)),
+            Err(_) => Ok(Located::Copied(Bytes::from(slice.read()?))),
+        }
+    }
+
+    /// Bytes of records.
+    pub fn size(&self) -> usize {
+        match self {
+            Located::Splice(slice, _) => slice.length,
+            Located::Copied(bytes) => bytes.len(),
+        }
+    }
 }
 
 impl Splices {
-    /// Placeholders for `slices`, one per entry in order (empty where there
-    /// is no slice), each at an address no other has.
-    pub fn new(slices: Vec<Option<ReadSlice>>) -> (Splices, Vec<Bytes>) {
-        let longest = slices.iter().flatten().map(|slice| slice.length).max();
-        let Some(longest) = longest else {
-            let empty = vec![Bytes::new(); slices.len()];
-            return (Splices::default(), empty);
-        };
+    /// The records of each entry in order: a placeholder for a file range
+    /// (each at an address no other has), the bytes of a copied one, or
+    /// nothing.
+    pub fn new(located: Vec<Option<Located>>) -> (Splices, Vec<Bytes>) {
+        let longest = located
+            .iter()
+            .flatten()
+            .filter_map(|located| match located {
+                Located::Splice(slice, _) => Some(slice.length),
+                Located::Copied(_) => None,
+            })
+            .max()
+            .unwrap_or(0);
         // Large zeroed allocations come straight from the kernel, so the
         // pages are never touched.
-        let backing = Bytes::from(vec![0u8; longest + slices.len()]);
-        let mut splices = Splices {
-            slices: Vec::with_capacity(slices.len()),
-        };
-        let placeholders = slices
+        let backing = Bytes::from(vec![0u8; longest + located.len()]);
+        let mut splices = Splices::default();
+        let records = located
             .into_iter()
             .enumerate()
-            .map(|(index, slice)| match slice {
-                Some(slice) => {
+            .map(|(index, located)| match located {
+                None => Bytes::new(),
+                Some(Located::Copied(bytes)) => bytes,
+                Some(Located::Splice(slice, permit)) => {
                     let placeholder = backing.slice(index..index + slice.length);
                     splices.slices.push((placeholder.clone(), slice));
+                    splices.permits.push(permit);
                     placeholder
                 }
-                None => Bytes::new(),
             })
             .collect();
-        (splices, placeholders)
+        (splices, records)
+    }
+
+    /// The shares of the splice budget these splices hold, for the frame.
+    pub fn take_permits(&mut self) -> Vec<OwnedSemaphorePermit> {
+        std::mem::take(&mut self.permits)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -193,7 +244,10 @@ impl<'a> SplicingBuf<'a> {
             patched[..4].copy_from_slice(&size.to_be_bytes());
             *first = patched.freeze();
         }
-        Some(Frame { parts: self.parts })
+        Some(Frame {
+            parts: self.parts,
+            held: Vec::new(),
+        })
     }
 
     fn splice_for(&self, src: &[u8]) -> Option<&'a ReadSlice> {
@@ -307,11 +361,20 @@ mod tests {
 
     #[test]
     fn a_spliced_frame_is_byte_for_byte_the_encoded_response() {
+        // Budget 3: all spliced. Budget 1: the second range, past the
+        // budget, is read into memory and sent from there.
+        for (budget, files) in [(3, 2), (1, 1)] {
+            spliced_frame_matches_the_encoding(budget, files);
+        }
+    }
+
+    fn spliced_frame_matches_the_encoding(total: usize, files: usize) {
         let mut file = tempfile::tempfile().unwrap();
         file.write_all(&(0..=255u8).cycle().take(5000).collect::<Vec<_>>())
             .unwrap();
         let file = Arc::new(file);
         let ranges = [(100u64, 1000usize), (3000, 1500), (0, 0)];
+        let budget = Arc::new(Semaphore::new(total));
         for version in [4i16, 11, 12, 16] {
             let mut slices = Vec::new();
             let mut real = Vec::new();
@@ -324,22 +387,30 @@ mod tests {
                     next_offset: 0,
                 };
                 real.push(Bytes::from(slice.read().unwrap()));
-                slices.push((length > 0).then_some(slice));
+                slices.push((length > 0).then(|| Located::new(slice, &budget).unwrap()));
             }
-            let (splices, placeholders) = Splices::new(slices);
+            let (mut splices, placeholders) = Splices::new(slices);
             let mut buffer = SplicingBuf::new(&splices, 64);
             buffer.put_slice(&[0u8; 4]);
             response(&placeholders)
                 .encode(&mut buffer, version)
                 .unwrap();
-            let frame = buffer.finish().expect("every placeholder spliced");
+            let frame = buffer
+                .finish()
+                .expect("every placeholder spliced")
+                .holding(splices.take_permits());
             assert_eq!(
                 frame
                     .parts
                     .iter()
                     .filter(|part| matches!(part, Part::File { .. }))
                     .count(),
-                2
+                files
+            );
+            assert_eq!(
+                budget.available_permits(),
+                total - files,
+                "each spliced range holds a share until the frame is written"
             );
             let mut expected = BytesMut::new();
             expected.put_slice(&[0u8; 4]);
@@ -347,19 +418,28 @@ mod tests {
             let size = (expected.len() - 4) as i32;
             expected[..4].copy_from_slice(&size.to_be_bytes());
             assert_eq!(flatten(&frame), expected.to_vec(), "version {version}");
+            drop(frame);
+            assert_eq!(
+                budget.available_permits(),
+                total,
+                "written frames give their shares back"
+            );
         }
     }
 
     #[test]
     fn a_placeholder_the_encoder_did_not_write_fails_the_splice() {
         let file = Arc::new(tempfile::tempfile().unwrap());
-        let (splices, placeholders) = Splices::new(vec![Some(ReadSlice {
+        let budget = Arc::new(Semaphore::new(1));
+        let slice = ReadSlice {
             file,
             position: 0,
             length: 10,
             first_batch_offset: 0,
             next_offset: 0,
-        })]);
+        };
+        let (splices, placeholders) =
+            Splices::new(vec![Some(Located::new(slice, &budget).unwrap())]);
         let placeholder = &placeholders[0];
         // The response carries a copy, not the placeholder itself.
         let copy = Bytes::copy_from_slice(placeholder);

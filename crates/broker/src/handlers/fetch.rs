@@ -1,9 +1,13 @@
 //! Fetch: byte ranges of partition logs, with long polling and sessions.
 //!
 //! The response carries whole record batches of segment files as they are
-//! stored: the handler only locates them ([`ReadSlice`]s), and the
+//! stored: the handler only locates them ([`strom_log::ReadSlice`]s), and the
 //! connection sends them from the page cache with `sendfile` (see
-//! [`crate::response`]). If fewer than `min_bytes` are available the request
+//! [`crate::response`]). Each located range holds its segment file open
+//! until sent; past the broker's budget for such files (an eighth of
+//! `log.max.open.files`) a partition's records are read into memory
+//! instead, so a fetch over thousands of partitions cannot run the broker
+//! out of descriptors. If fewer than `min_bytes` are available the request
 //! waits, up to `max_wait_ms`, for any of its partitions to receive data:
 //! each partition's `data_arrived` notification wakes it, so a waiting
 //! consumer gets a new record as soon as it is written. `max_bytes` bounds
@@ -24,7 +28,8 @@ use kafka_protocol::messages::fetch_response::{
     AbortedTransaction, FetchableTopicResponse, PartitionData,
 };
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
-use strom_log::{AbortedTxn, LogError, ReadSlice};
+use strom_log::{AbortedTxn, LogError};
+use tokio::sync::Semaphore;
 use tokio::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -33,7 +38,7 @@ use crate::broker::Broker;
 use crate::fetch_session::{PartitionState, SessionPartition, SessionPlan};
 use crate::partition::Partition;
 use crate::protocol::RequestContext;
-use crate::response::Splices;
+use crate::response::{Located, Splices};
 
 /// One partition's part of a response.
 struct PartitionResult {
@@ -42,7 +47,7 @@ struct PartitionResult {
     high_watermark: i64,
     last_stable_offset: i64,
     log_start_offset: i64,
-    records: Option<ReadSlice>,
+    records: Option<Located>,
     aborted: Vec<AbortedTxn>,
 }
 
@@ -161,11 +166,12 @@ pub async fn handle(
             &partitions,
             &handles,
             max_bytes,
+            &broker.splice_files,
         );
         let bytes: usize = results
             .iter()
             .filter_map(|result| result.records.as_ref())
-            .map(|slice| slice.length)
+            .map(Located::size)
             .sum();
         let has_error = results.iter().any(PartitionResult::is_error);
         if bytes >= min_bytes || has_error || arrivals.is_empty() || Instant::now() >= deadline {
@@ -276,6 +282,7 @@ fn read_partitions(
     partitions: &[(SessionPartition, PartitionState)],
     handles: &[Option<Arc<Partition>>],
     max_bytes: usize,
+    budget: &Arc<Semaphore>,
 ) -> Vec<PartitionResult> {
     let mut remaining = max_bytes;
     let mut first_batch_sent = false;
@@ -310,12 +317,18 @@ fn read_partitions(
             let read =
                 partition.read_isolated(state.fetch_offset, limit, !first_batch_sent, read_committed);
             match read {
-                Ok((Some(slice), aborted)) => {
-                    remaining = remaining.saturating_sub(slice.length);
-                    first_batch_sent = true;
-                    result.records = Some(slice);
-                    result.aborted = aborted;
-                }
+                Ok((Some(slice), aborted)) => match Located::new(slice, budget) {
+                    Ok(located) => {
+                        remaining = remaining.saturating_sub(located.size());
+                        first_batch_sent = true;
+                        result.records = Some(located);
+                        result.aborted = aborted;
+                    }
+                    Err(error) => {
+                        tracing::error!(topic = %key.topic, partition = key.partition, %error, "reading a partition failed");
+                        result.error = Some(ResponseError::KafkaStorageError);
+                    }
+                },
                 Ok((None, _)) => {}
                 Err(LogError::OffsetOutOfRange { .. }) => {
                     result.error = Some(ResponseError::OffsetOutOfRange);
