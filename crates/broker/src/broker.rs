@@ -54,6 +54,9 @@ pub enum StartError {
 }
 
 /// Shared state of a running broker.
+/// Most fsyncs running at once (each on a blocking thread).
+const MAX_FSYNCS_IN_FLIGHT: usize = 256;
+
 pub struct Broker {
     pub config: BrokerConfig,
     pub advertised_host: String,
@@ -200,8 +203,11 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
     // log.max.open.files bounds segment and index descriptors: three
     // quarters for the cache, an eighth for fetch responses being sent and
     // an eighth for fsyncs in flight (each may hold a file the cache let go).
+    // Fsyncs in flight also stay well under tokio's 512 blocking threads, so
+    // queued partitions wait for a slot, where they take turns, rather than
+    // for a thread.
     let open_files = config.overrides.get_i64("log.max.open.files").max(16) as usize;
-    let (splice_files, sync_files) = (open_files / 8, open_files / 8);
+    let (splice_files, sync_files) = (open_files / 8, (open_files / 8).min(MAX_FSYNCS_IN_FLIGHT));
     let files = FileCache::new(open_files - splice_files - sync_files);
     let topics = Topics::new(
         config.node_id,

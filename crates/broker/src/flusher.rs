@@ -78,8 +78,9 @@ impl Flusher {
     }
 
     fn shard(&self, key: usize) -> MutexGuard<'_, HashMap<usize, Queue>> {
-        // Partitions are heap objects: drop the alignment bits, then spread.
-        let index = (key >> 4).wrapping_mul(0x9E37_79B9) % SHARDS;
+        // Partitions are heap objects: spread the address with a
+        // multiplicative hash and take the product's top bits.
+        let index = ((key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 59) as usize % SHARDS;
         self.shards[index]
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -140,30 +141,44 @@ impl Flusher {
         partition: Arc<Partition>,
         mut slot: OwnedSemaphorePermit,
     ) {
+        // Should this thread unwind, the partition leaves the map: its
+        // waiters get an error (their senders drop) and the next flush
+        // starts a new thread.
+        let mut leave = LeaveOnUnwind {
+            flusher: self,
+            key: Some(key),
+        };
         loop {
             let result = flush_partition(&partition);
             let flushed = partition.log().flushed_offset();
+            let end = partition.log_end_offset();
             let mut shard = self.shard(key);
             let Some(queue) = shard.get_mut(&key) else {
+                leave.key = None;
                 return;
             };
             let waiters = std::mem::take(&mut queue.waiters);
             let mut answered = Vec::new();
             for (offset, done) in waiters {
                 if result.is_err() || offset <= flushed {
-                    answered.push(done);
+                    answered.push((done, result.clone()));
+                } else if offset > end {
+                    // The log was cut back below it: no fsync will cover it.
+                    answered.push((done, Err(format!("the log ends at {end}, before {offset}"))));
                 } else {
                     // Written after this fsync began: the next one covers it.
                     queue.waiters.push((offset, done));
                 }
             }
-            let more = !queue.waiters.is_empty() || (result.is_ok() && queue.wanted > flushed);
+            let wanted = queue.wanted.min(end);
+            let more = !queue.waiters.is_empty() || (result.is_ok() && wanted > flushed);
             if !more {
                 shard.remove(&key);
+                leave.key = None;
             }
             drop(shard);
-            for done in answered {
-                let _ = done.send(result.clone());
+            for (done, outcome) in answered {
+                let _ = done.send(outcome);
             }
             if !more {
                 return;
@@ -174,10 +189,26 @@ impl Flusher {
             slot = match self.slots.clone().try_acquire_owned() {
                 Ok(slot) => slot,
                 Err(_) => {
+                    leave.key = None;
                     self.schedule(key, partition);
                     return;
                 }
             };
+        }
+    }
+}
+
+/// Takes a partition out of the flusher's map if its syncing thread
+/// unwinds (`key` is cleared on every normal exit).
+struct LeaveOnUnwind<'a> {
+    flusher: &'a Flusher,
+    key: Option<usize>,
+}
+
+impl Drop for LeaveOnUnwind<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key {
+            self.flusher.shard(key).remove(&key);
         }
     }
 }
@@ -285,5 +316,46 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
         panic!("a syncing thread stayed with nothing to do");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_busy_partition_hands_its_slot_to_a_waiting_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (busy, quiet) = (partition(dir.path(), 0), partition(dir.path(), 1));
+        let flusher = Flusher::start(1);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let limit = 200_000;
+        // Keeps `busy` with writes due all the time, from another thread.
+        let writer = {
+            let (busy, flusher, stop) = (busy.clone(), flusher.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut rounds = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && rounds < limit {
+                    let mut batch = testing::batch(1, rounds as i64, b"x");
+                    if let crate::partition::Appended::Written(info) =
+                        busy.append(&mut batch).unwrap()
+                    {
+                        flusher.flush_in_background(busy.clone(), info.last_offset + 1);
+                    }
+                    rounds += 1;
+                }
+                rounds
+            })
+        };
+        while busy.log().flushed_offset() == 0 {
+            tokio::task::yield_now().await;
+        }
+        let mut batch = testing::batch(1, 0, b"y");
+        let end = match quiet.append(&mut batch).unwrap() {
+            crate::partition::Appended::Written(info) => info.last_offset + 1,
+            other => panic!("unexpected {other:?}"),
+        };
+        flusher.flush(quiet.clone(), end).await.unwrap().unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let rounds = writer.join().unwrap();
+        assert!(
+            rounds < limit,
+            "the quiet partition was fsynced only after the busy one stopped writing"
+        );
     }
 }

@@ -11,7 +11,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use kafka_protocol::error::ResponseError;
 use strom_coordinator::consumer_group::{
     ConsumerGroupConfig, ConsumerGroupError, ConsumerGroups, HeartbeatRequest as ConsumerHeartbeat,
     HeartbeatResponse as ConsumerHeartbeatResponse, TopicView,
@@ -21,6 +20,7 @@ use strom_coordinator::{
     Action, CommittedOffset, GroupConfig, GroupCoordinator, GroupError, JoinRequest, JoinResponse,
     RestoredGroup, SyncRequest, SyncResponse,
 };
+use strom_log::batch::ControlType;
 use tokio::sync::{oneshot, Notify};
 
 use crate::broker::Broker;
@@ -267,20 +267,9 @@ impl Groups {
 
 /// Creates `__consumer_offsets`, or replays it into the coordinator if it exists.
 async fn prepare_offsets_topic(broker: &Arc<Broker>) -> Result<(), TopicError> {
-    if internal_topics::create_if_missing(broker, OFFSETS_TOPIC, "offsets.topic.num.partitions")
-        .await?
-    {
-        let loader = broker.clone();
-        tokio::task::spawn_blocking(move || load(&loader))
-            .await
-            .map_err(|_| {
-                TopicError::new(
-                    ResponseError::CoordinatorLoadInProgress,
-                    "loading groups failed",
-                )
-            })?;
-    }
-    Ok(())
+    internal_topics::create_or_load(broker, OFFSETS_TOPIC, "offsets.topic.num.partitions", load)
+        .await
+        .map(|_| ())
 }
 
 /// Replays every partition of `__consumer_offsets` into the coordinator.
@@ -292,12 +281,16 @@ fn load(broker: &Broker) {
     let now = now_ms();
     let mut coordinator = broker.groups.coordinator();
     let mut records = 0u64;
+    let count = partitions.len() as i32;
     for partition in partitions.iter() {
+        let here = |group: &str| group_records::partition_for(group, count) == partition.index;
         records += internal_topics::replay(OFFSETS_TOPIC, partition, |record| {
             let Some(key) = &record.key else { return };
             if record.control {
-                let commit = key.as_ref() == [0, 0, 0, 1];
-                coordinator.complete_transaction(record.producer_id, commit);
+                if let Some(control) = ControlType::from_key(key) {
+                    let commit = control == ControlType::Commit;
+                    coordinator.complete_transaction(record.producer_id, commit, here);
+                }
                 return;
             }
             match group_records::decode(key, record.value.as_deref()) {

@@ -12,8 +12,10 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use strom_coordinator::records::partition_for;
+use tokio::sync::oneshot;
 
 use crate::broker::Broker;
+use crate::flusher::FlushResult;
 use crate::partition::{now_ms, Appended, Partition};
 use crate::topics::{NewTopic, TopicError};
 
@@ -23,7 +25,7 @@ pub type KeyedRecord = (Vec<u8>, Option<Vec<u8>>);
 /// Creates the internal topic `name` with as many partitions as the broker
 /// config `partitions_config` says, unless it exists. Returns true when it
 /// already existed, so its records must be replayed.
-pub async fn create_if_missing(
+async fn create_if_missing(
     broker: &Arc<Broker>,
     name: &str,
     partitions_config: &str,
@@ -63,6 +65,30 @@ pub fn partition_for_key(broker: &Broker, topic: &str, key: &str) -> Option<Arc<
     let partitions = broker.partitions.topic(topic)?;
     let index = partition_for(key, partitions.len() as i32) as usize;
     partitions.get(index).cloned()
+}
+
+/// Creates internal topic `topic` (`partitions_config` names its partition
+/// count) if missing; if it existed, replays it with `load` on a blocking
+/// thread. Returns whether it existed (and was loaded).
+pub async fn create_or_load(
+    broker: &Arc<Broker>,
+    topic: &str,
+    partitions_config: &str,
+    load: fn(&Broker),
+) -> Result<bool, TopicError> {
+    if !create_if_missing(broker, topic, partitions_config).await? {
+        return Ok(false);
+    }
+    let loader = broker.clone();
+    tokio::task::spawn_blocking(move || load(&loader))
+        .await
+        .map_err(|_| {
+            TopicError::new(
+                ResponseError::CoordinatorLoadInProgress,
+                format!("loading {topic} failed"),
+            )
+        })?;
+    Ok(true)
 }
 
 /// Visits every record of a partition below its high watermark, control
@@ -115,6 +141,24 @@ pub async fn append(
     records: Vec<KeyedRecord>,
     producer: Option<(i64, i16)>,
 ) -> Result<(), String> {
+    durable(append_now(broker, partition, records, producer)?).await
+}
+
+/// Waits for what [`append_now`] wrote to be durable.
+pub async fn durable(flushed: oneshot::Receiver<FlushResult>) -> Result<(), String> {
+    flushed.await.map_err(|_| "flusher stopped".to_string())?
+}
+
+/// The first half of [`append`]: the batch is in the log (its place in the
+/// order of writes fixed) when this returns, and durable once the receiver
+/// answers. Lets a caller that orders writes under a lock release the lock
+/// before waiting for the fsync.
+pub fn append_now(
+    broker: &Broker,
+    partition: Arc<Partition>,
+    records: Vec<KeyedRecord>,
+    producer: Option<(i64, i16)>,
+) -> Result<oneshot::Receiver<FlushResult>, String> {
     let now = now_ms();
     let (producer_id, producer_epoch) = producer.unwrap_or((-1, -1));
     let encoded: Vec<Record> = records
@@ -159,9 +203,5 @@ pub async fn append(
         Appended::Rejected(error) => return Err(format!("refused: {error:?}")),
         other => return Err(format!("unexpected append outcome {other:?}")),
     };
-    broker
-        .flusher
-        .flush(partition, end)
-        .await
-        .map_err(|_| "flusher stopped".to_string())?
+    Ok(broker.flusher.flush(partition, end))
 }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
+use kafka_protocol::error::ResponseError;
 use strom_log::batch::ControlType;
 use strom_log::{
     AbortedTxn, AppendInfo, AppendOptions, FileCache, Log, LogError, ReadSlice, Recovery,
@@ -30,8 +31,9 @@ pub enum Appended {
     Duplicate {
         base_offset: i64,
     },
-    /// Refused for its producer sequence or epoch.
-    Rejected(kafka_protocol::error::ResponseError),
+    /// Refused for its producer sequence or epoch, or not admitted to a
+    /// transaction.
+    Rejected(ResponseError),
 }
 
 pub struct Partition {
@@ -155,11 +157,6 @@ impl Partition {
         self.producers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Has this producer written to an open transaction in this partition?
-    pub fn has_open_transaction(&self, producer_id: i64) -> bool {
-        self.producers().has_open_transaction(producer_id)
-    }
-
     /// After a write: single replica, so the ISR is this broker and
     /// everything in the log is replicated to the whole ISR.
     fn advance(&self, log: &Log, producers: &ProducerStates) {
@@ -181,6 +178,19 @@ impl Partition {
     /// Appends one validated batch and advances the high watermark; a batch
     /// from an idempotent producer is first checked against its sequences.
     pub fn append(&self, batch: &mut [u8]) -> Result<Appended, LogError> {
+        self.append_admitted(batch, |_| Ok(()))
+    }
+
+    /// [`Partition::append`], where a transactional batch that would open a
+    /// transaction here must first be admitted by `admit` (KIP-890's
+    /// verification). It is asked under the same lock that transaction
+    /// markers take, so a marker written meanwhile cannot slip between the
+    /// verdict and the append and leave a transaction open that nobody ends.
+    pub fn append_admitted(
+        &self,
+        batch: &mut [u8],
+        admit: impl FnOnce(&strom_log::batch::BatchHeader) -> Result<(), ResponseError>,
+    ) -> Result<Appended, LogError> {
         let settings = self.settings();
         let now = now_ms();
         let options = AppendOptions {
@@ -190,6 +200,14 @@ impl Partition {
         };
         let header = strom_log::batch::BatchHeader::parse(batch)?;
         let mut producers = self.producers();
+        if header.is_transactional()
+            && !header.is_control()
+            && !producers.has_open_transaction(header.producer_id)
+        {
+            if let Err(error) = admit(&header) {
+                return Ok(Appended::Rejected(error));
+            }
+        }
         match producers.check(&header) {
             Verdict::Append => {}
             Verdict::Duplicate { base_offset } => return Ok(Appended::Duplicate { base_offset }),
@@ -241,12 +259,15 @@ impl Partition {
         let (end, snapshot) = {
             let mut log = self.log();
             let (info, snapshot) = append_with_snapshot(&mut log, &producers, &mut batch, options)?;
-            if let Some(ended) = producers.record(&info.header, Some(control)) {
-                if let Some(entry) = aborted_entry(&ended, &info.header, &producers) {
-                    log.add_aborted(entry)?;
-                }
-            }
+            let ended = producers.record(&info.header, Some(control));
+            // The marker is in the log: the watermarks move even if the
+            // index entry below fails (a restart re-adds it from the marker).
             self.advance(&log, &producers);
+            if let Some(entry) =
+                ended.and_then(|ended| aborted_entry(&ended, &info.header, &producers))
+            {
+                log.add_aborted(entry)?;
+            }
             (log.log_end_offset(), snapshot)
         };
         drop(producers);

@@ -13,6 +13,7 @@
 use std::fs::File;
 use std::ops::Range;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::buf::UninitSlice;
@@ -141,7 +142,13 @@ impl Located {
     pub fn new(slice: ReadSlice, budget: &Arc<Semaphore>) -> std::io::Result<Located> {
         match budget.clone().try_acquire_owned() {
             Ok(permit) => Ok(Located::Splice(slice, permit)),
-            Err(_) => Ok(Located::Copied(Bytes::from(slice.read()?))),
+            Err(_) => {
+                static TOLD: AtomicBool = AtomicBool::new(false);
+                if !TOLD.swap(true, Ordering::Relaxed) {
+                    tracing::warn!("fetch responses hold all the files their share of log.max.open.files allows; records past it are copied into memory (raise log.max.open.files to send them with sendfile)");
+                }
+                Ok(Located::Copied(Bytes::from(slice.read()?)))
+            }
         }
     }
 

@@ -1,28 +1,26 @@
 //! The listener and the life of one client connection.
 //!
-//! A connection is two tasks. The reader reads size-prefixed frames and
-//! hands each to [`protocol::dispatch`], which does the request's immediate
-//! work (a produce appends) and returns the rest as a future. The writer
-//! drives those futures together and writes their responses strictly in
-//! request order, so a client can pipeline requests (librdkafka does) while
-//! slow ones (an acks=all produce waiting for fsync, a long-polling fetch) do
-//! not stop the connection from reading. Requests are not tasks of their
-//! own: a wake-up goes straight to the connection's writer. Everything is
-//! bounded: connections by `max.connections`, frame size by
-//! `socket.request.max.bytes`, requests in flight per connection by
-//! `queued.max.requests`.
+//! A connection reads size-prefixed frames and hands each to
+//! [`protocol::dispatch`], which starts the handler as its own task. The
+//! tasks' results are written back strictly in request order by a writer
+//! task, so a client can pipeline requests (librdkafka does) while slow ones
+//! (an acks=all produce waiting for fsync, a long-polling fetch) do not stop
+//! the connection from reading. Everything is bounded: connections by
+//! `max.connections`, frame size by `socket.request.max.bytes`, requests in
+//! flight per connection by `queued.max.requests`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::stream::{FuturesOrdered, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinHandle;
 
 use crate::broker::Broker;
-use crate::protocol::{self, PendingResponse};
+use crate::protocol;
+use crate::response::Frame;
 
 /// Accepts connections until `shutdown` turns true.
 pub async fn serve(
@@ -80,10 +78,8 @@ async fn handle_connection(
         .get_i64("queued.max.requests")
         .max(1) as usize;
     let (mut reader, writer) = stream.into_split();
-    // The channel and the writer's own queue together hold at most
-    // `in_flight` requests; past that the reader waits.
-    let (responses, pending) = mpsc::channel::<PendingResponse>(in_flight);
-    let writer_task = tokio::spawn(write_responses(writer, pending, in_flight, peer));
+    let (responses, pending) = mpsc::channel::<JoinHandle<Option<Frame>>>(in_flight);
+    let writer_task = tokio::spawn(write_responses(writer, pending, peer));
     let mut length = [0u8; 4];
     loop {
         let read = tokio::select! {
@@ -120,12 +116,12 @@ async fn handle_connection(
         }
         match protocol::dispatch(&broker, Bytes::from(frame)) {
             Ok(response) => {
-                let response: PendingResponse = Box::pin(async move {
+                let task = tokio::spawn(async move {
                     let response = response.await;
                     drop(memory);
                     response
                 });
-                if responses.send(response).await.is_err() {
+                if responses.send(task).await.is_err() {
                     break; // the writer stopped: the socket is dead
                 }
             }
@@ -136,37 +132,26 @@ async fn handle_connection(
         }
     }
     drop(responses);
-    if let Err(error) = writer_task.await {
-        tracing::error!(%peer, %error, "a request handler failed; connection closed");
-    }
+    let _ = writer_task.await;
 }
 
 async fn write_responses(
     mut writer: tokio::net::tcp::OwnedWriteHalf,
-    mut pending: mpsc::Receiver<PendingResponse>,
-    in_flight: usize,
+    mut pending: mpsc::Receiver<JoinHandle<Option<Frame>>>,
     peer: SocketAddr,
 ) {
-    let mut running: FuturesOrdered<PendingResponse> = FuturesOrdered::new();
-    let mut reading = true;
-    loop {
-        tokio::select! {
-            // Answer what is ready before taking in more.
-            biased;
-            Some(response) = running.next(), if !running.is_empty() => {
-                let Some(response) = response else {
-                    continue; // acks=0 gets no response
-                };
-                if let Err(error) = response.write_to(&mut writer).await {
-                    tracing::debug!(%peer, %error, "writing a response failed; closing connection");
-                    return;
-                }
+    while let Some(task) = pending.recv().await {
+        let response = match task.await {
+            Ok(Some(response)) => response,
+            Ok(None) => continue, // acks=0 gets no response
+            Err(error) => {
+                tracing::error!(%peer, %error, "request handler failed; closing connection");
+                return;
             }
-            request = pending.recv(), if reading && running.len() < in_flight => match request {
-                Some(response) => running.push_back(response),
-                None => reading = false,
-            },
-            else => break,
+        };
+        if let Err(error) = response.write_to(&mut writer).await {
+            tracing::debug!(%peer, %error, "writing a response failed; closing connection");
+            return;
         }
     }
     let _ = writer.shutdown().await;

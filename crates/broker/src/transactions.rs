@@ -1,6 +1,8 @@
 //! The runtime around the transaction coordinator: it feeds requests and
 //! the clock to the [`TransactionCoordinator`] state machine, persists each
-//! state change in `__transaction_state` before acting on it, and writes
+//! state change in `__transaction_state` before acting on it (appended in
+//! order under `writes`, waited for durable after letting go of it, so ids
+//! do not queue behind each other's fsyncs), and writes
 //! the COMMIT or ABORT markers into every partition of a transaction.
 //!
 //! Order of a transaction's end, which recovery relies on:
@@ -18,6 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures_util::future::join_all;
 use kafka_protocol::error::ResponseError;
+use strom_coordinator::records::partition_for;
 use strom_coordinator::transaction::{
     self as txn, EndOutcome, InitOutcome, MarkerJob, TopicPartition, TransactionCoordinator,
     TxnConfig, TxnError,
@@ -122,15 +125,14 @@ impl Transactions {
     pub async fn ensure_ready(&self, broker: &Arc<Broker>) -> Result<(), TopicError> {
         self.ready
             .get_or_try_init(|| async {
-                let existed = internal_topics::create_if_missing(
+                let loaded = internal_topics::create_or_load(
                     broker,
                     TRANSACTION_TOPIC,
                     "transaction.state.log.num.partitions",
+                    load,
                 )
                 .await?;
-                if existed {
-                    let loader = broker.clone();
-                    let _ = tokio::task::spawn_blocking(move || load(&loader)).await;
+                if loaded {
                     let _guard = broker.transactions.writes.lock().await;
                     resume_prepared(broker);
                 }
@@ -182,7 +184,9 @@ impl Transactions {
                     producer_id,
                     producer_epoch,
                 }) => {
-                    persist(broker, transactional_id).await?;
+                    let durable = record(broker, transactional_id)?;
+                    drop(guard);
+                    durable.wait().await?;
                     return Ok((producer_id, producer_epoch));
                 }
                 Some(InitOutcome::AbortFirst(job)) => {
@@ -193,8 +197,9 @@ impl Transactions {
                         "fencing the previous producer: aborting its open transaction"
                     );
                     let claim = self.claim(&job);
-                    persist(broker, transactional_id).await?;
+                    let durable = record(broker, transactional_id)?;
                     drop(guard);
+                    durable.wait().await?;
                     finish(broker.clone(), job, claim).await?;
                     // The epoch moved on; the next round bumps it once more.
                     expected = None;
@@ -212,7 +217,7 @@ impl Transactions {
         partitions: &[TopicPartition],
     ) -> Result<(), Refused> {
         self.ready(broker).await?;
-        let _guard = self.writes.lock().await;
+        let guard = self.writes.lock().await;
         let changed = self.coordinator().add_partitions(
             now_ms(),
             transactional_id,
@@ -220,10 +225,13 @@ impl Transactions {
             producer.1,
             partitions,
         )?;
-        if changed {
-            persist(broker, transactional_id).await?;
-        }
-        Ok(())
+        let durable = if changed {
+            record(broker, transactional_id)?
+        } else {
+            settled(broker, transactional_id)?
+        };
+        drop(guard);
+        durable.wait().await
     }
 
     /// EndTxn: answered once every marker is written and the end recorded.
@@ -240,11 +248,16 @@ impl Transactions {
             self.coordinator()
                 .end(now_ms(), transactional_id, producer.0, producer.1, commit)?;
         match outcome {
-            EndOutcome::Done => Ok(()),
+            EndOutcome::Done => {
+                let durable = settled(broker, transactional_id)?;
+                drop(guard);
+                durable.wait().await
+            }
             EndOutcome::Markers(job) => {
                 let claim = self.claim(&job);
-                persist(broker, transactional_id).await?;
+                let durable = record(broker, transactional_id)?;
                 drop(guard);
+                durable.wait().await?;
                 finish(broker.clone(), job, claim).await
             }
         }
@@ -271,7 +284,7 @@ impl Transactions {
             let now = now_ms();
             let timed_out = broker.transactions.coordinator().timed_out(now);
             for transactional_id in timed_out {
-                let job = {
+                let (job, claim, durable) = {
                     let _guard = broker.transactions.writes.lock().await;
                     let job = broker
                         .transactions
@@ -280,21 +293,28 @@ impl Transactions {
                     let Some(job) = job else { continue };
                     tracing::info!(%transactional_id, producer_id = job.producer_id, "aborting a transaction past its transaction.timeout.ms");
                     let claim = broker.transactions.claim(&job);
-                    if let Err(error) = persist(&broker, &transactional_id).await {
-                        tracing::warn!(%transactional_id, error = %error.message, "could not record the abort");
-                        continue;
-                    }
-                    (job, claim)
+                    (job, claim, record(&broker, &transactional_id))
                 };
-                tokio::spawn(finish(broker.clone(), job.0, job.1));
+                let recorded = match durable {
+                    Ok(durable) => durable.wait().await,
+                    Err(error) => Err(error),
+                };
+                if let Err(error) = recorded {
+                    tracing::warn!(%transactional_id, error = %error.message, "could not record the abort");
+                    continue;
+                }
+                tokio::spawn(finish(broker.clone(), job, claim));
             }
         }
     }
 }
 
-/// Writes the state of `transactional_id` to its partition of
-/// `__transaction_state` and waits until it is durable.
-async fn persist(broker: &Arc<Broker>, transactional_id: &str) -> Result<(), Refused> {
+/// Appends the state of `transactional_id` to its partition of
+/// `__transaction_state`. Called holding `writes`, so records reach the log
+/// in the order of the changes; the caller lets go of the lock and then
+/// waits on the returned [`Durable`], so transactions of other ids do not
+/// queue behind this one's fsync.
+fn record(broker: &Arc<Broker>, transactional_id: &str) -> Result<Durable, Refused> {
     let value = broker
         .transactions
         .coordinator()
@@ -303,12 +323,44 @@ async fn persist(broker: &Arc<Broker>, transactional_id: &str) -> Result<(), Ref
     let record = (txn::transaction_key(transactional_id), value);
     let partition = internal_topics::partition_for_key(broker, TRANSACTION_TOPIC, transactional_id)
         .ok_or_else(|| unavailable("__transaction_state does not exist"))?;
-    internal_topics::append(broker, partition, vec![record], None)
-        .await
-        .map_err(|error| {
-            tracing::error!(transactional_id, %error, "could not write transaction state");
-            unavailable(format!("could not record the transaction's state: {error}"))
+    internal_topics::append_now(broker, partition, vec![record], None)
+        .map(|flushed| Durable {
+            flushed,
+            transactional_id: transactional_id.to_string(),
         })
+        .map_err(|error| state_not_recorded(transactional_id, error))
+}
+
+/// Whatever state of `transactional_id` is already in the log, made durable:
+/// for an answer that changes nothing but must not run ahead of an earlier
+/// change still waiting for its fsync (a retried request).
+fn settled(broker: &Arc<Broker>, transactional_id: &str) -> Result<Durable, Refused> {
+    let partition = internal_topics::partition_for_key(broker, TRANSACTION_TOPIC, transactional_id)
+        .ok_or_else(|| unavailable("__transaction_state does not exist"))?;
+    let end = partition.log_end_offset();
+    Ok(Durable {
+        flushed: broker.flusher.flush(partition, end),
+        transactional_id: transactional_id.to_string(),
+    })
+}
+
+/// A transaction state record on its way to disk.
+struct Durable {
+    flushed: tokio::sync::oneshot::Receiver<crate::flusher::FlushResult>,
+    transactional_id: String,
+}
+
+impl Durable {
+    async fn wait(self) -> Result<(), Refused> {
+        internal_topics::durable(self.flushed)
+            .await
+            .map_err(|error| state_not_recorded(&self.transactional_id, error))
+    }
+}
+
+fn state_not_recorded(transactional_id: &str, error: String) -> Refused {
+    tracing::error!(transactional_id, %error, "could not write transaction state");
+    unavailable(format!("could not record the transaction's state: {error}"))
 }
 
 /// Finishes every prepared transaction whose markers nobody is writing.
@@ -369,6 +421,8 @@ async fn write_markers(broker: &Arc<Broker>, job: &MarkerJob, claim: Claim) -> R
         ControlType::Abort
     };
     let mut flushes = Vec::with_capacity(job.partitions.len());
+    // Partitions of __consumer_offsets that received a marker.
+    let mut offsets_marked = Vec::new();
     for (topic, index) in &job.partitions {
         let Some(partition) = broker.partitions.get(topic, *index) else {
             // Deleted since: nothing left to mark.
@@ -381,7 +435,12 @@ async fn write_markers(broker: &Arc<Broker>, job: &MarkerJob, claim: Claim) -> R
             COORDINATOR_EPOCH,
         );
         match written {
-            Ok(Ok(end)) => flushes.push(broker.flusher.flush(partition, end)),
+            Ok(Ok(end)) => {
+                if topic == OFFSETS_TOPIC {
+                    offsets_marked.push(*index);
+                }
+                flushes.push(broker.flusher.flush(partition, end));
+            }
             Ok(Err(error)) => {
                 // A newer epoch already wrote there: this marker is moot.
                 tracing::warn!(
@@ -399,12 +458,6 @@ async fn write_markers(broker: &Arc<Broker>, job: &MarkerJob, claim: Claim) -> R
                 });
             }
         }
-        if topic == OFFSETS_TOPIC {
-            broker
-                .groups
-                .coordinator()
-                .complete_transaction(job.producer_id, job.commit);
-        }
     }
     for flushed in join_all(flushes).await {
         if let Err(error) = flushed
@@ -417,19 +470,37 @@ async fn write_markers(broker: &Arc<Broker>, job: &MarkerJob, claim: Claim) -> R
             });
         }
     }
-    let _guard = broker.transactions.writes.lock().await;
-    let completed = broker.transactions.coordinator().complete(
-        now_ms(),
-        &job.transactional_id,
-        job.producer_epoch,
-    );
-    if completed {
-        persist(broker, &job.transactional_id).await?;
+    // The markers are durable: the offsets the transaction committed to
+    // groups in those partitions settle, as a replay would settle them.
+    if !offsets_marked.is_empty() {
+        let count = broker
+            .partitions
+            .topic(OFFSETS_TOPIC)
+            .map_or(0, |partitions| partitions.len() as i32);
+        broker
+            .groups
+            .coordinator()
+            .complete_transaction(job.producer_id, job.commit, |group| {
+                offsets_marked.contains(&partition_for(group, count))
+            });
     }
-    // Given up while `writes` is held, so the next transaction of this id
-    // can always claim its own markers.
-    drop(claim);
-    Ok(())
+    let durable = {
+        let _guard = broker.transactions.writes.lock().await;
+        let completed = broker.transactions.coordinator().complete(
+            now_ms(),
+            &job.transactional_id,
+            job.producer_epoch,
+        );
+        let durable = completed.then(|| record(broker, &job.transactional_id));
+        // Given up while `writes` is held, so the next transaction of this
+        // id can always claim its own markers.
+        drop(claim);
+        durable
+    };
+    match durable {
+        Some(durable) => durable?.wait().await,
+        None => Ok(()),
+    }
 }
 
 /// Replays `__transaction_state` into the coordinator.

@@ -164,24 +164,29 @@ pub fn run(args: BenchArgs, client: &ClientArgs) -> CliResult {
     }
     let consumer = client.consumer(None)?;
     let metadata = client.metadata(&consumer, Some(&args.topic))?;
-    let exists = metadata
+    let existing: Vec<i32> = metadata
         .topics()
         .iter()
-        .any(|t| t.name() == args.topic && !t.partitions().is_empty() && t.error().is_none());
-    if !exists {
-        if args.consume_only {
-            return Err(CliError::Failed(format!(
-                "topic '{}' does not exist",
-                args.topic
-            )));
-        }
+        .filter(|t| t.name() == args.topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    // The topic's partitions, created with --partitions if missing.
+    let ids = if !existing.is_empty() {
+        existing
+    } else if args.consume_only {
+        return Err(CliError::Failed(format!(
+            "topic '{}' does not exist",
+            args.topic
+        )));
+    } else {
         crate::raw::create_topic(client, &args.topic, args.partitions, -1, &[])?;
-    }
+        (0..args.partitions).collect()
+    };
     let broker_before = args.broker_pid.and_then(process_usage);
     let report = if args.consume_only {
-        consume_only(&args, client)?
+        consume_only(&args, client, &ids)?
     } else {
-        produce_and_consume(&args, client)?
+        produce_and_consume(&args, client, &ids)?
     };
     let mut report = report;
     if let (Some(pid), Some((cpu_before, _, _))) = (args.broker_pid, broker_before) {
@@ -235,25 +240,31 @@ fn print_summary(report: &serde_json::Value) {
     }
 }
 
-fn produce_and_consume(args: &BenchArgs, client: &ClientArgs) -> CliResult<serde_json::Value> {
+/// Assigns `ids` of `topic` to `consumer`, each starting at `offset`.
+fn assign(consumer: &BaseConsumer, topic: &str, ids: &[i32], offset: Offset) -> CliResult {
+    let mut assignment = TopicPartitionList::new();
+    for id in ids {
+        assignment
+            .add_partition_offset(topic, *id, offset)
+            .map_err(|e| CliError::Failed(e.to_string()))?;
+    }
+    consumer
+        .assign(&assignment)
+        .map_err(|e| CliError::Failed(e.to_string()))
+}
+
+fn produce_and_consume(
+    args: &BenchArgs,
+    client: &ClientArgs,
+    ids: &[i32],
+) -> CliResult<serde_json::Value> {
     let stop = Arc::new(AtomicBool::new(false));
     let consumed = Arc::new(AtomicU64::new(0));
     let end_to_end = Arc::new(Mutex::new(histogram()));
     let mut consumer_threads = Vec::new();
     for _ in 0..args.consumers {
         let consumer = client.consumer(None)?;
-        let metadata = client.metadata(&consumer, Some(&args.topic))?;
-        let mut assignment = TopicPartitionList::new();
-        for topic in metadata.topics() {
-            for partition in topic.partitions() {
-                assignment
-                    .add_partition_offset(&args.topic, partition.id(), Offset::End)
-                    .map_err(|e| CliError::Failed(e.to_string()))?;
-            }
-        }
-        consumer
-            .assign(&assignment)
-            .map_err(|e| CliError::Failed(e.to_string()))?;
+        assign(&consumer, &args.topic, ids, Offset::End)?;
         let (stop, consumed, end_to_end) = (stop.clone(), consumed.clone(), end_to_end.clone());
         consumer_threads.push(std::thread::spawn(move || {
             let mut local = histogram();
@@ -412,7 +423,11 @@ fn produce_and_consume(args: &BenchArgs, client: &ClientArgs) -> CliResult<serde
     Ok(report)
 }
 
-fn consume_only(args: &BenchArgs, client: &ClientArgs) -> CliResult<serde_json::Value> {
+fn consume_only(
+    args: &BenchArgs,
+    client: &ClientArgs,
+    ids: &[i32],
+) -> CliResult<serde_json::Value> {
     let mut config = client.client_config()?;
     config
         .set("group.id", "strom-bench")
@@ -420,13 +435,6 @@ fn consume_only(args: &BenchArgs, client: &ClientArgs) -> CliResult<serde_json::
         .set("enable.partition.eof", "true");
     // Fetch sizes are librdkafka's defaults (50 MiB per fetch, 1 MiB per
     // partition) unless set with -X: what an application gets.
-    let probe = client.consumer(None)?;
-    let metadata = client.metadata(&probe, Some(&args.topic))?;
-    let ids: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .flat_map(|topic| topic.partitions().iter().map(|p| p.id()))
-        .collect();
     // --consumers N splits the partitions among N clients, each with its
     // own connection and librdkafka threads.
     let clients = args.consumers.clamp(1, ids.len().max(1));
@@ -435,16 +443,8 @@ fn consume_only(args: &BenchArgs, client: &ClientArgs) -> CliResult<serde_json::
         let consumer: BaseConsumer = config
             .create()
             .map_err(|e| CliError::Usage(format!("invalid client configuration: {e}")))?;
-        let mut assignment = TopicPartitionList::new();
         let mine: Vec<i32> = ids.iter().copied().skip(share).step_by(clients).collect();
-        for id in &mine {
-            assignment
-                .add_partition_offset(&args.topic, *id, Offset::Beginning)
-                .map_err(|e| CliError::Failed(e.to_string()))?;
-        }
-        consumer
-            .assign(&assignment)
-            .map_err(|e| CliError::Failed(e.to_string()))?;
+        assign(&consumer, &args.topic, &mine, Offset::Beginning)?;
         threads.push(std::thread::spawn(move || {
             consume_to_end(&consumer, mine.len())
         }));
@@ -515,8 +515,9 @@ fn consume_to_end(consumer: &BaseConsumer, partitions: usize) -> CliResult<Share
 /// This machine's limits: loopback TCP over one connection, sequential
 /// writes with fdatasync after each MiB, and, with --rate, how long a write
 /// takes to become durable at that rate when each of --partitions files
-/// fsyncs as soon as its previous fsync ends (what a broker's acks=all
-/// latency cannot beat on this disk).
+/// fsyncs as soon as its previous fsync ends: the disk's own latency for
+/// the load, without a broker. Measured in its own time window, it shows
+/// what the disk was doing around a broker run, not a bound on that run.
 fn limits(args: &BenchArgs, client: &ClientArgs) -> CliResult {
     let tcp = loopback_bandwidth()?;
     let disk = fsync_write_bandwidth(&args.data_dir)?;

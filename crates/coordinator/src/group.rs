@@ -763,26 +763,45 @@ impl GroupCoordinator {
             );
     }
 
-    /// A transaction marker for `producer_id` reached `__consumer_offsets`:
-    /// its staged offsets are committed or dropped. Returns how many were
-    /// committed.
-    pub fn complete_transaction(&mut self, producer_id: i64, commit: bool) -> usize {
-        let Some(staged) = self.pending_txn_offsets.remove(&producer_id) else {
-            return 0;
+    /// Transaction markers for `producer_id` are durable in the partitions
+    /// of `__consumer_offsets` that `marked` accepts (it is given a group
+    /// id): the offsets it staged for groups there are committed or
+    /// dropped. Offsets staged for groups elsewhere wait for their own
+    /// partition's marker, as in Kafka, which completes per partition.
+    pub fn complete_transaction(
+        &mut self,
+        producer_id: i64,
+        commit: bool,
+        marked: impl Fn(&str) -> bool,
+    ) {
+        let Some(staged) = self.pending_txn_offsets.get_mut(&producer_id) else {
+            return;
         };
-        if !commit {
-            return 0;
+        let settled: Vec<_> = staged
+            .keys()
+            .filter(|(group_id, _, _)| marked(group_id))
+            .cloned()
+            .collect();
+        let settled: Vec<_> = settled
+            .into_iter()
+            .filter_map(|key| staged.remove_entry(&key))
+            .collect();
+        if staged.is_empty() {
+            self.pending_txn_offsets.remove(&producer_id);
         }
-        let count = staged.len();
-        for ((group_id, topic, partition), committed) in staged {
-            self.commit(&group_id, &topic, partition, committed);
+        if commit {
+            for ((group_id, topic, partition), committed) in settled {
+                self.commit(&group_id, &topic, partition, committed);
+            }
         }
-        count
     }
 
     /// Is an offset of an open transaction waiting for this partition
     /// (OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT)?
     pub fn has_pending_offset(&self, group_id: &str, topic: &str, partition: i32) -> bool {
+        if self.pending_txn_offsets.is_empty() {
+            return false;
+        }
         let key = (group_id.to_string(), topic.to_string(), partition);
         self.pending_txn_offsets
             .values()
@@ -1402,5 +1421,45 @@ mod tests {
             join_response(&joined, 2).protocol_name.as_deref(),
             Some("cooperative-sticky")
         );
+    }
+
+    fn at(offset: i64) -> CommittedOffset {
+        CommittedOffset {
+            offset,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp_ms: 0,
+        }
+    }
+
+    #[test]
+    fn transactional_offsets_settle_only_where_a_marker_landed() {
+        let mut c = coordinator();
+        c.stage_transactional_offset(7, "g1", "t", 0, at(10));
+        c.stage_transactional_offset(7, "g2", "t", 0, at(20));
+        assert!(c.has_pending_offset("g1", "t", 0));
+        assert!(
+            c.offsets("g1").is_none(),
+            "staged offsets are not committed"
+        );
+
+        // g1's partition got the commit marker; g2's has not yet.
+        c.complete_transaction(7, true, |group| group == "g1");
+        assert_eq!(c.offsets("g1").unwrap()[&("t".to_string(), 0)].offset, 10);
+        assert!(!c.has_pending_offset("g1", "t", 0));
+        assert!(
+            c.has_pending_offset("g2", "t", 0),
+            "g2 still waits for its marker"
+        );
+        assert!(c.offsets("g2").is_none());
+
+        // An abort marker in g2's partition drops what was staged there.
+        c.complete_transaction(7, false, |group| group == "g2");
+        assert!(!c.has_pending_offset("g2", "t", 0));
+        assert!(c.offsets("g2").is_none());
+        // Another producer's markers settle nothing of producer 7.
+        c.stage_transactional_offset(7, "g1", "t", 1, at(30));
+        c.complete_transaction(8, true, |_| true);
+        assert!(c.has_pending_offset("g1", "t", 1));
     }
 }

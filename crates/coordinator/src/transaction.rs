@@ -236,12 +236,9 @@ impl TransactionCoordinator {
             TxnState::PrepareCommit | TxnState::PrepareAbort | TxnState::PrepareEpochFence => {
                 Err(TxnError::ConcurrentTransactions)
             }
-            TxnState::Ongoing => {
-                // Fence the older producer: its transaction is aborted with
-                // a bumped epoch, which every partition then demands.
-                metadata.producer_epoch = metadata.producer_epoch.saturating_add(1);
-                Ok(Some(InitOutcome::AbortFirst(prepare(metadata, now, false))))
-            }
+            TxnState::Ongoing => Ok(Some(InitOutcome::AbortFirst(fence_and_abort(
+                metadata, now,
+            )))),
             TxnState::Empty
             | TxnState::CompleteCommit
             | TxnState::CompleteAbort
@@ -405,10 +402,7 @@ impl TransactionCoordinator {
         if metadata.state != TxnState::Ongoing {
             return None;
         }
-        if metadata.producer_epoch < MAX_EPOCH {
-            metadata.producer_epoch += 1;
-        }
-        Some(prepare(metadata, now, false))
+        Some(fence_and_abort(metadata, now))
     }
 
     /// Prepared transactions whose markers may not all be written (after a
@@ -450,6 +444,15 @@ fn marker_job(metadata: &TxnMetadata, commit: bool) -> MarkerJob {
         commit,
         partitions: metadata.partitions.iter().cloned().collect(),
     }
+}
+
+/// Aborts the open transaction under a bumped epoch, which every partition
+/// then demands, so the producer that held it is fenced (a new
+/// InitProducerId, or a timeout). At the epoch's ceiling the next
+/// InitProducerId moves to a new producer id.
+fn fence_and_abort(metadata: &mut TxnMetadata, now: i64) -> MarkerJob {
+    metadata.producer_epoch = metadata.producer_epoch.saturating_add(1);
+    prepare(metadata, now, false)
 }
 
 fn prepare(metadata: &mut TxnMetadata, now: i64, commit: bool) -> MarkerJob {

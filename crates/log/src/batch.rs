@@ -312,6 +312,18 @@ pub enum ControlType {
     Commit,
 }
 
+impl ControlType {
+    /// The marker a control record's key names (version 0); `None` for a
+    /// key this version does not know.
+    pub fn from_key(key: &[u8]) -> Option<ControlType> {
+        match key {
+            [0, 0, 0, 0] => Some(ControlType::Abort),
+            [0, 0, 0, 1] => Some(ControlType::Commit),
+            _ => None,
+        }
+    }
+}
+
 /// A control batch holding one transaction marker, as the transaction
 /// coordinator writes it into each partition of a transaction:
 /// key = version i16 (0) | type i16 (0 abort, 1 commit),
@@ -362,12 +374,7 @@ pub fn control_type(batch: &[u8]) -> Option<ControlType> {
         return None;
     }
     let (_, records) = crate::records::parse_records(batch).ok()?;
-    let key = records.first()?.key.as_deref()?;
-    match key {
-        [0, 0, 0, 0] => Some(ControlType::Abort),
-        [0, 0, 0, 1] => Some(ControlType::Commit),
-        _ => None,
-    }
+    ControlType::from_key(records.first()?.key.as_deref()?)
 }
 
 /// Builders for tests of this crate and of crates above it.

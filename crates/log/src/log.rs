@@ -622,8 +622,8 @@ impl Log {
         Ok(())
     }
 
-    /// Visits the header of every batch from the segment holding `from`
-    /// on, oldest first, with the marker of each control batch (for
+    /// Visits the header of every batch that ends at or after `from`
+    /// (found by the offset index), oldest first, with the marker of each control batch (for
     /// rebuilding producer and transaction state at startup). Reads headers,
     /// and the whole batch only for the few control batches.
     pub fn for_each_batch_header(
@@ -631,6 +631,9 @@ impl Log {
         from: i64,
         mut visit: impl FnMut(&BatchHeader, Option<ControlType>),
     ) -> Result<(), LogError> {
+        if from >= self.log_end_offset() {
+            return Ok(()); // nothing after `from` (a clean shutdown's snapshot)
+        }
         let first = self
             .segments
             .range(..=from)
@@ -639,7 +642,11 @@ impl Log {
         let mut control = Vec::new();
         for segment in self.segments.range(first..).map(|(_, segment)| segment) {
             let file = segment.log_file(&self.files)?;
-            let mut position = 0u64;
+            // From the first batch ending at or after `from`, by the index.
+            let Some(start) = segment.find_batch(&file, from)? else {
+                continue;
+            };
+            let mut position = start.position;
             while position < segment.size {
                 let Some(header) = segment.read_header_at(&file, position)? else {
                     return Err(LogError::Corrupt {
@@ -655,9 +662,7 @@ impl Log {
                 } else {
                     None
                 };
-                if header.next_offset() > from {
-                    visit(&header, marker);
-                }
+                visit(&header, marker);
                 position += header.total_size() as u64;
             }
         }
@@ -685,13 +690,22 @@ impl Log {
             .range(..=from)
             .next_back()
             .map_or(i64::MIN, |(base, _)| *base);
-        let mut found: Vec<AbortedTxn> = self
+        let mut found = Vec::new();
+        // Entries are in marker order, and so are their last stable
+        // offsets: once one reaches `to`, every later transaction began at
+        // or after it and cannot overlap (Kafka stops there too).
+        for entry in self
             .segments
             .range(first..)
             .flat_map(|(_, segment)| segment.aborted())
-            .filter(|entry| entry.overlaps(from, to))
-            .copied()
-            .collect();
+        {
+            if entry.overlaps(from, to) {
+                found.push(*entry);
+            }
+            if entry.last_stable_offset >= to {
+                break;
+            }
+        }
         found.sort_by_key(|entry| entry.first_offset);
         found
     }

@@ -265,10 +265,14 @@ impl Segment {
 
     fn rewrite_txn_index(&self, files: &FileCache) -> Result<(), LogError> {
         let path = &self.txn_index_path;
+        // Written over in place, then cut to length: a crash in between
+        // leaves a longer file whose stale tail the loader drops, never an
+        // empty one.
+        let bytes = txn_index::encode_all(&self.aborted);
+        write_at(files, path, &bytes, 0)?;
         let file = files.get(path).map_err(|e| LogError::io("open", path, e))?;
-        file.set_len(0)
-            .map_err(|e| LogError::io("truncate", path, e))?;
-        write_at(files, path, &txn_index::encode_all(&self.aborted), 0)
+        file.set_len(bytes.len() as u64)
+            .map_err(|e| LogError::io("truncate", path, e))
     }
 
     /// Throws the indexes away and rebuilds them by validating every batch.

@@ -177,6 +177,9 @@ pub async fn handle(
         if bytes >= min_bytes || has_error || arrivals.is_empty() || Instant::now() >= deadline {
             break results;
         }
+        // Not enough yet: let go of the located ranges (files, budget
+        // shares, copies) while waiting; the next round locates afresh.
+        drop(results);
         tokio::select! {
             _ = select_all(arrivals) => {}
             _ = tokio::time::sleep_until(deadline) => {}

@@ -182,12 +182,13 @@ fn append(
             "control batches are written by the transaction coordinator, not by producers",
         );
     }
-    if header.is_transactional() {
-        if let Err((error, message)) =
-            verify_transactional(broker, partition, &header, transactional_id)
-        {
-            return failed(index, error, message);
-        }
+    let transactional_id = transactional_id.filter(|id| !id.is_empty());
+    if header.is_transactional() && transactional_id.is_none() {
+        return failed(
+            index,
+            ResponseError::InvalidRecord,
+            "a transactional batch needs the request's transactional id".to_string(),
+        );
     }
     if records.len() > settings.max_message_bytes {
         return failed(
@@ -211,7 +212,16 @@ fn append(
         );
     }
     let mut bytes = records.to_vec();
-    let (base_offset, log_append_time_ms, durable_offset) = match partition.append(&mut bytes) {
+    let not_admitted = std::cell::Cell::new(false);
+    let admit = |header: &batch::BatchHeader| {
+        let verdict =
+            verify_transactional(broker, partition, header, transactional_id.unwrap_or(""));
+        not_admitted.set(verdict.is_err());
+        verdict
+    };
+    let (base_offset, log_append_time_ms, durable_offset) = match partition
+        .append_admitted(&mut bytes, admit)
+    {
         Ok(Appended::Written(info)) => (
             info.base_offset,
             info.log_append_time_ms,
@@ -224,6 +234,18 @@ fn append(
             -1,
             base_offset + header.last_offset_delta as i64 + 1,
         ),
+        Ok(Appended::Rejected(error)) if not_admitted.get() => {
+            return failed(
+                index,
+                error,
+                format!(
+                    "partition {}-{} is not part of transactional id '{}''s open transaction",
+                    partition.topic,
+                    partition.index,
+                    transactional_id.unwrap_or("")
+                ),
+            );
+        }
         Ok(Appended::Rejected(error)) => {
             return failed(
                 index,
@@ -259,27 +281,17 @@ fn append(
     }
 }
 
-/// A transaction's batch is accepted only from the producer that owns the
-/// open transaction, and its first batch in a partition only if the
-/// partition was added to the transaction (KIP-890's verification, asked of
-/// the coordinator in-process), so a zombie's late write cannot open a
-/// transaction that nothing would ever end.
+/// A transaction's first batch in a partition is admitted only if the
+/// partition was added to the producer's open transaction (KIP-890's
+/// verification, asked of the coordinator in-process), so a zombie's late
+/// write cannot open a transaction that nothing would ever end. Later
+/// batches have their epoch checked with their sequence by the partition.
 fn verify_transactional(
     broker: &Broker,
     partition: &Partition,
     header: &batch::BatchHeader,
-    transactional_id: Option<&str>,
-) -> Result<(), (ResponseError, String)> {
-    let Some(transactional_id) = transactional_id.filter(|id| !id.is_empty()) else {
-        return Err((
-            ResponseError::InvalidRecord,
-            "a transactional batch needs the request's transactional id".to_string(),
-        ));
-    };
-    if partition.has_open_transaction(header.producer_id) {
-        // Its epoch is checked with its sequence by the partition.
-        return Ok(());
-    }
+    transactional_id: &str,
+) -> Result<(), ResponseError> {
     let topic_partition = (partition.topic.clone(), partition.index);
     broker
         .transactions
@@ -292,18 +304,11 @@ fn verify_transactional(
         )
         .map_err(|error| {
             use strom_coordinator::transaction::TxnError;
-            let error = match error {
+            match error {
                 TxnError::ProducerFenced => ResponseError::InvalidProducerEpoch,
                 TxnError::InvalidProducerIdMapping => ResponseError::InvalidProducerIdMapping,
                 _ => ResponseError::InvalidTxnState,
-            };
-            (
-                error,
-                format!(
-                    "partition {}-{} is not part of transactional id '{transactional_id}''s open transaction",
-                    partition.topic, partition.index
-                ),
-            )
+            }
         })
 }
 

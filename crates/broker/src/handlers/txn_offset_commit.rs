@@ -16,6 +16,7 @@ use crate::broker::Broker;
 use crate::groups::{offsets_partition, offsets_to_commit, write_group_records};
 use crate::partition::now_ms;
 use crate::protocol::RequestContext;
+use crate::transactions::Refused;
 
 pub async fn handle(
     broker: Arc<Broker>,
@@ -65,14 +66,7 @@ async fn commit(
         .transactions
         .coordinator()
         .verify(&transactional_id, producer_id, epoch, &partition)
-        .map_err(|error| {
-            let fenced = error == strom_coordinator::transaction::TxnError::ProducerFenced;
-            if fenced && context.api_version < 3 {
-                ResponseError::InvalidProducerEpoch.code()
-            } else {
-                error.code()
-            }
-        })?;
+        .map_err(|error| Refused::from(error).code(context.api_version >= 3))?;
     // With consumer group metadata (v3+), a zombie member is refused.
     if context.api_version >= 3 && request.generation_id >= 0 {
         broker.groups.check_commit(
@@ -97,21 +91,30 @@ async fn commit(
     if records.is_empty() {
         return Ok(());
     }
+    // Staged before the write, as Kafka does: a marker that lands while the
+    // write waits for its fsync then settles these offsets too.
+    {
+        let mut coordinator = broker.groups.coordinator();
+        for (topic, partition, committed) in staged {
+            coordinator.stage_transactional_offset(
+                producer_id,
+                &group_id,
+                &topic,
+                partition,
+                committed,
+            );
+        }
+    }
     write_group_records(broker, &group_id, records, Some((producer_id, epoch)))
         .await
         .map_err(|error| {
             tracing::warn!(group = %group_id, %error, "transactional offset commit failed");
+            // Not written: the group's offsets of this transaction are void
+            // (the client aborts it after this error).
+            broker
+                .groups
+                .coordinator()
+                .complete_transaction(producer_id, false, |group| group == group_id);
             ResponseError::CoordinatorNotAvailable.code()
-        })?;
-    let mut coordinator = broker.groups.coordinator();
-    for (topic, partition, committed) in staged {
-        coordinator.stage_transactional_offset(
-            producer_id,
-            &group_id,
-            &topic,
-            partition,
-            committed,
-        );
-    }
-    Ok(())
+        })
 }
