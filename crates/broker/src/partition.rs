@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::configs::TopicSettings;
-use crate::producer_state::{self, EndedTransaction, ProducerStates, Verdict};
+use crate::producer_state::{self, EndedTransaction, Origin, ProducerStates, Verdict};
 
 /// The outcome of [`Partition::append`].
 #[derive(Debug, Clone, Copy)]
@@ -175,31 +175,35 @@ impl Partition {
         self.log().set_config(settings.log);
     }
 
-    /// Appends one validated batch and advances the high watermark; a batch
-    /// from an idempotent producer is first checked against its sequences.
+    /// Appends one of the broker's own batches (offset commits, group and
+    /// transaction state) and advances the high watermark. Such a batch may
+    /// carry a producer id without a sequence: only its epoch is checked.
     pub fn append(&self, batch: &mut [u8]) -> Result<Appended, LogError> {
-        self.append_admitted(batch, |_| Ok(()))
+        self.append_checked(batch, Origin::Broker, |_| Ok(()))
     }
 
-    /// [`Partition::append`], where a transactional batch that would open a
+    /// Appends a client's batch: one from an idempotent producer is checked
+    /// against its sequences, and a transactional batch that would open a
     /// transaction here must first be admitted by `admit` (KIP-890's
     /// verification). It is asked under the same lock that transaction
     /// markers take, so a marker written meanwhile cannot slip between the
     /// verdict and the append and leave a transaction open that nobody ends.
-    pub fn append_admitted(
+    pub fn append_from_client(
         &self,
         batch: &mut [u8],
         admit: impl FnOnce(&strom_log::batch::BatchHeader) -> Result<(), ResponseError>,
     ) -> Result<Appended, LogError> {
-        let settings = self.settings();
-        let now = now_ms();
-        let options = AppendOptions {
-            leader_epoch: self.leader_epoch,
-            log_append_time_ms: settings.log_append_time.then_some(now),
-            now_ms: now,
-        };
+        self.append_checked(batch, Origin::Client, admit)
+    }
+
+    fn append_checked(
+        &self,
+        batch: &mut [u8],
+        origin: Origin,
+        admit: impl FnOnce(&strom_log::batch::BatchHeader) -> Result<(), ResponseError>,
+    ) -> Result<Appended, LogError> {
         let header = strom_log::batch::BatchHeader::parse(batch)?;
-        let mut producers = self.producers();
+        let producers = self.producers();
         if header.is_transactional()
             && !header.is_control()
             && !producers.has_open_transaction(header.producer_id)
@@ -208,24 +212,12 @@ impl Partition {
                 return Ok(Appended::Rejected(error));
             }
         }
-        match producers.check(&header) {
+        match producers.check(&header, origin) {
             Verdict::Append => {}
             Verdict::Duplicate { base_offset } => return Ok(Appended::Duplicate { base_offset }),
             Verdict::Reject(error) => return Ok(Appended::Rejected(error)),
         }
-        let (info, snapshot) = {
-            let mut log = self.log();
-            let (info, snapshot) = append_with_snapshot(&mut log, &producers, batch, options)?;
-            producers.record(&info.header, None);
-            self.advance(&log, &producers);
-            (info, snapshot)
-        };
-        drop(producers);
-        self.write_snapshot(snapshot);
-        self.unflushed_messages
-            .fetch_add(header.record_count.max(0) as i64, Ordering::Relaxed);
-        self.data_arrived.notify_waiters();
-        Ok(Appended::Written(info))
+        self.write(producers, batch, None).map(Appended::Written)
     }
 
     /// Writes a transaction marker (the coordinator's COMMIT or ABORT) for
@@ -239,8 +231,7 @@ impl Partition {
         control: ControlType,
         coordinator_epoch: i32,
     ) -> Result<Result<i64, kafka_protocol::error::ResponseError>, LogError> {
-        let now = now_ms();
-        let mut producers = self.producers();
+        let producers = self.producers();
         if let Err(error) = producers.check_marker(producer_id, producer_epoch) {
             return Ok(Err(error));
         }
@@ -249,18 +240,34 @@ impl Partition {
             producer_epoch,
             control,
             coordinator_epoch,
-            now,
+            now_ms(),
         );
+        let info = self.write(producers, &mut batch, Some(control))?;
+        Ok(Ok(info.last_offset + 1))
+    }
+
+    /// Writes an admitted batch (or a marker saying `marker`) under the
+    /// producer-state lock the caller checked it under: records it in the
+    /// producer state, moves the watermarks, notes an aborted transaction
+    /// a marker ended, and wakes waiting fetches. A producer state snapshot
+    /// taken because the segment rolled is written after the locks go.
+    fn write(
+        &self,
+        mut producers: MutexGuard<'_, ProducerStates>,
+        batch: &mut [u8],
+        marker: Option<ControlType>,
+    ) -> Result<AppendInfo, LogError> {
+        let now = now_ms();
         let options = AppendOptions {
             leader_epoch: self.leader_epoch,
             log_append_time_ms: self.settings().log_append_time.then_some(now),
             now_ms: now,
         };
-        let (end, snapshot) = {
+        let (info, snapshot) = {
             let mut log = self.log();
-            let (info, snapshot) = append_with_snapshot(&mut log, &producers, &mut batch, options)?;
-            let ended = producers.record(&info.header, Some(control));
-            // The marker is in the log: the watermarks move even if the
+            let (info, snapshot) = append_with_snapshot(&mut log, &producers, batch, options)?;
+            let ended = producers.record(&info.header, marker);
+            // The batch is in the log: the watermarks move even if the
             // index entry below fails (a restart re-adds it from the marker).
             self.advance(&log, &producers);
             if let Some(entry) =
@@ -268,13 +275,14 @@ impl Partition {
             {
                 log.add_aborted(entry)?;
             }
-            (log.log_end_offset(), snapshot)
+            (info, snapshot)
         };
         drop(producers);
         self.write_snapshot(snapshot);
-        self.unflushed_messages.fetch_add(1, Ordering::Relaxed);
+        self.unflushed_messages
+            .fetch_add(info.header.record_count.max(0) as i64, Ordering::Relaxed);
         self.data_arrived.notify_waiters();
-        Ok(Ok(end))
+        Ok(info)
     }
 
     /// Writes a producer state snapshot taken when a segment rolled. Not

@@ -62,6 +62,14 @@ pub enum Verdict {
     Reject(ResponseError),
 }
 
+/// Who wrote a batch: a client's batches are held to their sequences; the
+/// broker's own writes carry a producer id and epoch but no sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Client,
+    Broker,
+}
+
 #[derive(Debug, Default)]
 pub struct ProducerStates {
     producers: HashMap<i64, Producer>,
@@ -83,13 +91,14 @@ fn next_sequence(sequence: i32) -> i32 {
 }
 
 impl ProducerStates {
-    pub fn check(&self, header: &BatchHeader) -> Verdict {
+    pub fn check(&self, header: &BatchHeader, origin: Origin) -> Verdict {
         if header.producer_id < 0 {
             return Verdict::Append;
         }
-        if header.base_sequence < 0 {
-            // The broker's own transactional writes (offset commits, markers)
-            // carry no sequence: only the epoch is checked.
+        if origin == Origin::Broker && header.base_sequence < 0 {
+            // The broker's own transactional writes (offset commits)
+            // carry no sequence: only the epoch is checked. A client's batch
+            // without one goes on below and is refused, as Kafka does.
             return match self.producers.get(&header.producer_id) {
                 Some(producer) if header.producer_epoch < producer.epoch => {
                     Verdict::Reject(ResponseError::InvalidProducerEpoch)
@@ -281,20 +290,30 @@ pub fn has_snapshot(dir: &Path, offset: i64) -> bool {
     snapshot_path(dir, offset).exists()
 }
 
-/// Snapshot files in `dir`, oldest first.
-fn snapshot_offsets(dir: &Path) -> Vec<i64> {
-    let mut offsets: Vec<i64> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| {
-            let name = entry.file_name();
-            let stem = name.to_str()?.strip_suffix(SNAPSHOT_SUFFIX)?;
-            (stem.len() == 20).then(|| stem.parse().ok())?
-        })
-        .collect();
+const TEMPORARY_SUFFIX: &str = ".snapshot.tmp";
+
+/// Snapshot files in `dir`, oldest first, and the temporary files of
+/// snapshots a crash cut short.
+fn list_snapshots(dir: &Path) -> (Vec<i64>, Vec<PathBuf>) {
+    let mut offsets = Vec::new();
+    let mut temporaries = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.ends_with(TEMPORARY_SUFFIX) {
+            temporaries.push(entry.path());
+        } else if let Some(stem) = name.strip_suffix(SNAPSHOT_SUFFIX) {
+            if let Some(offset) = (stem.len() == 20).then(|| stem.parse().ok()).flatten() {
+                offsets.push(offset);
+            }
+        }
+    }
     offsets.sort_unstable();
-    offsets
+    (offsets, temporaries)
+}
+
+fn snapshot_offsets(dir: &Path) -> Vec<i64> {
+    list_snapshots(dir).0
 }
 
 /// Writes a snapshot (through a temporary file and a rename, so a reader
@@ -304,7 +323,7 @@ fn snapshot_offsets(dir: &Path) -> Vec<i64> {
 pub fn write_snapshot(dir: &Path, offset: i64, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let path = snapshot_path(dir, offset);
-    let temporary = path.with_extension("snapshot.tmp");
+    let temporary = dir.join(format!("{offset:020}{TEMPORARY_SUFFIX}"));
     let mut file = std::fs::File::create(&temporary)?;
     file.write_all(bytes)?;
     std::fs::rename(&temporary, &path)?;
@@ -316,9 +335,14 @@ pub fn write_snapshot(dir: &Path, offset: i64, bytes: &[u8]) -> std::io::Result<
 }
 
 /// The newest valid snapshot at or below `log_end_offset`. Snapshots past
-/// the log's end (their records were lost in a crash) are deleted.
+/// the log's end (their records were lost in a crash) are deleted, and so
+/// are temporary files that never became snapshots.
 pub fn load_snapshot(dir: &Path, log_end_offset: i64) -> Option<(i64, ProducerStates)> {
-    for offset in snapshot_offsets(dir).into_iter().rev() {
+    let (offsets, temporaries) = list_snapshots(dir);
+    for temporary in temporaries {
+        let _ = std::fs::remove_file(temporary);
+    }
+    for offset in offsets.into_iter().rev() {
         let path = snapshot_path(dir, offset);
         if offset > log_end_offset {
             let _ = std::fs::remove_file(&path);
@@ -362,17 +386,17 @@ mod tests {
     fn in_order_batches_append_and_a_retry_is_a_duplicate() {
         let mut states = ProducerStates::default();
         let first = batch(7, 0, 0, 3, 100);
-        assert_eq!(states.check(&first), Verdict::Append);
+        assert_eq!(states.check(&first, Origin::Client), Verdict::Append);
         states.record(&first, None);
         let second = batch(7, 0, 3, 2, 103);
-        assert_eq!(states.check(&second), Verdict::Append);
+        assert_eq!(states.check(&second, Origin::Client), Verdict::Append);
         states.record(&second, None);
         assert_eq!(
-            states.check(&batch(7, 0, 0, 3, -1)),
+            states.check(&batch(7, 0, 0, 3, -1), Origin::Client),
             Verdict::Duplicate { base_offset: 100 }
         );
         assert_eq!(
-            states.check(&batch(7, 0, 9, 1, -1)),
+            states.check(&batch(7, 0, 9, 1, -1), Origin::Client),
             Verdict::Reject(ResponseError::OutOfOrderSequenceNumber)
         );
     }
@@ -382,22 +406,44 @@ mod tests {
         let mut states = ProducerStates::default();
         states.record(&batch(7, 2, 0, 1, 0), None);
         assert_eq!(
-            states.check(&batch(7, 1, 1, 1, -1)),
+            states.check(&batch(7, 1, 1, 1, -1), Origin::Client),
             Verdict::Reject(ResponseError::InvalidProducerEpoch)
         );
         assert_eq!(
-            states.check(&batch(7, 3, 0, 1, -1)),
+            states.check(&batch(7, 3, 0, 1, -1), Origin::Client),
             Verdict::Append,
             "a new epoch starts at 0"
         );
         assert_eq!(
-            states.check(&batch(8, 0, 5, 1, -1)),
+            states.check(&batch(8, 0, 5, 1, -1), Origin::Client),
             Verdict::Reject(ResponseError::UnknownProducerId)
         );
         assert_eq!(
-            states.check(&batch(-1, -1, -1, 1, -1)),
+            states.check(&batch(-1, -1, -1, 1, -1), Origin::Client),
             Verdict::Append,
             "not idempotent"
+        );
+    }
+
+    #[test]
+    fn only_the_broker_may_write_without_a_sequence() {
+        let mut states = ProducerStates::default();
+        states.record(&batch(7, 2, 0, 1, 0), None);
+        assert_eq!(
+            states.check(&batch(7, 2, -1, 1, -1), Origin::Broker),
+            Verdict::Append
+        );
+        assert_eq!(
+            states.check(&batch(7, 2, -1, 1, -1), Origin::Client),
+            Verdict::Reject(ResponseError::OutOfOrderSequenceNumber)
+        );
+        assert_eq!(
+            states.check(&batch(9, 0, -1, 1, -1), Origin::Client),
+            Verdict::Reject(ResponseError::UnknownProducerId)
+        );
+        assert_eq!(
+            states.check(&batch(7, 1, -1, 1, -1), Origin::Broker),
+            Verdict::Reject(ResponseError::InvalidProducerEpoch)
         );
     }
 
@@ -412,11 +458,11 @@ mod tests {
         let (offset, restored) = ProducerStates::decode_snapshot(&bytes).unwrap();
         assert_eq!(offset, 15);
         assert_eq!(
-            restored.check(&batch(1, 0, 0, 3, -1)),
+            restored.check(&batch(1, 0, 0, 3, -1), Origin::Client),
             Verdict::Duplicate { base_offset: 10 }
         );
         assert_eq!(
-            restored.check(&batch(2, 3, 2, 1, -1)),
+            restored.check(&batch(2, 3, 2, 1, -1), Origin::Client),
             Verdict::Reject(ResponseError::InvalidProducerEpoch)
         );
         assert_eq!(restored.first_unstable_offset(), Some(13));
@@ -439,7 +485,10 @@ mod tests {
             write_snapshot(dir.path(), offset + 1, &states.encode_snapshot(offset + 1)).unwrap();
         }
         assert_eq!(snapshot_offsets(dir.path()), vec![21, 31]);
+        let cut_short = dir.path().join(format!("{:020}{TEMPORARY_SUFFIX}", 41));
+        std::fs::write(&cut_short, b"half").unwrap();
         let (offset, _) = load_snapshot(dir.path(), 25).unwrap();
+        assert!(!cut_short.exists(), "a crash's temporary file is removed");
         assert_eq!(offset, 21, "the snapshot at 31 is past the log end");
         assert_eq!(snapshot_offsets(dir.path()), vec![21]);
         assert!(load_snapshot(dir.path(), 5).is_none());
@@ -452,11 +501,11 @@ mod tests {
             states.record(&batch(1, 0, index, 1, index as i64), None);
         }
         assert_eq!(
-            states.check(&batch(1, 0, 6, 1, -1)),
+            states.check(&batch(1, 0, 6, 1, -1), Origin::Client),
             Verdict::Duplicate { base_offset: 6 }
         );
         assert_eq!(
-            states.check(&batch(1, 0, 0, 1, -1)),
+            states.check(&batch(1, 0, 0, 1, -1), Origin::Client),
             Verdict::Reject(ResponseError::OutOfOrderSequenceNumber),
             "too old to recognise"
         );

@@ -462,6 +462,16 @@ fn an_idempotent_retry_is_answered_with_the_original_offset_and_not_written_agai
         producer_records(&["x"], id, epoch, 7),
     );
     assert_eq!(gap.0, 45, "OUT_OF_ORDER_SEQUENCE_NUMBER");
+    let unsequenced = produce_batch(
+        &mut client,
+        "sessions",
+        0,
+        producer_records(&["w"], id, epoch, -1),
+    );
+    assert_eq!(
+        unsequenced.0, 45,
+        "a producer id without a sequence is refused, not waved through"
+    );
     let bumped: InitProducerIdResponse = client.call(
         ApiKey::InitProducerId,
         4,

@@ -220,7 +220,7 @@ fn append(
         verdict
     };
     let (base_offset, log_append_time_ms, durable_offset) = match partition
-        .append_admitted(&mut bytes, admit)
+        .append_from_client(&mut bytes, admit)
     {
         Ok(Appended::Written(info)) => (
             info.base_offset,
