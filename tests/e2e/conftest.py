@@ -457,7 +457,7 @@ def ck_consumer(bootstrap: str, **conf):
 
     base = {
         "bootstrap.servers": bootstrap,
-        # Consumer groups are not implemented: assign() only, never commit.
+        # Tests assign partitions themselves and never commit; the group id is unused.
         "group.id": "strom-e2e-unused",
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,

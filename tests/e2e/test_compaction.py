@@ -42,14 +42,14 @@ def roll_with_sentinel(bootstrap, topic, segment_ms):
     ck_produce(bootstrap, topic, [{"key": SENTINEL, "value": b"end"}])
 
 
-def read_all(bootstrap, topic):
+def read_all(bootstrap, topic, **conf):
     """Everything up to the high watermark (a compacted topic has fewer records than offsets)."""
     from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
     low, high = watermarks(bootstrap, topic, [0])[0]
     if high == low:
         return []
-    consumer = ck_consumer(bootstrap)
+    consumer = ck_consumer(bootstrap, **conf)
     consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
     out = []
     deadline = time.monotonic() + 120
@@ -121,6 +121,49 @@ def test_compaction_keeps_the_latest_value_of_each_key_and_drops_tombstones(brok
 
     broker.restart()
     assert_fully_compacted(read_all(broker.bootstrap, "accounts"), latest, tombstones_gone=True)
+
+
+def test_compaction_drops_aborted_transactions_and_keeps_committed_ones(broker_factory):
+    """Records of an aborted transaction are removed by the cleaner (even a reader that sees
+    uncommitted data no longer finds them, and they never stand in for their key); records
+    of committed transactions are compacted like any others, tombstones included."""
+    broker = broker_factory({"log.cleaner.backoff.ms": "200"})
+    bootstrap = broker.bootstrap
+    create_topic(bootstrap, "ledger", 1, config={
+        "cleanup.policy": "compact",
+        "segment.ms": "1000",
+        "min.cleanable.dirty.ratio": "0.01",
+        "delete.retention.ms": "1000",
+    })
+    producer = ck_producer(bootstrap, **{"transactional.id": "ledger-writer", "enable.idempotence": True})
+    producer.init_transactions(30)
+
+    def transaction(records, commit):
+        producer.begin_transaction()
+        for key, value in records:
+            producer.produce("ledger", key=key, value=value, partition=0)
+        assert producer.flush(30) == 0
+        if commit:
+            producer.commit_transaction(30)
+        else:
+            producer.abort_transaction(30)
+
+    transaction([(b"k1", b"a1"), (b"k2", b"b1"), (b"k3", b"c1")], commit=True)
+    transaction([(b"k1", b"aborted"), (b"k4", b"aborted")], commit=False)
+    transaction([(b"k2", None), (b"k3", b"c2")], commit=True)
+    roll_with_sentinel(bootstrap, "ledger", 1000)
+    expected = [(b"k1", b"a1"), (b"k3", b"c2"), (SENTINEL, b"end")]
+
+    def compacted():
+        messages = read_all(bootstrap, "ledger", **{"isolation.level": "read_uncommitted"})
+        seen = [(m.key(), m.value()) for m in messages]
+        return seen if seen == expected else None
+
+    wait_until(compacted, timeout=90, what="the cleaner to drop aborted and superseded records", interval=0.5)
+    broker.restart()
+    for isolation in ("read_uncommitted", "read_committed"):
+        messages = read_all(broker.bootstrap, "ledger", **{"isolation.level": isolation})
+        assert [(m.key(), m.value()) for m in messages] == expected, isolation
 
 
 def test_cleaner_killed_mid_clean_leaves_old_or_new_segments(broker_factory):

@@ -403,13 +403,14 @@ impl Partition {
             max_compaction_lag_ms: settings.max_compaction_lag_ms,
             min_cleanable_dirty_ratio: settings.min_cleanable_dirty_ratio,
             now_ms,
+            last_stable_offset: self.last_stable_offset(),
             io_bytes_per_second,
             max_keys: 4_000_000,
         };
-        let Some(plan) = self.log().plan_clean(&config)? else {
+        let Some(mut plan) = self.log().plan_clean(&config)? else {
             return Ok(None);
         };
-        let outcome = strom_log::cleaner::clean(&plan, &config)?;
+        let outcome = strom_log::cleaner::clean(&mut plan, &config)?;
         let committed = self.log().commit_clean(&plan, &outcome, now_ms)?;
         Ok(committed.then_some(outcome))
     }

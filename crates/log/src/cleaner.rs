@@ -5,16 +5,26 @@
 //!
 //! 1. [`Log::plan_clean`] (under the partition's lock) picks the sealed
 //!    segments that may be cleaned: all of them up to the first one younger
-//!    than `min.compaction.lag.ms`, never the active segment; and decides
-//!    whether the dirty share reaches `min.cleanable.dirty.ratio` (or
-//!    `max.compaction.lag.ms` forces a clean).
+//!    than `min.compaction.lag.ms` or reaching the last stable offset, never
+//!    the active segment; and decides whether the dirty share reaches
+//!    `min.cleanable.dirty.ratio` (or `max.compaction.lag.ms` forces a
+//!    clean). It also collects the aborted transactions that hold records
+//!    in them.
 //! 2. [`clean`] (no lock; sealed segments never change) builds a map from
-//!    key to the offset of its latest record over those segments, then
+//!    key to the offset of its latest record over those segments (as many
+//!    segments as `max_keys` allows; the plan shrinks to them), then
 //!    writes each segment again as `<segment>.log.cleaned`, keeping a record
 //!    if it has no key, or if it is its key's latest record and not a
 //!    tombstone older than `delete.retention.ms`. Kept records are copied
 //!    byte for byte; a batch keeps its base offset and last offset, so
 //!    offsets never move (gaps stay). Its I/O is throttled.
+//!
+//!    Transactions, as in Kafka: records of aborted transactions are
+//!    dropped and never stand for their key; records of committed ones are
+//!    ordinary records. Whether a transaction committed is known only once
+//!    its marker is written, which is why nothing at or past the last stable
+//!    offset is cleaned. Markers are kept: producer state rebuilt from the
+//!    log needs them to close what the transaction's remaining batches open.
 //! 3. [`Log::commit_clean`] (under the lock) checks the planned segments are
 //!    still there, writes a commit marker listing them (the commit point),
 //!    renames every `.cleaned` file over its segment, reopens them and
@@ -37,6 +47,7 @@ use crate::batch::BatchHeader;
 use crate::error::LogError;
 use crate::reader::{Next, SegmentReader};
 use crate::records;
+use crate::txn_index::AbortedTxn;
 
 pub(crate) const COMMIT_MARKER: &str = "cleaner-commit";
 const CLEANED_SUFFIX: &str = ".cleaned";
@@ -50,6 +61,9 @@ pub struct CleanerConfig {
     pub max_compaction_lag_ms: i64,
     pub min_cleanable_dirty_ratio: f64,
     pub now_ms: i64,
+    /// The partition's last stable offset: records at or past it may belong
+    /// to transactions not yet decided, so no cleaning reaches it.
+    pub last_stable_offset: i64,
     /// Bytes per second the cleaner may read plus write.
     pub io_bytes_per_second: u64,
     /// Most distinct keys one cleaning tracks; segments beyond wait for the next.
@@ -71,6 +85,47 @@ pub struct CleanPlan {
     pub segments: Vec<PlannedSegment>,
     /// Offset after the cleaned range: the next first dirty offset.
     pub end_offset: i64,
+    /// Aborted transactions with records in the range.
+    pub aborted: Vec<AbortedTxn>,
+}
+
+impl CleanPlan {
+    /// Keeps only the first `count` segments (at least one).
+    fn shorten_to(&mut self, count: usize) {
+        let count = count.max(1);
+        if count < self.segments.len() {
+            self.end_offset = self.segments[count].base_offset;
+            self.segments.truncate(count);
+        }
+    }
+}
+
+/// Which transactional batches belong to aborted transactions.
+struct AbortedRanges(HashMap<i64, Vec<(i64, i64)>>);
+
+impl AbortedRanges {
+    fn new(aborted: &[AbortedTxn]) -> AbortedRanges {
+        let mut ranges: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+        for entry in aborted {
+            ranges
+                .entry(entry.producer_id)
+                .or_default()
+                .push((entry.first_offset, entry.last_offset));
+        }
+        AbortedRanges(ranges)
+    }
+
+    /// A producer has one transaction open at a time, so a data batch of an
+    /// aborted transaction lies between its first offset and its marker.
+    fn contains(&self, header: &BatchHeader) -> bool {
+        header.is_transactional()
+            && !header.is_control()
+            && self.0.get(&header.producer_id).is_some_and(|ranges| {
+                ranges.iter().any(|(first, marker)| {
+                    *first <= header.base_offset && header.base_offset < *marker
+                })
+            })
+    }
 }
 
 /// What a cleaning removed.
@@ -83,6 +138,10 @@ pub struct CleanOutcome {
     /// Timestamp of the oldest tombstone the cleaning kept (too young to
     /// drop), so that a later pass drops it even if nothing new arrives.
     pub oldest_kept_tombstone_ms: Option<i64>,
+    /// Offset after the last record the key map took in: the plan's end,
+    /// or further when the map filled up in a segment it then left out
+    /// (older records of keys seen there were still dropped).
+    pub mapped_end: i64,
 }
 
 /// Keeps the cleaner's reads and writes under a byte rate.
@@ -133,17 +192,31 @@ fn for_each_batch(
 }
 
 /// Step 2: builds the key map and writes the `.cleaned` files (fsynced).
-/// Runs without the partition's lock.
-pub fn clean(plan: &CleanPlan, config: &CleanerConfig) -> Result<CleanOutcome, LogError> {
+/// Runs without the partition's lock. If the keys of all planned segments
+/// would not fit in `max_keys`, the plan shrinks to the segments that fit
+/// (always at least one), and the rest wait for the next cleaning.
+pub fn clean(plan: &mut CleanPlan, config: &CleanerConfig) -> Result<CleanOutcome, LogError> {
     let mut throttle = Throttle {
         started: Instant::now(),
         bytes: 0,
         rate: config.io_bytes_per_second,
     };
+    let aborted = AbortedRanges::new(&plan.aborted);
     let mut latest: HashMap<Vec<u8>, i64> = HashMap::new();
-    for segment in &plan.segments {
+    let mut cut = None;
+    let mut mapped_end = plan.end_offset;
+    for (index, segment) in plan.segments.iter().enumerate() {
+        // The first segment is mapped whole whatever its size: a segment is
+        // rewritten only if all its keys are in the map. A later one that
+        // fills the map is not rewritten, but what it mapped is still true
+        // (those records are later than anything in the segments before).
+        let mut full = false;
         for_each_batch(&segment.log_path, &mut throttle, |batch, header| {
-            if header.is_control() || header.is_transactional() {
+            if full {
+                return Ok(());
+            }
+            mapped_end = header.next_offset();
+            if header.is_control() || aborted.contains(header) {
                 return Ok(());
             }
             if let Ok((_, records)) = records::parse_records(batch) {
@@ -153,11 +226,28 @@ pub fn clean(plan: &CleanPlan, config: &CleanerConfig) -> Result<CleanOutcome, L
                     }
                 }
             }
+            full = index > 0 && latest.len() >= config.max_keys;
             Ok(())
         })?;
+        if full {
+            tracing::info!(
+                dir = %plan.dir.display(),
+                keys = latest.len(),
+                segments = index,
+                "the cleaner's key map is full; later segments wait for the next cleaning"
+            );
+            cut = Some(index);
+            break;
+        }
+    }
+    if let Some(count) = cut {
+        plan.shorten_to(count);
     }
     let tombstone_horizon = config.now_ms.saturating_sub(config.delete_retention_ms);
-    let mut outcome = CleanOutcome::default();
+    let mut outcome = CleanOutcome {
+        mapped_end: mapped_end.max(plan.end_offset),
+        ..CleanOutcome::default()
+    };
     for segment in &plan.segments {
         let cleaned_path = cleaned_path(&segment.log_path);
         let mut output = std::io::BufWriter::with_capacity(
@@ -166,7 +256,12 @@ pub fn clean(plan: &CleanPlan, config: &CleanerConfig) -> Result<CleanOutcome, L
         );
         let mut written = 0u64;
         for_each_batch(&segment.log_path, &mut throttle, |batch, header| {
-            let kept = clean_batch(batch, header, &latest, tombstone_horizon, &mut outcome);
+            let kept = if aborted.contains(header) {
+                outcome.records_removed += header.record_count.max(0) as u64;
+                None
+            } else {
+                clean_batch(batch, header, &latest, tombstone_horizon, &mut outcome)
+            };
             if let Some(bytes) = kept {
                 output
                     .write_all(&bytes)
@@ -197,11 +292,9 @@ fn clean_batch(
     tombstone_horizon: i64,
     outcome: &mut CleanOutcome,
 ) -> Option<Vec<u8>> {
-    // Transactional batches (and their markers) are kept whole: whether a
-    // transaction committed is known only from its marker, and an aborted
-    // record must never stand in for a key's committed value, nor a marker
-    // vanish from under the producer state rebuilt from the log.
-    if header.is_control() || header.is_transactional() {
+    // Markers are kept whole: the producer state rebuilt from the log needs
+    // them. (Batches of aborted transactions never get here.)
+    if header.is_control() {
         return Some(batch.to_vec());
     }
     let Ok((bytes, records)) = records::parse_records(batch) else {

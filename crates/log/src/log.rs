@@ -729,6 +729,9 @@ impl Log {
             let next_base = sealed
                 .get(index + 1)
                 .map_or(self.active().base_offset, |(next, _)| **next);
+            if next_base > config.last_stable_offset {
+                break;
+            }
             chosen.push((**base, next_base, *segment));
         }
         let Some(&(_, end_offset, _)) = chosen.last() else {
@@ -767,6 +770,7 @@ impl Log {
                 })
                 .collect(),
             end_offset,
+            aborted: self.aborted_transactions(chosen[0].0, end_offset),
         }))
     }
 

@@ -5,22 +5,33 @@
 //! every step the records in the log must be exactly the model's: in a
 //! cleaned range, the latest record of each key unless it is a tombstone
 //! older than `delete.retention.ms`, and every record without a key;
-//! everything after the range untouched; offsets never change.
+//! everything after the range untouched; offsets never change. Some
+//! appends are transactional: records of aborted transactions go at the
+//! first cleaning, committed ones are ordinary records, markers stay, and
+//! no cleaning reaches the first record of an open transaction.
 
 use proptest::prelude::*;
-use strom_log::batch::testing;
+use strom_log::batch::{testing, ControlType};
 use strom_log::cleaner::{self, CleanerConfig};
-use strom_log::{AppendOptions, FileCache, Log, LogConfig, Recovery};
+use strom_log::{AbortedTxn, AppendOptions, FileCache, Log, LogConfig, Recovery};
 
 #[derive(Debug, Clone)]
 enum Step {
     Append {
         records: Vec<(Option<u8>, bool)>,
         timestamp: i64,
+        /// Written by transactional producer 0 or 1.
+        producer: Option<i64>,
+    },
+    /// The producer's open transaction ends (if it has one).
+    EndTransaction {
+        producer: i64,
+        commit: bool,
     },
     Roll,
     Clean {
         delete_retention_ms: i64,
+        max_keys: usize,
     },
     /// A crash during a cleaning: before the commit point or just after it.
     CrashedClean {
@@ -35,10 +46,24 @@ fn step() -> impl Strategy<Value = Step> {
         proptest::bool::weighted(0.2),
     );
     prop_oneof![
-        6 => (proptest::collection::vec(record, 1..6), 0i64..1_000)
-            .prop_map(|(records, timestamp)| Step::Append { records, timestamp }),
+        6 => (
+            proptest::collection::vec(record, 1..6),
+            0i64..1_000,
+            proptest::option::weighted(0.3, 0i64..2)
+        )
+            .prop_map(|(records, timestamp, producer)| Step::Append {
+                records,
+                timestamp,
+                producer
+            }),
+        2 => (0i64..2, proptest::bool::weighted(0.6))
+            .prop_map(|(producer, commit)| Step::EndTransaction { producer, commit }),
         2 => Just(Step::Roll),
-        2 => (0i64..1_200).prop_map(|delete_retention_ms| Step::Clean { delete_retention_ms }),
+        2 => (0i64..1_200, prop_oneof![Just(1 << 20), 1usize..8])
+            .prop_map(|(delete_retention_ms, max_keys)| Step::Clean {
+                delete_retention_ms,
+                max_keys
+            }),
         1 => any::<bool>().prop_map(|committed| Step::CrashedClean { committed }),
         1 => Just(Step::Reopen),
     ]
@@ -50,33 +75,61 @@ struct ModelRecord {
     key: Option<Vec<u8>>,
     tombstone: bool,
     timestamp: i64,
+    /// Part of a transaction: open or committed (false), or aborted (true).
+    aborted: bool,
+    /// A transaction marker (only ever compared by its key).
+    control: bool,
 }
 
 const NOW: i64 = 1_000;
+const PRODUCER_BASE: i64 = 100;
 
-fn config(delete_retention_ms: i64) -> CleanerConfig {
+fn config(delete_retention_ms: i64, max_keys: usize, last_stable_offset: i64) -> CleanerConfig {
     CleanerConfig {
         delete_retention_ms,
         min_compaction_lag_ms: 0,
         max_compaction_lag_ms: i64::MAX,
         min_cleanable_dirty_ratio: 0.0,
         now_ms: NOW,
+        last_stable_offset,
         io_bytes_per_second: 0,
-        max_keys: 1 << 20,
+        max_keys,
     }
 }
 
-/// What the model looks like after cleaning everything below `end_offset`.
-fn model_clean(model: &mut Vec<ModelRecord>, end_offset: i64, delete_retention_ms: i64) {
+/// Makes a test batch a transactional one of `producer_id`.
+fn make_transactional(batch: &mut [u8], producer_id: i64) {
+    const ATTRIBUTES: usize = 21;
+    const PRODUCER_ID: usize = 43;
+    let attributes = i16::from_be_bytes([batch[ATTRIBUTES], batch[ATTRIBUTES + 1]]) | 0x10;
+    batch[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    batch[PRODUCER_ID..PRODUCER_ID + 8].copy_from_slice(&producer_id.to_be_bytes());
+    strom_log::batch::rewrite_crc(batch);
+}
+
+/// What the model looks like after cleaning everything below `end_offset`
+/// with a key map of the records below `mapped_end`.
+fn model_clean(
+    model: &mut Vec<ModelRecord>,
+    end_offset: i64,
+    mapped_end: i64,
+    delete_retention_ms: i64,
+) {
     let mut latest = std::collections::HashMap::new();
-    for record in model.iter().filter(|record| record.offset < end_offset) {
+    for record in model.iter().filter(|record| record.offset < mapped_end) {
+        if record.control || record.aborted {
+            continue;
+        }
         if let Some(key) = &record.key {
             latest.insert(key.clone(), record.offset);
         }
     }
     model.retain(|record| {
-        if record.offset >= end_offset {
+        if record.offset >= end_offset || record.control {
             return true;
+        }
+        if record.aborted {
+            return false;
         }
         match &record.key {
             None => true,
@@ -102,15 +155,17 @@ fn read_back(log: &Log) -> Vec<ModelRecord> {
             let batch = &rest[..size];
             rest = &rest[size..];
             let (_, records) = strom_log::records::parse_records(batch).unwrap();
+            let header = strom_log::batch::BatchHeader::parse(batch).unwrap();
             for record in records {
                 out.push(ModelRecord {
                     offset: record.offset,
                     key: record.key,
                     tombstone: record.is_tombstone,
                     timestamp: record.timestamp,
+                    aborted: false,
+                    control: header.is_control(),
                 });
             }
-            let header = strom_log::batch::BatchHeader::parse(batch).unwrap();
             offset = header.next_offset();
         }
     }
@@ -129,9 +184,26 @@ fn run(steps: Vec<Step>) {
     let open = |recovery| Log::open(&dir, log_config, files.clone(), recovery, 0).unwrap();
     let mut log = open(Recovery::Clean);
     let mut model: Vec<ModelRecord> = Vec::new();
+    // Open transactions: producer -> offsets of its records.
+    let mut open_transactions: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
+    let options = AppendOptions {
+        leader_epoch: 0,
+        log_append_time_ms: None,
+        now_ms: 0,
+    };
+    let last_stable_offset = |log: &Log, open: &std::collections::BTreeMap<i64, Vec<i64>>| {
+        open.values()
+            .map(|offsets| offsets[0])
+            .min()
+            .unwrap_or(log.log_end_offset())
+    };
     for step in steps {
         match step {
-            Step::Append { records, timestamp } => {
+            Step::Append {
+                records,
+                timestamp,
+                producer,
+            } => {
                 let keys: Vec<Option<Vec<u8>>> = records
                     .iter()
                     .map(|(key, _)| key.map(|k| vec![b'k', k]))
@@ -151,40 +223,89 @@ fn run(steps: Vec<Step>) {
                     })
                     .collect();
                 let mut batch = testing::keyed_batch(0, timestamp, &values);
-                let options = AppendOptions {
-                    leader_epoch: 0,
-                    log_append_time_ms: None,
-                    now_ms: 0,
-                };
+                if let Some(producer) = producer {
+                    make_transactional(&mut batch, PRODUCER_BASE + producer);
+                }
                 let info = log.append(&mut batch, options).unwrap();
                 for (index, ((_, tombstone), key)) in records.iter().zip(keys).enumerate() {
+                    let offset = info.base_offset + index as i64;
                     model.push(ModelRecord {
-                        offset: info.base_offset + index as i64,
+                        offset,
                         key,
                         tombstone: *tombstone,
                         timestamp,
+                        aborted: false,
+                        control: false,
                     });
+                    if let Some(producer) = producer {
+                        open_transactions.entry(producer).or_default().push(offset);
+                    }
+                }
+            }
+            Step::EndTransaction { producer, commit } => {
+                let Some(offsets) = open_transactions.remove(&producer) else {
+                    continue;
+                };
+                let control = if commit {
+                    ControlType::Commit
+                } else {
+                    ControlType::Abort
+                };
+                let producer_id = PRODUCER_BASE + producer;
+                let mut marker = strom_log::batch::control_batch(producer_id, 0, control, 0, 500);
+                let info = log.append(&mut marker, options).unwrap();
+                model.push(ModelRecord {
+                    offset: info.base_offset,
+                    key: Some(vec![0, 0, 0, commit as u8]),
+                    tombstone: false,
+                    timestamp: 500,
+                    aborted: false,
+                    control: true,
+                });
+                if !commit {
+                    for record in model.iter_mut() {
+                        record.aborted |= offsets.contains(&record.offset);
+                    }
+                    log.add_aborted(AbortedTxn {
+                        producer_id,
+                        first_offset: offsets[0],
+                        last_offset: info.base_offset,
+                        last_stable_offset: last_stable_offset(&log, &open_transactions),
+                    })
+                    .unwrap();
                 }
             }
             Step::Roll => log.roll(0).unwrap(),
             Step::Clean {
                 delete_retention_ms,
+                max_keys,
             } => {
-                let config = config(delete_retention_ms);
-                if let Some(plan) = log.plan_clean(&config).unwrap() {
-                    let outcome = cleaner::clean(&plan, &config).unwrap();
+                let stable = last_stable_offset(&log, &open_transactions);
+                let config = config(delete_retention_ms, max_keys, stable);
+                if let Some(mut plan) = log.plan_clean(&config).unwrap() {
+                    let outcome = cleaner::clean(&mut plan, &config).unwrap();
+                    assert!(
+                        plan.end_offset <= stable,
+                        "never past the last stable offset"
+                    );
                     assert!(log.commit_clean(&plan, &outcome, 0).unwrap());
-                    model_clean(&mut model, plan.end_offset, delete_retention_ms);
+                    model_clean(
+                        &mut model,
+                        plan.end_offset,
+                        outcome.mapped_end,
+                        delete_retention_ms,
+                    );
                 }
             }
             Step::CrashedClean { committed } => {
-                let config = config(0);
-                if let Some(plan) = log.plan_clean(&config).unwrap() {
-                    cleaner::clean(&plan, &config).unwrap();
+                let stable = last_stable_offset(&log, &open_transactions);
+                let config = config(0, 1 << 20, stable);
+                if let Some(mut plan) = log.plan_clean(&config).unwrap() {
+                    let outcome = cleaner::clean(&mut plan, &config).unwrap();
                     log.flush().unwrap();
                     if committed {
                         cleaner::write_commit_marker(&plan.dir, &plan).unwrap();
-                        model_clean(&mut model, plan.end_offset, 0);
+                        model_clean(&mut model, plan.end_offset, outcome.mapped_end, 0);
                     }
                     drop(log);
                     log = open(Recovery::Unclean);
@@ -202,7 +323,17 @@ fn run(steps: Vec<Step>) {
             offsets.windows(2).all(|pair| pair[0] < pair[1]),
             "offsets increase"
         );
-        assert_eq!(actual, model, "the log holds exactly the model's records");
+        let expected: Vec<ModelRecord> = model
+            .iter()
+            .map(|record| ModelRecord {
+                aborted: false,
+                ..record.clone()
+            })
+            .collect();
+        assert_eq!(
+            actual, expected,
+            "the log holds exactly the model's records"
+        );
         assert_eq!(
             log.log_end_offset(),
             model
