@@ -75,8 +75,10 @@ def test_create_topics_validate_only_creates_nothing(broker):
         ("bad-retention", 1, 1, {"retention.ms": "soon"}, KafkaError.INVALID_CONFIG),
         ("bad-ts-type", 1, 1, {"message.timestamp.type": "WallClock"}, KafkaError.INVALID_CONFIG),
         ("bad-cleanup", 1, 1, {"cleanup.policy": "shred"}, KafkaError.INVALID_CONFIG),
+        ("bad-codec", 1, 1, {"compression.type": "brotli"}, KafkaError.INVALID_CONFIG),
     ],
-    ids=["slash", "dotdot", "dot", "250-chars", "spaces", "rf3", "unknown-config", "bad-retention", "bad-ts-type", "bad-cleanup"],
+    ids=["slash", "dotdot", "dot", "250-chars", "spaces", "rf3", "unknown-config", "bad-retention", "bad-ts-type", "bad-cleanup",
+         "bad-codec"],
 )
 def test_create_topics_rejects_invalid_requests(broker, name, partitions, rf, config, expected):
     """Each invalid CreateTopics gets its Kafka error code and leaves no topic behind."""

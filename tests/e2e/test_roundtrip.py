@@ -115,6 +115,28 @@ def test_confluent_roundtrip(broker, codec, partitions):
     assert_stored_codec(broker, topic, partitions, codec)
 
 
+@pytest.mark.parametrize("stored,produced", [("zstd", "none"), ("uncompressed", "lz4"), ("gzip", "snappy")])
+def test_topic_compression_type_recompresses(broker, stored, produced):
+    """A topic's compression.type names the codec its batches are stored in: the broker
+    recompresses batches that arrive in another codec, and consumers of both client
+    libraries read exactly what was produced."""
+    topic = f"stored-{stored}"
+    create_topic(broker.bootstrap, topic, 1, config={"compression.type": stored})
+    records = make_records(20_000, seed=CODEC_ID[produced], base_ts=int(time.time() * 1000) - 60_000)
+    sent = ck_produce(
+        broker.bootstrap,
+        topic,
+        records,
+        **{"compression.type": produced, "linger.ms": 20, "batch.num.messages": 5000, "enable.idempotence": True},
+    )
+    expected = expected_from(sent, records)
+    assert_partition_logs_equal(expected, ck_consume(broker.bootstrap, topic, [0], len(records)))
+    assert_partition_logs_equal(expected, kp_consume(broker.bootstrap, topic, [0], len(records)))
+    want = 0 if stored == "uncompressed" else CODEC_ID[stored]
+    stored_codecs = {b.codec for seg in segments(broker.partition_dir(topic, 0)) for b in read_segment(seg)}
+    assert stored_codecs == {want}, f"batches stored with codecs {stored_codecs}, the topic says {stored}"
+
+
 @pytest.mark.parametrize("partitions", [1, 8])
 @pytest.mark.parametrize("codec", CODECS)
 def test_kafka_python_roundtrip(broker, codec, partitions):

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use strom_log::batch::Compression;
 use strom_log::LogConfig;
 
 /// Kafka's `ConfigType` ids, as DescribeConfigs v3+ reports them.
@@ -70,9 +71,8 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         kind: ConfigType::String,
         default: "producer",
         broker_synonym: Some("compression.type"),
-        // Recompressing on the broker is not implemented: batches are stored as produced.
-        validator: Validator::OneOf(&["producer"]),
-        documentation: "Batches are stored with the producer's compression codec.",
+        validator: Validator::OneOf(&["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"]),
+        documentation: "producer: batches are stored as the producer compressed them; a codec (or uncompressed): the broker recompresses batches that arrive otherwise.",
     },
     ConfigDef {
         name: "delete.retention.ms",
@@ -718,6 +718,7 @@ impl BrokerOverrides {
                 index_interval_bytes: long("index.interval.bytes").max(0) as u64,
             },
             max_message_bytes: long("max.message.bytes").max(0) as usize,
+            compression: Compression::from_config(&value("compression.type").value),
             log_append_time: value("message.timestamp.type").value == "LogAppendTime",
             flush_messages: explicit("flush.messages").then(|| long("flush.messages").max(1)),
             flush_ms: explicit("flush.ms").then(|| long("flush.ms").max(0)),
@@ -750,6 +751,9 @@ impl BrokerOverrides {
 pub struct TopicSettings {
     pub log: LogConfig,
     pub max_message_bytes: usize,
+    /// `compression.type`: the codec batches are stored in, `None` to keep
+    /// the producer's.
+    pub compression: Option<Compression>,
     pub log_append_time: bool,
     /// Set when the operator relaxed durability by message count.
     pub flush_messages: Option<i64>,

@@ -75,6 +75,49 @@ pub enum Compression {
     Zstd,
 }
 
+impl Compression {
+    fn from_bits(bits: i16) -> Result<Compression, BatchError> {
+        match bits {
+            0 => Ok(Compression::None),
+            1 => Ok(Compression::Gzip),
+            2 => Ok(Compression::Snappy),
+            3 => Ok(Compression::Lz4),
+            4 => Ok(Compression::Zstd),
+            other => Err(BatchError::UnknownCompression(other)),
+        }
+    }
+
+    fn bits(self) -> i16 {
+        match self {
+            Compression::None => 0,
+            Compression::Gzip => 1,
+            Compression::Snappy => 2,
+            Compression::Lz4 => 3,
+            Compression::Zstd => 4,
+        }
+    }
+
+    /// The codec a `compression.type` value names (`uncompressed` is
+    /// none); `None` for `producer` or anything else.
+    pub fn from_config(name: &str) -> Option<Compression> {
+        match name {
+            "uncompressed" => Some(Compression::None),
+            "gzip" => Some(Compression::Gzip),
+            "snappy" => Some(Compression::Snappy),
+            "lz4" => Some(Compression::Lz4),
+            "zstd" => Some(Compression::Zstd),
+            _ => None,
+        }
+    }
+}
+
+/// Sets the codec bits of a batch's attributes (the caller re-encodes the
+/// records to match and rewrites the CRC).
+pub fn set_compression(batch: &mut [u8], codec: Compression) {
+    let attributes = read_i16(batch, ATTRIBUTES) & !ATTRIBUTE_COMPRESSION_MASK | codec.bits();
+    batch[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+}
+
 /// The decoded fixed header of one record batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchHeader {
@@ -159,14 +202,7 @@ impl BatchHeader {
     }
 
     pub fn compression(&self) -> Result<Compression, BatchError> {
-        match self.attributes & ATTRIBUTE_COMPRESSION_MASK {
-            0 => Ok(Compression::None),
-            1 => Ok(Compression::Gzip),
-            2 => Ok(Compression::Snappy),
-            3 => Ok(Compression::Lz4),
-            4 => Ok(Compression::Zstd),
-            other => Err(BatchError::UnknownCompression(other)),
-        }
+        Compression::from_bits(self.attributes & ATTRIBUTE_COMPRESSION_MASK)
     }
 
     /// True when the batch's timestamps were set by the broker (LogAppendTime).

@@ -1,8 +1,9 @@
-//! The records inside a v2 batch, for the log cleaner: where each record's
-//! bytes are, its offset, key and whether it is a tombstone. Records are
-//! never re-encoded: a cleaned batch is the surviving records' original
-//! bytes under a rewritten header, so keys, values and headers (duplicates
-//! included) come out exactly as they went in.
+//! The records inside a v2 batch, for the log cleaner and the broker's
+//! `compression.type`: where each record's bytes are, its offset, key and
+//! whether it is a tombstone. Records are never re-encoded: a cleaned or
+//! recompressed batch is the records' original bytes under a rewritten
+//! header, so keys, values and headers (duplicates included) come out
+//! exactly as they went in.
 //!
 //! ```text
 //! record: length varint | attributes i8 | timestamp delta varlong |
@@ -10,8 +11,9 @@
 //!         value | header count varint | headers...
 //! ```
 //!
-//! Compressed batches are decompressed and recompressed with the same codec
-//! through `kafka-protocol`'s codecs (Kafka's framing for each of them).
+//! Compressed batches are decompressed and compressed again (with their own
+//! codec when cleaned, with the topic's when recompressed) through
+//! `kafka-protocol`'s codecs (Kafka's framing for each of them).
 
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::compression::{Compressor, Decompressor, Gzip, Lz4, Snappy, Zstd};
@@ -100,10 +102,7 @@ fn parse_record(bytes: &[u8], at: &mut usize, header: &BatchHeader) -> Option<Re
 
 /// The records bytes of a batch, decompressed.
 pub fn records_bytes(batch: &[u8]) -> Result<Bytes, RecordsError> {
-    let header = BatchHeader::parse(batch).map_err(|e| RecordsError {
-        base_offset: -1,
-        reason: e.to_string(),
-    })?;
+    let header = parse_header(batch)?;
     let error = |reason: String| RecordsError {
         base_offset: header.base_offset,
         reason,
@@ -123,10 +122,7 @@ pub fn records_bytes(batch: &[u8]) -> Result<Bytes, RecordsError> {
 
 /// Every record of a batch. Control batches have records too (markers).
 pub fn parse_records(batch: &[u8]) -> Result<(Bytes, Vec<RecordView>), RecordsError> {
-    let header = BatchHeader::parse(batch).map_err(|e| RecordsError {
-        base_offset: -1,
-        reason: e.to_string(),
-    })?;
+    let header = parse_header(batch)?;
     let bytes = records_bytes(batch)?;
     let mut records = Vec::with_capacity(header.record_count.clamp(0, 1 << 16) as usize);
     let mut at = 0;
@@ -150,6 +146,52 @@ pub fn parse_records(batch: &[u8]) -> Result<(Bytes, Vec<RecordView>), RecordsEr
     Ok((bytes, records))
 }
 
+/// `raw` records bytes compressed with `codec` (Kafka's framing for each).
+fn compress(codec: Compression, raw: &[u8]) -> anyhow::Result<BytesMut> {
+    let mut body = BytesMut::new();
+    let copy = |target: &mut BytesMut| -> anyhow::Result<()> {
+        target.extend_from_slice(raw);
+        Ok(())
+    };
+    match codec {
+        Compression::None => copy(&mut body),
+        Compression::Gzip => Gzip::compress(&mut body, copy),
+        Compression::Snappy => Snappy::compress(&mut body, copy),
+        Compression::Lz4 => Lz4::compress(&mut body, copy),
+        Compression::Zstd => Zstd::compress(&mut body, copy),
+    }?;
+    Ok(body)
+}
+
+/// `header` (the batch's first bytes, codec bits set) over `raw` records
+/// compressed with `codec`, with length, record count and CRC made true.
+fn assemble(
+    batch: &[u8],
+    header: &BatchHeader,
+    codec: Compression,
+    raw: &[u8],
+    record_count: usize,
+) -> Result<Vec<u8>, RecordsError> {
+    let body = compress(codec, raw).map_err(|e| RecordsError {
+        base_offset: header.base_offset,
+        reason: format!("{e:#}"),
+    })?;
+    let mut built = batch[..HEADER_SIZE].to_vec();
+    built.extend_from_slice(&body);
+    batch::set_compression(&mut built, codec);
+    batch::set_batch_length(&mut built);
+    batch::set_record_count(&mut built, record_count as i32);
+    batch::rewrite_crc(&mut built);
+    Ok(built)
+}
+
+fn parse_header(batch: &[u8]) -> Result<BatchHeader, RecordsError> {
+    BatchHeader::parse(batch).map_err(|e| RecordsError {
+        base_offset: -1,
+        reason: e.to_string(),
+    })
+}
+
 /// A new batch with only the records in `keep` (in order), everything else
 /// in the header as it was: base offset, last offset delta, timestamps,
 /// producer fields, attributes. Recompresses with the batch's codec.
@@ -158,39 +200,25 @@ pub fn rebuild_batch(
     records: &Bytes,
     keep: &[&RecordView],
 ) -> Result<Vec<u8>, RecordsError> {
-    let header = BatchHeader::parse(batch).map_err(|e| RecordsError {
-        base_offset: -1,
+    let header = parse_header(batch)?;
+    let codec = header.compression().map_err(|e| RecordsError {
+        base_offset: header.base_offset,
         reason: e.to_string(),
     })?;
     let mut raw = BytesMut::new();
     for record in keep {
         raw.extend_from_slice(&records[record.range.clone()]);
     }
-    let mut body = BytesMut::new();
-    let copy = |target: &mut BytesMut| -> anyhow::Result<()> {
-        target.extend_from_slice(&raw);
-        Ok(())
-    };
-    let compressed = match header.compression().map_err(|e| RecordsError {
-        base_offset: header.base_offset,
-        reason: e.to_string(),
-    })? {
-        Compression::None => copy(&mut body),
-        Compression::Gzip => Gzip::compress(&mut body, copy),
-        Compression::Snappy => Snappy::compress(&mut body, copy),
-        Compression::Lz4 => Lz4::compress(&mut body, copy),
-        Compression::Zstd => Zstd::compress(&mut body, copy),
-    };
-    compressed.map_err(|e| RecordsError {
-        base_offset: header.base_offset,
-        reason: format!("{e:#}"),
-    })?;
-    let mut rebuilt = batch[..HEADER_SIZE].to_vec();
-    rebuilt.extend_from_slice(&body);
-    batch::set_batch_length(&mut rebuilt);
-    batch::set_record_count(&mut rebuilt, keep.len() as i32);
-    batch::rewrite_crc(&mut rebuilt);
-    Ok(rebuilt)
+    assemble(batch, &header, codec, &raw, keep.len())
+}
+
+/// The same batch with its records compressed with `codec` instead (the
+/// broker's `compression.type`): every record is read, so a batch whose
+/// records are malformed is refused rather than stored.
+pub fn recompress(batch: &[u8], codec: Compression) -> Result<Vec<u8>, RecordsError> {
+    let header = parse_header(batch)?;
+    let (bytes, records) = parse_records(batch)?;
+    assemble(batch, &header, codec, &bytes, records.len())
 }
 
 #[cfg(test)]
@@ -224,5 +252,48 @@ mod tests {
             kept.iter().map(|r| r.offset).collect::<Vec<_>>(),
             vec![100, 102]
         );
+    }
+
+    #[test]
+    fn recompressing_keeps_every_record_and_the_header() {
+        let mut batch = testing::keyed_batch(
+            7,
+            2_000,
+            &[
+                (Some(b"k".as_slice()), Some(b"value one".as_slice())),
+                (None, Some(b"value two, a little longer")),
+                (Some(b"t"), None),
+            ],
+        );
+        batch::set_base_sequence(&mut batch, 42);
+        batch::rewrite_crc(&mut batch);
+        let (_, original) = parse_records(&batch).unwrap();
+        let mut current = batch.clone();
+        for codec in [
+            Compression::Zstd,
+            Compression::Lz4,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::None,
+        ] {
+            current = recompress(&current, codec).unwrap();
+            let header = batch::validate(&current, true).unwrap();
+            assert_eq!(header.compression().unwrap(), codec);
+            assert_eq!(header.base_sequence, 42, "producer fields stay");
+            assert_eq!(header.last_offset(), 9);
+            let (_, records) = parse_records(&current).unwrap();
+            assert_eq!(
+                records
+                    .iter()
+                    .map(|r| (r.offset, r.key.clone(), r.is_tombstone))
+                    .collect::<Vec<_>>(),
+                original
+                    .iter()
+                    .map(|r| (r.offset, r.key.clone(), r.is_tombstone))
+                    .collect::<Vec<_>>(),
+                "{codec:?}"
+            );
+        }
+        assert_eq!(current, batch, "back to uncompressed, byte for byte");
     }
 }

@@ -190,13 +190,27 @@ fn append(
             "a transactional batch needs the request's transactional id".to_string(),
         );
     }
-    if records.len() > settings.max_message_bytes {
+    // compression.type other than `producer`: batches in another codec are
+    // stored recompressed (checked against max.message.bytes as stored).
+    let mut bytes = match settings.compression {
+        Some(codec) if header.compression().ok() != Some(codec) => {
+            match strom_log::records::recompress(records, codec) {
+                Ok(recompressed) => recompressed,
+                Err(error) => {
+                    tracing::debug!(topic = %partition.topic, partition = index, %error, "rejected batch");
+                    return failed(index, ResponseError::CorruptMessage, error.to_string());
+                }
+            }
+        }
+        _ => records.to_vec(),
+    };
+    if bytes.len() > settings.max_message_bytes {
         return failed(
             index,
             ResponseError::MessageTooLarge,
             format!(
                 "the batch is {} bytes; the topic's max.message.bytes is {}",
-                records.len(),
+                bytes.len(),
                 settings.max_message_bytes
             ),
         );
@@ -211,7 +225,6 @@ fn append(
             ),
         );
     }
-    let mut bytes = records.to_vec();
     let not_admitted = std::cell::Cell::new(false);
     let admit = |header: &batch::BatchHeader| {
         let verdict =
