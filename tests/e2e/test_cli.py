@@ -1027,6 +1027,47 @@ def test_transaction_list_and_describe(cli, srv):
     assert_error(r, "Sleeping")
 
 
+def test_transaction_describe_producers_and_producer_id_expiry(strom_bin, broker_factory):
+    """`transaction describe-producers` shows what each partition remembers of its producers:
+    an idempotent one with its last sequence, a transactional one with the first offset of its
+    open transaction. After producer.id.expiration.ms without a batch the idle producer is
+    forgotten, the one with an open transaction is not until that transaction ends."""
+    srv = broker_factory({**SETTINGS, "producer.id.expiration.ms": "3000",
+                          "producer.id.expiration.check.interval.ms": "200"})
+    cli = Cli(strom_bin, srv.bootstrap)
+    b = srv.bootstrap
+    create_topic(b, "ids", 2)
+    idempotent = ck_producer(b, **{"enable.idempotence": True})
+    for i in range(10):
+        idempotent.produce("ids", value=b"%d" % i, partition=0)
+    assert idempotent.flush(30) == 0
+    transactional = ck_producer(b, **{"transactional.id": "ids-tx", "enable.idempotence": True})
+    transactional.init_transactions(30)
+    transactional.begin_transaction()
+    transactional.produce("ids", value=b"open", partition=1)
+    assert transactional.flush(30) == 0
+
+    rows = cli.json("transaction", "describe-producers", "--topic", "ids")
+    by_partition = {row["partition"]: row for row in rows}
+    assert sorted(by_partition) == [0, 1] and len(rows) == 2, rows
+    assert by_partition[0]["last_sequence"] == 9 and by_partition[0]["transaction_start_offset"] == -1
+    assert by_partition[1]["transaction_start_offset"] == 0
+    assert abs(by_partition[0]["last_timestamp_ms"] - time.time() * 1000) < 60_000
+    table_rows = table(cli.run("transaction", "describe-producers", "--topic", "ids", "--partition", "1").out,
+                       "PARTITION", "PRODUCER", "EPOCH", "LAST_SEQUENCE", "LAST_TIMESTAMP_MS", "TXN_START_OFFSET")
+    assert [(r["PARTITION"], r["TXN_START_OFFSET"]) for r in table_rows] == [("1", "0")]
+
+    def partitions_remembered():
+        return sorted(row["partition"] for row in cli.json("transaction", "describe-producers", "--topic", "ids"))
+
+    wait_until(lambda: partitions_remembered() == [1], timeout=30, what="the idle producer to expire")
+    transactional.commit_transaction(30)
+    wait_until(lambda: partitions_remembered() == [], timeout=30, what="the producer whose transaction ended to expire")
+
+    r = cli.run("transaction", "describe-producers", "--topic", "no-such-topic", expect=1)
+    assert_error(r, "no-such-topic")
+
+
 def test_bench_produces_consumes_and_reports_latencies_and_broker_usage(cli, srv):
     r = cli.json("bench", "--topic", "bench", "--partitions", "3", "--records", "3000", "--record-size", "200",
                  "--consumers", "1", "--broker-pid", str(srv.proc.pid), timeout=120)

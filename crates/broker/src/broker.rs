@@ -289,7 +289,18 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         request_memory_bytes,
     });
     let (shutdown, shutdown_receiver) = watch::channel(false);
-    tokio::spawn(enforce_retention(broker.clone(), shutdown_receiver.clone()));
+    tokio::spawn(periodically(
+        broker.clone(),
+        shutdown_receiver.clone(),
+        "log.retention.check.interval.ms",
+        enforce_retention,
+    ));
+    tokio::spawn(periodically(
+        broker.clone(),
+        shutdown_receiver.clone(),
+        "producer.id.expiration.check.interval.ms",
+        expire_producer_ids,
+    ));
     if broker
         .partitions
         .topic(crate::groups::OFFSETS_TOPIC)
@@ -328,14 +339,15 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
     })
 }
 
-/// Every `log.retention.check.interval.ms`, deletes the segments that
-/// `retention.ms` and `retention.bytes` no longer keep.
-async fn enforce_retention(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
-    let interval_ms = broker
-        .config
-        .overrides
-        .get_i64("log.retention.check.interval.ms")
-        .max(1) as u64;
+/// Runs `pass` on a blocking thread every `interval_config` milliseconds
+/// (a broker config read once) until shutdown.
+async fn periodically(
+    broker: Arc<Broker>,
+    mut shutdown: watch::Receiver<bool>,
+    interval_config: &'static str,
+    pass: fn(&Broker),
+) {
+    let interval_ms = broker.config.overrides.get_i64(interval_config).max(1) as u64;
     let mut ticks = tokio::time::interval(std::time::Duration::from_millis(interval_ms));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -343,25 +355,49 @@ async fn enforce_retention(broker: Arc<Broker>, mut shutdown: watch::Receiver<bo
             _ = ticks.tick() => {}
             _ = shutdown.changed() => return,
         }
-        let pass = broker.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            let now = crate::partition::now_ms();
-            for partition in pass.partitions.all() {
-                match partition.apply_retention(now) {
-                    Ok(outcome) if outcome.deleted_segments > 0 => tracing::info!(
-                        topic = %partition.topic,
-                        partition = partition.index,
-                        segments = outcome.deleted_segments,
-                        bytes = outcome.deleted_bytes,
-                        log_start_offset = partition.log_start_offset(),
-                        "retention deleted old segments"
-                    ),
-                    Ok(_) => {}
-                    Err(error) => tracing::error!(topic = %partition.topic, partition = partition.index, %error, "retention failed"),
-                }
+        let broker = broker.clone();
+        let _ = tokio::task::spawn_blocking(move || pass(&broker)).await;
+    }
+}
+
+/// Deletes the segments that `retention.ms` and `retention.bytes` no
+/// longer keep (every `log.retention.check.interval.ms`).
+fn enforce_retention(broker: &Broker) {
+    let now = crate::partition::now_ms();
+    for partition in broker.partitions.all() {
+        match partition.apply_retention(now) {
+            Ok(outcome) if outcome.deleted_segments > 0 => tracing::info!(
+                topic = %partition.topic,
+                partition = partition.index,
+                segments = outcome.deleted_segments,
+                bytes = outcome.deleted_bytes,
+                log_start_offset = partition.log_start_offset(),
+                "retention deleted old segments"
+            ),
+            Ok(_) => {}
+            Err(error) => {
+                tracing::error!(topic = %partition.topic, partition = partition.index, %error, "retention failed")
             }
-        })
-        .await;
+        }
+    }
+}
+
+/// Forgets producers idle longer than `producer.id.expiration.ms` (every
+/// `producer.id.expiration.check.interval.ms`).
+fn expire_producer_ids(broker: &Broker) {
+    let now = crate::partition::now_ms();
+    let expiration_ms = broker.config.overrides.get_i64("producer.id.expiration.ms");
+    let expired: usize = broker
+        .partitions
+        .all()
+        .iter()
+        .map(|partition| partition.expire_producers(now, expiration_ms))
+        .sum();
+    if expired > 0 {
+        tracing::info!(
+            producers = expired,
+            "forgot producers idle longer than producer.id.expiration.ms"
+        );
     }
 }
 

@@ -335,6 +335,22 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         documentation: "Partitions of __transaction_state, where the transaction coordinator keeps its state.",
     },
     ConfigDef {
+        name: "producer.id.expiration.ms",
+        kind: ConfigType::Int,
+        default: "86400000",
+        broker_synonym: None,
+        validator: Validator::AtLeast(1),
+        documentation: "How long a partition remembers an idempotent producer (its epoch and last sequences) after its latest batch, unless it has a transaction open there.",
+    },
+    ConfigDef {
+        name: "producer.id.expiration.check.interval.ms",
+        kind: ConfigType::Int,
+        default: "600000",
+        broker_synonym: None,
+        validator: Validator::AtLeast(1),
+        documentation: "How often partitions forget producers idle longer than producer.id.expiration.ms.",
+    },
+    ConfigDef {
         name: "transaction.max.timeout.ms",
         kind: ConfigType::Int,
         default: "900000",

@@ -21,7 +21,9 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::configs::TopicSettings;
-use crate::producer_state::{self, EndedTransaction, Origin, ProducerStates, Verdict};
+use crate::producer_state::{
+    self, EndedTransaction, Origin, ProducerStates, ProducerSummary, Verdict,
+};
 
 /// The outcome of [`Partition::append`].
 #[derive(Debug, Clone, Copy)]
@@ -93,8 +95,9 @@ impl Partition {
             producer_state::load_snapshot(&dir, log.log_end_offset())
                 .unwrap_or_else(|| (log.log_start_offset(), ProducerStates::default()));
         let mut aborted = Vec::new();
+        let now = now_ms();
         log.for_each_batch_header(replay_from, |header, marker| {
-            if let Some(ended) = producers.record(header, marker) {
+            if let Some(ended) = producers.record(header, marker, now) {
                 aborted.extend(aborted_entry(&ended, header, &producers));
             }
         })?;
@@ -155,6 +158,17 @@ impl Partition {
 
     fn producers(&self) -> MutexGuard<'_, ProducerStates> {
         self.producers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets producers idle for `expiration_ms` (`producer.id.expiration.ms`)
+    /// that have no transaction open here. Returns how many.
+    pub fn expire_producers(&self, now_ms: i64, expiration_ms: i64) -> usize {
+        self.producers().expire(now_ms, expiration_ms)
+    }
+
+    /// The producers this partition remembers, for DescribeProducers.
+    pub fn describe_producers(&self) -> Vec<ProducerSummary> {
+        self.producers().describe()
     }
 
     /// After a write: single replica, so the ISR is this broker and
@@ -266,7 +280,7 @@ impl Partition {
         let (info, snapshot) = {
             let mut log = self.log();
             let (info, snapshot) = append_with_snapshot(&mut log, &producers, batch, options)?;
-            let ended = producers.record(&info.header, marker);
+            let ended = producers.record(&info.header, marker, now);
             // The batch is in the log: the watermarks move even if the
             // index entry below fails (a restart re-adds it from the marker).
             self.advance(&log, &producers);

@@ -11,13 +11,25 @@
 //! segment rolls and at clean shutdown) plus a replay of the batch headers
 //! after it; without a usable snapshot the whole log is replayed.
 //!
+//! A producer with no open transaction that has not written for
+//! `producer.id.expiration.ms` is forgotten ([`ProducerStates::expire`]),
+//! so state does not grow with every producer that ever wrote. Unlike
+//! Kafka, which goes by the timestamp inside the producer's last batch,
+//! idleness is measured on the broker's clock (when the batch was written,
+//! or replayed at startup): a producer that writes records with old
+//! timestamps (a backfill, a mirror) keeps its state while it writes.
+//!
 //! Snapshot file layout (big-endian), checked by CRC-32C:
 //!
 //! ```text
-//! magic "STROMPS1" | crc u32 (of what follows) | offset i64 | producers u32 |
+//! magic "STROMPS2" | crc u32 (of what follows) | offset i64 | producers u32 |
 //!   per producer: id i64 | epoch i16 | open transaction's first offset i64 (-1) |
+//!                 last timestamp i64 | last written (broker clock, ms) i64 |
 //!                 batches u8 | per batch: first seq i32 | last seq i32 | base offset i64
 //! ```
+//!
+//! A snapshot of another layout (an older "STROMPS1") reads as unusable,
+//! and the log is replayed instead.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -41,6 +53,22 @@ struct Producer {
     batches: VecDeque<BatchMeta>,
     /// First offset of the producer's open transaction in this partition.
     open_transaction: Option<i64>,
+    /// Max timestamp of the producer's latest batch or marker.
+    last_timestamp: i64,
+    /// When the broker last wrote (or replayed) one of its batches.
+    last_written_ms: i64,
+}
+
+/// One producer's state in a partition, as DescribeProducers reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerSummary {
+    pub producer_id: i64,
+    pub epoch: i16,
+    /// Last sequence of its latest batch, -1 if none is remembered.
+    pub last_sequence: i32,
+    pub last_timestamp: i64,
+    /// First offset of its open transaction, -1 if none.
+    pub transaction_start_offset: i64,
 }
 
 /// A transaction that a marker just ended in this partition.
@@ -146,11 +174,14 @@ impl ProducerStates {
         &mut self,
         header: &BatchHeader,
         marker: Option<ControlType>,
+        now_ms: i64,
     ) -> Option<EndedTransaction> {
         if header.producer_id < 0 {
             return None;
         }
         let producer = self.producers.entry(header.producer_id).or_default();
+        producer.last_timestamp = header.max_timestamp;
+        producer.last_written_ms = now_ms;
         if header.producer_epoch > producer.epoch
             || (header.producer_epoch != producer.epoch && !header.is_control())
         {
@@ -205,9 +236,40 @@ impl ProducerStates {
     pub fn first_unstable_offset(&self) -> Option<i64> {
         self.open.first().map(|(offset, _)| *offset)
     }
+
+    /// Forgets producers without an open transaction that have not
+    /// written for `expiration_ms` before `now_ms`. Returns how many.
+    pub fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        let before = self.producers.len();
+        self.producers.retain(|_, producer| {
+            producer.open_transaction.is_some()
+                || now_ms.saturating_sub(producer.last_written_ms) < expiration_ms
+        });
+        before - self.producers.len()
+    }
+
+    /// Every producer this partition remembers, by producer id.
+    pub fn describe(&self) -> Vec<ProducerSummary> {
+        let mut summaries: Vec<ProducerSummary> = self
+            .producers
+            .iter()
+            .map(|(id, producer)| ProducerSummary {
+                producer_id: *id,
+                epoch: producer.epoch,
+                last_sequence: producer
+                    .batches
+                    .back()
+                    .map_or(-1, |batch| batch.last_sequence),
+                last_timestamp: producer.last_timestamp,
+                transaction_start_offset: producer.open_transaction.unwrap_or(-1),
+            })
+            .collect();
+        summaries.sort_by_key(|summary| summary.producer_id);
+        summaries
+    }
 }
 
-const SNAPSHOT_MAGIC: &[u8; 8] = b"STROMPS1";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"STROMPS2";
 const SNAPSHOT_SUFFIX: &str = ".snapshot";
 /// Snapshots kept per partition: the newest, and one before it in case the
 /// newest was torn by a crash.
@@ -224,6 +286,8 @@ impl ProducerStates {
             body.extend_from_slice(&id.to_be_bytes());
             body.extend_from_slice(&producer.epoch.to_be_bytes());
             body.extend_from_slice(&producer.open_transaction.unwrap_or(-1).to_be_bytes());
+            body.extend_from_slice(&producer.last_timestamp.to_be_bytes());
+            body.extend_from_slice(&producer.last_written_ms.to_be_bytes());
             body.push(producer.batches.len() as u8);
             for batch in &producer.batches {
                 body.extend_from_slice(&batch.first_sequence.to_be_bytes());
@@ -259,11 +323,15 @@ impl ProducerStates {
             let id = i64_of(take(8)?);
             let epoch = i16::from_be_bytes(take(2)?.try_into().ok()?);
             let open = i64_of(take(8)?);
+            let last_timestamp = i64_of(take(8)?);
+            let last_written_ms = i64_of(take(8)?);
             let batches = take(1)?[0];
             let mut producer = Producer {
                 epoch,
                 batches: VecDeque::new(),
                 open_transaction: (open >= 0).then_some(open),
+                last_timestamp,
+                last_written_ms,
             };
             for _ in 0..batches {
                 producer.batches.push_back(BatchMeta {
@@ -387,10 +455,10 @@ mod tests {
         let mut states = ProducerStates::default();
         let first = batch(7, 0, 0, 3, 100);
         assert_eq!(states.check(&first, Origin::Client), Verdict::Append);
-        states.record(&first, None);
+        states.record(&first, None, 0);
         let second = batch(7, 0, 3, 2, 103);
         assert_eq!(states.check(&second, Origin::Client), Verdict::Append);
-        states.record(&second, None);
+        states.record(&second, None, 0);
         assert_eq!(
             states.check(&batch(7, 0, 0, 3, -1), Origin::Client),
             Verdict::Duplicate { base_offset: 100 }
@@ -404,7 +472,7 @@ mod tests {
     #[test]
     fn zombies_and_strangers_are_refused() {
         let mut states = ProducerStates::default();
-        states.record(&batch(7, 2, 0, 1, 0), None);
+        states.record(&batch(7, 2, 0, 1, 0), None, 0);
         assert_eq!(
             states.check(&batch(7, 1, 1, 1, -1), Origin::Client),
             Verdict::Reject(ResponseError::InvalidProducerEpoch)
@@ -428,7 +496,7 @@ mod tests {
     #[test]
     fn only_the_broker_may_write_without_a_sequence() {
         let mut states = ProducerStates::default();
-        states.record(&batch(7, 2, 0, 1, 0), None);
+        states.record(&batch(7, 2, 0, 1, 0), None, 0);
         assert_eq!(
             states.check(&batch(7, 2, -1, 1, -1), Origin::Broker),
             Verdict::Append
@@ -448,12 +516,60 @@ mod tests {
     }
 
     #[test]
+    fn idle_producers_expire_unless_a_transaction_is_open() {
+        let at = |mut header: BatchHeader, timestamp: i64| {
+            header.max_timestamp = timestamp;
+            header
+        };
+        let mut states = ProducerStates::default();
+        // Written at broker times 1,000, 1,000 and 5,000; producer 3's
+        // records carry an old timestamp, which does not count.
+        states.record(&at(batch(1, 0, 0, 3, 10), 1_000), None, 1_000);
+        let mut transactional = at(batch(2, 0, 0, 2, 13), 1_000);
+        transactional.attributes |= 0x10;
+        states.record(&transactional, None, 1_000);
+        states.record(&at(batch(3, 0, 0, 1, 15), 7), None, 5_000);
+        assert_eq!(states.expire(10_000, 6_000), 1);
+        let described = states.describe();
+        assert_eq!(
+            described,
+            vec![
+                ProducerSummary {
+                    producer_id: 2,
+                    epoch: 0,
+                    last_sequence: 1,
+                    last_timestamp: 1_000,
+                    transaction_start_offset: 13,
+                },
+                ProducerSummary {
+                    producer_id: 3,
+                    epoch: 0,
+                    last_sequence: 0,
+                    last_timestamp: 7,
+                    transaction_start_offset: -1,
+                },
+            ]
+        );
+        assert_eq!(
+            states.check(&batch(1, 0, 3, 1, -1), Origin::Client),
+            Verdict::Reject(ResponseError::UnknownProducerId),
+            "an expired producer is a stranger"
+        );
+        let (_, restored) = ProducerStates::decode_snapshot(&states.encode_snapshot(16)).unwrap();
+        assert_eq!(
+            restored.describe(),
+            described,
+            "the snapshot keeps timestamps"
+        );
+    }
+
+    #[test]
     fn a_snapshot_restores_sequences_epochs_and_open_transactions() {
         let mut states = ProducerStates::default();
-        states.record(&batch(1, 0, 0, 3, 10), None);
+        states.record(&batch(1, 0, 0, 3, 10), None, 0);
         let mut transactional = batch(2, 4, 0, 2, 13);
         transactional.attributes |= 0x10;
-        states.record(&transactional, None);
+        states.record(&transactional, None, 0);
         let bytes = states.encode_snapshot(15);
         let (offset, restored) = ProducerStates::decode_snapshot(&bytes).unwrap();
         assert_eq!(offset, 15);
@@ -481,7 +597,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut states = ProducerStates::default();
         for offset in [10, 20, 30] {
-            states.record(&batch(1, 0, (offset / 10) as i32 - 1, 1, offset), None);
+            states.record(&batch(1, 0, (offset / 10) as i32 - 1, 1, offset), None, 0);
             write_snapshot(dir.path(), offset + 1, &states.encode_snapshot(offset + 1)).unwrap();
         }
         assert_eq!(snapshot_offsets(dir.path()), vec![21, 31]);
@@ -498,7 +614,7 @@ mod tests {
     fn only_the_last_five_batches_are_remembered() {
         let mut states = ProducerStates::default();
         for index in 0..7 {
-            states.record(&batch(1, 0, index, 1, index as i64), None);
+            states.record(&batch(1, 0, index, 1, index as i64), None, 0);
         }
         assert_eq!(
             states.check(&batch(1, 0, 6, 1, -1), Origin::Client),

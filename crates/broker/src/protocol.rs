@@ -370,4 +370,5 @@ api_table! {
     EndTxn => EndTxnRequest, handlers::end_txn::handle;
     ListTransactions => ListTransactionsRequest, handlers::list_transactions::handle;
     DescribeTransactions => DescribeTransactionsRequest, handlers::describe_transactions::handle;
+    DescribeProducers => DescribeProducersRequest, handlers::describe_producers::handle;
 }

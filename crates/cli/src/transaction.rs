@@ -1,12 +1,15 @@
-//! `strom transaction`: list and describe transactions, as Kafka's
-//! `kafka-transactions.sh` does, with ListTransactions and
-//! DescribeTransactions (which librdkafka does not expose) sent through
-//! [`RawClient`] to the bootstrap broker.
+//! `strom transaction`: list and describe transactions and the producers
+//! partitions remember, as Kafka's `kafka-transactions.sh` does, with
+//! ListTransactions, DescribeTransactions and DescribeProducers (which
+//! librdkafka does not expose) sent through [`RawClient`] to the bootstrap
+//! broker.
 
 use clap::{Args, Subcommand};
+use kafka_protocol::messages::describe_producers_request::TopicRequest;
 use kafka_protocol::messages::{
-    ApiKey, DescribeTransactionsRequest, DescribeTransactionsResponse, ListTransactionsRequest,
-    ListTransactionsResponse, ProducerId, TransactionalId,
+    ApiKey, DescribeProducersRequest, DescribeProducersResponse, DescribeTransactionsRequest,
+    DescribeTransactionsResponse, ListTransactionsRequest, ListTransactionsResponse, ProducerId,
+    TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 use serde_json::json;
@@ -22,6 +25,7 @@ use crate::raw::RawClient;
 ///   strom transaction list
 ///   strom transaction list --state Ongoing --longer-than 60000
 ///   strom transaction describe payments-processor
+///   strom transaction describe-producers --topic payments
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct TransactionArgs {
@@ -63,6 +67,24 @@ enum TransactionCommand {
         #[arg(required = true, value_name = "TRANSACTIONAL_ID")]
         transactional_ids: Vec<String>,
     },
+    /// The idempotent and transactional producers a topic's partitions
+    /// remember: epoch, last sequence, timestamp of the latest batch, and
+    /// the first offset of an open transaction (-1 if none). A transaction
+    /// that has been open here for long while its producer is gone is a
+    /// hanging one. Producers are forgotten after producer.id.expiration.ms
+    /// without a batch, unless a transaction is open.
+    ///
+    /// Examples:
+    ///   strom transaction describe-producers --topic payments
+    ///   strom transaction describe-producers --topic payments --partition 0 -o json
+    #[command(verbatim_doc_comment)]
+    DescribeProducers {
+        #[arg(long)]
+        topic: String,
+        /// Only these partitions (repeatable; default: all of them).
+        #[arg(long, value_name = "PARTITION")]
+        partition: Vec<i32>,
+    },
 }
 
 pub fn run(args: TransactionArgs, client: &ClientArgs) -> CliResult {
@@ -76,7 +98,98 @@ pub fn run(args: TransactionArgs, client: &ClientArgs) -> CliResult {
         TransactionCommand::Describe { transactional_ids } => {
             describe(client, &mut raw, transactional_ids)
         }
+        TransactionCommand::DescribeProducers { topic, partition } => {
+            describe_producers(client, &mut raw, topic, partition)
+        }
     }
+}
+
+fn describe_producers(
+    client: &ClientArgs,
+    raw: &mut RawClient,
+    topic: String,
+    mut partitions: Vec<i32>,
+) -> CliResult {
+    if partitions.is_empty() {
+        let consumer = client.consumer(None)?;
+        let metadata = client.metadata(&consumer, Some(&topic))?;
+        partitions = metadata
+            .topics()
+            .iter()
+            .filter(|found| found.name() == topic && found.error().is_none())
+            .flat_map(|found| found.partitions().iter().map(|p| p.id()))
+            .collect();
+        if partitions.is_empty() {
+            return Err(CliError::Failed(format!(
+                "topic '{topic}' does not exist (strom topic list shows the topics there are)"
+            )));
+        }
+        partitions.sort_unstable();
+    }
+    let request = DescribeProducersRequest::default().with_topics(vec![TopicRequest::default()
+        .with_name(TopicName(StrBytes::from_string(topic.clone())))
+        .with_partition_indexes(partitions)]);
+    let response: DescribeProducersResponse = raw.call(ApiKey::DescribeProducers, 0, &request)?;
+    let mut rows = Vec::new();
+    for partition in response.topics.iter().flat_map(|t| &t.partitions) {
+        if partition.error_code != 0 {
+            return Err(CliError::Failed(format!(
+                "partition {} of '{topic}': {}",
+                partition.partition_index,
+                partition.error_message.as_deref().map_or_else(
+                    || format!("error code {}", partition.error_code),
+                    str::to_string
+                )
+            )));
+        }
+        for producer in &partition.active_producers {
+            rows.push((
+                partition.partition_index,
+                producer.producer_id.0,
+                producer.producer_epoch,
+                producer.last_sequence,
+                producer.last_timestamp,
+                producer.current_txn_start_offset,
+            ));
+        }
+    }
+    match client.output {
+        Output::Json => output::json(&json!(rows
+            .iter()
+            .map(|(partition, id, epoch, sequence, timestamp, start)| json!({
+                "partition": partition,
+                "producer_id": id,
+                "producer_epoch": epoch,
+                "last_sequence": sequence,
+                "last_timestamp_ms": timestamp,
+                "transaction_start_offset": start,
+            }))
+            .collect::<Vec<_>>())),
+        Output::Table => output::table(
+            &[
+                "PARTITION",
+                "PRODUCER",
+                "EPOCH",
+                "LAST_SEQUENCE",
+                "LAST_TIMESTAMP_MS",
+                "TXN_START_OFFSET",
+            ],
+            &rows
+                .iter()
+                .map(|(partition, id, epoch, sequence, timestamp, start)| {
+                    vec![
+                        partition.to_string(),
+                        id.to_string(),
+                        epoch.to_string(),
+                        sequence.to_string(),
+                        timestamp.to_string(),
+                        start.to_string(),
+                    ]
+                })
+                .collect::<Vec<_>>(),
+        ),
+    }
+    Ok(())
 }
 
 fn list(

@@ -1,0 +1,64 @@
+//! DescribeProducers: the idempotent and transactional producers each
+//! partition remembers (epoch, last sequence and timestamp, the first
+//! offset of an open transaction), for operators
+//! (`kafka-transactions.sh describe-producers`, `find-hanging`).
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_producers_response::{
+    PartitionResponse, ProducerState, TopicResponse,
+};
+use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersResponse, ProducerId};
+
+use super::str_bytes;
+use crate::broker::Broker;
+use crate::protocol::RequestContext;
+
+pub async fn handle(
+    broker: Arc<Broker>,
+    _context: &RequestContext,
+    request: DescribeProducersRequest,
+) -> DescribeProducersResponse {
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let partitions = topic
+                .partition_indexes
+                .iter()
+                .map(|index| describe(&broker, topic.name.as_str(), *index))
+                .collect();
+            TopicResponse::default()
+                .with_name(topic.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    DescribeProducersResponse::default().with_topics(topics)
+}
+
+fn describe(broker: &Broker, topic: &str, index: i32) -> PartitionResponse {
+    let response = PartitionResponse::default().with_partition_index(index);
+    let Some(partition) = broker.partitions.get(topic, index) else {
+        return response
+            .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+            .with_error_message(Some(str_bytes(format!(
+                "this broker has no partition {index} of topic '{topic}'"
+            ))));
+    };
+    let producers = partition
+        .describe_producers()
+        .into_iter()
+        .map(|producer| {
+            ProducerState::default()
+                .with_producer_id(ProducerId(producer.producer_id))
+                .with_producer_epoch(producer.epoch as i32)
+                .with_last_sequence(producer.last_sequence)
+                .with_last_timestamp(producer.last_timestamp)
+                // Markers' coordinator epochs are not kept per producer.
+                .with_coordinator_epoch(-1)
+                .with_current_txn_start_offset(producer.transaction_start_offset)
+        })
+        .collect();
+    response.with_active_producers(producers)
+}
