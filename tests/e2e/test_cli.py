@@ -1027,6 +1027,38 @@ def test_transaction_list_and_describe(cli, srv):
     assert_error(r, "Sleeping")
 
 
+def test_idle_transactional_ids_expire_and_stay_gone_after_a_restart(strom_bin, broker_factory):
+    """A transactional id unused for transactional.id.expiration.ms between transactions is
+    removed (a tombstone in __transaction_state, so a restart does not bring it back); one with
+    a transaction open is kept; the id can be used again afterwards."""
+    srv = broker_factory({**SETTINGS, "transactional.id.expiration.ms": "2000",
+                          "transaction.remove.expired.transaction.cleanup.interval.ms": "200"})
+    cli = Cli(strom_bin, srv.bootstrap)
+    create_topic(srv.bootstrap, "exp", 1)
+
+    def producer(transactional_id):
+        p = ck_producer(srv.bootstrap, **{"transactional.id": transactional_id, "enable.idempotence": True})
+        p.init_transactions(30)
+        p.begin_transaction()
+        p.produce("exp", value=transactional_id.encode(), partition=0)
+        assert p.flush(30) == 0
+        return p
+
+    idle = producer("idle-id")
+    idle.commit_transaction(30)
+    busy = producer("busy-id")  # its transaction stays open
+    listed = lambda: sorted(t["transactional_id"] for t in cli.json("transaction", "list"))
+    assert listed() == ["busy-id", "idle-id"]
+    wait_until(lambda: listed() == ["busy-id"], timeout=30, what="the idle transactional id to expire")
+    busy.commit_transaction(30)
+    srv.restart()
+    cli = Cli(strom_bin, srv.bootstrap)
+    assert "idle-id" not in listed(), "the removal survived the restart"
+    again = producer("idle-id")
+    again.commit_transaction(30)
+    assert "idle-id" in listed()
+
+
 def test_transaction_describe_producers_and_producer_id_expiry(strom_bin, broker_factory):
     """`transaction describe-producers` shows what each partition remembers of its producers:
     an idempotent one with its last sequence, a transactional one with the first offset of its

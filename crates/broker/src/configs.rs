@@ -335,6 +335,22 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         documentation: "Partitions of __transaction_state, where the transaction coordinator keeps its state.",
     },
     ConfigDef {
+        name: "transactional.id.expiration.ms",
+        kind: ConfigType::Int,
+        default: "604800000",
+        broker_synonym: None,
+        validator: Validator::AtLeast(1),
+        documentation: "How long the transaction coordinator keeps a transactional id its producer has not used, when no transaction is in progress.",
+    },
+    ConfigDef {
+        name: "transaction.remove.expired.transaction.cleanup.interval.ms",
+        kind: ConfigType::Int,
+        default: "3600000",
+        broker_synonym: None,
+        validator: Validator::AtLeast(1),
+        documentation: "How often transactional ids past transactional.id.expiration.ms are removed.",
+    },
+    ConfigDef {
         name: "producer.id.expiration.ms",
         kind: ConfigType::Int,
         default: "86400000",

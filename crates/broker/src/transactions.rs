@@ -271,10 +271,22 @@ impl Transactions {
             .overrides
             .get_i64("transaction.abort.timed.out.transaction.cleanup.interval.ms")
             .max(10) as u64;
+        let overrides = &broker.config.overrides;
+        let expiration_ms = overrides.get_i64("transactional.id.expiration.ms");
+        let expiry_interval = std::time::Duration::from_millis(
+            overrides
+                .get_i64("transaction.remove.expired.transaction.cleanup.interval.ms")
+                .max(1) as u64,
+        );
+        let mut expiry_due = tokio::time::Instant::now() + expiry_interval;
         loop {
             tokio::time::sleep(std::time::Duration::from_millis(interval_ms)).await;
             if broker.transactions.ready.get().is_none() {
                 continue;
+            }
+            if tokio::time::Instant::now() >= expiry_due {
+                expiry_due = tokio::time::Instant::now() + expiry_interval;
+                remove_expired(&broker, expiration_ms).await;
             }
             // Markers that a failed write or a crash left unwritten.
             {
@@ -306,6 +318,48 @@ impl Transactions {
                 tokio::spawn(finish(broker.clone(), job, claim));
             }
         }
+    }
+}
+
+/// Forgets transactional ids idle for `transactional.id.expiration.ms`
+/// between transactions, each with a tombstone in `__transaction_state`.
+async fn remove_expired(broker: &Arc<Broker>, expiration_ms: i64) {
+    let expired = broker
+        .transactions
+        .coordinator()
+        .expired(now_ms(), expiration_ms);
+    let mut removed = 0;
+    for transactional_id in expired {
+        let durable = {
+            let _guard = broker.transactions.writes.lock().await;
+            let gone = broker.transactions.coordinator().expire(
+                now_ms(),
+                &transactional_id,
+                expiration_ms,
+            );
+            if !gone {
+                continue;
+            }
+            record(broker, &transactional_id)
+        };
+        let recorded = match durable {
+            Ok(durable) => durable.wait().await,
+            Err(error) => Err(error),
+        };
+        match recorded {
+            Ok(()) => removed += 1,
+            // Forgotten in memory; a restart may bring it back until the
+            // next pass removes it again.
+            Err(error) => {
+                tracing::warn!(%transactional_id, error = %error.message, "could not record the removal of an expired transactional id")
+            }
+        }
+    }
+    if removed > 0 {
+        tracing::info!(
+            transactional_ids = removed,
+            "removed transactional ids idle longer than transactional.id.expiration.ms"
+        );
     }
 }
 

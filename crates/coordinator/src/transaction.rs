@@ -161,6 +161,15 @@ pub struct TransactionCoordinator {
     transactions: BTreeMap<String, TxnMetadata>,
 }
 
+/// Idle for `expiration_ms` and between transactions (never mid-way: a
+/// prepared transaction still has markers to write).
+fn is_expired(metadata: &TxnMetadata, now: i64, expiration_ms: i64) -> bool {
+    matches!(
+        metadata.state,
+        TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort
+    ) && now.saturating_sub(metadata.last_update_ms) >= expiration_ms
+}
+
 /// Epochs stop short of the top so that a fence can always bump once more.
 const MAX_EPOCH: i16 = i16::MAX - 1;
 
@@ -393,6 +402,31 @@ impl TransactionCoordinator {
             })
             .map(|metadata| metadata.transactional_id.clone())
             .collect()
+    }
+
+    /// Transactional ids with no transaction in progress that their
+    /// producer has not used for `expiration_ms`
+    /// (`transactional.id.expiration.ms`).
+    pub fn expired(&self, now: i64, expiration_ms: i64) -> Vec<String> {
+        self.transactions
+            .values()
+            .filter(|metadata| is_expired(metadata, now, expiration_ms))
+            .map(|metadata| metadata.transactional_id.clone())
+            .collect()
+    }
+
+    /// Forgets `transactional_id` if it is still expired (its producer may
+    /// have come back meanwhile). True if it did: the caller records the
+    /// removal (a tombstone in `__transaction_state`).
+    pub fn expire(&mut self, now: i64, transactional_id: &str, expiration_ms: i64) -> bool {
+        let expired = self
+            .transactions
+            .get(transactional_id)
+            .is_some_and(|metadata| is_expired(metadata, now, expiration_ms));
+        if expired {
+            self.transactions.remove(transactional_id);
+        }
+        expired
     }
 
     /// Aborts a timed-out transaction. The epoch is bumped, as in Kafka, so
@@ -658,6 +692,28 @@ mod tests {
             c.add_partitions(10_103, "tx", 42, 0, &[tp("a", 0)]),
             Err(TxnError::ProducerFenced)
         );
+    }
+
+    #[test]
+    fn idle_transactional_ids_expire_but_never_mid_transaction() {
+        let mut c = coordinator();
+        init(&mut c, 0);
+        assert!(c.expired(999, 1_000).is_empty());
+        assert_eq!(c.expired(1_000, 1_000), vec!["tx".to_string()]);
+        c.add_partitions(1_000, "tx", 42, 0, &[tp("a", 0)]).unwrap();
+        assert!(
+            !c.expire(5_000, "tx", 1_000),
+            "an open transaction never expires"
+        );
+        let EndOutcome::Markers(_) = c.end(5_001, "tx", 42, 0, true).unwrap() else {
+            panic!("markers expected");
+        };
+        assert!(c.expired(9_000, 1_000).is_empty(), "nor a prepared one");
+        assert!(c.complete(9_001, "tx", 0));
+        assert!(!c.expire(9_500, "tx", 1_000), "used again since");
+        assert!(c.expire(10_001, "tx", 1_000));
+        assert!(c.get("tx").is_none());
+        assert!(c.expired(20_000, 1_000).is_empty());
     }
 
     #[test]
