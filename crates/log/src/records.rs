@@ -11,12 +11,18 @@
 //!         value | header count varint | headers...
 //! ```
 //!
-//! Compressed batches are decompressed and compressed again (with their own
-//! codec when cleaned, with the topic's when recompressed) through
-//! `kafka-protocol`'s codecs (Kafka's framing for each of them).
+//! Compressed batches are compressed again (with their own codec when
+//! cleaned, with the topic's when recompressed) through `kafka-protocol`'s
+//! codecs (Kafka's framing for each of them). They are decompressed here,
+//! with the same codec crates, because the records of one batch may not
+//! grow past [`MAX_RECORDS_BYTES`]: a small batch that decompresses to
+//! gigabytes is refused (or, by the cleaner, kept as it is) instead of
+//! exhausting memory.
 
-use bytes::{Buf, Bytes, BytesMut};
-use kafka_protocol::compression::{Compressor, Decompressor, Gzip, Lz4, Snappy, Zstd};
+use std::io::Read;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::compression::{Compressor, Gzip, Lz4, Snappy, Zstd};
 
 use crate::batch::{self, BatchHeader, Compression, HEADER_SIZE};
 
@@ -100,6 +106,11 @@ fn parse_record(bytes: &[u8], at: &mut usize, header: &BatchHeader) -> Option<Re
     })
 }
 
+/// Most bytes the records of one batch may decompress to. Producers send
+/// batches of at most about a megabyte before compression; Kafka's own
+/// broker streams records and has no such bound.
+pub const MAX_RECORDS_BYTES: usize = 256 << 20;
+
 /// The records bytes of a batch, decompressed.
 pub fn records_bytes(batch: &[u8]) -> Result<Bytes, RecordsError> {
     let header = parse_header(batch)?;
@@ -107,17 +118,78 @@ pub fn records_bytes(batch: &[u8]) -> Result<Bytes, RecordsError> {
         base_offset: header.base_offset,
         reason,
     };
-    let mut compressed = Bytes::copy_from_slice(&batch[HEADER_SIZE..]);
-    let take_all =
-        |buf: &mut Bytes| -> anyhow::Result<Bytes> { Ok(buf.copy_to_bytes(buf.remaining())) };
-    let result = match header.compression().map_err(|e| error(e.to_string()))? {
-        Compression::None => Ok(compressed),
-        Compression::Gzip => Gzip::decompress(&mut compressed, take_all),
-        Compression::Snappy => Snappy::decompress(&mut compressed, take_all),
-        Compression::Lz4 => Lz4::decompress(&mut compressed, take_all),
-        Compression::Zstd => Zstd::decompress(&mut compressed, take_all),
+    let codec = header.compression().map_err(|e| error(e.to_string()))?;
+    decompress(codec, &batch[HEADER_SIZE..], MAX_RECORDS_BYTES)
+        .map(Bytes::from)
+        .map_err(error)
+}
+
+/// `compressed` decompressed with `codec`, refused past `limit` bytes.
+fn decompress(codec: Compression, compressed: &[u8], limit: usize) -> Result<Vec<u8>, String> {
+    let failed = |name: &str, e: std::io::Error| format!("{name} decompression failed: {e}");
+    match codec {
+        Compression::None => Ok(compressed.to_vec()),
+        Compression::Gzip => {
+            read_bounded(flate2::read::MultiGzDecoder::new(compressed), limit).map_err(|e| failed("gzip", e))
+        }
+        Compression::Zstd => zstd::stream::read::Decoder::new(compressed)
+            .and_then(|decoder| read_bounded(decoder, limit))
+            .map_err(|e| failed("zstd", e)),
+        Compression::Lz4 => lz4::Decoder::new(compressed)
+            .and_then(|decoder| read_bounded(decoder, limit))
+            .map_err(|e| failed("lz4", e)),
+        Compression::Snappy => decompress_snappy(compressed, limit),
+    }
+}
+
+fn read_bounded(reader: impl Read, limit: usize) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    reader.take(limit as u64 + 1).read_to_end(&mut out)?;
+    if out.len() > limit {
+        return Err(std::io::Error::other(format!(
+            "the records decompress to more than {limit} bytes"
+        )));
+    }
+    Ok(out)
+}
+
+/// Kafka's snappy: xerial-snappy framing (a 16-byte header starting with
+/// `\x82SNAPPY\0`, then blocks of u32 length | raw snappy block), or one
+/// raw snappy block without it, as the Java client also accepts.
+fn decompress_snappy(compressed: &[u8], limit: usize) -> Result<Vec<u8>, String> {
+    const MAGIC: &[u8] = b"\x82SNAPPY\x00";
+    const HEADER: usize = 16;
+    let blocks: Vec<&[u8]> = if compressed.starts_with(MAGIC) {
+        let mut rest = compressed.get(HEADER..).ok_or("snappy header is truncated")?;
+        let mut blocks = Vec::new();
+        while !rest.is_empty() {
+            let (length, tail) = rest
+                .split_first_chunk::<4>()
+                .ok_or("snappy block length is truncated")?;
+            let length = u32::from_be_bytes(*length) as usize;
+            if length > tail.len() {
+                return Err("snappy block is truncated".to_string());
+            }
+            blocks.push(&tail[..length]);
+            rest = &tail[length..];
+        }
+        blocks
+    } else {
+        vec![compressed]
     };
-    result.map_err(|e| error(format!("{e:#}")))
+    let mut out = Vec::new();
+    for block in blocks {
+        let length = snap::raw::decompress_len(block).map_err(|e| format!("snappy: {e}"))?;
+        if out.len() + length > limit {
+            return Err(format!("the records decompress to more than {limit} bytes"));
+        }
+        let start = out.len();
+        out.resize(start + length, 0);
+        snap::raw::Decoder::new()
+            .decompress(block, &mut out[start..])
+            .map_err(|e| format!("snappy decompression failed: {e}"))?;
+    }
+    Ok(out)
 }
 
 /// Every record of a batch. Control batches have records too (markers).
@@ -295,5 +367,22 @@ mod tests {
             );
         }
         assert_eq!(current, batch, "back to uncompressed, byte for byte");
+    }
+
+    #[test]
+    fn records_that_decompress_past_the_bound_are_refused() {
+        let zeros = vec![0u8; 1 << 20];
+        for codec in [
+            Compression::Zstd,
+            Compression::Lz4,
+            Compression::Gzip,
+            Compression::Snappy,
+        ] {
+            let compressed = compress(codec, &zeros).unwrap();
+            assert!(compressed.len() < zeros.len() / 10, "{codec:?}");
+            assert_eq!(decompress(codec, &compressed, 1 << 20).unwrap(), zeros);
+            let refused = decompress(codec, &compressed, (1 << 20) - 1).unwrap_err();
+            assert!(refused.contains("more than"), "{codec:?}: {refused}");
+        }
     }
 }
