@@ -57,6 +57,12 @@ pub struct Partition {
     unflushed_messages: AtomicI64,
     /// A delayed flush is already scheduled (relaxed `flush.ms`).
     flush_scheduled: AtomicBool,
+    /// An abort marker is in the log without its aborted-transaction index
+    /// entry (writing it failed). Until a restart replays the marker and
+    /// adds it, no producer state snapshot is written past it (that replay
+    /// must happen) and the log is not cleaned (the cleaner would take the
+    /// aborted records for committed ones).
+    aborted_index_incomplete: AtomicBool,
     /// Woken whenever the high watermark moves, for long-polling fetches.
     pub data_arrived: Notify,
 }
@@ -92,7 +98,7 @@ impl Partition {
         let mut log = Log::open(&dir, settings.log, files, recovery, now_ms())?;
         // Producer state: the newest snapshot, then the batches after it.
         let (replay_from, mut producers) =
-            producer_state::load_snapshot(&dir, log.log_end_offset())
+            producer_state::load_snapshot(&dir, log.log_end_offset(), now_ms())
                 .unwrap_or_else(|| (log.log_start_offset(), ProducerStates::default()));
         let mut aborted = Vec::new();
         let now = now_ms();
@@ -122,6 +128,7 @@ impl Partition {
             settings: RwLock::new(settings),
             unflushed_messages: AtomicI64::new(0),
             flush_scheduled: AtomicBool::new(false),
+            aborted_index_incomplete: AtomicBool::new(false),
             data_arrived: Notify::new(),
         })
     }
@@ -287,7 +294,11 @@ impl Partition {
             if let Some(entry) =
                 ended.and_then(|ended| aborted_entry(&ended, &info.header, &producers))
             {
-                log.add_aborted(entry)?;
+                if let Err(error) = log.add_aborted(entry) {
+                    self.aborted_index_incomplete.store(true, Ordering::Release);
+                    tracing::error!(topic = %self.topic, partition = self.index, %error, "could not index an aborted transaction; until a restart re-adds it, this partition is not compacted and writes no producer state snapshots");
+                    return Err(error);
+                }
             }
             (info, snapshot)
         };
@@ -302,6 +313,9 @@ impl Partition {
     /// Writes a producer state snapshot taken when a segment rolled. Not
     /// fsynced: losing it in a crash only makes the next start replay more.
     fn write_snapshot(&self, snapshot: Option<Snapshot>) {
+        if self.aborted_index_incomplete.load(Ordering::Acquire) {
+            return;
+        }
         if let Some((offset, bytes)) = snapshot {
             if let Err(error) = producer_state::write_snapshot(&self.dir, offset, &bytes) {
                 tracing::warn!(topic = %self.topic, partition = self.index, %error, "could not write a producer state snapshot");
@@ -317,7 +331,9 @@ impl Partition {
     pub fn write_shutdown_snapshot(&self) -> Result<(), LogError> {
         let producers = self.producers();
         let offset = self.log().log_end_offset();
-        if producer_state::has_snapshot(&self.dir, offset) {
+        if self.aborted_index_incomplete.load(Ordering::Acquire)
+            || producer_state::has_snapshot(&self.dir, offset)
+        {
             return Ok(());
         }
         let bytes = producers.encode_snapshot(offset);
@@ -408,7 +424,7 @@ impl Partition {
         io_bytes_per_second: u64,
     ) -> Result<Option<strom_log::cleaner::CleanOutcome>, LogError> {
         let settings = self.settings();
-        if !settings.compact {
+        if !settings.compact || self.aborted_index_incomplete.load(Ordering::Acquire) {
             return Ok(None);
         }
         let config = strom_log::cleaner::CleanerConfig {

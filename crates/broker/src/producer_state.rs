@@ -28,8 +28,8 @@
 //!                 batches u8 | per batch: first seq i32 | last seq i32 | base offset i64
 //! ```
 //!
-//! A snapshot of another layout (an older "STROMPS1") reads as unusable,
-//! and the log is replayed instead.
+//! "STROMPS1" snapshots (before the timestamps) are still read; their
+//! producers count as last written when the snapshot is loaded.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -119,27 +119,32 @@ fn next_sequence(sequence: i32) -> i32 {
 }
 
 impl ProducerStates {
+    /// Kafka's rules (`ProducerAppendInfo.checkSequence`): a producer this
+    /// partition does not know (never seen, expired, or its batches deleted
+    /// by retention) may start at any sequence; a known one is refused at an
+    /// older epoch, must start a newer epoch at 0, and must otherwise go on
+    /// from its last sequence (from 0 if none is remembered). A retry of one
+    /// of its last five batches is a duplicate.
     pub fn check(&self, header: &BatchHeader, origin: Origin) -> Verdict {
         if header.producer_id < 0 {
             return Verdict::Append;
         }
-        if origin == Origin::Broker && header.base_sequence < 0 {
-            // The broker's own transactional writes (offset commits)
-            // carry no sequence: only the epoch is checked. A client's batch
-            // without one goes on below and is refused, as Kafka does.
-            return match self.producers.get(&header.producer_id) {
-                Some(producer) if header.producer_epoch < producer.epoch => {
-                    Verdict::Reject(ResponseError::InvalidProducerEpoch)
-                }
-                _ => Verdict::Append,
+        if header.base_sequence < 0 {
+            return match origin {
+                // The broker's own transactional writes (offset commits)
+                // carry no sequence: only the epoch is checked.
+                Origin::Broker => match self.producers.get(&header.producer_id) {
+                    Some(producer) if header.producer_epoch < producer.epoch => {
+                        Verdict::Reject(ResponseError::InvalidProducerEpoch)
+                    }
+                    _ => Verdict::Append,
+                },
+                // Kafka's LogValidator refuses these as invalid records.
+                Origin::Client => Verdict::Reject(ResponseError::InvalidRecord),
             };
         }
         let Some(producer) = self.producers.get(&header.producer_id) else {
-            return if header.base_sequence == 0 {
-                Verdict::Append
-            } else {
-                Verdict::Reject(ResponseError::UnknownProducerId)
-            };
+            return Verdict::Append;
         };
         if header.producer_epoch < producer.epoch {
             return Verdict::Reject(ResponseError::InvalidProducerEpoch);
@@ -159,11 +164,14 @@ impl ProducerStates {
                 base_offset: seen.base_offset,
             };
         }
-        match producer.batches.back() {
-            Some(latest) if header.base_sequence != next_sequence(latest.last_sequence) => {
-                Verdict::Reject(ResponseError::OutOfOrderSequenceNumber)
-            }
-            _ => Verdict::Append,
+        let expected = producer
+            .batches
+            .back()
+            .map_or(0, |latest| next_sequence(latest.last_sequence));
+        if header.base_sequence == expected {
+            Verdict::Append
+        } else {
+            Verdict::Reject(ResponseError::OutOfOrderSequenceNumber)
         }
     }
 
@@ -270,6 +278,8 @@ impl ProducerStates {
 }
 
 const SNAPSHOT_MAGIC: &[u8; 8] = b"STROMPS2";
+/// The layout before the timestamps.
+const SNAPSHOT_MAGIC_V1: &[u8; 8] = b"STROMPS1";
 const SNAPSHOT_SUFFIX: &str = ".snapshot";
 /// Snapshots kept per partition: the newest, and one before it in case the
 /// newest was torn by a crash.
@@ -302,8 +312,13 @@ impl ProducerStates {
     }
 
     /// The offset and state of a snapshot; `None` if it is torn or corrupt.
-    pub fn decode_snapshot(bytes: &[u8]) -> Option<(i64, ProducerStates)> {
-        let rest = bytes.strip_prefix(SNAPSHOT_MAGIC)?;
+    /// `loaded_at_ms` stands for the last write of producers in an old
+    /// snapshot that does not record it.
+    pub fn decode_snapshot(bytes: &[u8], loaded_at_ms: i64) -> Option<(i64, ProducerStates)> {
+        let (rest, timestamps) = match bytes.strip_prefix(SNAPSHOT_MAGIC) {
+            Some(rest) => (rest, true),
+            None => (bytes.strip_prefix(SNAPSHOT_MAGIC_V1)?, false),
+        };
         let (crc, body) = rest.split_first_chunk::<4>()?;
         if u32::from_be_bytes(*crc) != crc32c::crc32c(body) {
             return None;
@@ -323,8 +338,11 @@ impl ProducerStates {
             let id = i64_of(take(8)?);
             let epoch = i16::from_be_bytes(take(2)?.try_into().ok()?);
             let open = i64_of(take(8)?);
-            let last_timestamp = i64_of(take(8)?);
-            let last_written_ms = i64_of(take(8)?);
+            let (last_timestamp, last_written_ms) = if timestamps {
+                (i64_of(take(8)?), i64_of(take(8)?))
+            } else {
+                (-1, loaded_at_ms)
+            };
             let batches = take(1)?[0];
             let mut producer = Producer {
                 epoch,
@@ -405,7 +423,11 @@ pub fn write_snapshot(dir: &Path, offset: i64, bytes: &[u8]) -> std::io::Result<
 /// The newest valid snapshot at or below `log_end_offset`. Snapshots past
 /// the log's end (their records were lost in a crash) are deleted, and so
 /// are temporary files that never became snapshots.
-pub fn load_snapshot(dir: &Path, log_end_offset: i64) -> Option<(i64, ProducerStates)> {
+pub fn load_snapshot(
+    dir: &Path,
+    log_end_offset: i64,
+    now_ms: i64,
+) -> Option<(i64, ProducerStates)> {
     let (offsets, temporaries) = list_snapshots(dir);
     for temporary in temporaries {
         let _ = std::fs::remove_file(temporary);
@@ -418,7 +440,7 @@ pub fn load_snapshot(dir: &Path, log_end_offset: i64) -> Option<(i64, ProducerSt
         }
         match std::fs::read(&path)
             .ok()
-            .and_then(|bytes| ProducerStates::decode_snapshot(&bytes))
+            .and_then(|bytes| ProducerStates::decode_snapshot(&bytes, now_ms))
         {
             Some((at, states)) if at == offset => return Some((at, states)),
             _ => {
@@ -484,7 +506,8 @@ mod tests {
         );
         assert_eq!(
             states.check(&batch(8, 0, 5, 1, -1), Origin::Client),
-            Verdict::Reject(ResponseError::UnknownProducerId)
+            Verdict::Append,
+            "a producer this partition does not know may start anywhere, as in Kafka"
         );
         assert_eq!(
             states.check(&batch(-1, -1, -1, 1, -1), Origin::Client),
@@ -502,16 +525,35 @@ mod tests {
             Verdict::Append
         );
         assert_eq!(
+            states.check(&batch(7, 1, -1, 1, -1), Origin::Broker),
+            Verdict::Reject(ResponseError::InvalidProducerEpoch)
+        );
+        assert_eq!(
             states.check(&batch(7, 2, -1, 1, -1), Origin::Client),
-            Verdict::Reject(ResponseError::OutOfOrderSequenceNumber)
+            Verdict::Reject(ResponseError::InvalidRecord)
         );
         assert_eq!(
             states.check(&batch(9, 0, -1, 1, -1), Origin::Client),
-            Verdict::Reject(ResponseError::UnknownProducerId)
+            Verdict::Reject(ResponseError::InvalidRecord),
+            "unknown producer"
+        );
+        // A marker that bumped the epoch left no batches to go on from.
+        let mut fenced = batch(7, 3, -1, 1, 1);
+        fenced.attributes |= 0x30;
+        states.record(&fenced, Some(ControlType::Abort), 0);
+        assert_eq!(
+            states.check(&batch(7, 3, -1, 1, -1), Origin::Client),
+            Verdict::Reject(ResponseError::InvalidRecord),
+            "a known producer with no batches remembered"
         );
         assert_eq!(
-            states.check(&batch(7, 1, -1, 1, -1), Origin::Broker),
-            Verdict::Reject(ResponseError::InvalidProducerEpoch)
+            states.check(&batch(7, 3, 4, 1, -1), Origin::Client),
+            Verdict::Reject(ResponseError::OutOfOrderSequenceNumber),
+            "it goes on from 0"
+        );
+        assert_eq!(
+            states.check(&batch(7, 3, 0, 1, -1), Origin::Client),
+            Verdict::Append
         );
     }
 
@@ -552,10 +594,11 @@ mod tests {
         );
         assert_eq!(
             states.check(&batch(1, 0, 3, 1, -1), Origin::Client),
-            Verdict::Reject(ResponseError::UnknownProducerId),
-            "an expired producer is a stranger"
+            Verdict::Append,
+            "an expired producer is not known any more: it goes on where it is"
         );
-        let (_, restored) = ProducerStates::decode_snapshot(&states.encode_snapshot(16)).unwrap();
+        let (_, restored) =
+            ProducerStates::decode_snapshot(&states.encode_snapshot(16), 0).unwrap();
         assert_eq!(
             restored.describe(),
             described,
@@ -571,7 +614,7 @@ mod tests {
         transactional.attributes |= 0x10;
         states.record(&transactional, None, 0);
         let bytes = states.encode_snapshot(15);
-        let (offset, restored) = ProducerStates::decode_snapshot(&bytes).unwrap();
+        let (offset, restored) = ProducerStates::decode_snapshot(&bytes, 0).unwrap();
         assert_eq!(offset, 15);
         assert_eq!(
             restored.check(&batch(1, 0, 0, 3, -1), Origin::Client),
@@ -583,13 +626,38 @@ mod tests {
         );
         assert_eq!(restored.first_unstable_offset(), Some(13));
         assert!(restored.has_open_transaction(2));
+        // The layout before timestamps: the same without them.
+        let mut body = Vec::new();
+        body.extend_from_slice(&15i64.to_be_bytes());
+        body.extend_from_slice(&1u32.to_be_bytes());
+        body.extend_from_slice(&1i64.to_be_bytes()); // producer id
+        body.extend_from_slice(&0i16.to_be_bytes()); // epoch
+        body.extend_from_slice(&(-1i64).to_be_bytes()); // no open transaction
+        body.push(1);
+        for field in [0i32, 2] {
+            body.extend_from_slice(&field.to_be_bytes());
+        }
+        body.extend_from_slice(&10i64.to_be_bytes());
+        let mut old = SNAPSHOT_MAGIC_V1.to_vec();
+        old.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
+        old.extend_from_slice(&body);
+        let (_, mut upgraded) = ProducerStates::decode_snapshot(&old, 77).unwrap();
+        assert_eq!(
+            upgraded.check(&batch(1, 0, 0, 3, -1), Origin::Client),
+            Verdict::Duplicate { base_offset: 10 }
+        );
+        assert_eq!(
+            upgraded.expire(77 + 999, 1_000),
+            0,
+            "last written when loaded"
+        );
         let mut torn = bytes.clone();
         torn.truncate(bytes.len() - 1);
-        assert!(ProducerStates::decode_snapshot(&torn).is_none());
+        assert!(ProducerStates::decode_snapshot(&torn, 0).is_none());
         let mut flipped = bytes;
         let last = flipped.len() - 1;
         flipped[last] ^= 1;
-        assert!(ProducerStates::decode_snapshot(&flipped).is_none());
+        assert!(ProducerStates::decode_snapshot(&flipped, 0).is_none());
     }
 
     #[test]
@@ -603,11 +671,11 @@ mod tests {
         assert_eq!(snapshot_offsets(dir.path()), vec![21, 31]);
         let cut_short = dir.path().join(format!("{:020}{TEMPORARY_SUFFIX}", 41));
         std::fs::write(&cut_short, b"half").unwrap();
-        let (offset, _) = load_snapshot(dir.path(), 25).unwrap();
+        let (offset, _) = load_snapshot(dir.path(), 25, 0).unwrap();
         assert!(!cut_short.exists(), "a crash's temporary file is removed");
         assert_eq!(offset, 21, "the snapshot at 31 is past the log end");
         assert_eq!(snapshot_offsets(dir.path()), vec![21]);
-        assert!(load_snapshot(dir.path(), 5).is_none());
+        assert!(load_snapshot(dir.path(), 5, 0).is_none());
     }
 
     #[test]

@@ -469,8 +469,8 @@ fn an_idempotent_retry_is_answered_with_the_original_offset_and_not_written_agai
         producer_records(&["w"], id, epoch, -1),
     );
     assert_eq!(
-        unsequenced.0, 45,
-        "a producer id without a sequence is refused, not waved through"
+        unsequenced.0, 87,
+        "INVALID_RECORD: a producer id without a sequence is refused, not waved through"
     );
     let bumped: InitProducerIdResponse = client.call(
         ApiKey::InitProducerId,

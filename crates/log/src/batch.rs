@@ -440,6 +440,15 @@ pub mod testing {
         built
     }
 
+    /// Makes a test batch a transactional one of `producer_id` (epoch 0).
+    pub fn make_transactional(batch: &mut [u8], producer_id: i64) {
+        let attributes = read_i16(batch, ATTRIBUTES) | ATTRIBUTE_TRANSACTIONAL;
+        batch[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+        batch[PRODUCER_ID..PRODUCER_ID + 8].copy_from_slice(&producer_id.to_be_bytes());
+        batch[PRODUCER_EPOCH..PRODUCER_EPOCH + 2].copy_from_slice(&0i16.to_be_bytes());
+        rewrite_crc(batch);
+    }
+
     /// Builds a structurally valid, uncompressed batch with `count` empty
     /// records' worth of payload. Good enough for the storage layer, which
     /// never looks inside records.

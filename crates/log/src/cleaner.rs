@@ -40,6 +40,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -169,7 +170,7 @@ impl Throttle {
 fn for_each_batch(
     path: &Path,
     throttle: &mut Throttle,
-    mut visit: impl FnMut(&[u8], &BatchHeader) -> Result<(), LogError>,
+    mut visit: impl FnMut(&[u8], &BatchHeader) -> Result<ControlFlow<()>, LogError>,
 ) -> Result<(), LogError> {
     let mut reader = SegmentReader::open(path)?;
     loop {
@@ -185,7 +186,9 @@ fn for_each_batch(
             }
             Next::Batch(header) => {
                 throttle.account(header.total_size() as u64);
-                visit(reader.batch(), &header)?;
+                if visit(reader.batch(), &header)?.is_break() {
+                    return Ok(());
+                }
             }
         }
     }
@@ -203,6 +206,9 @@ pub fn clean(plan: &mut CleanPlan, config: &CleanerConfig) -> Result<CleanOutcom
     };
     let aborted = AbortedRanges::new(&plan.aborted);
     let mut latest: HashMap<Vec<u8>, i64> = HashMap::new();
+    // Each producer's last batch, which stays (empty if need be), as in
+    // Kafka: producer state rebuilt from the log needs its sequence.
+    let mut last_of_producer: HashMap<i64, i64> = HashMap::new();
     let mut cut = None;
     let mut mapped_end = plan.end_offset;
     for (index, segment) in plan.segments.iter().enumerate() {
@@ -212,12 +218,12 @@ pub fn clean(plan: &mut CleanPlan, config: &CleanerConfig) -> Result<CleanOutcom
         // (those records are later than anything in the segments before).
         let mut full = false;
         for_each_batch(&segment.log_path, &mut throttle, |batch, header| {
-            if full {
-                return Ok(());
-            }
             mapped_end = header.next_offset();
+            if header.producer_id >= 0 && !header.is_control() {
+                last_of_producer.insert(header.producer_id, header.base_offset);
+            }
             if header.is_control() || aborted.contains(header) {
-                return Ok(());
+                return Ok(ControlFlow::Continue(()));
             }
             if let Ok((_, records)) = records::parse_records(batch) {
                 for record in records {
@@ -227,7 +233,11 @@ pub fn clean(plan: &mut CleanPlan, config: &CleanerConfig) -> Result<CleanOutcom
                 }
             }
             full = index > 0 && latest.len() >= config.max_keys;
-            Ok(())
+            Ok(if full {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            })
         })?;
         if full {
             tracing::info!(
@@ -262,13 +272,22 @@ pub fn clean(plan: &mut CleanPlan, config: &CleanerConfig) -> Result<CleanOutcom
             } else {
                 clean_batch(batch, header, &latest, tombstone_horizon, &mut outcome)
             };
+            let last_of_its_producer = header.producer_id >= 0
+                && last_of_producer.get(&header.producer_id) == Some(&header.base_offset);
+            let kept = match kept {
+                // (A header that parsed once cannot fail to parse again.)
+                None if last_of_its_producer => {
+                    Some(records::empty_batch(batch).unwrap_or_else(|_| batch.to_vec()))
+                }
+                kept => kept,
+            };
             if let Some(bytes) = kept {
                 output
                     .write_all(&bytes)
                     .map_err(|e| LogError::io("write", &cleaned_path, e))?;
                 written += bytes.len() as u64;
             }
-            Ok(())
+            Ok(ControlFlow::Continue(()))
         })?;
         throttle.account(written);
         let file = output

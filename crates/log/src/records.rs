@@ -129,9 +129,8 @@ fn decompress(codec: Compression, compressed: &[u8], limit: usize) -> Result<Vec
     let failed = |name: &str, e: std::io::Error| format!("{name} decompression failed: {e}");
     match codec {
         Compression::None => Ok(compressed.to_vec()),
-        Compression::Gzip => {
-            read_bounded(flate2::read::MultiGzDecoder::new(compressed), limit).map_err(|e| failed("gzip", e))
-        }
+        Compression::Gzip => read_bounded(flate2::read::MultiGzDecoder::new(compressed), limit)
+            .map_err(|e| failed("gzip", e)),
         Compression::Zstd => zstd::stream::read::Decoder::new(compressed)
             .and_then(|decoder| read_bounded(decoder, limit))
             .map_err(|e| failed("zstd", e)),
@@ -160,7 +159,9 @@ fn decompress_snappy(compressed: &[u8], limit: usize) -> Result<Vec<u8>, String>
     const MAGIC: &[u8] = b"\x82SNAPPY\x00";
     const HEADER: usize = 16;
     let blocks: Vec<&[u8]> = if compressed.starts_with(MAGIC) {
-        let mut rest = compressed.get(HEADER..).ok_or("snappy header is truncated")?;
+        let mut rest = compressed
+            .get(HEADER..)
+            .ok_or("snappy header is truncated")?;
         let mut blocks = Vec::new();
         while !rest.is_empty() {
             let (length, tail) = rest
@@ -282,6 +283,14 @@ pub fn rebuild_batch(
         raw.extend_from_slice(&records[record.range.clone()]);
     }
     assemble(batch, &header, codec, &raw, keep.len())
+}
+
+/// The batch with no records left, uncompressed: its header (offsets,
+/// producer id, epoch, sequences) is what the cleaner keeps of a producer's
+/// last batch, as Kafka does.
+pub fn empty_batch(batch: &[u8]) -> Result<Vec<u8>, RecordsError> {
+    let header = parse_header(batch)?;
+    assemble(batch, &header, Compression::None, &[], 0)
 }
 
 /// The same batch with its records compressed with `codec` instead (the

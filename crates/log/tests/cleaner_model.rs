@@ -42,7 +42,7 @@ enum Step {
 
 fn step() -> impl Strategy<Value = Step> {
     let record = (
-        proptest::option::weighted(0.9, 0u8..6),
+        proptest::option::weighted(0.9, 0u8..16),
         proptest::bool::weighted(0.2),
     );
     prop_oneof![
@@ -59,7 +59,7 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (0i64..2, proptest::bool::weighted(0.6))
             .prop_map(|(producer, commit)| Step::EndTransaction { producer, commit }),
         2 => Just(Step::Roll),
-        2 => (0i64..1_200, prop_oneof![Just(1 << 20), 1usize..8])
+        2 => (0i64..1_200, prop_oneof![Just(1 << 20), 1usize..6])
             .prop_map(|(delete_retention_ms, max_keys)| Step::Clean {
                 delete_retention_ms,
                 max_keys
@@ -97,16 +97,6 @@ fn config(delete_retention_ms: i64, max_keys: usize, last_stable_offset: i64) ->
     }
 }
 
-/// Makes a test batch a transactional one of `producer_id`.
-fn make_transactional(batch: &mut [u8], producer_id: i64) {
-    const ATTRIBUTES: usize = 21;
-    const PRODUCER_ID: usize = 43;
-    let attributes = i16::from_be_bytes([batch[ATTRIBUTES], batch[ATTRIBUTES + 1]]) | 0x10;
-    batch[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
-    batch[PRODUCER_ID..PRODUCER_ID + 8].copy_from_slice(&producer_id.to_be_bytes());
-    strom_log::batch::rewrite_crc(batch);
-}
-
 /// What the model looks like after cleaning everything below `end_offset`
 /// with a key map of the records below `mapped_end`.
 fn model_clean(
@@ -141,10 +131,13 @@ fn model_clean(
     });
 }
 
-fn read_back(log: &Log) -> Vec<ModelRecord> {
+/// The records in the log, and the (producer id, base offset) of every
+/// batch that is not a marker.
+fn read_back(log: &Log) -> (Vec<ModelRecord>, Vec<(i64, i64)>) {
     let end = log.log_end_offset();
     let mut offset = log.log_start_offset();
     let mut out = Vec::new();
+    let mut batches = Vec::new();
     while offset < end {
         let Some(slice) = log.read(offset, 1 << 20, end, true).unwrap() else {
             break;
@@ -156,6 +149,9 @@ fn read_back(log: &Log) -> Vec<ModelRecord> {
             rest = &rest[size..];
             let (_, records) = strom_log::records::parse_records(batch).unwrap();
             let header = strom_log::batch::BatchHeader::parse(batch).unwrap();
+            if !header.is_control() {
+                batches.push((header.producer_id, header.base_offset));
+            }
             for record in records {
                 out.push(ModelRecord {
                     offset: record.offset,
@@ -169,7 +165,7 @@ fn read_back(log: &Log) -> Vec<ModelRecord> {
             offset = header.next_offset();
         }
     }
-    out
+    (out, batches)
 }
 
 fn run(steps: Vec<Step>) {
@@ -186,6 +182,8 @@ fn run(steps: Vec<Step>) {
     let mut model: Vec<ModelRecord> = Vec::new();
     // Open transactions: producer -> offsets of its records.
     let mut open_transactions: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
+    // Each transactional producer's last batch (its base offset).
+    let mut last_batch: std::collections::BTreeMap<i64, i64> = Default::default();
     let options = AppendOptions {
         leader_epoch: 0,
         log_append_time_ms: None,
@@ -224,9 +222,12 @@ fn run(steps: Vec<Step>) {
                     .collect();
                 let mut batch = testing::keyed_batch(0, timestamp, &values);
                 if let Some(producer) = producer {
-                    make_transactional(&mut batch, PRODUCER_BASE + producer);
+                    testing::make_transactional(&mut batch, PRODUCER_BASE + producer);
                 }
                 let info = log.append(&mut batch, options).unwrap();
+                if let Some(producer) = producer {
+                    last_batch.insert(PRODUCER_BASE + producer, info.base_offset);
+                }
                 for (index, ((_, tombstone), key)) in records.iter().zip(keys).enumerate() {
                     let offset = info.base_offset + index as i64;
                     model.push(ModelRecord {
@@ -283,11 +284,31 @@ fn run(steps: Vec<Step>) {
                 let stable = last_stable_offset(&log, &open_transactions);
                 let config = config(delete_retention_ms, max_keys, stable);
                 if let Some(mut plan) = log.plan_clean(&config).unwrap() {
+                    let planned = plan.segments.len();
                     let outcome = cleaner::clean(&mut plan, &config).unwrap();
                     assert!(
                         plan.end_offset <= stable,
                         "never past the last stable offset"
                     );
+                    // The key map stays under max_keys: a segment after the
+                    // first is rewritten only if it fit whole, and the plan
+                    // shrinks only when the map filled up.
+                    let keys_below = |end: i64| {
+                        model
+                            .iter()
+                            .filter(|r| r.offset < end && !r.control && !r.aborted)
+                            .filter_map(|r| r.key.clone())
+                            .collect::<std::collections::HashSet<_>>()
+                            .len()
+                    };
+                    if plan.segments.len() > 1 {
+                        let cleaned = keys_below(plan.end_offset);
+                        assert!(cleaned < max_keys, "{cleaned} keys, max_keys {max_keys}");
+                    }
+                    if plan.segments.len() < planned {
+                        let mapped = keys_below(outcome.mapped_end);
+                        assert!(mapped >= max_keys, "shrank with {mapped} keys mapped");
+                    }
                     assert!(log.commit_clean(&plan, &outcome, 0).unwrap());
                     model_clean(
                         &mut model,
@@ -317,7 +338,13 @@ fn run(steps: Vec<Step>) {
                 log = open(Recovery::Clean);
             }
         }
-        let actual = read_back(&log);
+        let (actual, batches) = read_back(&log);
+        for (producer, base_offset) in &last_batch {
+            assert!(
+                batches.contains(&(*producer, *base_offset)),
+                "producer {producer}'s last batch (at {base_offset}) stays"
+            );
+        }
         let offsets: Vec<i64> = actual.iter().map(|record| record.offset).collect();
         assert!(
             offsets.windows(2).all(|pair| pair[0] < pair[1]),
