@@ -37,6 +37,16 @@ def write_history(bootstrap, topic, seed=7, compression="none"):
     return latest
 
 
+def create_compacted(bootstrap, topic, **config):
+    """A one-partition compacted topic that rolls every second and is cleaned at any dirt."""
+    create_topic(bootstrap, topic, 1, config={
+        "cleanup.policy": "compact",
+        "segment.ms": "1000",
+        "min.cleanable.dirty.ratio": "0.01",
+        **{name.replace("_", "."): value for name, value in config.items()},
+    })
+
+
 def roll_with_sentinel(bootstrap, topic, segment_ms):
     time.sleep(segment_ms / 1000 + 0.2)
     ck_produce(bootstrap, topic, [{"key": SENTINEL, "value": b"end"}])
@@ -98,13 +108,7 @@ def assert_fully_compacted(messages, latest, tombstones_gone):
 def test_compaction_keeps_the_latest_value_of_each_key_and_drops_tombstones(broker_factory):
     broker = broker_factory({"log.cleaner.backoff.ms": "200"})
     bootstrap = broker.bootstrap
-    create_topic(bootstrap, "accounts", 1, config={
-        "cleanup.policy": "compact",
-        "segment.bytes": "262144",
-        "segment.ms": "1000",
-        "min.cleanable.dirty.ratio": "0.01",
-        "delete.retention.ms": "3000",
-    })
+    create_compacted(bootstrap, "accounts", segment_bytes="262144", delete_retention_ms="3000")
     latest = write_history(bootstrap, "accounts")
     roll_with_sentinel(bootstrap, "accounts", 1000)
 
@@ -129,12 +133,7 @@ def test_compaction_drops_aborted_transactions_and_keeps_committed_ones(broker_f
     of committed transactions are compacted like any others, tombstones included."""
     broker = broker_factory({"log.cleaner.backoff.ms": "200"})
     bootstrap = broker.bootstrap
-    create_topic(bootstrap, "ledger", 1, config={
-        "cleanup.policy": "compact",
-        "segment.ms": "1000",
-        "min.cleanable.dirty.ratio": "0.01",
-        "delete.retention.ms": "1000",
-    })
+    create_compacted(bootstrap, "ledger", delete_retention_ms="1000")
     producer = ck_producer(bootstrap, **{"transactional.id": "ledger-writer", "enable.idempotence": True})
     producer.init_transactions(30)
 
@@ -172,13 +171,7 @@ def test_cleaner_killed_mid_clean_leaves_old_or_new_segments(broker_factory):
     reads back exactly as it should."""
     broker = broker_factory({"log.cleaner.backoff.ms": "200", "log.cleaner.io.max.bytes.per.second": "300000"})
     bootstrap = broker.bootstrap
-    create_topic(bootstrap, "ledger", 1, config={
-        "cleanup.policy": "compact",
-        "segment.bytes": "262144",
-        "segment.ms": "1000",
-        "min.cleanable.dirty.ratio": "0.01",
-        "delete.retention.ms": "86400000",
-    })
+    create_compacted(bootstrap, "ledger", segment_bytes="262144", delete_retention_ms="86400000")
     # Compressed batches: the cleaner decompresses, keeps records byte for byte, recompresses.
     latest = write_history(bootstrap, "ledger", seed=11, compression="lz4")
     roll_with_sentinel(bootstrap, "ledger", 1000)

@@ -138,6 +138,15 @@ fn batch_error(error: &BatchError) -> ResponseError {
     }
 }
 
+/// Runs CPU-heavy work (recompressing a batch takes milliseconds) so that
+/// the runtime moves this worker's other tasks elsewhere meanwhile.
+fn off_the_runtime<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|handle| handle.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
 fn append(
     broker: &Broker,
     partition: &Arc<Partition>,
@@ -194,7 +203,7 @@ fn append(
     // stored recompressed (checked against max.message.bytes as stored).
     let mut bytes = match settings.compression {
         Some(codec) if header.compression().ok() != Some(codec) => {
-            match strom_log::records::recompress(records, codec) {
+            match off_the_runtime(|| strom_log::records::recompress(records, codec)) {
                 Ok(recompressed) => recompressed,
                 Err(error) => {
                     tracing::debug!(topic = %partition.topic, partition = index, %error, "rejected batch");
