@@ -109,7 +109,7 @@ impl Partition {
         })?;
         // Re-adds index entries a crash may have lost before they were written.
         for entry in aborted {
-            log.add_aborted(entry)?;
+            log.add_aborted_durably(entry)?;
         }
         let end = log.log_end_offset();
         let start = log.log_start_offset();

@@ -284,18 +284,21 @@ fn describe(client: &ClientArgs, raw: &mut RawClient, ids: Vec<String>) -> CliRe
                     .map(move |partition| format!("{}-{partition}", topic.topic.as_str()))
             })
             .collect();
-        described.push(json!({
-            "transactional_id": id,
-            "producer_id": state.producer_id.0,
-            "producer_epoch": state.producer_epoch,
-            "state": state.transaction_state.as_str(),
-            "timeout_ms": state.transaction_timeout_ms,
-            "start_time_ms": state.transaction_start_time_ms,
-            "partitions": partitions,
-        }));
+        described.push((id, state, partitions));
     }
     match client.output {
-        Output::Json => output::json(&json!(described)),
+        Output::Json => output::json(&json!(described
+            .iter()
+            .map(|(id, state, partitions)| json!({
+                "transactional_id": id,
+                "producer_id": state.producer_id.0,
+                "producer_epoch": state.producer_epoch,
+                "state": state.transaction_state.as_str(),
+                "timeout_ms": state.transaction_timeout_ms,
+                "start_time_ms": state.transaction_start_time_ms,
+                "partitions": partitions,
+            }))
+            .collect::<Vec<_>>())),
         Output::Table => output::table(
             &[
                 "TRANSACTIONAL_ID",
@@ -308,25 +311,15 @@ fn describe(client: &ClientArgs, raw: &mut RawClient, ids: Vec<String>) -> CliRe
             ],
             &described
                 .iter()
-                .map(|row| {
-                    let partitions = row["partitions"]
-                        .as_array()
-                        .map(|partitions| {
-                            partitions
-                                .iter()
-                                .filter_map(|p| p.as_str())
-                                .collect::<Vec<_>>()
-                                .join(",")
-                        })
-                        .unwrap_or_default();
+                .map(|(id, state, partitions)| {
                     vec![
-                        row["transactional_id"].as_str().unwrap_or("").to_string(),
-                        row["producer_id"].to_string(),
-                        row["producer_epoch"].to_string(),
-                        row["state"].as_str().unwrap_or("").to_string(),
-                        row["timeout_ms"].to_string(),
-                        row["start_time_ms"].to_string(),
-                        partitions,
+                        id.clone(),
+                        state.producer_id.0.to_string(),
+                        state.producer_epoch.to_string(),
+                        state.transaction_state.to_string(),
+                        state.transaction_timeout_ms.to_string(),
+                        state.transaction_start_time_ms.to_string(),
+                        partitions.join(","),
                     ]
                 })
                 .collect::<Vec<_>>(),

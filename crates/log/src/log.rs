@@ -681,6 +681,18 @@ impl Log {
         }
     }
 
+    /// [`Log::add_aborted`], then the entry's `.txnindex` made durable: for
+    /// entries a restart adds back (into sealed segments too, which are
+    /// otherwise synced only when sealed). Once a snapshot is past the
+    /// marker, no later replay would add it again.
+    pub fn add_aborted_durably(&mut self, entry: AbortedTxn) -> Result<(), LogError> {
+        self.add_aborted(entry)?;
+        match self.segments.range(..=entry.last_offset).next_back() {
+            Some((_, segment)) => segment.sync_aborted(&self.files),
+            None => Ok(()),
+        }
+    }
+
     /// The aborted transactions with records in `[from, to)`, by first
     /// offset, for a `read_committed` fetch of that range. Their markers are
     /// at or after `from`, so only the segments from there on are asked.

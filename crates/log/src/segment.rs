@@ -235,6 +235,18 @@ impl Segment {
         Ok(())
     }
 
+    /// Makes the `.txnindex` file durable, if the segment has one.
+    pub fn sync_aborted(&self, files: &FileCache) -> Result<(), LogError> {
+        if self.aborted.is_empty() {
+            return Ok(());
+        }
+        let path = &self.txn_index_path;
+        files
+            .get(path)
+            .and_then(|file| file.sync_data())
+            .map_err(|e| LogError::io("fsync", path, e))
+    }
+
     /// The aborted transactions whose markers are in this segment.
     pub fn aborted(&self) -> &[AbortedTxn] {
         &self.aborted
@@ -506,21 +518,17 @@ impl Segment {
     /// makes the log and both indexes durable.
     pub fn seal(&mut self, files: &FileCache) -> Result<(), LogError> {
         self.maybe_push_time_entry(files)?;
-        let txn_index = (!self.aborted.is_empty()).then_some(&self.txn_index_path);
         for path in [
             &self.log_path,
             &self.offset_index_path,
             &self.time_index_path,
-        ]
-        .into_iter()
-        .chain(txn_index)
-        {
+        ] {
             files
                 .get(path)
                 .and_then(|file| file.sync_data())
                 .map_err(|e| LogError::io("fsync", path, e))?;
         }
-        Ok(())
+        self.sync_aborted(files)
     }
 
     pub fn log_file(&self, files: &FileCache) -> Result<Arc<File>, LogError> {
