@@ -341,11 +341,13 @@ fn clean_batch(
         *oldest = (*oldest).min(record.timestamp);
     }
     outcome.records_removed += (records.len() - keep.len()) as u64;
+    if keep.is_empty() {
+        // Also a batch an earlier cleaning emptied: kept again only if it
+        // is still its producer's last.
+        return None;
+    }
     if keep.len() == records.len() {
         return Some(batch.to_vec());
-    }
-    if keep.is_empty() {
-        return None;
     }
     match records::rebuild_batch(batch, &bytes, &keep) {
         Ok(rebuilt) => Some(rebuilt),

@@ -131,9 +131,9 @@ fn model_clean(
     });
 }
 
-/// The records in the log, and the (producer id, base offset) of every
-/// batch that is not a marker.
-fn read_back(log: &Log) -> (Vec<ModelRecord>, Vec<(i64, i64)>) {
+/// The records in the log, and the (producer id, base offset, record
+/// count) of every batch that is not a marker.
+fn read_back(log: &Log) -> (Vec<ModelRecord>, Vec<(i64, i64, i32)>) {
     let end = log.log_end_offset();
     let mut offset = log.log_start_offset();
     let mut out = Vec::new();
@@ -150,7 +150,7 @@ fn read_back(log: &Log) -> (Vec<ModelRecord>, Vec<(i64, i64)>) {
             let (_, records) = strom_log::records::parse_records(batch).unwrap();
             let header = strom_log::batch::BatchHeader::parse(batch).unwrap();
             if !header.is_control() {
-                batches.push((header.producer_id, header.base_offset));
+                batches.push((header.producer_id, header.base_offset, header.record_count));
             }
             for record in records {
                 out.push(ModelRecord {
@@ -352,8 +352,22 @@ fn run(steps: Vec<Step>) {
         let (actual, batches) = read_back(&log);
         for (producer, base_offset) in &last_batch {
             assert!(
-                batches.contains(&(*producer, *base_offset)),
+                batches
+                    .iter()
+                    .any(|(id, base, _)| (id, base) == (producer, base_offset)),
                 "producer {producer}'s last batch (at {base_offset}) stays"
+            );
+        }
+        // An emptied batch is dropped once a later cleaning finds a later
+        // batch of its producer: never more than one per producer.
+        for producer in last_batch.keys() {
+            let emptied = batches
+                .iter()
+                .filter(|(id, _, count)| id == producer && *count == 0)
+                .count();
+            assert!(
+                emptied <= 1,
+                "producer {producer} has {emptied} emptied batches"
             );
         }
         let offsets: Vec<i64> = actual.iter().map(|record| record.offset).collect();
