@@ -1129,6 +1129,10 @@ def test_bench_limits_with_a_rate_measure_durable_write_latency(strom_bin, tmp_p
     # Every record due in the 2 s was written and made durable (the last may just miss the end).
     assert 3900 <= durable["latency_ms"]["count"] <= 4000, doc
     assert 0 < durable["latency_ms"]["p50"] <= durable["latency_ms"]["max"]
+    # A request every millisecond to both files, durable when both fsyncs covering it ended.
+    requests = durable["request_latency_ms"]
+    assert 1900 <= requests["count"] <= 2000, doc
+    assert 0 < requests["p50"] <= requests["max"]
     assert list(tmp_path.iterdir()) == [], "the limits' test files must be removed"
 
 

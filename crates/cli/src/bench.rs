@@ -527,7 +527,7 @@ fn limits(args: &BenchArgs, client: &ClientArgs) -> CliResult {
     });
     let durable = if args.rate > 0 {
         let files = args.partitions.max(1) as usize;
-        let latency = durable_write_latency(
+        let measured = durable_write_latency(
             &args.data_dir,
             files,
             args.rate,
@@ -538,9 +538,10 @@ fn limits(args: &BenchArgs, client: &ClientArgs) -> CliResult {
             "records_per_second": args.rate,
             "record_size": args.record_size,
             "files": files,
-            "latency_ms": percentiles(&latency),
+            "latency_ms": percentiles(&measured.records),
+            "request_latency_ms": percentiles(&measured.requests),
         });
-        Some(latency)
+        Some(measured)
     } else {
         None
     };
@@ -549,21 +550,46 @@ fn limits(args: &BenchArgs, client: &ClientArgs) -> CliResult {
         Output::Table => {
             println!("loopback TCP, one connection: {tcp:.0} MB/s");
             println!("sequential write, fdatasync every MiB: {disk:.0} MB/s");
-            if let Some(latency) = durable {
+            if let Some(measured) = durable {
                 println!(
-                    "durable writes, {} records/s of {} B in {} files: p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms",
+                    "durable writes, {} records/s of {} B in {} files:",
                     args.rate,
                     args.record_size,
-                    args.partitions.max(1),
-                    latency.value_at_quantile(0.5) as f64 / 1000.0,
-                    latency.value_at_quantile(0.99) as f64 / 1000.0,
-                    latency.value_at_quantile(0.999) as f64 / 1000.0,
-                    latency.max() as f64 / 1000.0
+                    args.partitions.max(1)
                 );
+                for (what, latency) in [
+                    ("each record", &measured.records),
+                    ("each request to all files", &measured.requests),
+                ] {
+                    println!(
+                        "  {what:<26} p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms",
+                        latency.value_at_quantile(0.5) as f64 / 1000.0,
+                        latency.value_at_quantile(0.99) as f64 / 1000.0,
+                        latency.value_at_quantile(0.999) as f64 / 1000.0,
+                        latency.max() as f64 / 1000.0
+                    );
+                }
             }
         }
     }
     Ok(())
+}
+
+/// What the disk alone did at a rate: each record's latency, and each
+/// request's: records due in the same millisecond across all files, durable
+/// when the last file's fsync covering them ends (what a produce request
+/// to every partition waits for).
+struct DurableWrites {
+    records: Histogram<u64>,
+    requests: Histogram<u64>,
+}
+
+/// One fsync of one file: records of that file due before it (a count)
+/// and when it ended.
+#[derive(Clone, Copy)]
+struct Synced {
+    records: u64,
+    ended: Duration,
 }
 
 /// Writes `rate` records/s of `record_size` bytes spread over `files` files
@@ -577,16 +603,17 @@ fn durable_write_latency(
     rate: u64,
     record_size: usize,
     duration: Duration,
-) -> CliResult<Histogram<u64>> {
+) -> CliResult<DurableWrites> {
     let per_file = rate as f64 / files as f64;
     let started = Instant::now();
     let writers: Vec<_> = (0..files)
         .map(|index| {
             let path = dir.join(format!(".strom-bench-durable-{index}"));
-            std::thread::spawn(move || -> std::io::Result<Histogram<u64>> {
+            std::thread::spawn(move || -> std::io::Result<(Histogram<u64>, Vec<Synced>)> {
                 let mut file = std::fs::File::create(&path)?;
                 let chunk = vec![5u8; 1 << 20];
                 let mut latency = histogram();
+                let mut syncs = Vec::new();
                 let mut written = 0u64;
                 let due_at = |record: u64| Duration::from_secs_f64(record as f64 / per_file);
                 while started.elapsed() < duration {
@@ -607,22 +634,44 @@ fn durable_write_latency(
                         let micros = durable.saturating_sub(due_at(record)).as_micros() as u64;
                         let _ = latency.record(micros.max(1));
                     }
+                    syncs.push(Synced {
+                        records: due,
+                        ended: durable,
+                    });
                     written = due;
                 }
                 drop(file);
                 let _ = std::fs::remove_file(&path);
-                Ok(latency)
+                Ok((latency, syncs))
             })
         })
         .collect();
-    let mut latency = histogram();
+    let mut records = histogram();
+    let mut synced = Vec::new();
     for writer in writers {
-        let part = writer
+        let (latency, syncs) = writer
             .join()
             .map_err(|_| CliError::Failed("a disk writer thread panicked".into()))??;
-        let _ = latency.add(&part);
+        let _ = records.add(&latency);
+        synced.push(syncs);
     }
-    Ok(latency)
+    // A request every millisecond, carrying the records due since the last
+    // one in every file.
+    let mut requests = histogram();
+    for millis in 1..duration.as_millis() as u64 {
+        let sent = Duration::from_millis(millis);
+        let due = (sent.as_secs_f64() * per_file) as u64;
+        let durable = synced.iter().map(|syncs| {
+            let covering = syncs.partition_point(|sync| sync.records < due);
+            syncs.get(covering).map(|sync| sync.ended)
+        });
+        // Requests not covered in every file before the end are not counted.
+        if let Some(ended) = durable.collect::<Option<Vec<_>>>() {
+            let last = ended.into_iter().max().unwrap_or(sent);
+            let _ = requests.record((last.saturating_sub(sent).as_micros() as u64).max(1));
+        }
+    }
+    Ok(DurableWrites { records, requests })
 }
 
 fn loopback_bandwidth() -> CliResult<f64> {
