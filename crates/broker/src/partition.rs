@@ -108,9 +108,7 @@ impl Partition {
             }
         })?;
         // Re-adds index entries a crash may have lost before they were written.
-        for entry in aborted {
-            log.add_aborted_durably(entry)?;
-        }
+        log.restore_aborted(aborted)?;
         let end = log.log_end_offset();
         let start = log.log_start_offset();
         let stable = producers.first_unstable_offset().unwrap_or(end).min(end);

@@ -616,12 +616,8 @@ fn durable_write_latency(
                 let mut syncs = Vec::new();
                 let mut written = 0u64;
                 let due_at = |record: u64| Duration::from_secs_f64(record as f64 / per_file);
-                while started.elapsed() < duration {
-                    let due = (started.elapsed().as_secs_f64() * per_file) as u64;
-                    if due <= written {
-                        std::thread::sleep(due_at(written + 1).saturating_sub(started.elapsed()));
-                        continue;
-                    }
+                // Writes the records from `written` up to `due` and fsyncs.
+                let mut make_durable = |written: u64, due: u64| -> std::io::Result<()> {
                     let mut bytes = (due - written) as usize * record_size;
                     while bytes > 0 {
                         let part = bytes.min(chunk.len());
@@ -638,7 +634,22 @@ fn durable_write_latency(
                         records: due,
                         ended: durable,
                     });
+                    Ok(())
+                };
+                while started.elapsed() < duration {
+                    let due = (started.elapsed().as_secs_f64() * per_file) as u64;
+                    if due <= written {
+                        std::thread::sleep(due_at(written + 1).saturating_sub(started.elapsed()));
+                        continue;
+                    }
+                    make_durable(written, due)?;
                     written = due;
+                }
+                // Whatever came due during the last fsync counts too (a stall
+                // there is the slowest of all).
+                let due = (duration.as_secs_f64() * per_file) as u64;
+                if due > written {
+                    make_durable(written, due)?;
                 }
                 drop(file);
                 let _ = std::fs::remove_file(&path);
@@ -656,16 +667,20 @@ fn durable_write_latency(
         synced.push(syncs);
     }
     // A request every millisecond, carrying the records due since the last
-    // one in every file.
+    // one in every file (a millisecond in which none came due sends none).
     let mut requests = histogram();
-    for millis in 1..duration.as_millis() as u64 {
+    let mut sent_before = 0;
+    for millis in 1..=duration.as_millis() as u64 {
         let sent = Duration::from_millis(millis);
         let due = (sent.as_secs_f64() * per_file) as u64;
+        if due == sent_before {
+            continue;
+        }
+        sent_before = due;
         let durable = synced.iter().map(|syncs| {
             let covering = syncs.partition_point(|sync| sync.records < due);
             syncs.get(covering).map(|sync| sync.ended)
         });
-        // Requests not covered in every file before the end are not counted.
         if let Some(ended) = durable.collect::<Option<Vec<_>>>() {
             let last = ended.into_iter().max().unwrap_or(sent);
             let _ = requests.record((last.saturating_sub(sent).as_micros() as u64).max(1));

@@ -672,25 +672,39 @@ impl Log {
     /// Notes an aborted transaction in the index of the segment that holds
     /// its abort marker. Idempotent, so a replay may add entries again.
     pub fn add_aborted(&mut self, entry: AbortedTxn) -> Result<(), LogError> {
+        self.add_aborted_to_segment(entry).map(|_| ())
+    }
+
+    /// Adds the entry to the segment holding its marker; returns that
+    /// segment's base offset if its `.txnindex` changed.
+    fn add_aborted_to_segment(&mut self, entry: AbortedTxn) -> Result<Option<i64>, LogError> {
         let files = self.files.clone();
         match self.segments.range_mut(..=entry.last_offset).next_back() {
-            Some((_, segment)) if entry.last_offset < segment.next_offset => {
-                segment.add_aborted(&files, entry)
+            Some((base, segment)) if entry.last_offset < segment.next_offset => {
+                Ok(segment.add_aborted(&files, entry)?.then_some(*base))
             }
-            _ => Ok(()),
+            _ => Ok(None),
         }
     }
 
-    /// [`Log::add_aborted`], then the entry's `.txnindex` made durable: for
-    /// entries a restart adds back (into sealed segments too, which are
-    /// otherwise synced only when sealed). Once a snapshot is past the
-    /// marker, no later replay would add it again.
-    pub fn add_aborted_durably(&mut self, entry: AbortedTxn) -> Result<(), LogError> {
-        self.add_aborted(entry)?;
-        match self.segments.range(..=entry.last_offset).next_back() {
-            Some((_, segment)) => segment.sync_aborted(&self.files),
-            None => Ok(()),
+    /// Adds entries a restart found missing (its replay of the markers),
+    /// then makes each `.txnindex` that changed durable, once: sealed
+    /// segments are otherwise synced only when sealed, and once a snapshot
+    /// is past a marker no later replay would add its entry again.
+    pub fn restore_aborted(
+        &mut self,
+        entries: impl IntoIterator<Item = AbortedTxn>,
+    ) -> Result<(), LogError> {
+        let mut changed = std::collections::BTreeSet::new();
+        for entry in entries {
+            changed.extend(self.add_aborted_to_segment(entry)?);
         }
+        for base in changed {
+            if let Some(segment) = self.segments.get(&base) {
+                segment.sync_aborted(&self.files)?;
+            }
+        }
+        Ok(())
     }
 
     /// The aborted transactions with records in `[from, to)`, by first

@@ -256,21 +256,22 @@ impl Segment {
     /// to the file in the usual case; an entry that is already there (a
     /// replay after restart) is ignored, and one that belongs earlier (a
     /// crash lost it) rewrites the file.
-    pub fn add_aborted(&mut self, files: &FileCache, entry: AbortedTxn) -> Result<(), LogError> {
+    /// Returns whether the file changed.
+    pub fn add_aborted(&mut self, files: &FileCache, entry: AbortedTxn) -> Result<bool, LogError> {
         match self
             .aborted
             .binary_search_by_key(&entry.last_offset, |known| known.last_offset)
         {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(false),
             Err(at) if at == self.aborted.len() => {
                 let position = (at * txn_index::ENTRY_SIZE) as u64;
                 write_at(files, &self.txn_index_path, &entry.encode(), position)?;
                 self.aborted.push(entry);
-                Ok(())
+                Ok(true)
             }
             Err(at) => {
                 self.aborted.insert(at, entry);
-                self.rewrite_txn_index(files)
+                self.rewrite_txn_index(files).map(|()| true)
             }
         }
     }

@@ -138,8 +138,13 @@ fn batch_error(error: &BatchError) -> ResponseError {
     }
 }
 
-/// Runs CPU-heavy work (recompressing a batch takes milliseconds) so that
-/// the runtime moves this worker's other tasks elsewhere meanwhile.
+/// Batches from this size up take long enough to recompress (a
+/// millisecond or more) that handing the worker's other tasks to another
+/// thread first is worth its cost.
+const RECOMPRESS_OFF_THE_RUNTIME_BYTES: usize = 128 << 10;
+
+/// Runs CPU-heavy work so that the runtime moves this worker's other tasks
+/// elsewhere meanwhile.
 fn off_the_runtime<T>(work: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current().map(|handle| handle.runtime_flavor()) {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
@@ -203,7 +208,13 @@ fn append(
     // stored recompressed (checked against max.message.bytes as stored).
     let mut bytes = match settings.compression {
         Some(codec) if header.compression().ok() != Some(codec) => {
-            match off_the_runtime(|| strom_log::records::recompress(records, codec)) {
+            let recompress = || strom_log::records::recompress(records, codec);
+            let recompressed = if records.len() >= RECOMPRESS_OFF_THE_RUNTIME_BYTES {
+                off_the_runtime(recompress)
+            } else {
+                recompress()
+            };
+            match recompressed {
                 Ok(recompressed) => recompressed,
                 Err(error) => {
                     tracing::debug!(topic = %partition.topic, partition = index, %error, "rejected batch");
