@@ -53,10 +53,10 @@ pub enum StartError {
     },
 }
 
-/// Shared state of a running broker.
 /// Most fsyncs running at once (each on a blocking thread).
 const MAX_FSYNCS_IN_FLIGHT: usize = 256;
 
+/// Shared state of a running broker.
 pub struct Broker {
     pub config: BrokerConfig,
     pub advertised_host: String,

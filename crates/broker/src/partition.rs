@@ -95,13 +95,13 @@ impl Partition {
             leader_epoch,
         } = identity;
         let dir = partition_dir(data_dir, &topic, index);
-        let mut log = Log::open(&dir, settings.log, files, recovery, now_ms())?;
+        let now = now_ms();
+        let mut log = Log::open(&dir, settings.log, files, recovery, now)?;
         // Producer state: the newest snapshot, then the batches after it.
         let (replay_from, mut producers) =
-            producer_state::load_snapshot(&dir, log.log_end_offset(), now_ms())
+            producer_state::load_snapshot(&dir, log.log_end_offset(), now)
                 .unwrap_or_else(|| (log.log_start_offset(), ProducerStates::default()));
         let mut aborted = Vec::new();
-        let now = now_ms();
         log.for_each_batch_header(replay_from, |header, marker| {
             if let Some(ended) = producers.record(header, marker, now) {
                 aborted.extend(aborted_entry(&ended, header, &producers));

@@ -307,11 +307,7 @@ impl Transactions {
                     let claim = broker.transactions.claim(&job);
                     (job, claim, record(&broker, &transactional_id))
                 };
-                let recorded = match durable {
-                    Ok(durable) => durable.wait().await,
-                    Err(error) => Err(error),
-                };
-                if let Err(error) = recorded {
+                if let Err(error) = async { durable?.wait().await }.await {
                     tracing::warn!(%transactional_id, error = %error.message, "could not record the abort");
                     continue;
                 }
@@ -324,29 +320,25 @@ impl Transactions {
 /// Forgets transactional ids idle for `transactional.id.expiration.ms`
 /// between transactions, each with a tombstone in `__transaction_state`.
 async fn remove_expired(broker: &Arc<Broker>, expiration_ms: i64) {
-    let expired = broker
-        .transactions
-        .coordinator()
-        .expired(now_ms(), expiration_ms);
+    // Removed and recorded under one hold of `writes`, then waited for
+    // together (group commit makes them durable in the same fsyncs).
+    let recorded: Vec<(String, Result<Durable, Refused>)> = {
+        let _guard = broker.transactions.writes.lock().await;
+        let expired = broker
+            .transactions
+            .coordinator()
+            .remove_expired(now_ms(), expiration_ms);
+        expired
+            .into_iter()
+            .map(|transactional_id| {
+                let durable = record(broker, &transactional_id);
+                (transactional_id, durable)
+            })
+            .collect()
+    };
     let mut removed = 0;
-    for transactional_id in expired {
-        let durable = {
-            let _guard = broker.transactions.writes.lock().await;
-            let gone = broker.transactions.coordinator().expire(
-                now_ms(),
-                &transactional_id,
-                expiration_ms,
-            );
-            if !gone {
-                continue;
-            }
-            record(broker, &transactional_id)
-        };
-        let recorded = match durable {
-            Ok(durable) => durable.wait().await,
-            Err(error) => Err(error),
-        };
-        match recorded {
+    for (transactional_id, durable) in recorded {
+        match async { durable?.wait().await }.await {
             Ok(()) => removed += 1,
             // Forgotten in memory; a restart may bring it back until the
             // next pass removes it again.

@@ -404,26 +404,18 @@ impl TransactionCoordinator {
             .collect()
     }
 
-    /// Transactional ids with no transaction in progress that their
-    /// producer has not used for `expiration_ms`
-    /// (`transactional.id.expiration.ms`).
-    pub fn expired(&self, now: i64, expiration_ms: i64) -> Vec<String> {
-        self.transactions
+    /// Forgets the transactional ids with no transaction in progress that
+    /// their producer has not used for `expiration_ms`
+    /// (`transactional.id.expiration.ms`), and returns them: the caller
+    /// records each removal (a tombstone in `__transaction_state`).
+    pub fn remove_expired(&mut self, now: i64, expiration_ms: i64) -> Vec<String> {
+        let expired: Vec<String> = self
+            .transactions
             .values()
             .filter(|metadata| is_expired(metadata, now, expiration_ms))
             .map(|metadata| metadata.transactional_id.clone())
-            .collect()
-    }
-
-    /// Forgets `transactional_id` if it is still expired (its producer may
-    /// have come back meanwhile). True if it did: the caller records the
-    /// removal (a tombstone in `__transaction_state`).
-    pub fn expire(&mut self, now: i64, transactional_id: &str, expiration_ms: i64) -> bool {
-        let expired = self
-            .transactions
-            .get(transactional_id)
-            .is_some_and(|metadata| is_expired(metadata, now, expiration_ms));
-        if expired {
+            .collect();
+        for transactional_id in &expired {
             self.transactions.remove(transactional_id);
         }
         expired
@@ -698,22 +690,28 @@ mod tests {
     fn idle_transactional_ids_expire_but_never_mid_transaction() {
         let mut c = coordinator();
         init(&mut c, 0);
-        assert!(c.expired(999, 1_000).is_empty());
-        assert_eq!(c.expired(1_000, 1_000), vec!["tx".to_string()]);
-        c.add_partitions(1_000, "tx", 42, 0, &[tp("a", 0)]).unwrap();
+        assert!(c.remove_expired(999, 1_000).is_empty());
+        assert!(c.get("tx").is_some());
+        c.add_partitions(999, "tx", 42, 0, &[tp("a", 0)]).unwrap();
         assert!(
-            !c.expire(5_000, "tx", 1_000),
+            c.remove_expired(5_000, 1_000).is_empty(),
             "an open transaction never expires"
         );
         let EndOutcome::Markers(_) = c.end(5_001, "tx", 42, 0, true).unwrap() else {
             panic!("markers expected");
         };
-        assert!(c.expired(9_000, 1_000).is_empty(), "nor a prepared one");
+        assert!(
+            c.remove_expired(9_000, 1_000).is_empty(),
+            "nor a prepared one"
+        );
         assert!(c.complete(9_001, "tx", 0));
-        assert!(!c.expire(9_500, "tx", 1_000), "used again since");
-        assert!(c.expire(10_001, "tx", 1_000));
+        assert!(
+            c.remove_expired(9_500, 1_000).is_empty(),
+            "used again since"
+        );
+        assert_eq!(c.remove_expired(10_001, 1_000), vec!["tx".to_string()]);
         assert!(c.get("tx").is_none());
-        assert!(c.expired(20_000, 1_000).is_empty());
+        assert!(c.remove_expired(20_000, 1_000).is_empty());
     }
 
     #[test]

@@ -91,9 +91,8 @@ pub struct CleanPlan {
 }
 
 impl CleanPlan {
-    /// Keeps only the first `count` segments (at least one).
+    /// Keeps only the first `count` segments.
     fn shorten_to(&mut self, count: usize) {
-        let count = count.max(1);
         if count < self.segments.len() {
             self.end_offset = self.segments[count].base_offset;
             self.segments.truncate(count);
@@ -171,12 +170,12 @@ fn for_each_batch(
     path: &Path,
     throttle: &mut Throttle,
     mut visit: impl FnMut(&[u8], &BatchHeader) -> Result<ControlFlow<()>, LogError>,
-) -> Result<(), LogError> {
+) -> Result<ControlFlow<()>, LogError> {
     let mut reader = SegmentReader::open(path)?;
     loop {
         let position = reader.position();
         match reader.next()? {
-            Next::End => return Ok(()),
+            Next::End => return Ok(ControlFlow::Continue(())),
             // Sealed segments were validated at recovery: damage now is corruption.
             Next::Torn(_) => {
                 return Err(LogError::Corrupt {
@@ -187,7 +186,7 @@ fn for_each_batch(
             Next::Batch(header) => {
                 throttle.account(header.total_size() as u64);
                 if visit(reader.batch(), &header)?.is_break() {
-                    return Ok(());
+                    return Ok(ControlFlow::Break(()));
                 }
             }
         }
@@ -209,49 +208,47 @@ pub fn clean(plan: &mut CleanPlan, config: &CleanerConfig) -> Result<CleanOutcom
     // Each producer's last batch, which stays (empty if need be), as in
     // Kafka: producer state rebuilt from the log needs its sequence.
     let mut last_of_producer: HashMap<i64, i64> = HashMap::new();
-    let mut cut = None;
     let mut mapped_end = plan.end_offset;
-    for (index, segment) in plan.segments.iter().enumerate() {
+    for index in 0..plan.segments.len() {
         // The first segment is mapped whole whatever its size: a segment is
         // rewritten only if all its keys are in the map. A later one that
         // fills the map is not rewritten, but what it mapped is still true
         // (those records are later than anything in the segments before).
-        let mut full = false;
-        for_each_batch(&segment.log_path, &mut throttle, |batch, header| {
-            mapped_end = header.next_offset();
-            if header.producer_id >= 0 && !header.is_control() {
-                last_of_producer.insert(header.producer_id, header.base_offset);
-            }
-            if header.is_control() || aborted.contains(header) {
-                return Ok(ControlFlow::Continue(()));
-            }
-            if let Ok((_, records)) = records::parse_records(batch) {
-                for record in records {
-                    if let Some(key) = record.key {
-                        latest.insert(key, record.offset);
+        let filled = for_each_batch(
+            &plan.segments[index].log_path,
+            &mut throttle,
+            |batch, header| {
+                mapped_end = header.next_offset();
+                if header.producer_id >= 0 && !header.is_control() {
+                    last_of_producer.insert(header.producer_id, header.base_offset);
+                }
+                if header.is_control() || aborted.contains(header) {
+                    return Ok(ControlFlow::Continue(()));
+                }
+                if let Ok((_, records)) = records::parse_records(batch) {
+                    for record in records {
+                        if let Some(key) = record.key {
+                            latest.insert(key, record.offset);
+                        }
                     }
                 }
-            }
-            full = index > 0 && latest.len() >= config.max_keys;
-            Ok(if full {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            })
-        })?;
-        if full {
+                Ok(if index > 0 && latest.len() >= config.max_keys {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                })
+            },
+        )?;
+        if filled.is_break() {
             tracing::info!(
                 dir = %plan.dir.display(),
                 keys = latest.len(),
                 segments = index,
                 "the cleaner's key map is full; later segments wait for the next cleaning"
             );
-            cut = Some(index);
+            plan.shorten_to(index);
             break;
         }
-    }
-    if let Some(count) = cut {
-        plan.shorten_to(count);
     }
     let tombstone_horizon = config.now_ms.saturating_sub(config.delete_retention_ms);
     let mut outcome = CleanOutcome {
@@ -265,7 +262,8 @@ pub fn clean(plan: &mut CleanPlan, config: &CleanerConfig) -> Result<CleanOutcom
             File::create(&cleaned_path).map_err(|e| LogError::io("create", &cleaned_path, e))?,
         );
         let mut written = 0u64;
-        for_each_batch(&segment.log_path, &mut throttle, |batch, header| {
+        // Reads every batch: this visitor never stops early.
+        let _ = for_each_batch(&segment.log_path, &mut throttle, |batch, header| {
             let kept = if aborted.contains(header) {
                 outcome.records_removed += header.record_count.max(0) as u64;
                 None
@@ -275,10 +273,7 @@ pub fn clean(plan: &mut CleanPlan, config: &CleanerConfig) -> Result<CleanOutcom
             let last_of_its_producer = header.producer_id >= 0
                 && last_of_producer.get(&header.producer_id) == Some(&header.base_offset);
             let kept = match kept {
-                // (A header that parsed once cannot fail to parse again.)
-                None if last_of_its_producer => {
-                    Some(records::empty_batch(batch).unwrap_or_else(|_| batch.to_vec()))
-                }
+                None if last_of_its_producer => Some(records::empty_batch(batch)),
                 kept => kept,
             };
             if let Some(bytes) = kept {

@@ -288,9 +288,13 @@ pub fn rebuild_batch(
 /// The batch with no records left, uncompressed: its header (offsets,
 /// producer id, epoch, sequences) is what the cleaner keeps of a producer's
 /// last batch, as Kafka does.
-pub fn empty_batch(batch: &[u8]) -> Result<Vec<u8>, RecordsError> {
-    let header = parse_header(batch)?;
-    assemble(batch, &header, Compression::None, &[], 0)
+pub fn empty_batch(batch: &[u8]) -> Vec<u8> {
+    let mut empty = batch[..HEADER_SIZE].to_vec();
+    batch::set_compression(&mut empty, Compression::None);
+    batch::set_batch_length(&mut empty);
+    batch::set_record_count(&mut empty, 0);
+    batch::rewrite_crc(&mut empty);
+    empty
 }
 
 /// The same batch with its records compressed with `codec` instead (the

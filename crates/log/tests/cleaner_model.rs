@@ -316,7 +316,14 @@ fn run(steps: Vec<Step>) {
                             "{cleaned} keys, max_keys {max_keys}"
                         );
                     }
+                    if plan.segments.len() == planned {
+                        assert_eq!(outcome.mapped_end, plan.end_offset, "mapped all it cleaned");
+                    }
                     if plan.segments.len() < planned {
+                        assert!(
+                            outcome.mapped_end > plan.end_offset,
+                            "mapped into the next segment"
+                        );
                         let mapped = keys_below(outcome.mapped_end);
                         assert!(mapped >= max_keys, "shrank with {mapped} keys mapped");
                     }
