@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use strom_controller::{MetadataLog, MetadataRecord};
+use strom_controller::MetadataLog;
 use strom_log::{FileCache, Recovery};
+use strom_metadata::MetadataRecord;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};

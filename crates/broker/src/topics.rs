@@ -8,10 +8,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use kafka_protocol::error::ResponseError;
-use strom_controller::{
-    ClusterMetadata, MetadataLog, MetadataRecord, PartitionMetadata, TopicMetadata,
-};
+use strom_controller::{ControllerError, ErrorKind, MetadataLog};
 use strom_log::{FileCache, Recovery};
+use strom_metadata::{MetadataImage, MetadataRecord, PartitionMetadata, TopicMetadata};
 use uuid::Uuid;
 
 use crate::configs::{self, BrokerOverrides};
@@ -33,31 +32,35 @@ impl TopicError {
     }
 }
 
-/// Kafka's rules for topic names: 1 to 249 characters of `[a-zA-Z0-9._-]`,
-/// and not `.` or `..`.
+impl From<ControllerError> for TopicError {
+    fn from(refused: ControllerError) -> TopicError {
+        let error = match refused.kind {
+            ErrorKind::InvalidTopic => ResponseError::InvalidTopicException,
+            ErrorKind::TopicAlreadyExists => ResponseError::TopicAlreadyExists,
+            ErrorKind::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
+            ErrorKind::UnknownTopicId => ResponseError::UnknownTopicId,
+            ErrorKind::InvalidPartitions => ResponseError::InvalidPartitions,
+            ErrorKind::InvalidReplicationFactor => ResponseError::InvalidReplicationFactor,
+            ErrorKind::InvalidReplicaAssignment => ResponseError::InvalidReplicaAssignment,
+            ErrorKind::InvalidRequest => ResponseError::InvalidRequest,
+            ErrorKind::DuplicateBrokerRegistration => ResponseError::DuplicateBrokerRegistration,
+            ErrorKind::BrokerIdNotRegistered => ResponseError::BrokerIdNotRegistered,
+            ErrorKind::StaleBrokerEpoch => ResponseError::StaleBrokerEpoch,
+            ErrorKind::FencedLeaderEpoch => ResponseError::FencedLeaderEpoch,
+            ErrorKind::NotLeaderOrFollower => ResponseError::NotLeaderOrFollower,
+            ErrorKind::InvalidUpdateVersion => ResponseError::InvalidUpdateVersion,
+            ErrorKind::IneligibleReplica => ResponseError::IneligibleReplica,
+            ErrorKind::ElectionNotNeeded => ResponseError::ElectionNotNeeded,
+            ErrorKind::PreferredLeaderNotAvailable => ResponseError::PreferredLeaderNotAvailable,
+            ErrorKind::EligibleLeadersNotAvailable => ResponseError::EligibleLeadersNotAvailable,
+        };
+        TopicError::new(error, refused.message)
+    }
+}
+
+/// Kafka's rules for topic names (the controller's).
 pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
-    let invalid = |why: String| TopicError::new(ResponseError::InvalidTopicException, why);
-    if name.is_empty() {
-        return Err(invalid("topic name is empty".into()));
-    }
-    if name == "." || name == ".." {
-        return Err(invalid(format!("topic name cannot be '{name}'")));
-    }
-    if name.len() > 249 {
-        return Err(invalid(format!(
-            "topic name is {} characters long; the limit is 249",
-            name.len()
-        )));
-    }
-    if let Some(bad) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
-        return Err(invalid(format!(
-            "topic name '{name}' contains '{bad}'; use only letters, digits, '.', '_' and '-'"
-        )));
-    }
-    Ok(())
+    strom_controller::validate_topic_name(name).map_err(TopicError::from)
 }
 
 /// What a new topic should look like.
@@ -73,7 +76,7 @@ pub struct Topics {
     data_dir: std::path::PathBuf,
     files: FileCache,
     broker_configs: BrokerOverrides,
-    state: Mutex<(MetadataLog, ClusterMetadata)>,
+    state: Mutex<(MetadataLog, MetadataImage)>,
     /// The block of producer ids being handed out: (next, end).
     next_producer_id: Mutex<(i64, i64)>,
 }
@@ -85,7 +88,7 @@ impl Topics {
         files: FileCache,
         broker_configs: BrokerOverrides,
         log: MetadataLog,
-        metadata: ClusterMetadata,
+        metadata: MetadataImage,
     ) -> Topics {
         Topics {
             node_id,
@@ -97,7 +100,7 @@ impl Topics {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (MetadataLog, ClusterMetadata)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (MetadataLog, MetadataImage)> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -108,7 +111,7 @@ impl Topics {
         self.layered(&state.1)
     }
 
-    fn layered(&self, metadata: &ClusterMetadata) -> BrokerOverrides {
+    fn layered(&self, metadata: &MetadataImage) -> BrokerOverrides {
         BrokerOverrides {
             static_configs: self.broker_configs.static_configs.clone(),
             dynamic_default: metadata.default_broker_configs.clone(),
@@ -268,6 +271,8 @@ impl Topics {
             isr: vec![self.node_id],
             leader: self.node_id,
             leader_epoch: 0,
+            partition_epoch: 0,
+            eligible_leader_replicas: Vec::new(),
         }
     }
 
@@ -283,6 +288,7 @@ impl Topics {
             let start = state.1.next_producer_id.max(next.1);
             let record = MetadataRecord::ProducerIdsAllocated {
                 next: start + 1_000,
+                node_id: Some(self.node_id),
             };
             state
                 .0

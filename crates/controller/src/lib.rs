@@ -1,18 +1,30 @@
-//! Cluster metadata: which brokers, topics, partitions, leaders, replicas and
-//! configs exist.
+//! The controller: every decision about cluster metadata, and the log the
+//! decisions are kept in.
 //!
-//! The design is the one KRaft uses: metadata changes are records in a log
-//! ([`MetadataRecord`]), and the current metadata ([`ClusterMetadata`]) is
-//! the result of applying them in order. Applying is a pure function of the
-//! state and the record, so the same state machine can sit behind a Raft
-//! library once Strom runs as a multi-node cluster; today a single node keeps
-//! the log in a local file ([`MetadataLog`]) that it fsyncs before a change
-//! is acknowledged.
+//! Decisions are pure (Kafka's QuorumController managers, openraft's
+//! Engine): [`Controller`] takes a request and the time, checks it against
+//! the metadata image, and returns the reply together with the metadata
+//! records that carry it out ([`Decision`]). It places replicas, registers,
+//! fences and unfences brokers, elects leaders, accepts or refuses ISR
+//! changes and hands out producer-id blocks. Nothing here does I/O or reads
+//! a clock, so a seeded simulation can drive it.
 //!
-//! This crate knows nothing about Kafka requests or sockets.
+//! The runtime around it writes the records to the metadata log (today the
+//! local, fsynced [`MetadataLog`]), and every node applies the committed
+//! ones to its own image (`strom-metadata`).
 
+mod brokers;
+mod controller;
+mod error;
+pub mod invariants;
 mod log;
-mod state;
+mod partitions;
+mod placement;
+mod topics;
 
+pub use brokers::{Heartbeat, HeartbeatReply, ProducerIdBlock, Registration};
+pub use controller::{Controller, ControllerConfig, Decision};
+pub use error::{ControllerError, ErrorKind};
 pub use log::{MetadataLog, MetadataLogError};
-pub use state::{ClusterMetadata, MetadataRecord, PartitionMetadata, TopicMetadata};
+pub use partitions::{AlterPartition, ElectionType, IsrMember};
+pub use topics::{validate_topic_name, NewTopic, MAX_PARTITIONS};

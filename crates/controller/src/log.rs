@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use crate::state::{ClusterMetadata, MetadataRecord};
+use strom_metadata::{MetadataImage, MetadataRecord};
 
 #[derive(Debug, Error)]
 pub enum MetadataLogError {
@@ -45,7 +45,7 @@ fn decode(line: &str) -> Option<MetadataRecord> {
 
 impl MetadataLog {
     /// Opens the log at `path` (creating it) and replays it into a state.
-    pub fn open(path: &Path) -> Result<(MetadataLog, ClusterMetadata), MetadataLogError> {
+    pub fn open(path: &Path) -> Result<(MetadataLog, MetadataImage), MetadataLogError> {
         let io = |operation| {
             move |source| MetadataLogError::Io {
                 operation,
@@ -59,7 +59,7 @@ impl MetadataLog {
             .create(true)
             .open(path)
             .map_err(io("open"))?;
-        let mut state = ClusterMetadata::default();
+        let mut state = MetadataImage::default();
         let mut valid_bytes = 0u64;
         let mut lines = BufReader::new(&file).lines().enumerate().peekable();
         while let Some((number, line)) = lines.next() {

@@ -9,7 +9,7 @@ use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
-use strom_controller::TopicMetadata;
+use strom_metadata::TopicMetadata;
 use uuid::Uuid;
 
 use super::{str_bytes, topic_name};
