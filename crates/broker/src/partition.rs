@@ -97,6 +97,7 @@ impl Partition {
         let dir = partition_dir(data_dir, &topic, index);
         let now = now_ms();
         let mut log = Log::open(&dir, settings.log, files, recovery, now)?;
+        log.assign_leader_epoch(leader_epoch);
         // Producer state: the newest snapshot, then the batches after it.
         let (replay_from, mut producers) =
             producer_state::load_snapshot(&dir, log.log_end_offset(), now)
@@ -327,6 +328,7 @@ impl Partition {
     /// makes the snapshots and the active segments' aborted-transaction
     /// indexes durable.
     pub fn write_shutdown_snapshot(&self) -> Result<(), LogError> {
+        self.log().write_epoch_checkpoint()?;
         let producers = self.producers();
         let offset = self.log().log_end_offset();
         if self.aborted_index_incomplete.load(Ordering::Acquire)

@@ -692,3 +692,66 @@ fn a_partition_outside_the_transaction_is_refused_and_aborted_records_are_listed
         .collect();
     assert_eq!(aborted, vec![(id, before + 1)]);
 }
+
+fn end_offset_for_epoch(
+    client: &mut Client,
+    topic: &str,
+    leader_epoch: i32,
+    current_leader_epoch: i32,
+) -> (i16, i32, i64) {
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    let request = OffsetForLeaderEpochRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![OffsetForLeaderTopic::default()
+            .with_topic(topic_name(topic))
+            .with_partitions(vec![OffsetForLeaderPartition::default()
+                .with_partition(0)
+                .with_leader_epoch(leader_epoch)
+                .with_current_leader_epoch(current_leader_epoch)])]);
+    let response: OffsetForLeaderEpochResponse =
+        client.call(ApiKey::OffsetForLeaderEpoch, 4, &request);
+    let answer = &response.topics[0].partitions[0];
+    (answer.error_code, answer.leader_epoch, answer.end_offset)
+}
+
+#[test]
+fn offset_for_leader_epoch_answers_from_the_epoch_cache_across_restarts() {
+    let broker = Broker::start();
+    let mut client = broker.connect();
+    create_topic(&mut client, "epochs", 1);
+    produce(&mut client, "epochs", 0, &["a", "b", "c"]);
+    // The current epoch ends at the log end; a newer one is unknown (-1, -1).
+    assert_eq!(
+        end_offset_for_epoch(&mut client, "epochs", 0, -1),
+        (0, 0, 3)
+    );
+    assert_eq!(
+        end_offset_for_epoch(&mut client, "epochs", 7, -1),
+        (0, -1, -1)
+    );
+    // A client ahead of the broker's epoch is told the broker does not know it.
+    let unknown = end_offset_for_epoch(&mut client, "epochs", 0, 9).0;
+    assert_eq!(
+        unknown,
+        kafka_protocol::error::ResponseError::UnknownLeaderEpoch.code()
+    );
+
+    // After a clean restart the checkpoint answers; after a crash the
+    // batches do.
+    let broker = broker.restart(true);
+    assert!(broker.data_dir().join("epochs-0/leader-epochs").exists());
+    let mut client = broker.connect();
+    produce(&mut client, "epochs", 0, &["d"]);
+    assert_eq!(
+        end_offset_for_epoch(&mut client, "epochs", 0, -1),
+        (0, 0, 4)
+    );
+    let broker = broker.restart(false);
+    let mut client = broker.connect();
+    assert_eq!(
+        end_offset_for_epoch(&mut client, "epochs", 0, -1),
+        (0, 0, 4)
+    );
+}

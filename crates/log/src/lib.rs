@@ -25,6 +25,7 @@ pub mod cleaner;
 mod error;
 pub mod files;
 mod index;
+pub mod leader_epoch;
 mod log;
 mod reader;
 pub mod records;
@@ -34,6 +35,7 @@ mod txn_index;
 pub use check::{check_segment, SegmentCheck};
 pub use error::LogError;
 pub use files::FileCache;
+pub use leader_epoch::{EpochEntry, LeaderEpochCache};
 pub use log::{
     AppendInfo, AppendOptions, FlushTarget, Log, LogConfig, ReadSlice, Recovery, RetentionOutcome,
 };

@@ -15,6 +15,7 @@ use crate::batch::{self, BatchHeader, ControlType};
 use crate::cleaner::{self, CleanPlan, CleanerConfig, PlannedSegment};
 use crate::error::LogError;
 use crate::files::FileCache;
+use crate::leader_epoch::{self, LeaderEpochCache};
 use crate::segment::{self, Segment};
 use crate::txn_index::AbortedTxn;
 
@@ -115,6 +116,8 @@ pub struct Log {
     flushed_offset: i64,
     /// The oldest tombstone the last cleaning had to keep (in memory only).
     oldest_kept_tombstone_ms: Option<i64>,
+    /// Where each leader epoch began; see [`crate::leader_epoch`].
+    epochs: LeaderEpochCache,
 }
 
 fn sync_dir(dir: &Path) -> Result<(), LogError> {
@@ -187,6 +190,7 @@ impl Log {
             log_start_offset,
             flushed_offset: 0,
             oldest_kept_tombstone_ms: None,
+            epochs: LeaderEpochCache::default(),
         };
         log.flushed_offset = log.log_end_offset();
         let end = log.log_end_offset();
@@ -195,7 +199,76 @@ impl Log {
             log.log_start_offset = end;
             write_log_start_checkpoint(dir, end)?;
         }
+        log.recover_epochs()?;
         Ok(log)
+    }
+
+    /// Rebuilds the leader-epoch cache: the checkpoint's entries below the
+    /// log end, then the epochs of the batches it does not cover.
+    fn recover_epochs(&mut self) -> Result<(), LogError> {
+        let end = self.log_end_offset();
+        let first = self.first_segment_base_offset();
+        let (mut epochs, covered) = match LeaderEpochCache::load(&self.dir) {
+            Some((epochs, covered)) if covered <= end => (epochs, covered),
+            Some(_) => {
+                // Records the checkpoint covered are gone (they were never
+                // durable after all): nothing in it can be trusted.
+                tracing::warn!(log = %self.dir.display(), "leader epoch checkpoint covers records the log no longer has; rebuilding it");
+                let path = self.dir.join(leader_epoch::FILE_NAME);
+                std::fs::remove_file(&path).map_err(|e| LogError::io("remove", &path, e))?;
+                (LeaderEpochCache::default(), first)
+            }
+            None => (LeaderEpochCache::default(), first),
+        };
+        epochs.truncate_from_end(end);
+        self.for_each_batch_header(covered, |header, _| {
+            if header.partition_leader_epoch >= 0 {
+                epochs.assign(header.partition_leader_epoch, header.base_offset);
+            }
+        })?;
+        epochs.truncate_from_start(self.log_start_offset);
+        self.epochs = epochs;
+        Ok(())
+    }
+
+    /// The leader epochs this log has seen and where each began.
+    pub fn leader_epochs(&self) -> &LeaderEpochCache {
+        &self.epochs
+    }
+
+    /// Starts leader epoch `epoch` at the log end (a leader taking over);
+    /// batches it appends carry it.
+    pub fn assign_leader_epoch(&mut self, epoch: i32) {
+        let end = self.log_end_offset();
+        self.epochs.assign(epoch, end);
+    }
+
+    /// OffsetForLeaderEpoch: the largest epoch at or below `epoch` and the
+    /// offset where it ended (see [`LeaderEpochCache::end_offset_for`]).
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        self.epochs.end_offset_for(epoch, self.log_end_offset())
+    }
+
+    /// Writes the leader-epoch checkpoint covering the log up to its flushed
+    /// offset, without fsyncing it (clean shutdown, after the last flush,
+    /// makes it durable with everything else).
+    pub fn write_epoch_checkpoint(&self) -> Result<(), LogError> {
+        self.write_epochs(false)
+    }
+
+    fn write_epochs(&self, sync: bool) -> Result<(), LogError> {
+        let path = self.dir.join(leader_epoch::FILE_NAME);
+        let temporary = self.dir.join(format!("{}.tmp", leader_epoch::FILE_NAME));
+        // Covers only what is durable: a crash may take the rest, and the
+        // records written there next may carry other epochs.
+        let text = self.epochs.encode(self.flushed_offset);
+        std::fs::write(&temporary, text)
+            .and_then(|()| match sync {
+                true => File::open(&temporary)?.sync_all(),
+                false => Ok(()),
+            })
+            .map_err(|e| LogError::io("write", &temporary, e))?;
+        std::fs::rename(&temporary, &path).map_err(|e| LogError::io("rename", &path, e))
     }
 
     pub fn dir(&self) -> &Path {
@@ -280,6 +353,9 @@ impl Log {
         let header = BatchHeader::parse(bytes)?;
         debug_assert!(batch::validate(bytes, false).is_ok());
         self.maybe_roll(&header, options.now_ms)?;
+        if options.leader_epoch >= 0 {
+            self.epochs.assign(options.leader_epoch, base_offset);
+        }
         let interval = self.config.index_interval_bytes;
         let files = self.files.clone();
         self.active_mut().append(&files, bytes, &header, interval)?;
@@ -315,6 +391,8 @@ impl Log {
         }
         self.active_mut().seal(&files)?;
         self.flushed_offset = self.flushed_offset.max(next_offset);
+        // Covers the sealed segments, so a crash reads only the new one's headers.
+        self.write_epochs(true)?;
         let segment = Segment::create(&self.dir, next_offset, &files, now_ms)?;
         sync_dir(&self.dir)?;
         self.segments.insert(next_offset, segment);
@@ -514,7 +592,12 @@ impl Log {
             self.log_start_offset = end;
             write_log_start_checkpoint(&self.dir, end)?;
         }
-        Ok(())
+        // The checkpoint must neither name epochs the truncation removed nor
+        // cover offsets past the new end, or a restart would take them for
+        // the records written there next.
+        self.epochs.truncate_from_end(end);
+        self.write_epochs(true)?;
+        sync_dir(&self.dir)
     }
 
     /// Makes `offset` the log start offset (Kafka's DeleteRecords): records
@@ -533,6 +616,7 @@ impl Log {
         }
         write_log_start_checkpoint(&self.dir, offset)?;
         self.log_start_offset = offset;
+        self.epochs.truncate_from_start(offset);
         let bases: Vec<i64> = self.segments.keys().copied().collect();
         for pair in bases.windows(2) {
             // A segment is wholly below `offset` when the next one starts at or before it.
@@ -617,6 +701,7 @@ impl Log {
     fn advance_start_to(&mut self, offset: i64) -> Result<(), LogError> {
         if offset > self.log_start_offset {
             self.log_start_offset = offset;
+            self.epochs.truncate_from_start(offset);
             write_log_start_checkpoint(&self.dir, offset)?;
         }
         Ok(())

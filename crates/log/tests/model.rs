@@ -3,8 +3,8 @@
 //! Random sequences of appends, rolls, reopenings (clean and after a crash),
 //! truncations and damaged tails are applied to a real [`Log`] on disk and to
 //! a `Vec` of batches. After every step the log must agree with the model on
-//! its end offset, on what a read by offset returns and on what a lookup by
-//! timestamp finds.
+//! its end offset, on what a read by offset returns, on what a lookup by
+//! timestamp finds and on where each leader epoch began.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -22,6 +22,12 @@ enum Step {
         payload: usize,
     },
     Roll,
+    /// A new leader: later appends carry a higher epoch; with `assign`, the
+    /// leader starts its epoch before appending anything (it may never).
+    NewEpoch {
+        increase: i32,
+        assign: bool,
+    },
     Reopen {
         clean: bool,
     },
@@ -57,6 +63,7 @@ fn step() -> impl Strategy<Value = Step> {
         6 => (1i32..20, 0i64..1_000, 0usize..700)
             .prop_map(|(count, timestamp, payload)| Step::Append { count, timestamp, payload }),
         1 => Just(Step::Roll),
+        1 => (1i32..3, any::<bool>()).prop_map(|(increase, assign)| Step::NewEpoch { increase, assign }),
         1 => any::<bool>().prop_map(|clean| Step::Reopen { clean }),
         1 => (0u8..=100).prop_map(|keep_percent| Step::Truncate { keep_percent }),
         1 => (proptest::collection::vec(any::<u8>(), 1..100), any::<bool>())
@@ -84,6 +91,8 @@ struct Harness {
     model: Vec<Stored>,
     /// The model's log start offset.
     log_start: i64,
+    /// The leader epoch appends carry.
+    epoch: i32,
 }
 
 impl Harness {
@@ -120,6 +129,38 @@ impl Harness {
         assert_eq!(self.log().log_end_offset(), expected, "log end offset");
         let start = self.log_start.min(expected);
         assert_eq!(self.log().log_start_offset(), start, "log start offset");
+        self.check_epochs();
+    }
+
+    /// Where each epoch began, by the model: the first batch of each epoch,
+    /// the first entry moved up to the log start. Epochs that start at the
+    /// end (nothing written in them yet) are not derivable from the log and
+    /// are left out on both sides.
+    fn check_epochs(&mut self) {
+        let end = self.next_offset();
+        let start = self.log_start.min(end);
+        let mut expected: Vec<(i32, i64)> = Vec::new();
+        for stored in &self.model {
+            let epoch = stored.header.partition_leader_epoch;
+            if expected.last().is_none_or(|last| last.0 != epoch) {
+                expected.push((epoch, stored.header.base_offset));
+            }
+        }
+        let keep_from = expected.iter().rposition(|e| e.1 <= start).unwrap_or(0);
+        expected.drain(..keep_from);
+        if let Some(first) = expected.first_mut() {
+            first.1 = first.1.max(start);
+        }
+        expected.retain(|e| e.1 < end);
+        let actual: Vec<(i32, i64)> = self
+            .log()
+            .leader_epochs()
+            .entries()
+            .iter()
+            .map(|e| (e.epoch, e.start_offset))
+            .filter(|e| e.1 < end)
+            .collect();
+        assert_eq!(actual, expected, "leader epochs");
     }
 }
 
@@ -145,6 +186,7 @@ fn run(steps: Vec<Step>) {
         log: Some(log),
         model: Vec::new(),
         log_start: 0,
+        epoch: 0,
     };
     for step in steps {
         match step {
@@ -154,12 +196,13 @@ fn run(steps: Vec<Step>) {
                 payload,
             } => {
                 let mut bytes = testing::batch(count, timestamp, &vec![7u8; payload]);
+                let epoch = harness.epoch;
                 let info = harness
                     .log()
                     .append(
                         &mut bytes,
                         AppendOptions {
-                            leader_epoch: 3,
+                            leader_epoch: epoch,
                             log_append_time_ms: None,
                             now_ms: 0,
                         },
@@ -167,10 +210,20 @@ fn run(steps: Vec<Step>) {
                     .unwrap();
                 assert_eq!(info.base_offset, harness.next_offset());
                 let header = BatchHeader::parse(&bytes).unwrap();
-                assert_eq!(header.partition_leader_epoch, 3);
+                assert_eq!(header.partition_leader_epoch, epoch);
                 harness.model.push(Stored { bytes, header });
             }
             Step::Roll => harness.log().roll(0).unwrap(),
+            Step::NewEpoch { increase, assign } => {
+                harness.epoch += increase;
+                let epoch = harness.epoch;
+                if assign {
+                    harness.log().assign_leader_epoch(epoch);
+                    assert_eq!(harness.log().leader_epochs().latest_epoch(), Some(epoch));
+                    let end = harness.next_offset();
+                    assert_eq!(harness.log().end_offset_for_epoch(epoch), (epoch, end));
+                }
+            }
             Step::Reopen { clean } => {
                 if clean {
                     harness.log().flush().unwrap();

@@ -1,7 +1,7 @@
 //! OffsetForLeaderEpoch: the end offset of a leader epoch, which consumers
-//! use to detect log truncation after a leader change. Every partition has
-//! had one leader epoch so far, so the answer is the log end offset for the
-//! current epoch and "unknown" for epochs this broker never had.
+//! use to detect log truncation after a leader change and followers to find
+//! where their log forked from the leader's. Answered from the partition's
+//! leader-epoch cache (`strom_log::LeaderEpochCache`), as Kafka does.
 
 use std::sync::Arc;
 
@@ -45,13 +45,9 @@ pub async fn handle(
                     {
                         return result.with_error_code(ResponseError::FencedLeaderEpoch.code());
                     }
-                    if requested.leader_epoch == current {
-                        result
-                            .with_leader_epoch(current)
-                            .with_end_offset(partition.log_end_offset())
-                    } else {
-                        result
-                    }
+                    let (epoch, end_offset) =
+                        partition.log().end_offset_for_epoch(requested.leader_epoch);
+                    result.with_leader_epoch(epoch).with_end_offset(end_offset)
                 })
                 .collect();
             OffsetForLeaderTopicResult::default()
