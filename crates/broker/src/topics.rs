@@ -48,6 +48,7 @@ impl From<ControllerError> for TopicError {
             ErrorKind::StaleBrokerEpoch => ResponseError::StaleBrokerEpoch,
             ErrorKind::FencedLeaderEpoch => ResponseError::FencedLeaderEpoch,
             ErrorKind::NotLeaderOrFollower => ResponseError::NotLeaderOrFollower,
+            ErrorKind::NotController => ResponseError::NotController,
             ErrorKind::InvalidUpdateVersion => ResponseError::InvalidUpdateVersion,
             ErrorKind::IneligibleReplica => ResponseError::IneligibleReplica,
             ErrorKind::ElectionNotNeeded => ResponseError::ElectionNotNeeded,

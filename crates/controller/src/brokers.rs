@@ -27,6 +27,9 @@ pub struct Registration {
     pub incarnation_id: Uuid,
     pub endpoints: Vec<Endpoint>,
     pub rack: Option<String>,
+    /// The id of the broker's data directory (kept in the directory): a new
+    /// id means whatever the broker stored is gone.
+    pub directory_id: Uuid,
 }
 
 /// A broker's heartbeat (Kafka's BrokerHeartbeat).
@@ -59,23 +62,27 @@ pub struct ProducerIdBlock {
 
 impl Controller {
     /// Registers a broker process. A retry of the same incarnation gets the
-    /// same epoch back; a new incarnation is refused while the old one still
-    /// has a live session, and otherwise replaces it: the old incarnation's
-    /// ISR memberships and leaderships are withdrawn, since the new process
-    /// must earn them again under its new epoch.
+    /// same epoch back; a new incarnation is refused while the old one is
+    /// unfenced and its session lives, and otherwise replaces it: the old
+    /// incarnation's ISR memberships and leaderships are withdrawn, since the
+    /// new process must earn them again under its new epoch. One whose data
+    /// directory changed is no longer an eligible leader either.
     pub fn register_broker(
         &mut self,
         request: Registration,
         now_ms: i64,
     ) -> Result<Decision<i64>, ControllerError> {
+        let mut lost_data = false;
         if let Some(existing) = self.image.broker(request.node_id) {
             if existing.incarnation_id == request.incarnation_id {
+                let broker_epoch = existing.broker_epoch;
+                self.renew_session(request.node_id, broker_epoch, 0, now_ms);
                 return Ok(Decision {
-                    reply: existing.broker_epoch,
+                    reply: broker_epoch,
                     records: Vec::new(),
                 });
             }
-            if self.has_live_session(request.node_id, existing.broker_epoch, now_ms) {
+            if self.has_live_session(request.node_id, now_ms) {
                 return Err(ControllerError::new(
                     ErrorKind::DuplicateBrokerRegistration,
                     format!(
@@ -85,6 +92,7 @@ impl Controller {
                     ),
                 ));
             }
+            lost_data = existing.directory_id != request.directory_id;
         }
         let broker_epoch = self.image.last_broker_epoch + 1;
         let mut records = Vec::new();
@@ -96,17 +104,11 @@ impl Controller {
                 broker_epoch,
                 endpoints: request.endpoints,
                 rack: request.rack,
+                directory_id: request.directory_id,
             },
         );
-        self.withdraw_broker(request.node_id, &mut records);
-        self.sessions.insert(
-            request.node_id,
-            Session {
-                broker_epoch,
-                last_heartbeat_ms: now_ms,
-                shutdown_offset: None,
-            },
-        );
+        self.withdraw_broker(request.node_id, lost_data, &mut records);
+        self.renew_session(request.node_id, broker_epoch, 0, now_ms);
         Ok(Decision {
             reply: broker_epoch,
             records,
@@ -115,7 +117,9 @@ impl Controller {
 
     /// A heartbeat: renews the session, unfences a broker that has caught up
     /// with the metadata, and moves a broker asking to shut down out of
-    /// every ISR and leadership.
+    /// every ISR and leadership. Controlled shutdown is granted (and the
+    /// broker fenced) once every usable broker has applied the metadata up
+    /// to the last leadership move, so the new leaders know they lead.
     pub fn heartbeat(
         &mut self,
         request: Heartbeat,
@@ -124,26 +128,11 @@ impl Controller {
         let broker = self.current_broker(request.node_id, request.broker_epoch)?;
         let (node_id, broker_epoch) = (broker.node_id, broker.broker_epoch);
         let registered_at = broker.registered_at;
-        let shutdown_offset = self
-            .sessions
-            .get(&node_id)
-            .filter(|session| session.broker_epoch == broker_epoch)
-            .and_then(|session| session.shutdown_offset)
-            // A controller that took over from one that began the shutdown:
-            // the leadership moves are in the log it took over.
-            .or(broker.in_controlled_shutdown.then_some(self.image.applied));
-        self.sessions.insert(
-            node_id,
-            Session {
-                broker_epoch,
-                last_heartbeat_ms: now_ms,
-                shutdown_offset,
-            },
-        );
+        let (fenced, shutting_down) = (broker.fenced, broker.in_controlled_shutdown);
+        self.renew_session(node_id, broker_epoch, request.metadata_offset, now_ms);
         let mut records = Vec::new();
-        let broker = self.image.broker(node_id).expect("checked above");
         if request.want_shutdown {
-            if !broker.in_controlled_shutdown {
+            if !shutting_down && !fenced {
                 self.emit(
                     &mut records,
                     MetadataRecord::BrokerShuttingDown {
@@ -151,17 +140,19 @@ impl Controller {
                         broker_epoch,
                     },
                 );
-                self.withdraw_broker(node_id, &mut records);
-                let done_at = self.image.applied;
-                if let Some(session) = self.sessions.get_mut(&node_id) {
-                    session.shutdown_offset = Some(done_at);
-                }
+                self.withdraw_broker(node_id, false, &mut records);
             }
-        } else if request.want_fence {
-            if !broker.fenced {
+            let shutdown_offset = self.image.applied;
+            let session = self.sessions.get_mut(&node_id).expect("renewed above");
+            let shutdown_offset = *session.shutdown_offset.get_or_insert(shutdown_offset);
+            if shutting_down && !fenced && self.all_usable_applied(shutdown_offset) {
                 self.fence(node_id, broker_epoch, &mut records);
             }
-        } else if broker.fenced && request.metadata_offset > registered_at {
+        } else if request.want_fence {
+            if !fenced {
+                self.fence(node_id, broker_epoch, &mut records);
+            }
+        } else if fenced && !shutting_down && request.metadata_offset > registered_at {
             self.emit(
                 &mut records,
                 MetadataRecord::BrokerUnfenced {
@@ -172,21 +163,54 @@ impl Controller {
             self.elect_leaderless(&mut records);
         }
         let broker = self.image.broker(node_id).expect("checked above");
-        let shutdown_offset = self.sessions.get(&node_id).and_then(|s| s.shutdown_offset);
-        let should_shut_down = broker.in_controlled_shutdown
-            && (broker.fenced
-                || shutdown_offset.is_some_and(|offset| request.metadata_offset >= offset));
         Ok(Decision {
             reply: HeartbeatReply {
                 is_fenced: broker.fenced,
                 in_controlled_shutdown: broker.in_controlled_shutdown,
-                should_shut_down,
+                should_shut_down: broker.in_controlled_shutdown && broker.fenced,
             },
             records,
         })
     }
 
-    /// Removes a broker that left for good (Kafka's UnregisterBroker).
+    /// Whether every usable broker has told this controller it applied the
+    /// metadata up to `offset`. A broker that has not heartbeated to it yet
+    /// (after a failover) has not.
+    fn all_usable_applied(&self, offset: u64) -> bool {
+        self.image
+            .brokers
+            .values()
+            .filter(|broker| broker.is_usable())
+            .all(|broker| {
+                self.sessions.get(&broker.node_id).is_some_and(|session| {
+                    session.broker_epoch == broker.broker_epoch && session.metadata_offset >= offset
+                })
+            })
+    }
+
+    fn renew_session(
+        &mut self,
+        node_id: i32,
+        broker_epoch: i64,
+        metadata_offset: u64,
+        now_ms: i64,
+    ) {
+        let previous = self
+            .sessions
+            .get(&node_id)
+            .filter(|session| session.broker_epoch == broker_epoch);
+        let session = Session {
+            broker_epoch,
+            last_heartbeat_ms: now_ms,
+            metadata_offset: previous
+                .map_or(metadata_offset, |p| p.metadata_offset.max(metadata_offset)),
+            shutdown_offset: previous.and_then(|p| p.shutdown_offset),
+        };
+        self.sessions.insert(node_id, session);
+    }
+
+    /// Removes a broker that left for good (Kafka's UnregisterBroker): it is
+    /// taken out of every ISR and eligible-leader set first.
     pub fn unregister_broker(&mut self, node_id: i32) -> Result<Decision<()>, ControllerError> {
         let Some(broker) = self.image.broker(node_id) else {
             return Err(ControllerError::new(
@@ -197,8 +221,15 @@ impl Controller {
         let broker_epoch = broker.broker_epoch;
         let mut records = Vec::new();
         if !broker.fenced {
-            self.fence(node_id, broker_epoch, &mut records);
+            self.emit(
+                &mut records,
+                MetadataRecord::BrokerFenced {
+                    node_id,
+                    broker_epoch,
+                },
+            );
         }
+        self.withdraw_broker(node_id, true, &mut records);
         self.emit(
             &mut records,
             MetadataRecord::BrokerUnregistered {
@@ -235,25 +266,27 @@ impl Controller {
         })
     }
 
-    /// The broker's registration, if `broker_epoch` is its current epoch.
+    /// The broker's registration, if `broker_epoch` is its current epoch;
+    /// STALE_BROKER_EPOCH otherwise, also for an id not registered at all
+    /// (as Kafka's `checkBrokerEpoch`).
     fn current_broker(
         &self,
         node_id: i32,
         broker_epoch: i64,
     ) -> Result<&strom_metadata::BrokerRegistration, ControllerError> {
         match self.image.broker(node_id) {
-            None => Err(ControllerError::new(
-                ErrorKind::BrokerIdNotRegistered,
-                format!("broker {node_id} is not registered"),
-            )),
-            Some(broker) if broker.broker_epoch != broker_epoch => Err(ControllerError::new(
+            Some(broker) if broker.broker_epoch == broker_epoch => Ok(broker),
+            Some(broker) => Err(ControllerError::new(
                 ErrorKind::StaleBrokerEpoch,
                 format!(
                     "broker {node_id} is registered with epoch {}, not {broker_epoch}",
                     broker.broker_epoch
                 ),
             )),
-            Some(broker) => Ok(broker),
+            None => Err(ControllerError::new(
+                ErrorKind::StaleBrokerEpoch,
+                format!("broker {node_id} is not registered; register before heartbeating"),
+            )),
         }
     }
 
@@ -265,10 +298,12 @@ impl Controller {
                 broker_epoch,
             },
         );
-        self.withdraw_broker(node_id, records);
+        self.withdraw_broker(node_id, false, records);
     }
 
-    /// When the session of this broker epoch ends, if nothing renews it.
+    /// When the session of this broker epoch ends, if nothing renews it. A
+    /// broker that never heartbeated to this controller got a session when
+    /// the controller became active.
     pub(crate) fn session_expiry(&self, node_id: i32, broker_epoch: i64) -> i64 {
         let last = match self.sessions.get(&node_id) {
             Some(session) if session.broker_epoch == broker_epoch => session.last_heartbeat_ms,
@@ -277,11 +312,12 @@ impl Controller {
         last.saturating_add(self.config.session_timeout_ms)
     }
 
-    fn has_live_session(&self, node_id: i32, broker_epoch: i64, now_ms: i64) -> bool {
-        self.sessions
-            .get(&node_id)
-            .is_some_and(|session| session.broker_epoch == broker_epoch)
-            && now_ms < self.session_expiry(node_id, broker_epoch)
+    /// An unfenced registration whose session has not ended: another process
+    /// may not take its id.
+    fn has_live_session(&self, node_id: i32, now_ms: i64) -> bool {
+        self.image.broker(node_id).is_some_and(|broker| {
+            !broker.fenced && now_ms < self.session_expiry(node_id, broker.broker_epoch)
+        })
     }
 
     pub(crate) fn fence_expired(&mut self, now_ms: i64, records: &mut Vec<MetadataRecord>) {

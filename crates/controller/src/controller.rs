@@ -61,6 +61,8 @@ pub struct Decision<T> {
 pub(crate) struct Session {
     pub broker_epoch: i64,
     pub last_heartbeat_ms: i64,
+    /// The highest metadata offset the broker reported having applied.
+    pub metadata_offset: u64,
     /// In controlled shutdown: the metadata offset the broker must have
     /// applied (the end of its leadership moves) before it may exit.
     pub shutdown_offset: Option<u64>,

@@ -23,6 +23,8 @@ pub enum ErrorKind {
     FencedLeaderEpoch,
     /// An ISR change from a leader epoch the controller has not reached.
     NotLeaderOrFollower,
+    /// The request is ahead of this controller's metadata: ask the active one.
+    NotController,
     /// An ISR change based on a partition epoch that is no longer current.
     InvalidUpdateVersion,
     /// An ISR change that adds a fenced, shutting-down or restarted broker.

@@ -32,11 +32,22 @@ pub fn violations(image: &MetadataImage) -> Vec<String> {
                     partition.leader
                 ));
             }
-            if partition.isr.is_empty() == partition.eligible_leader_replicas.is_empty() {
+            if !partition.isr.is_empty() && !partition.eligible_leader_replicas.is_empty() {
                 broken.push(format!(
-                    "{at}: exactly one of the ISR {:?} and the eligible leaders {:?} must be empty",
+                    "{at}: the ISR {:?} and the eligible leaders {:?} are both set",
                     partition.isr, partition.eligible_leader_replicas
                 ));
+            }
+            for (name, members) in [
+                ("ISR", &partition.isr),
+                ("eligible leaders", &partition.eligible_leader_replicas),
+            ] {
+                let mut distinct = members.clone();
+                distinct.sort_unstable();
+                distinct.dedup();
+                if distinct.len() != members.len() {
+                    broken.push(format!("{at}: the {name} {members:?} repeat a broker"));
+                }
             }
             let mut replicas = partition.replicas.clone();
             replicas.sort_unstable();

@@ -61,12 +61,14 @@ enum Election {
 
 /// The record that moves a partition to `target_isr`, electing a leader if
 /// the current one may no longer lead; `None` when nothing changes. An empty
-/// target keeps the members the ISR had as its eligible leaders.
+/// target keeps the members the ISR had as its eligible leaders, less
+/// `forget` (a broker whose data is gone).
 fn partition_change(
     image: &MetadataImage,
     topic_id: Uuid,
     index: i32,
     target_isr: Vec<i32>,
+    forget: Option<i32>,
     election: Election,
     unclean: bool,
 ) -> Option<MetadataRecord> {
@@ -79,26 +81,28 @@ fn partition_change(
     } else {
         current.eligible_leader_replicas.clone()
     };
+    eligible.retain(|&member| Some(member) != forget);
     let in_sync = |node_id: i32, isr: &[i32]| image.is_usable(node_id) && isr.contains(&node_id);
     let preferred = current.replicas.first().copied().unwrap_or(NO_LEADER);
     let move_to_preferred =
         election == Election::Preferred && preferred != current.leader && in_sync(preferred, &isr);
-    let leader =
-        if in_sync(current.leader, &isr) && !move_to_preferred {
-            current.leader
-        } else if let Some(&leader) = current.replicas.iter().find(|&&r| in_sync(r, &isr)) {
-            leader
-        } else if let Some(&leader) = current.replicas.iter().find(|&&r| {
-            (isr.is_empty() && in_sync(r, &eligible)) || (unclean && image.is_usable(r))
-        }) {
-            // Out of the eligible leaders (clean), or any replica (unclean): it
-            // becomes the whole ISR.
-            isr = vec![leader];
-            eligible.clear();
-            leader
-        } else {
-            NO_LEADER
-        };
+    let first_replica =
+        |accept: &dyn Fn(i32) -> bool| current.replicas.iter().copied().find(|&r| accept(r));
+    let leader = if in_sync(current.leader, &isr) && !move_to_preferred {
+        current.leader
+    } else if let Some(leader) = first_replica(&|r| in_sync(r, &isr)) {
+        leader
+    } else if let Some(leader) = first_replica(&|r| isr.is_empty() && in_sync(r, &eligible))
+        .or_else(|| first_replica(&|r| unclean && image.is_usable(r)))
+    {
+        // Out of the eligible leaders (clean) or, only if none is back, any
+        // replica (unclean): it becomes the whole ISR.
+        isr = vec![leader];
+        eligible.clear();
+        leader
+    } else {
+        NO_LEADER
+    };
     assert!(leader == NO_LEADER || isr.contains(&leader));
     assert!(isr.is_empty() || eligible.is_empty());
     let leader_changed = leader != current.leader;
@@ -149,21 +153,39 @@ impl Controller {
         topic_id: Uuid,
         index: i32,
         target_isr: Vec<i32>,
+        forget: Option<i32>,
         election: Election,
     ) {
         let unclean = self.unclean_allowed(topic_id);
-        if let Some(record) =
-            partition_change(&self.image, topic_id, index, target_isr, election, unclean)
-        {
+        if let Some(record) = partition_change(
+            &self.image,
+            topic_id,
+            index,
+            target_isr,
+            forget,
+            election,
+            unclean,
+        ) {
             self.emit(records, record);
         }
     }
 
     /// Takes a broker that may no longer lead or follow (just fenced,
-    /// re-registered or shutting down) out of every ISR and leadership.
-    pub(crate) fn withdraw_broker(&mut self, node_id: i32, records: &mut Vec<MetadataRecord>) {
+    /// re-registered or shutting down) out of every ISR and leadership;
+    /// with `lost_data`, out of every eligible-leader set too.
+    pub(crate) fn withdraw_broker(
+        &mut self,
+        node_id: i32,
+        lost_data: bool,
+        records: &mut Vec<MetadataRecord>,
+    ) {
         debug_assert!(!self.image.is_usable(node_id));
-        let affected = self.partitions_where(|p| p.leader == node_id || p.isr.contains(&node_id));
+        let affected = self.partitions_where(|p| {
+            p.leader == node_id
+                || p.isr.contains(&node_id)
+                || (lost_data && p.eligible_leader_replicas.contains(&node_id))
+        });
+        let forget = lost_data.then_some(node_id);
         for (topic_id, index, partition) in affected {
             let isr: Vec<i32> = partition
                 .isr
@@ -171,7 +193,14 @@ impl Controller {
                 .copied()
                 .filter(|&member| member != node_id)
                 .collect();
-            self.change(records, topic_id, index, isr, Election::KeepIfAcceptable);
+            self.change(
+                records,
+                topic_id,
+                index,
+                isr,
+                forget,
+                Election::KeepIfAcceptable,
+            );
         }
     }
 
@@ -184,6 +213,7 @@ impl Controller {
                 topic_id,
                 index,
                 partition.isr,
+                None,
                 Election::KeepIfAcceptable,
             );
         }
@@ -199,7 +229,14 @@ impl Controller {
             })
         });
         for (topic_id, index, partition) in imbalanced {
-            self.change(records, topic_id, index, partition.isr, Election::Preferred);
+            self.change(
+                records,
+                topic_id,
+                index,
+                partition.isr,
+                None,
+                Election::Preferred,
+            );
         }
     }
 
@@ -241,20 +278,27 @@ impl Controller {
                 ),
             );
         };
+        // Kafka's order: a leader ahead of this controller looks for the
+        // current one (NOT_CONTROLLER); one behind is fenced.
+        if request.leader_epoch > current.leader_epoch
+            || request.partition_epoch > current.partition_epoch
+        {
+            return refuse(
+                ErrorKind::NotController,
+                format!(
+                    "leader epoch {} / partition epoch {} are newer than this controller's {} / {}",
+                    request.leader_epoch,
+                    request.partition_epoch,
+                    current.leader_epoch,
+                    current.partition_epoch
+                ),
+            );
+        }
         if request.leader_epoch < current.leader_epoch {
             return refuse(
                 ErrorKind::FencedLeaderEpoch,
                 format!(
                     "leader epoch {} is older than the partition's {}",
-                    request.leader_epoch, current.leader_epoch
-                ),
-            );
-        }
-        if request.leader_epoch > current.leader_epoch {
-            return refuse(
-                ErrorKind::NotLeaderOrFollower,
-                format!(
-                    "leader epoch {} is newer than the partition's {}",
                     request.leader_epoch, current.leader_epoch
                 ),
             );
@@ -268,7 +312,7 @@ impl Controller {
                 ),
             );
         }
-        if request.partition_epoch != current.partition_epoch {
+        if request.partition_epoch < current.partition_epoch {
             return refuse(
                 ErrorKind::InvalidUpdateVersion,
                 format!(
@@ -278,6 +322,19 @@ impl Controller {
             );
         }
         let new_isr: Vec<i32> = request.new_isr.iter().map(|m| m.node_id).collect();
+        let mut distinct = new_isr.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if distinct.len() != new_isr.len() || new_isr.iter().any(|m| !current.replicas.contains(m))
+        {
+            return refuse(
+                ErrorKind::InvalidRequest,
+                format!(
+                    "the new ISR {new_isr:?} repeats a broker or names one outside the replicas {:?}",
+                    current.replicas
+                ),
+            );
+        }
         if !new_isr.contains(&current.leader) {
             return refuse(
                 ErrorKind::InvalidRequest,
@@ -288,17 +345,16 @@ impl Controller {
             if current.isr.contains(&member.node_id) {
                 continue;
             }
-            let eligible = current.replicas.contains(&member.node_id)
-                && self.image.broker(member.node_id).is_some_and(|broker| {
-                    broker.is_usable()
-                        && (member.broker_epoch == -1 || member.broker_epoch == broker.broker_epoch)
-                });
+            let eligible = self.image.broker(member.node_id).is_some_and(|broker| {
+                broker.is_usable()
+                    && (member.broker_epoch == -1 || member.broker_epoch == broker.broker_epoch)
+            });
             if !eligible {
                 return refuse(
                     ErrorKind::IneligibleReplica,
                     format!(
-                        "broker {} may not join the ISR: it is not a replica, or is fenced, \
-                         shutting down or in another broker epoch",
+                        "broker {} may not join the ISR: it is fenced, shutting down or in \
+                         another broker epoch",
                         member.node_id
                     ),
                 );
@@ -310,6 +366,7 @@ impl Controller {
             request.topic_id,
             request.partition,
             new_isr,
+            None,
             Election::KeepIfAcceptable,
         );
         let reply = self
@@ -361,6 +418,7 @@ impl Controller {
                     topic_id,
                     partition,
                     current.isr,
+                    None,
                     Election::Preferred,
                 );
             }
@@ -377,6 +435,7 @@ impl Controller {
                     topic_id,
                     partition,
                     current.isr,
+                    None,
                     Election::KeepIfAcceptable,
                     unclean,
                 ) {

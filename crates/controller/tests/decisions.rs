@@ -29,6 +29,7 @@ fn registration(node_id: i32) -> Registration {
             port: 9000 + node_id as u16,
         }],
         rack: None,
+        directory_id: Uuid::from_u128(node_id as u128),
     }
 }
 
@@ -399,8 +400,104 @@ fn controlled_shutdown_moves_leadership_away_before_the_broker_may_exit() {
         assert_ne!(partition.leader, 1);
         assert!(!partition.isr.contains(&1));
     }
-    // Once it has applied the moves, it may go.
-    assert!(cluster.heartbeat_with(1, true).should_shut_down);
+    // Not before the new leaders know they lead...
+    assert!(!cluster.heartbeat_with(1, true).should_shut_down);
+    cluster.heartbeat(2);
+    assert!(!cluster.heartbeat_with(1, true).should_shut_down);
+    cluster.heartbeat(3);
+    // ...then it may go, fenced, so that its next incarnation may register
+    // at once.
+    let reply = cluster.heartbeat_with(1, true);
+    assert!(reply.should_shut_down && reply.is_fenced);
+    cluster.start(1);
+}
+
+#[test]
+fn a_new_controller_keeps_live_brokers_ids_their_own() {
+    let mut cluster = Cluster::new(&[1, 2]);
+    let id = cluster.create("orders", 1, 2);
+    // A controller failover: the new one has no sessions yet.
+    let image = cluster.controller.image().clone();
+    cluster.controller = Controller::new(cluster.controller.config().clone(), image, cluster.now);
+    let refused = cluster
+        .controller
+        .register_broker(registration(1), cluster.now)
+        .unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::DuplicateBrokerRegistration);
+    assert_eq!(cluster.partition(id, 0).isr, vec![1, 2]);
+    // Brokers that do not heartbeat to it are fenced a session later.
+    cluster.pass(SESSION_MS + 200, &[2]);
+    assert!(cluster.controller.image().broker(1).unwrap().fenced);
+}
+
+#[test]
+fn a_clean_eligible_leader_wins_over_an_unclean_candidate() {
+    let mut cluster = Cluster::new(&[1, 2, 3]);
+    let id = cluster.create("orders", 1, 3);
+    // Only 2 stays in sync, then everybody goes.
+    let shrink = cluster.alter(id, 1, &[1, 2]);
+    cluster.controller.alter_partition(shrink).unwrap();
+    cluster.pass(SESSION_MS + 200, &[2, 3]);
+    cluster.pass(SESSION_MS + 200, &[]);
+    assert_eq!(cluster.partition(id, 0).eligible_leader_replicas, vec![2]);
+    // 1, out of sync but first in replica order, comes back; then unclean
+    // election is allowed; then 2, which has every committed record.
+    cluster.start(1);
+    assert_eq!(cluster.partition(id, 0).leader, NO_LEADER);
+    cluster
+        .controller
+        .replace_topic_configs(
+            "orders",
+            BTreeMap::from([("unclean.leader.election.enable".into(), "true".into())]),
+            false,
+        )
+        .unwrap();
+    cluster.start(2);
+    let partition = cluster.partition(id, 0);
+    assert_eq!((partition.leader, partition.isr), (2, vec![2]));
+}
+
+#[test]
+fn a_broker_whose_data_directory_changed_is_no_longer_an_eligible_leader() {
+    let mut cluster = Cluster::new(&[1, 2]);
+    let id = cluster.create("orders", 1, 2);
+    let shrink = cluster.alter(id, 1, &[1]);
+    cluster.controller.alter_partition(shrink).unwrap();
+    cluster.pass(SESSION_MS + 200, &[2]);
+    assert_eq!(cluster.partition(id, 0).eligible_leader_replicas, vec![1]);
+    // Broker 1 comes back on a wiped disk: it holds nothing.
+    let mut wiped = registration(1);
+    wiped.directory_id = Uuid::new_v4();
+    let epoch = cluster
+        .controller
+        .register_broker(wiped, cluster.now)
+        .unwrap()
+        .reply;
+    cluster.epochs.insert(1, epoch);
+    cluster.check();
+    assert!(cluster.partition(id, 0).eligible_leader_replicas.is_empty());
+    cluster.heartbeat(1);
+    assert_eq!(
+        cluster.partition(id, 0).leader,
+        NO_LEADER,
+        "no clean leader is left"
+    );
+}
+
+#[test]
+fn an_isr_that_repeats_a_broker_or_names_a_stranger_is_invalid() {
+    let mut cluster = Cluster::new(&[1, 2, 3]);
+    let id = cluster.create("orders", 1, 2);
+    let leader = cluster.partition(id, 0).leader;
+    let other = cluster.partition(id, 0).replicas[1];
+    let stranger = (1..=3)
+        .find(|n| !cluster.partition(id, 0).replicas.contains(n))
+        .unwrap();
+    for isr in [vec![leader, other, other], vec![leader, stranger]] {
+        let request = cluster.alter(id, leader, &isr);
+        let refused = cluster.controller.alter_partition(request).unwrap_err();
+        assert_eq!(refused.kind, ErrorKind::InvalidRequest, "{isr:?}");
+    }
 }
 
 #[test]

@@ -26,6 +26,8 @@ pub struct BrokerRegistration {
     pub broker_epoch: i64,
     pub endpoints: Vec<Endpoint>,
     pub rack: Option<String>,
+    /// The id of the broker's data directory.
+    pub directory_id: Uuid,
     /// Fenced brokers lead nothing and are in no ISR.
     pub fenced: bool,
     /// In controlled shutdown: being moved out of ISRs and leaderships.
@@ -80,6 +82,7 @@ impl MetadataImage {
                 broker_epoch,
                 endpoints,
                 rack,
+                directory_id,
             } => {
                 self.last_broker_epoch = self.last_broker_epoch.max(*broker_epoch);
                 self.brokers.insert(
@@ -90,6 +93,7 @@ impl MetadataImage {
                         broker_epoch: *broker_epoch,
                         endpoints: endpoints.clone(),
                         rack: rack.clone(),
+                        directory_id: *directory_id,
                         fenced: true,
                         in_controlled_shutdown: false,
                         registered_at: offset,
@@ -337,6 +341,7 @@ mod tests {
             broker_epoch: epoch,
             endpoints: vec![],
             rack: None,
+            directory_id: Uuid::nil(),
         };
         state.apply(&register(5));
         assert!(state.broker(2).unwrap().fenced && !state.is_usable(2));

@@ -38,6 +38,10 @@ pub enum MetadataRecord {
         endpoints: Vec<Endpoint>,
         #[serde(default)]
         rack: Option<String>,
+        /// The data directory's own id: a registration with another one
+        /// has lost what the broker stored (a wiped or replaced disk).
+        #[serde(default)]
+        directory_id: Uuid,
     },
     /// The broker missed its session timeout (or asked to be fenced).
     BrokerFenced {
