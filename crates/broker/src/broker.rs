@@ -5,18 +5,21 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use strom_controller::MetadataLog;
+use strom_controller::{ControllerConfig, MetadataLog, Registration};
 use strom_log::{FileCache, Recovery};
-use strom_metadata::MetadataRecord;
+use strom_metadata::{Endpoint, MetadataRecord};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::config::{parse_listener, BrokerConfig};
+use crate::configs::BrokerOverrides;
 use crate::fetch_session::FetchSessionCache;
 use crate::flusher::{self, Flusher};
 use crate::partition::PartitionRegistry;
+use crate::quorum::MetadataQuorum;
+use crate::replica_manager::ReplicaManager;
 use crate::server;
 use crate::topics::Topics;
 
@@ -189,6 +192,22 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         Recovery::Unclean
     };
 
+    let address = format!("{listen_host}:{listen_port}");
+    let listener = TcpListener::bind((listen_host.as_str(), listen_port))
+        .await
+        .map_err(|source| StartError::Listen {
+            address: address.clone(),
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| StartError::Listen {
+        address: address.clone(),
+        source,
+    })?;
+    let (advertised_host, advertised_port) = match advertised {
+        Some((host, port)) => (host, port),
+        None => (listen_host.clone(), local_addr.port()),
+    };
+    let directory_id = directory_id(&data_dir, config.node_id)?;
     let metadata_dir = data_dir.join(METADATA_DIR);
     std::fs::create_dir_all(&metadata_dir).map_err(io_error(&metadata_dir))?;
     let (mut metadata_log, mut metadata) = MetadataLog::open(&metadata_dir.join("metadata.log"))?;
@@ -210,42 +229,59 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
     let open_files = config.overrides.get_i64("log.max.open.files").max(16) as usize;
     let (splice_files, sync_files) = (open_files / 8, (open_files / 8).min(MAX_FSYNCS_IN_FLIGHT));
     let files = FileCache::new(open_files - splice_files - sync_files);
-    let topics = Topics::new(
-        config.node_id,
-        data_dir.clone(),
-        files.clone(),
-        config.overrides.clone(),
+    // A quorum of one: this node is the controller too.
+    let quorum = MetadataQuorum::new(
+        controller_config(&config.overrides),
         metadata_log,
         metadata,
+        crate::partition::now_ms(),
+    );
+    let topics = Topics::new(
+        config.node_id,
+        config.overrides.clone(),
+        quorum,
+        ReplicaManager::new(config.node_id, data_dir.clone(), files.clone()),
     );
     let partitions = PartitionRegistry::default();
-    for topic in topics.all_topics() {
-        let opened =
-            topics
-                .open_partitions(&topic, recovery)
-                .map_err(|source| StartError::Log {
-                    topic: topic.name.clone(),
-                    source,
-                })?;
-        partitions.insert_topic(&topic.name, opened);
+    let registration = Registration {
+        node_id: config.node_id,
+        incarnation_id: uuid::Uuid::new_v4(),
+        endpoints: vec![Endpoint {
+            name: "PLAINTEXT".to_string(),
+            host: advertised_host.clone(),
+            port: advertised_port,
+        }],
+        rack: None,
+        directory_id,
+    };
+    topics
+        .register(registration, &partitions)
+        .map_err(|error| {
+            StartError::Config(format!(
+                "registering with the controller: {}",
+                error.message
+            ))
+        })?;
+    if let Some(foreign) = topics.all_topics().into_iter().find(|topic| {
+        topic
+            .partitions
+            .iter()
+            .any(|p| !p.replicas.contains(&config.node_id))
+    }) {
+        return Err(StartError::Config(format!(
+            "topic '{}' in {} is assigned to other brokers; start this data directory with the node id it was created with",
+            foreign.name,
+            data_dir.display()
+        )));
     }
+    topics
+        .open_partitions(&partitions, recovery)
+        .map_err(|failed| StartError::Log {
+            topic: failed.topic,
+            source: failed.source,
+        })?;
     remove_orphan_partition_dirs(&data_dir, &topics);
 
-    let address = format!("{listen_host}:{listen_port}");
-    let listener = TcpListener::bind((listen_host.as_str(), listen_port))
-        .await
-        .map_err(|source| StartError::Listen {
-            address: address.clone(),
-            source,
-        })?;
-    let local_addr = listener.local_addr().map_err(|source| StartError::Listen {
-        address: address.clone(),
-        source,
-    })?;
-    let (advertised_host, advertised_port) = match advertised {
-        Some((host, port)) => (host, port),
-        None => (listen_host.clone(), local_addr.port()),
-    };
     let request_memory_bytes = 256 * 1024 * 1024u32;
     let broker = Arc::new(Broker {
         advertised_host,
@@ -302,6 +338,12 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         "producer.id.expiration.check.interval.ms",
         expire_producer_ids,
     ));
+    tokio::spawn(periodically(
+        broker.clone(),
+        shutdown_receiver.clone(),
+        "broker.heartbeat.interval.ms",
+        heartbeat,
+    ));
     if broker
         .partitions
         .topic(crate::groups::OFFSETS_TOPIC)
@@ -340,6 +382,70 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
     })
 }
 
+/// The controller's settings, from the broker configs of the same names.
+fn controller_config(overrides: &BrokerOverrides) -> ControllerConfig {
+    ControllerConfig {
+        session_timeout_ms: overrides.get_i64("broker.session.timeout.ms"),
+        default_replication_factor: overrides.get_i64("default.replication.factor") as i16,
+        default_partitions: overrides.get_i64("num.partitions") as i32,
+        unclean_leader_election: overrides.get_bool("unclean.leader.election.enable"),
+        auto_leader_rebalance: overrides.get_bool("auto.leader.rebalance.enable"),
+        leader_imbalance_check_interval_ms: overrides
+            .get_i64("leader.imbalance.check.interval.seconds")
+            .saturating_mul(1000),
+        producer_id_block_size: 1_000,
+    }
+}
+
+const META_PROPERTIES: &str = "meta.properties";
+
+/// The data directory's id and owner, in `meta.properties` (Kafka's file and
+/// keys): created with a new id on first start; a directory another node id
+/// wrote is refused, since its partitions and registration are that node's.
+fn directory_id(data_dir: &Path, node_id: i32) -> Result<uuid::Uuid, StartError> {
+    let path = data_dir.join(META_PROPERTIES);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let value = |key: &str| {
+                text.lines()
+                    .filter_map(|line| line.split_once('='))
+                    .find(|(k, _)| k.trim() == key)
+                    .map(|(_, v)| v.trim().to_string())
+            };
+            let stored = value("node.id").and_then(|v| v.parse::<i32>().ok());
+            if stored.is_some_and(|stored| stored != node_id) {
+                return Err(StartError::Config(format!(
+                    "{} belongs to node {}, not {node_id}; start it with --node-id {} or pick another --data-dir",
+                    data_dir.display(),
+                    stored.unwrap_or_default(),
+                    stored.unwrap_or_default()
+                )));
+            }
+            value("directory.id")
+                .and_then(|v| uuid::Uuid::parse_str(&v).ok())
+                .ok_or_else(|| {
+                    StartError::Config(format!(
+                        "{} has no valid directory.id; restore it or remove the data directory",
+                        path.display()
+                    ))
+                })
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let id = uuid::Uuid::new_v4();
+            let temporary = data_dir.join(format!("{META_PROPERTIES}.tmp"));
+            let text =
+                format!("# written by strom\nversion=1\nnode.id={node_id}\ndirectory.id={id}\n");
+            std::fs::write(&temporary, text)
+                .and_then(|()| File::open(&temporary)?.sync_all())
+                .and_then(|()| std::fs::rename(&temporary, &path))
+                .map_err(io_error(&path))?;
+            sync_dir(data_dir)?;
+            Ok(id)
+        }
+        Err(error) => Err(io_error(&path)(error)),
+    }
+}
+
 /// Runs `pass` on a blocking thread every `interval_config` milliseconds
 /// (a broker config read once) until shutdown.
 async fn periodically(
@@ -358,6 +464,15 @@ async fn periodically(
         }
         let broker = broker.clone();
         let _ = tokio::task::spawn_blocking(move || pass(&broker)).await;
+    }
+}
+
+/// This broker's heartbeat to the controller, and the controller's
+/// periodic work (fencing brokers whose session ended, preferred leaders),
+/// every `broker.heartbeat.interval.ms`.
+fn heartbeat(broker: &Broker) {
+    if let Err(error) = broker.topics.heartbeat(&broker.partitions) {
+        tracing::warn!(message = %error.message, "heartbeat to the controller failed; retrying at the next interval");
     }
 }
 

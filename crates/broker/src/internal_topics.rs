@@ -34,9 +34,14 @@ async fn create_if_missing(
         return Ok(true);
     }
     let partitions = broker.config.overrides.get_i64(partitions_config).max(1) as i32;
+    // Kafka's rule for internal topics: three replicas where there are three
+    // brokers, fewer on smaller clusters.
+    let replication_factor = broker.topics.usable_brokers().clamp(1, 3) as i16;
     let topic = NewTopic {
         name: name.to_string(),
-        partitions,
+        partitions: Some(partitions),
+        replication_factor: Some(replication_factor),
+        assignments: Vec::new(),
         configs: BTreeMap::from([
             ("cleanup.policy".to_string(), "compact".to_string()),
             ("segment.bytes".to_string(), "104857600".to_string()),

@@ -5,8 +5,11 @@
 //! * [`protocol`]: request routing, version checks, response encoding, all
 //!   through the `kafka-protocol` crate's generated codecs;
 //! * [`handlers`]: one module per Kafka API;
-//! * [`partition`], [`flusher`], [`fetch_session`], [`topics`]: the state the
-//!   handlers work on, which knows nothing about sockets;
+//! * [`partition`], [`flusher`], [`fetch_session`]: the state the handlers
+//!   work on, which knows nothing about sockets;
+//! * [`topics`], [`quorum`], [`replica_manager`]: metadata changes, decided
+//!   by the controller, committed by the quorum, applied to this node's
+//!   partitions;
 //! * [`groups`] and [`transactions`]: the runtimes around the coordinators'
 //!   state machines, keeping their state in [`internal_topics`];
 //! * `strom-log` below, for storage; `strom-controller` for metadata.
@@ -27,6 +30,8 @@ pub mod internal_topics;
 pub mod partition;
 pub mod producer_state;
 pub mod protocol;
+pub mod quorum;
+pub mod replica_manager;
 pub mod response;
 pub mod server;
 pub mod topics;

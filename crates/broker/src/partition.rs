@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use kafka_protocol::error::ResponseError;
@@ -42,7 +42,10 @@ pub struct Partition {
     pub topic: String,
     pub topic_id: Uuid,
     pub index: i32,
-    pub leader_epoch: i32,
+    /// The partition's current leader epoch, from the committed metadata.
+    leader_epoch: AtomicI32,
+    /// This node leads the partition (else it is led elsewhere or by nobody).
+    is_leader: AtomicBool,
     dir: PathBuf,
     log: Mutex<Log>,
     /// Idempotent producers' sequences; locked before `log` when both are.
@@ -117,7 +120,8 @@ impl Partition {
             topic,
             topic_id,
             index,
-            leader_epoch,
+            leader_epoch: AtomicI32::new(leader_epoch),
+            is_leader: AtomicBool::new(true),
             dir,
             log: Mutex::new(log),
             producers: Mutex::new(producers),
@@ -139,6 +143,30 @@ impl Partition {
         self.log
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch.load(Ordering::Acquire)
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.is_leader.load(Ordering::Acquire)
+    }
+
+    /// Takes the committed leadership: the leader epoch, and whether this
+    /// node leads. A leader starts its epoch in the log's epoch cache, so
+    /// OffsetForLeaderEpoch answers for it before anything is written in it.
+    pub fn set_leader_epoch(&self, epoch: i32, is_leader: bool) {
+        // Under the log's lock, so an append stamps either the old epoch
+        // before the cache learns the new one or the new one after.
+        let mut log = self.log();
+        let current = self.leader_epoch.load(Ordering::Acquire);
+        assert!(epoch >= current, "leader epoch {epoch} after {current}");
+        self.leader_epoch.store(epoch, Ordering::Release);
+        self.is_leader.store(is_leader, Ordering::Release);
+        if is_leader {
+            log.assign_leader_epoch(epoch);
+        }
     }
 
     pub fn high_watermark(&self) -> i64 {
@@ -278,13 +306,15 @@ impl Partition {
         marker: Option<ControlType>,
     ) -> Result<AppendInfo, LogError> {
         let now = now_ms();
-        let options = AppendOptions {
-            leader_epoch: self.leader_epoch,
-            log_append_time_ms: self.settings().log_append_time.then_some(now),
-            now_ms: now,
-        };
+        let log_append_time_ms = self.settings().log_append_time.then_some(now);
         let (info, snapshot) = {
             let mut log = self.log();
+            // Read under the log's lock, which leadership changes take too.
+            let options = AppendOptions {
+                leader_epoch: self.leader_epoch(),
+                log_append_time_ms,
+                now_ms: now,
+            };
             let (info, snapshot) = append_with_snapshot(&mut log, &producers, batch, options)?;
             let ended = producers.record(&info.header, marker, now);
             // The batch is in the log: the watermarks move even if the

@@ -1,20 +1,27 @@
-//! Creating, deleting and reconfiguring topics: checks a change, writes it to
-//! the metadata log, applies it, and opens or removes the partition logs.
-//!
-//! Every change goes through one lock, so the metadata log's order is the
-//! order in which changes took effect.
+//! The broker's side of metadata changes: checks what only the broker can
+//! check (config values against their definitions), has the controller
+//! decide (through the [`MetadataQuorum`]), and applies what was committed
+//! to this node's partitions (through the [`ReplicaManager`]). Also this
+//! broker's own lifecycle towards the controller: registration and
+//! heartbeats.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Mutex;
 
 use kafka_protocol::error::ResponseError;
-use strom_controller::{ControllerError, ErrorKind, MetadataLog};
-use strom_log::{FileCache, Recovery};
-use strom_metadata::{MetadataImage, MetadataRecord, PartitionMetadata, TopicMetadata};
+use strom_controller::{
+    Controller, ControllerError, Decision, ErrorKind, Heartbeat, HeartbeatReply, Registration,
+};
+use strom_metadata::{MetadataImage, TopicMetadata};
 use uuid::Uuid;
 
 use crate::configs::{self, BrokerOverrides};
-use crate::partition::{Partition, PartitionIdentity, PartitionRegistry};
+use crate::partition::{now_ms, PartitionRegistry};
+use crate::quorum::{Committed, DecideError, MetadataQuorum};
+use crate::replica_manager::ReplicaManager;
+
+pub use strom_controller::NewTopic;
 
 /// A refused metadata change: the Kafka error and a message for the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,20 +71,13 @@ pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
     strom_controller::validate_topic_name(name).map_err(TopicError::from)
 }
 
-/// What a new topic should look like.
-#[derive(Debug, Clone)]
-pub struct NewTopic {
-    pub name: String,
-    pub partitions: i32,
-    pub configs: BTreeMap<String, String>,
-}
-
 pub struct Topics {
     node_id: i32,
-    data_dir: std::path::PathBuf,
-    files: FileCache,
     broker_configs: BrokerOverrides,
-    state: Mutex<(MetadataLog, MetadataImage)>,
+    quorum: MetadataQuorum,
+    replicas: ReplicaManager,
+    /// This broker's epoch, from its registration (0 before it).
+    broker_epoch: AtomicI64,
     /// The block of producer ids being handed out: (next, end).
     next_producer_id: Mutex<(i64, i64)>,
 }
@@ -85,31 +85,105 @@ pub struct Topics {
 impl Topics {
     pub fn new(
         node_id: i32,
-        data_dir: std::path::PathBuf,
-        files: FileCache,
         broker_configs: BrokerOverrides,
-        log: MetadataLog,
-        metadata: MetadataImage,
+        quorum: MetadataQuorum,
+        replicas: ReplicaManager,
     ) -> Topics {
         Topics {
             node_id,
-            data_dir,
-            files,
             broker_configs,
-            state: Mutex::new((log, metadata)),
+            quorum,
+            replicas,
+            broker_epoch: AtomicI64::new(0),
             next_producer_id: Mutex::new((0, 0)),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (MetadataLog, MetadataImage)> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    /// Runs a controller decision, then applies what it committed to this
+    /// node's partitions.
+    fn decide<T>(
+        &self,
+        registry: &PartitionRegistry,
+        decision: impl FnOnce(&mut Controller, i64) -> Result<Decision<T>, ControllerError>,
+    ) -> Result<T, TopicError> {
+        let Committed { reply, records } =
+            self.quorum
+                .decide(now_ms(), decision)
+                .map_err(|error| match error {
+                    DecideError::Refused(refused) => TopicError::from(refused),
+                    DecideError::Storage(error) => storage_error(error),
+                })?;
+        if !records.is_empty() {
+            let (image, configs) = self
+                .quorum
+                .read(|image| (image.clone(), self.layered(image)));
+            self.replicas
+                .apply(&records, &image, &configs, registry)
+                .map_err(|failed| storage_error(failed.source))?;
+        }
+        Ok(reply)
+    }
+
+    /// Registers this broker process with the controller and, once it has
+    /// the metadata (in-process, at once), asks to be unfenced. Returns the
+    /// broker epoch.
+    pub fn register(
+        &self,
+        registration: Registration,
+        registry: &PartitionRegistry,
+    ) -> Result<i64, TopicError> {
+        let epoch = self.decide(registry, |controller, now| {
+            controller.register_broker(registration, now)
+        })?;
+        self.broker_epoch.store(epoch, Ordering::Release);
+        let reply = self.heartbeat(registry)?;
+        if reply.is_fenced {
+            return Err(TopicError::new(
+                ResponseError::BrokerIdNotRegistered,
+                "the controller did not unfence this broker",
+            ));
+        }
+        Ok(epoch)
+    }
+
+    /// One heartbeat of this broker, then the controller's periodic work
+    /// (the controller is in this process).
+    pub fn heartbeat(&self, registry: &PartitionRegistry) -> Result<HeartbeatReply, TopicError> {
+        let request = Heartbeat {
+            node_id: self.node_id,
+            broker_epoch: self.broker_epoch.load(Ordering::Acquire),
+            metadata_offset: self.quorum.read(|image| image.applied),
+            want_fence: false,
+            want_shutdown: false,
+        };
+        let reply = self.decide(registry, |controller, now| {
+            controller.heartbeat(request, now)
+        })?;
+        self.decide(registry, |controller, now| {
+            Ok(Decision {
+                reply: (),
+                records: controller.tick(now),
+            })
+        })?;
+        Ok(reply)
+    }
+
+    /// Opens every partition of this node at startup.
+    pub fn open_partitions(
+        &self,
+        registry: &PartitionRegistry,
+        recovery: strom_log::Recovery,
+    ) -> Result<(), crate::replica_manager::ApplyError> {
+        let (image, configs) = self
+            .quorum
+            .read(|image| (image.clone(), self.layered(image)));
+        self.replicas.open_all(&image, &configs, registry, recovery)
     }
 
     /// Broker configs as they are now: static ones with the dynamic layers
     /// from the metadata log on top.
     pub fn configs(&self) -> BrokerOverrides {
-        let state = self.lock();
-        self.layered(&state.1)
+        self.quorum.read(|image| self.layered(image))
     }
 
     fn layered(&self, metadata: &MetadataImage) -> BrokerOverrides {
@@ -136,27 +210,13 @@ impl Topics {
     ) -> Result<(), TopicError> {
         configs::validate_topic_configs(&configs)
             .map_err(|message| TopicError::new(ResponseError::InvalidConfig, message))?;
-        let mut state = self.lock();
-        if !state.1.topics.contains_key(name) {
-            return Err(unknown_topic(name));
+        let logged = configs.clone();
+        self.decide(registry, |controller, _| {
+            controller.replace_topic_configs(name, configs, validate_only)
+        })?;
+        if !validate_only {
+            tracing::info!(topic = %name, configs = ?logged, "changed topic configs");
         }
-        if validate_only {
-            return Ok(());
-        }
-        let record = MetadataRecord::TopicConfigsReplaced {
-            name: name.to_string(),
-            configs,
-        };
-        state
-            .0
-            .append(std::slice::from_ref(&record))
-            .map_err(storage_error)?;
-        state.1.apply(&record);
-        let broker_configs = self.layered(&state.1);
-        let topic = state.1.topics[name].clone();
-        drop(state);
-        refresh_settings(&broker_configs, &topic, registry);
-        tracing::info!(topic = %name, configs = ?topic.configs, "changed topic configs");
         Ok(())
     }
 
@@ -192,22 +252,10 @@ impl Topics {
         if validate_only {
             return Ok(());
         }
-        let record = MetadataRecord::BrokerConfigsReplaced {
-            node_id: for_node.then_some(self.node_id),
-            configs,
-        };
-        let mut state = self.lock();
-        state
-            .0
-            .append(std::slice::from_ref(&record))
-            .map_err(storage_error)?;
-        state.1.apply(&record);
-        let broker_configs = self.layered(&state.1);
-        let topics: Vec<TopicMetadata> = state.1.topics.values().cloned().collect();
-        drop(state);
-        for topic in &topics {
-            refresh_settings(&broker_configs, topic, registry);
-        }
+        let node_id = for_node.then_some(self.node_id);
+        self.decide(registry, |controller, _| {
+            Ok(controller.replace_broker_configs(node_id, configs))
+        })?;
         tracing::info!("changed dynamic broker configs");
         Ok(())
     }
@@ -220,83 +268,28 @@ impl Topics {
         validate_only: bool,
         registry: &PartitionRegistry,
     ) -> Result<(), TopicError> {
-        let mut state = self.lock();
-        let Some(topic) = state.1.topics.get(name).cloned() else {
-            return Err(unknown_topic(name));
-        };
-        let current = topic.partitions.len() as i32;
-        if total <= current {
-            return Err(TopicError::new(
-                ResponseError::InvalidPartitions,
-                format!("topic '{name}' has {current} partitions; the new count must be higher, not {total}"),
-            ));
+        self.decide(registry, |controller, _| {
+            controller.add_partitions(name, total, &[], validate_only)
+        })?;
+        if !validate_only {
+            tracing::info!(topic = %name, partitions = total, "added partitions");
         }
-        if total > 100_000 {
-            return Err(TopicError::new(
-                ResponseError::InvalidPartitions,
-                format!("{total} partitions is more than the 100000 one topic may have"),
-            ));
-        }
-        if validate_only {
-            return Ok(());
-        }
-        let record = MetadataRecord::PartitionsAdded {
-            name: name.to_string(),
-            partitions: (current..total).map(|_| self.new_partition()).collect(),
-        };
-        state
-            .0
-            .append(std::slice::from_ref(&record))
-            .map_err(storage_error)?;
-        state.1.apply(&record);
-        let topic = state.1.topics[name].clone();
-        let broker_configs = self.layered(&state.1);
-        drop(state);
-        let existing = registry
-            .topic(name)
-            .map(|partitions| partitions.to_vec())
-            .unwrap_or_default();
-        let mut partitions = existing;
-        let opened = self
-            .open_partitions_from(&topic, partitions.len(), &broker_configs, Recovery::Clean)
-            .map_err(storage_error)?;
-        partitions.extend(opened);
-        registry.insert_topic(name, partitions);
-        tracing::info!(topic = %name, partitions = total, "added partitions");
         Ok(())
     }
 
-    fn new_partition(&self) -> PartitionMetadata {
-        PartitionMetadata {
-            replicas: vec![self.node_id],
-            isr: vec![self.node_id],
-            leader: self.node_id,
-            leader_epoch: 0,
-            partition_epoch: 0,
-            eligible_leader_replicas: Vec::new(),
-        }
-    }
-
-    /// A new producer id for an idempotent producer. Ids are reserved in
-    /// blocks of 1,000 in the metadata log, so a restart never reuses one.
-    pub fn allocate_producer_id(&self) -> Result<i64, TopicError> {
-        let mut state = self.lock();
+    /// A new producer id for an idempotent producer. Ids come in blocks the
+    /// controller hands out and records, so a restart never reuses one.
+    pub fn allocate_producer_id(&self, registry: &PartitionRegistry) -> Result<i64, TopicError> {
         let mut next = self
             .next_producer_id
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         if next.0 >= next.1 {
-            let start = state.1.next_producer_id.max(next.1);
-            let record = MetadataRecord::ProducerIdsAllocated {
-                next: start + 1_000,
-                node_id: Some(self.node_id),
-            };
-            state
-                .0
-                .append(std::slice::from_ref(&record))
-                .map_err(storage_error)?;
-            state.1.apply(&record);
-            *next = (start, start + 1_000);
+            let (node_id, epoch) = (self.node_id, self.broker_epoch.load(Ordering::Acquire));
+            let block = self.decide(registry, |controller, _| {
+                controller.allocate_producer_ids(node_id, epoch)
+            })?;
+            *next = (block.first, block.first + block.size);
         }
         let id = next.0;
         next.0 += 1;
@@ -305,221 +298,87 @@ impl Topics {
 
     /// A copy of the current metadata of one topic.
     pub fn topic(&self, name: &str) -> Option<TopicMetadata> {
-        self.lock().1.topics.get(name).cloned()
+        self.quorum.read(|image| image.topics.get(name).cloned())
     }
 
     pub fn topic_by_id(&self, topic_id: Uuid) -> Option<TopicMetadata> {
-        self.lock().1.topic_by_id(topic_id).cloned()
+        self.quorum
+            .read(|image| image.topic_by_id(topic_id).cloned())
     }
 
     /// The name of the topic with this id, without copying its metadata
     /// (requests that name topics by id ask this on every call).
     pub fn topic_name_by_id(&self, topic_id: Uuid) -> Option<String> {
-        self.lock()
-            .1
-            .topic_by_id(topic_id)
-            .map(|topic| topic.name.clone())
+        self.quorum
+            .read(|image| image.topic_by_id(topic_id).map(|topic| topic.name.clone()))
     }
 
     /// Partitions per topic, without copying any topic's metadata.
     pub fn partition_counts(&self) -> std::collections::HashMap<String, usize> {
-        self.lock()
-            .1
-            .topics
-            .iter()
-            .map(|(name, topic)| (name.clone(), topic.partitions.len()))
-            .collect()
+        self.quorum.read(|image| {
+            image
+                .topics
+                .iter()
+                .map(|(name, topic)| (name.clone(), topic.partitions.len()))
+                .collect()
+        })
     }
 
     pub fn all_topics(&self) -> Vec<TopicMetadata> {
-        self.lock().1.topics.values().cloned().collect()
+        self.quorum
+            .read(|image| image.topics.values().cloned().collect())
     }
 
     pub fn cluster_id(&self) -> String {
-        self.lock().1.cluster_id.clone().unwrap_or_default()
+        self.quorum
+            .read(|image| image.cluster_id.clone().unwrap_or_default())
+    }
+
+    /// Brokers that may lead and follow now.
+    pub fn usable_brokers(&self) -> usize {
+        self.quorum
+            .read(|image| image.brokers.values().filter(|b| b.is_usable()).count())
     }
 
     /// Checks a new topic without creating it (CreateTopics validate_only).
-    pub fn check_new_topic(&self, topic: &NewTopic) -> Result<(), TopicError> {
-        validate_topic_name(&topic.name)?;
-        if topic.partitions < 1 {
-            return Err(TopicError::new(
-                ResponseError::InvalidPartitions,
-                format!(
-                    "a topic needs at least 1 partition, not {}",
-                    topic.partitions
-                ),
-            ));
-        }
-        if topic.partitions > 100_000 {
-            return Err(TopicError::new(
-                ResponseError::InvalidPartitions,
-                format!(
-                    "{} partitions is more than the 100000 one topic may have",
-                    topic.partitions
-                ),
-            ));
-        }
+    pub fn check_new_topic(
+        &self,
+        topic: &NewTopic,
+        registry: &PartitionRegistry,
+    ) -> Result<TopicMetadata, TopicError> {
         configs::validate_topic_configs(&topic.configs)
             .map_err(|message| TopicError::new(ResponseError::InvalidConfig, message))?;
-        let state = self.lock();
-        if state.1.topics.contains_key(&topic.name) {
-            return Err(TopicError::new(
-                ResponseError::TopicAlreadyExists,
-                format!("topic '{}' already exists", topic.name),
-            ));
-        }
-        // Kafka refuses names that collide once '.' and '_' are treated alike
-        // (they map to the same metric names).
-        let normalized = topic.name.replace('.', "_");
-        if let Some(existing) = state
-            .1
-            .topics
-            .keys()
-            .find(|existing| existing.replace('.', "_") == normalized)
-        {
-            return Err(TopicError::new(
-                ResponseError::InvalidTopicException,
-                format!(
-                    "topic '{}' collides with existing topic '{existing}' ('.' and '_' are treated alike)",
-                    topic.name
-                ),
-            ));
-        }
-        Ok(())
+        let topic = topic.clone();
+        self.decide(registry, |controller, _| {
+            controller.create_topic(topic, true)
+        })
     }
 
-    /// Creates a topic: metadata record first (durable), then its partition logs.
+    /// Creates a topic: the controller places it, the record is committed,
+    /// then this node opens its partitions.
     pub fn create(
         &self,
         topic: NewTopic,
         registry: &PartitionRegistry,
     ) -> Result<TopicMetadata, TopicError> {
-        self.check_new_topic(&topic)?;
-        let mut state = self.lock();
-        if state.1.topics.contains_key(&topic.name) {
-            return Err(TopicError::new(
-                ResponseError::TopicAlreadyExists,
-                format!("topic '{}' already exists", topic.name),
-            ));
-        }
-        let record = MetadataRecord::TopicCreated {
-            name: topic.name.clone(),
-            topic_id: Uuid::new_v4(),
-            partitions: (0..topic.partitions)
-                .map(|_| self.new_partition())
-                .collect(),
-            configs: topic.configs.clone(),
-        };
-        state
-            .0
-            .append(std::slice::from_ref(&record))
-            .map_err(storage_error)?;
-        state.1.apply(&record);
-        let metadata = state.1.topics[&topic.name].clone();
-        drop(state);
-        let partitions = self
-            .open_partitions(&metadata, Recovery::Clean)
-            .map_err(storage_error)?;
-        registry.insert_topic(&metadata.name, partitions);
+        configs::validate_topic_configs(&topic.configs)
+            .map_err(|message| TopicError::new(ResponseError::InvalidConfig, message))?;
+        let metadata = self.decide(registry, |controller, _| {
+            controller.create_topic(topic, false)
+        })?;
         tracing::info!(topic = %metadata.name, partitions = metadata.partitions.len(), "created topic");
         Ok(metadata)
     }
 
-    /// Opens (recovering as told) every partition log of a topic.
-    pub fn open_partitions(
-        &self,
-        topic: &TopicMetadata,
-        recovery: Recovery,
-    ) -> Result<Vec<Arc<Partition>>, strom_log::LogError> {
-        let broker_configs = self.configs();
-        self.open_partitions_from(topic, 0, &broker_configs, recovery)
-    }
-
-    fn open_partitions_from(
-        &self,
-        topic: &TopicMetadata,
-        first: usize,
-        broker_configs: &BrokerOverrides,
-        recovery: Recovery,
-    ) -> Result<Vec<Arc<Partition>>, strom_log::LogError> {
-        let settings = broker_configs.topic_settings(&topic.configs);
-        topic
-            .partitions
-            .iter()
-            .enumerate()
-            .skip(first)
-            .map(|(index, partition)| {
-                let identity = PartitionIdentity {
-                    topic: topic.name.clone(),
-                    topic_id: topic.topic_id,
-                    index: index as i32,
-                    leader_epoch: partition.leader_epoch,
-                };
-                Partition::open(
-                    &self.data_dir,
-                    identity,
-                    settings,
-                    self.files.clone(),
-                    recovery,
-                )
-                .map(Arc::new)
-            })
-            .collect()
-    }
-
-    /// Deletes a topic: metadata record first, then the partition logs.
+    /// Deletes a topic: the record is committed, then its partitions go.
     pub fn delete(
         &self,
         name: &str,
         registry: &PartitionRegistry,
     ) -> Result<TopicMetadata, TopicError> {
-        let mut state = self.lock();
-        let Some(metadata) = state.1.topics.get(name).cloned() else {
-            return Err(unknown_topic(name));
-        };
-        let record = MetadataRecord::TopicDeleted {
-            name: name.to_string(),
-        };
-        state
-            .0
-            .append(std::slice::from_ref(&record))
-            .map_err(storage_error)?;
-        state.1.apply(&record);
-        drop(state);
-        if let Some(partitions) = registry.remove_topic(name) {
-            for partition in partitions.iter() {
-                // Readers holding the partition keep their open files; the
-                // directory goes now.
-                let mut log = partition.log();
-                if let Err(error) = log.delete() {
-                    tracing::warn!(dir = %log.dir().display(), %error, "could not remove partition directory");
-                }
-            }
-        }
+        let metadata = self.decide(registry, |controller, _| controller.delete_topic(name))?;
         tracing::info!(topic = %name, "deleted topic");
         Ok(metadata)
-    }
-}
-
-fn unknown_topic(name: &str) -> TopicError {
-    TopicError::new(
-        ResponseError::UnknownTopicOrPartition,
-        format!("topic '{name}' does not exist"),
-    )
-}
-
-/// Pushes a topic's effective settings to its open partitions.
-fn refresh_settings(
-    broker_configs: &BrokerOverrides,
-    topic: &TopicMetadata,
-    registry: &PartitionRegistry,
-) {
-    let settings = broker_configs.topic_settings(&topic.configs);
-    if let Some(partitions) = registry.topic(&topic.name) {
-        for partition in partitions.iter() {
-            partition.set_settings(settings);
-        }
     }
 }
 

@@ -173,7 +173,7 @@ impl Transactions {
                     drop(guard);
                     let allocator = broker.clone();
                     let id = tokio::task::spawn_blocking(move || {
-                        allocator.topics.allocate_producer_id()
+                        allocator.topics.allocate_producer_id(&allocator.partitions)
                     })
                     .await
                     .map_err(|_| unavailable("allocating a producer id failed"))?

@@ -720,7 +720,18 @@ fn end_offset_for_epoch(
 fn offset_for_leader_epoch_answers_from_the_epoch_cache_across_restarts() {
     let broker = Broker::start();
     let mut client = broker.connect();
-    create_topic(&mut client, "epochs", 1);
+    // The test's records are stamped in 1970: keep them from retention.
+    let request = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+        .with_name(topic_name("epochs"))
+        .with_num_partitions(1)
+        .with_replication_factor(1)
+        .with_configs(vec![
+            kafka_protocol::messages::create_topics_request::CreatableTopicConfig::default()
+                .with_name(StrBytes::from_static_str("retention.ms"))
+                .with_value(Some(StrBytes::from_static_str("-1"))),
+        ])]);
+    let response: CreateTopicsResponse = client.call(ApiKey::CreateTopics, 7, &request);
+    assert_eq!(response.topics[0].error_code, 0);
     produce(&mut client, "epochs", 0, &["a", "b", "c"]);
     // The current epoch ends at the log end; a newer one is unknown (-1, -1).
     assert_eq!(
@@ -738,20 +749,58 @@ fn offset_for_leader_epoch_answers_from_the_epoch_cache_across_restarts() {
         kafka_protocol::error::ResponseError::UnknownLeaderEpoch.code()
     );
 
-    // After a clean restart the checkpoint answers; after a crash the
-    // batches do.
+    // Every start is a new leader epoch (the broker registers again and is
+    // elected again), and the old epoch still ends where it ended: a
+    // consumer that read it sees no truncation.
     let broker = broker.restart(true);
     assert!(broker.data_dir().join("epochs-0/leader-epochs").exists());
     let mut client = broker.connect();
+    let after_clean = leader_epoch(&mut client, "epochs");
+    assert!(after_clean > 0, "a restart is a new leader epoch");
     produce(&mut client, "epochs", 0, &["d"]);
     assert_eq!(
         end_offset_for_epoch(&mut client, "epochs", 0, -1),
-        (0, 0, 4)
+        (0, 0, 3)
     );
+    assert_eq!(
+        end_offset_for_epoch(&mut client, "epochs", after_clean, after_clean),
+        (0, after_clean, 4)
+    );
+    // A client still on the old epoch is told it is behind.
+    let fenced = end_offset_for_epoch(&mut client, "epochs", 0, 0).0;
+    assert_eq!(
+        fenced,
+        kafka_protocol::error::ResponseError::FencedLeaderEpoch.code()
+    );
+
+    // After a crash the batches rebuild what the checkpoint did not cover.
     let broker = broker.restart(false);
     let mut client = broker.connect();
+    let after_crash = leader_epoch(&mut client, "epochs");
+    assert!(after_crash > after_clean);
     assert_eq!(
         end_offset_for_epoch(&mut client, "epochs", 0, -1),
-        (0, 0, 4)
+        (0, 0, 3)
     );
+    assert_eq!(
+        end_offset_for_epoch(&mut client, "epochs", after_clean, -1),
+        (0, after_clean, 4)
+    );
+    assert_eq!(
+        end_offset_for_epoch(&mut client, "epochs", after_clean + 1, -1).2,
+        4,
+        "an epoch in which nothing was written ends where the next begins"
+    );
+}
+
+/// The leader epoch of partition 0 of `topic`, from Metadata.
+fn leader_epoch(client: &mut Client, topic: &str) -> i32 {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    let request = MetadataRequest::default().with_topics(Some(vec![
+        MetadataRequestTopic::default().with_name(Some(topic_name(topic))),
+    ]));
+    let response: MetadataResponse = client.call(ApiKey::Metadata, 12, &request);
+    let partition = &response.topics[0].partitions[0];
+    assert_eq!(partition.leader_id.0, 1);
+    partition.leader_epoch
 }

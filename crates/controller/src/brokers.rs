@@ -62,8 +62,9 @@ pub struct ProducerIdBlock {
 
 impl Controller {
     /// Registers a broker process. A retry of the same incarnation gets the
-    /// same epoch back; a new incarnation is refused while the old one is
-    /// unfenced and its session lives, and otherwise replaces it: the old
+    /// same epoch back; a new incarnation from another data directory is
+    /// refused while the old one is unfenced and its session lives (two
+    /// processes were given one node id), and otherwise replaces it: the old
     /// incarnation's ISR memberships and leaderships are withdrawn, since the
     /// new process must earn them again under its new epoch. One whose data
     /// directory changed is no longer an eligible leader either.
@@ -82,7 +83,11 @@ impl Controller {
                     records: Vec::new(),
                 });
             }
-            if self.has_live_session(request.node_id, now_ms) {
+            // The same data directory means the same broker restarted: the
+            // directory is locked while a process uses it, so the old one is
+            // gone however recently it heartbeated.
+            let same_directory = existing.directory_id == request.directory_id;
+            if !same_directory && self.has_live_session(request.node_id, now_ms) {
                 return Err(ControllerError::new(
                     ErrorKind::DuplicateBrokerRegistration,
                     format!(

@@ -419,12 +419,18 @@ fn a_new_controller_keeps_live_brokers_ids_their_own() {
     // A controller failover: the new one has no sessions yet.
     let image = cluster.controller.image().clone();
     cluster.controller = Controller::new(cluster.controller.config().clone(), image, cluster.now);
+    let mut elsewhere = registration(1);
+    elsewhere.directory_id = Uuid::new_v4();
     let refused = cluster
         .controller
-        .register_broker(registration(1), cluster.now)
+        .register_broker(elsewhere, cluster.now)
         .unwrap_err();
     assert_eq!(refused.kind, ErrorKind::DuplicateBrokerRegistration);
     assert_eq!(cluster.partition(id, 0).isr, vec![1, 2]);
+    // The same broker restarting on its own (locked) data directory is
+    // known to be a new process of the same broker and registers at once.
+    cluster.start(1);
+    assert_eq!(cluster.partition(id, 0).isr, vec![2]);
     // Brokers that do not heartbeat to it are fenced a session later.
     cluster.pass(SESSION_MS + 200, &[2]);
     assert!(cluster.controller.image().broker(1).unwrap().fenced);
@@ -504,9 +510,11 @@ fn an_isr_that_repeats_a_broker_or_names_a_stranger_is_invalid() {
 fn a_second_process_with_a_live_broker_id_is_refused_and_a_restart_re_earns_its_place() {
     let mut cluster = Cluster::new(&[1, 2]);
     let id = cluster.create("orders", 1, 2);
+    let mut elsewhere = registration(2);
+    elsewhere.directory_id = Uuid::new_v4();
     let refused = cluster
         .controller
-        .register_broker(registration(2), cluster.now)
+        .register_broker(elsewhere, cluster.now)
         .unwrap_err();
     assert_eq!(refused.kind, ErrorKind::DuplicateBrokerRegistration);
     // A retry of the same incarnation is answered with the same epoch.

@@ -10,6 +10,7 @@ use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+use uuid::Uuid;
 
 use super::str_bytes;
 use crate::broker::Broker;
@@ -30,14 +31,16 @@ pub async fn handle(
         let planned = plan(&broker, &topic);
         let outcome = match planned {
             Err(error) => Err(error),
-            Ok(new_topic) if validate_only => broker
-                .topics
-                .check_new_topic(&new_topic)
-                .map(|()| (new_topic.configs.clone(), None, new_topic.partitions)),
             Ok(new_topic) => {
                 let creator = broker.clone();
-                let created = tokio::task::spawn_blocking(move || {
-                    creator.topics.create(new_topic, &creator.partitions)
+                tokio::task::spawn_blocking(move || {
+                    if validate_only {
+                        creator
+                            .topics
+                            .check_new_topic(&new_topic, &creator.partitions)
+                    } else {
+                        creator.topics.create(new_topic, &creator.partitions)
+                    }
                 })
                 .await
                 .unwrap_or_else(|_| {
@@ -45,21 +48,24 @@ pub async fn handle(
                         ResponseError::UnknownServerError,
                         "topic creation failed",
                     ))
-                });
-                created.map(|metadata| {
-                    let count = metadata.partitions.len() as i32;
-                    (metadata.configs, Some(metadata.topic_id), count)
                 })
             }
         };
         let result = match outcome {
-            Ok((configs, topic_id, partitions)) => {
+            Ok(metadata) => {
+                let replication_factor =
+                    metadata.partitions.first().map_or(0, |p| p.replicas.len()) as i16;
+                let topic_id = if validate_only {
+                    Uuid::nil()
+                } else {
+                    metadata.topic_id
+                };
                 let mut result = result
-                    .with_num_partitions(partitions)
-                    .with_replication_factor(1)
-                    .with_topic_id(topic_id.unwrap_or_default());
+                    .with_num_partitions(metadata.partitions.len() as i32)
+                    .with_replication_factor(replication_factor)
+                    .with_topic_id(topic_id);
                 if version >= 5 {
-                    result = result.with_configs(Some(describe(&broker, &configs)));
+                    result = result.with_configs(Some(describe(&broker, &metadata.configs)));
                 }
                 result
             }
@@ -77,51 +83,56 @@ pub async fn handle(
     CreateTopicsResponse::default().with_topics(results)
 }
 
-/// Turns a request entry into a topic to create, resolving defaults.
+/// Turns a request entry into a topic to create, resolving defaults from
+/// the broker configs as they are now; the controller checks the rest.
 fn plan(
     broker: &Broker,
     topic: &kafka_protocol::messages::create_topics_request::CreatableTopic,
 ) -> Result<NewTopic, TopicError> {
-    let brokers = 1;
-    let replication_factor = match topic.replication_factor {
-        -1 => broker
-            .config
-            .overrides
-            .get_i64("default.replication.factor"),
-        explicit => explicit as i64,
-    };
-    if replication_factor < 1 || replication_factor > brokers {
+    let configs_now = broker.configs();
+    let mut assignments: Vec<(i32, Vec<i32>)> = topic
+        .assignments
+        .iter()
+        .map(|a| {
+            (
+                a.partition_index,
+                a.broker_ids.iter().map(|id| id.0).collect(),
+            )
+        })
+        .collect();
+    assignments.sort_by_key(|(index, _)| *index);
+    if assignments
+        .iter()
+        .enumerate()
+        .any(|(position, (index, _))| *index != position as i32)
+    {
         return Err(TopicError::new(
-            ResponseError::InvalidReplicationFactor,
-            format!(
-                "replication factor {replication_factor} is not possible: the cluster has {brokers} broker"
-            ),
+            ResponseError::InvalidReplicaAssignment,
+            "replica assignments must name partitions 0, 1, 2, ... once each",
         ));
     }
-    let mut partitions = match topic.num_partitions {
-        -1 => broker.config.overrides.get_i64("num.partitions") as i32,
-        explicit => explicit,
+    let (partitions, replication_factor) = if assignments.is_empty() {
+        let partitions = match topic.num_partitions {
+            -1 => configs_now.get_i64("num.partitions") as i32,
+            explicit => explicit,
+        };
+        let replication_factor = match topic.replication_factor {
+            -1 => configs_now.get_i64("default.replication.factor") as i16,
+            explicit => explicit,
+        };
+        (Some(partitions), Some(replication_factor))
+    } else {
+        let given = |value: i64| (value != -1).then_some(value);
+        (
+            given(topic.num_partitions as i64).map(|v| v as i32),
+            given(topic.replication_factor as i64).map(|v| v as i16),
+        )
     };
-    if !topic.assignments.is_empty() {
-        if topic.num_partitions != -1 || topic.replication_factor != -1 {
-            return Err(TopicError::new(
-                ResponseError::InvalidRequest,
-                "give either a replica assignment or partition count and replication factor, not both",
-            ));
-        }
-        for assignment in &topic.assignments {
-            if assignment.broker_ids.len() != 1 || assignment.broker_ids[0].0 != broker.node_id() {
-                return Err(TopicError::new(
-                    ResponseError::InvalidReplicaAssignment,
-                    format!(
-                        "partition {} must be assigned to broker {} alone",
-                        assignment.partition_index,
-                        broker.node_id()
-                    ),
-                ));
-            }
-        }
-        partitions = topic.assignments.len() as i32;
+    if !assignments.is_empty() && partitions.is_some() {
+        return Err(TopicError::new(
+            ResponseError::InvalidRequest,
+            "give either a replica assignment or partition count and replication factor, not both",
+        ));
     }
     let mut configs = BTreeMap::new();
     for config in &topic.configs {
@@ -133,6 +144,11 @@ fn plan(
     Ok(NewTopic {
         name: topic.name.to_string(),
         partitions,
+        replication_factor,
+        assignments: assignments
+            .into_iter()
+            .map(|(_, replicas)| replicas)
+            .collect(),
         configs,
     })
 }

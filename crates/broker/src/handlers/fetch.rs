@@ -310,6 +310,10 @@ fn read_partitions(
                 });
                 return result;
             };
+            if !partition.is_leader() {
+                result.error = Some(ResponseError::NotLeaderOrFollower);
+                return result;
+            }
             result.high_watermark = partition.high_watermark();
             result.last_stable_offset = partition.last_stable_offset();
             result.log_start_offset = partition.log_start_offset();

@@ -52,7 +52,7 @@ pub async fn handle(
                         Ok((timestamp, offset)) => {
                             let response = response.with_timestamp(timestamp).with_offset(offset);
                             if with_epoch && offset >= 0 {
-                                response.with_leader_epoch(partition.leader_epoch)
+                                response.with_leader_epoch(partition.leader_epoch())
                             } else {
                                 response
                             }

@@ -72,10 +72,12 @@ async fn by_name(broker: &Arc<Broker>, name: &str, allow_create: bool) -> Metada
     if !allow_create {
         return error(ResponseError::UnknownTopicOrPartition);
     }
+    let configs = broker.configs();
     let new_topic = NewTopic {
         name: name.to_string(),
-        partitions: broker.config.overrides.get_i64("num.partitions").max(1) as i32,
-        configs: Default::default(),
+        partitions: Some(configs.get_i64("num.partitions").max(1) as i32),
+        replication_factor: Some(configs.get_i64("default.replication.factor") as i16),
+        ..NewTopic::default()
     };
     let creator = broker.clone();
     let created =

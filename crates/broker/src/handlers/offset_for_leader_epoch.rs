@@ -36,7 +36,7 @@ pub async fn handle(
                         return result
                             .with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
-                    let current = partition.leader_epoch;
+                    let current = partition.leader_epoch();
                     if requested.current_leader_epoch > current {
                         return result.with_error_code(ResponseError::UnknownLeaderEpoch.code());
                     }

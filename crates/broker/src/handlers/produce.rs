@@ -77,6 +77,14 @@ pub fn handle(
                         },
                         format!("topic '{name}' partition {} does not exist", data.index),
                     ),
+                    Some(partition) if !partition.is_leader() => failed(
+                        data.index,
+                        ResponseError::NotLeaderOrFollower,
+                        format!(
+                            "this broker does not lead '{name}' partition {}",
+                            data.index
+                        ),
+                    ),
                     Some(partition) => append(
                         broker,
                         &partition,

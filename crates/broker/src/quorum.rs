@@ -1,0 +1,112 @@
+//! The metadata quorum as the broker sees it: decisions go to the active
+//! controller, whose records are committed to the metadata log and applied
+//! to the committed image, in that order.
+//!
+//! Today the quorum is this node alone (`strom serve` is a one-node cluster):
+//! the controller runs in-process and "committed" means fsynced in the local
+//! [`MetadataLog`]. This is the seam where the Raft quorum (openraft) goes:
+//! [`MetadataQuorum::decide`] keeps its contract (the reply only once the
+//! records are committed; the image never holds an uncommitted record), and
+//! brokers that are not voters receive the committed records instead of
+//! deciding.
+
+use std::sync::{Mutex, MutexGuard};
+
+use strom_controller::{
+    Controller, ControllerConfig, ControllerError, Decision, MetadataLog, MetadataLogError,
+};
+use strom_metadata::{MetadataImage, MetadataRecord};
+
+/// Why a decision did not take effect.
+#[derive(Debug)]
+pub enum DecideError {
+    /// The controller refused the request.
+    Refused(ControllerError),
+    /// The records could not be committed; nothing changed.
+    Storage(MetadataLogError),
+}
+
+struct State {
+    log: MetadataLog,
+    controller: Controller,
+    /// Every committed record applied.
+    image: MetadataImage,
+}
+
+pub struct MetadataQuorum {
+    config: ControllerConfig,
+    state: Mutex<State>,
+}
+
+/// What a committed decision returns: the controller's reply and the records
+/// it committed, for the caller to apply to local storage.
+pub struct Committed<T> {
+    pub reply: T,
+    pub records: Vec<MetadataRecord>,
+}
+
+impl MetadataQuorum {
+    /// The quorum over a log replayed into `image`, its controller active
+    /// from `now_ms`.
+    pub fn new(
+        config: ControllerConfig,
+        log: MetadataLog,
+        image: MetadataImage,
+        now_ms: i64,
+    ) -> MetadataQuorum {
+        let controller = Controller::new(config.clone(), image.clone(), now_ms);
+        MetadataQuorum {
+            config,
+            state: Mutex::new(State {
+                log,
+                controller,
+                image,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while deciding is a broken invariant that already took the
+        // request down; the committed image is only changed after a commit.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs one decision of the active controller and commits its records.
+    /// Decisions are serialized, so the log's order is the order in which
+    /// they took effect. `now_ms` is the time the decision is made at.
+    pub fn decide<T>(
+        &self,
+        now_ms: i64,
+        decision: impl FnOnce(&mut Controller, i64) -> Result<Decision<T>, ControllerError>,
+    ) -> Result<Committed<T>, DecideError> {
+        let mut state = self.lock();
+        let Decision { reply, records } =
+            decision(&mut state.controller, now_ms).map_err(DecideError::Refused)?;
+        if let Err(error) = commit(&mut state, &records) {
+            // The controller's image is ahead of the log: start over from
+            // what is committed, as a controller that lost its place does.
+            tracing::error!(%error, "committing metadata records failed; the controller restarts from the committed image");
+            let image = state.image.clone();
+            state.controller = Controller::new(self.config.clone(), image, now_ms);
+            return Err(DecideError::Storage(error));
+        }
+        Ok(Committed { reply, records })
+    }
+
+    /// Runs `read` on the committed image.
+    pub fn read<T>(&self, read: impl FnOnce(&MetadataImage) -> T) -> T {
+        read(&self.lock().image)
+    }
+}
+
+fn commit(state: &mut State, records: &[MetadataRecord]) -> Result<(), MetadataLogError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    state.log.append(records)?;
+    for record in records {
+        state.image.apply(record);
+    }
+    debug_assert_eq!(state.image.applied, state.controller.image().applied);
+    Ok(())
+}

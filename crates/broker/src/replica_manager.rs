@@ -1,0 +1,205 @@
+//! Applies committed metadata to this node's storage: opens the partitions
+//! assigned to it, removes those of deleted topics, pushes config changes to
+//! open partitions and tells each partition its leader epoch.
+//!
+//! It works by reconciling: after records are committed, every topic they
+//! touch is made to match the committed image as it is now. So applying is
+//! idempotent and the order in which two concurrent decisions get here does
+//! not matter (a topic deleted and created again under the same name before
+//! its first creation was applied is simply opened once, as the new topic).
+//! Reconciliations are serialized, since opening and deleting a partition
+//! work on the same directory.
+//!
+//! Today every partition of a topic is on this node (one-node cluster); the
+//! registry keeps a topic's partitions by index. Followers and partitions
+//! held elsewhere come with replication.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use strom_log::{FileCache, LogError, Recovery};
+use strom_metadata::{MetadataImage, MetadataRecord, TopicMetadata};
+
+use crate::configs::BrokerOverrides;
+use crate::partition::{Partition, PartitionIdentity, PartitionRegistry};
+
+pub struct ReplicaManager {
+    node_id: i32,
+    data_dir: PathBuf,
+    files: FileCache,
+    reconciling: Mutex<()>,
+    /// Set once [`ReplicaManager::open_all`] has recovered the partitions;
+    /// records committed before (this broker's registration) are in the
+    /// image it opens them from.
+    opened: AtomicBool,
+}
+
+/// A partition log that could not be opened or removed.
+#[derive(Debug)]
+pub struct ApplyError {
+    pub topic: String,
+    pub source: LogError,
+}
+
+impl ReplicaManager {
+    pub fn new(node_id: i32, data_dir: PathBuf, files: FileCache) -> ReplicaManager {
+        ReplicaManager {
+            node_id,
+            data_dir,
+            files,
+            reconciling: Mutex::new(()),
+            opened: AtomicBool::new(false),
+        }
+    }
+
+    /// Makes the partitions of every topic `records` touched match `image`.
+    pub fn apply(
+        &self,
+        records: &[MetadataRecord],
+        image: &MetadataImage,
+        configs: &BrokerOverrides,
+        registry: &PartitionRegistry,
+    ) -> Result<(), ApplyError> {
+        if !self.opened.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut touched = BTreeSet::new();
+        let mut all = false;
+        for record in records {
+            match record {
+                MetadataRecord::TopicCreated { name, .. }
+                | MetadataRecord::TopicDeleted { name }
+                | MetadataRecord::TopicConfigsReplaced { name, .. }
+                | MetadataRecord::PartitionsAdded { name, .. } => {
+                    touched.insert(name.clone());
+                }
+                MetadataRecord::PartitionChanged { topic_id, .. } => {
+                    if let Some(topic) = image.topic_by_id(*topic_id) {
+                        touched.insert(topic.name.clone());
+                    }
+                }
+                MetadataRecord::BrokerConfigsReplaced { .. } => all = true,
+                _ => {}
+            }
+        }
+        if all {
+            touched.extend(image.topics.keys().cloned());
+        }
+        self.reconcile(touched, image, configs, registry, Recovery::Clean)
+    }
+
+    /// At startup: opens every partition of this node, recovering as told.
+    pub fn open_all(
+        &self,
+        image: &MetadataImage,
+        configs: &BrokerOverrides,
+        registry: &PartitionRegistry,
+        recovery: Recovery,
+    ) -> Result<(), ApplyError> {
+        let names = image.topics.keys().cloned().collect();
+        self.reconcile(names, image, configs, registry, recovery)?;
+        self.opened.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    fn reconcile(
+        &self,
+        names: BTreeSet<String>,
+        image: &MetadataImage,
+        configs: &BrokerOverrides,
+        registry: &PartitionRegistry,
+        recovery: Recovery,
+    ) -> Result<(), ApplyError> {
+        let _serialized = self.reconciling.lock().unwrap_or_else(|p| p.into_inner());
+        for name in names {
+            let error = |source| ApplyError {
+                topic: name.clone(),
+                source,
+            };
+            let local = registry
+                .topic(&name)
+                .map(|p| p.to_vec())
+                .unwrap_or_default();
+            let topic = image.topics.get(&name);
+            let stale = local
+                .first()
+                .is_some_and(|p| topic.is_none_or(|t| t.topic_id != p.topic_id));
+            let mut partitions = if stale {
+                remove(&name, registry);
+                Vec::new()
+            } else {
+                local
+            };
+            let Some(topic) = topic else { continue };
+            let settings = configs.topic_settings(&topic.configs);
+            for partition in &partitions {
+                partition.set_settings(settings);
+            }
+            let opened = self
+                .open_from(topic, partitions.len(), configs, recovery)
+                .map_err(error)?;
+            let grew = !opened.is_empty();
+            partitions.extend(opened);
+            for (index, partition) in partitions.iter().enumerate() {
+                let state = &topic.partitions[index];
+                partition.set_leader_epoch(state.leader_epoch, state.leader == self.node_id);
+            }
+            if grew || stale {
+                registry.insert_topic(&name, partitions);
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens the topic's partitions from index `first` on.
+    fn open_from(
+        &self,
+        topic: &TopicMetadata,
+        first: usize,
+        configs: &BrokerOverrides,
+        recovery: Recovery,
+    ) -> Result<Vec<Arc<Partition>>, LogError> {
+        let settings = configs.topic_settings(&topic.configs);
+        topic
+            .partitions
+            .iter()
+            .enumerate()
+            .skip(first)
+            .map(|(index, partition)| {
+                assert!(
+                    partition.replicas.contains(&self.node_id),
+                    "a one-node cluster holds every partition"
+                );
+                let identity = PartitionIdentity {
+                    topic: topic.name.clone(),
+                    topic_id: topic.topic_id,
+                    index: index as i32,
+                    leader_epoch: partition.leader_epoch,
+                };
+                Partition::open(
+                    &self.data_dir,
+                    identity,
+                    settings,
+                    self.files.clone(),
+                    recovery,
+                )
+                .map(Arc::new)
+            })
+            .collect()
+    }
+}
+
+/// Removes a deleted topic's partitions: readers holding one keep their
+/// open files; the directories go now.
+fn remove(name: &str, registry: &PartitionRegistry) {
+    if let Some(partitions) = registry.remove_topic(name) {
+        for partition in partitions.iter() {
+            let mut log = partition.log();
+            if let Err(error) = log.delete() {
+                tracing::warn!(dir = %log.dir().display(), %error, "could not remove partition directory");
+            }
+        }
+    }
+}
