@@ -208,9 +208,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         None => (listen_host.clone(), local_addr.port()),
     };
     let directory_id = directory_id(&data_dir, config.node_id)?;
-    let metadata_dir = data_dir.join(METADATA_DIR);
-    std::fs::create_dir_all(&metadata_dir).map_err(io_error(&metadata_dir))?;
-    let (mut metadata_log, mut metadata) = MetadataLog::open(&metadata_dir.join("metadata.log"))?;
+    let (mut metadata_log, mut metadata) = MetadataLog::open(&data_dir.join(METADATA_DIR))?;
     let new_data_dir = metadata.cluster_id.is_none();
     if new_data_dir {
         let record = MetadataRecord::ClusterCreated {

@@ -14,6 +14,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use strom_controller::{
     Controller, ControllerConfig, ControllerError, Decision, MetadataLog, MetadataLogError,
+    SNAPSHOT_AFTER_RECORDS,
 };
 use strom_metadata::{MetadataImage, MetadataRecord};
 
@@ -108,5 +109,12 @@ fn commit(state: &mut State, records: &[MetadataRecord]) -> Result<(), MetadataL
         state.image.apply(record);
     }
     debug_assert_eq!(state.image.applied, state.controller.image().applied);
+    if state.log.records_since_snapshot() >= SNAPSHOT_AFTER_RECORDS {
+        // The records are committed either way; a failed snapshot only
+        // means a longer replay at the next start.
+        if let Err(error) = state.log.snapshot(&state.image) {
+            tracing::warn!(%error, "could not snapshot the metadata; the next start replays more of the log");
+        }
+    }
     Ok(())
 }

@@ -25,6 +25,6 @@ mod topics;
 pub use brokers::{Heartbeat, HeartbeatReply, ProducerIdBlock, Registration};
 pub use controller::{Controller, ControllerConfig, Decision};
 pub use error::{ControllerError, ErrorKind};
-pub use log::{MetadataLog, MetadataLogError};
+pub use log::{MetadataLog, MetadataLogError, SNAPSHOT_AFTER_RECORDS};
 pub use partitions::{AlterPartition, ElectionType, IsrMember};
 pub use topics::{validate_topic_name, NewTopic, MAX_PARTITIONS};

@@ -5,11 +5,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::records::{Endpoint, MetadataRecord, PartitionMetadata};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicMetadata {
     pub name: String,
     pub topic_id: Uuid,
@@ -19,7 +20,7 @@ pub struct TopicMetadata {
 }
 
 /// A registered broker, as the controller sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerRegistration {
     pub node_id: i32,
     pub incarnation_id: Uuid,
@@ -44,13 +45,16 @@ impl BrokerRegistration {
     }
 }
 
-/// The current cluster metadata.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The current cluster metadata. Snapshots are its JSON form
+/// ([`MetadataImage::to_snapshot`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetadataImage {
     pub cluster_id: Option<String>,
     pub brokers: BTreeMap<i32, BrokerRegistration>,
     pub topics: BTreeMap<String, TopicMetadata>,
-    /// Topic names by id, for records and requests that name topics by id.
+    /// Topic names by id, for records and requests that name topics by id
+    /// (derived: rebuilt when a snapshot is read).
+    #[serde(skip)]
     topic_names: HashMap<Uuid, String>,
     /// Dynamic broker configs that apply to every broker.
     pub default_broker_configs: BTreeMap<String, String>,
@@ -206,6 +210,23 @@ impl MetadataImage {
         }
     }
 
+    /// The image as a snapshot: JSON, with every field that folding the
+    /// records produced.
+    pub fn to_snapshot(&self) -> String {
+        serde_json::to_string(self).expect("metadata images always serialize")
+    }
+
+    /// Reads a snapshot written by [`MetadataImage::to_snapshot`].
+    pub fn from_snapshot(json: &str) -> Option<MetadataImage> {
+        let mut image: MetadataImage = serde_json::from_str(json).ok()?;
+        image.topic_names = image
+            .topics
+            .values()
+            .map(|topic| (topic.topic_id, topic.name.clone()))
+            .collect();
+        Some(image)
+    }
+
     fn change_broker(
         &mut self,
         node_id: i32,
@@ -287,6 +308,12 @@ mod tests {
         assert_eq!(topic.configs["retention.ms"], "1000");
         assert_eq!(
             state.topic_by_id(id).map(|t| t.name.as_str()),
+            Some("orders")
+        );
+        let copy = MetadataImage::from_snapshot(&state.to_snapshot()).unwrap();
+        assert_eq!(copy, state);
+        assert_eq!(
+            copy.topic_by_id(id).map(|t| t.name.as_str()),
             Some("orders")
         );
         state.apply(&MetadataRecord::TopicDeleted {
