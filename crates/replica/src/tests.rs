@@ -1,0 +1,139 @@
+//! The leader's replication as stories: three replicas, broker 1 leading.
+
+use super::*;
+
+const LAG_MS: i64 = 1_000;
+
+fn state(isr: &[i32], partition_epoch: i32) -> PartitionState {
+    PartitionState {
+        leader_epoch: 4,
+        partition_epoch,
+        replicas: vec![1, 2, 3],
+        isr: isr.to_vec(),
+    }
+}
+
+fn leader(isr: &[i32], min_insync_replicas: usize) -> Leader {
+    let config = ReplicaConfig {
+        replica_lag_time_max_ms: LAG_MS,
+        min_insync_replicas,
+    };
+    Leader::new(1, &state(isr, 7), 100, 100, 90, config, 0)
+}
+
+fn members(proposal: &IsrProposal) -> Vec<i32> {
+    proposal.isr.iter().map(|(member, _)| *member).collect()
+}
+
+#[test]
+fn the_high_watermark_is_the_lowest_durable_offset_over_the_isr() {
+    let mut leader = leader(&[1, 2, 3], 2);
+    // Appended to 120, fsynced to 110 on the leader.
+    leader.on_local_log(120, 110);
+    assert_eq!(
+        leader.high_watermark(),
+        90,
+        "followers have not fetched yet"
+    );
+    leader.on_fetch(2, 120, 11, 10);
+    leader.on_fetch(3, 95, 12, 10);
+    assert_eq!(leader.high_watermark(), 95, "follower 3 has 95 on disk");
+    leader.on_fetch(3, 120, 12, 20);
+    assert_eq!(
+        leader.high_watermark(),
+        110,
+        "the leader's own durable end bounds it"
+    );
+    leader.on_local_log(120, 120);
+    assert_eq!(leader.high_watermark(), 120);
+    // It never goes back, whatever a follower sends.
+    leader.on_fetch(2, 100, 11, 30);
+    assert_eq!(leader.high_watermark(), 120);
+    // A fetch offset past the leader's log counts only up to its end.
+    leader.on_fetch(2, 500, 11, 40);
+    assert_eq!(leader.follower(2).unwrap().durable_offset, 120);
+}
+
+#[test]
+fn acks_all_waits_for_the_high_watermark_and_min_insync_replicas() {
+    let mut leader = leader(&[1, 2], 2);
+    assert!(leader.admits_acks_all());
+    leader.on_local_log(130, 130);
+    assert_eq!(leader.acks_all(130), AcksAll::Waiting);
+    leader.on_fetch(2, 130, 11, 10);
+    assert_eq!(leader.acks_all(130), AcksAll::Acknowledged);
+    // The ISR shrinks to the leader alone: new writes are refused before
+    // they are appended, and one appended before is indeterminate.
+    leader.on_local_log(140, 140);
+    leader.on_committed(&state(&[1], 8));
+    assert!(!leader.admits_acks_all());
+    assert_eq!(leader.high_watermark(), 140, "the leader alone is the ISR");
+    assert_eq!(leader.acks_all(140), AcksAll::NotEnoughReplicasAfterAppend);
+}
+
+#[test]
+fn a_lagging_follower_is_proposed_out_and_counted_until_the_change_commits() {
+    let mut leader = leader(&[1, 2, 3], 1);
+    leader.on_local_log(150, 150);
+    leader.on_fetch(2, 150, 11, 100);
+    leader.on_fetch(3, 120, 12, 100);
+    assert_eq!(leader.high_watermark(), 120);
+    assert_eq!(leader.tick(LAG_MS / 2), None, "within the lag time");
+    // Follower 2 keeps up; 3 stays behind past the lag time.
+    leader.on_fetch(2, 150, 11, LAG_MS);
+    let proposal = leader.tick(LAG_MS + 1).expect("a shrink");
+    assert_eq!(members(&proposal), vec![1, 2]);
+    assert_eq!(
+        (proposal.leader_epoch, proposal.partition_epoch),
+        (4, 7),
+        "based on the committed epochs"
+    );
+    assert_eq!(
+        proposal.isr[1],
+        (2, 11),
+        "members carry their broker epochs"
+    );
+    assert_eq!(leader.tick(LAG_MS + 2), None, "one change at a time");
+    assert_eq!(
+        leader.high_watermark(),
+        120,
+        "a pending shrink still waits for 3"
+    );
+    assert!(leader.on_committed(&state(&[1, 2], 8)));
+    assert_eq!(leader.high_watermark(), 150);
+}
+
+#[test]
+fn a_caught_up_follower_is_proposed_in_and_counted_at_once() {
+    let mut leader = leader(&[1, 2], 1);
+    leader.on_local_log(150, 150);
+    leader.on_fetch(2, 150, 11, 10);
+    assert_eq!(leader.high_watermark(), 150);
+    leader.on_local_log(160, 160);
+    // 3 has not reached this leader epoch's start (100) yet: not in sync.
+    leader.on_fetch(3, 95, 12, 10);
+    assert_eq!(leader.tick(20), None);
+    leader.on_fetch(3, 150, 12, 30);
+    let proposal = leader.tick(40).expect("an expansion");
+    assert_eq!(members(&proposal), vec![1, 2, 3]);
+    leader.on_fetch(2, 160, 11, 50);
+    assert_eq!(
+        leader.high_watermark(),
+        150,
+        "the joining member already counts"
+    );
+    // The controller refused it (say, 3 restarted meanwhile): proposed again.
+    leader.on_refused();
+    assert!(leader.tick(60).is_some());
+}
+
+#[test]
+fn a_replaced_leader_learns_it_from_the_metadata() {
+    let mut leader = leader(&[1, 2, 3], 2);
+    let mut newer = state(&[2, 3], 9);
+    newer.leader_epoch = 5;
+    assert!(
+        !leader.on_committed(&newer),
+        "another epoch: become a follower"
+    );
+}
