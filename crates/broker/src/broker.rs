@@ -479,6 +479,9 @@ fn heartbeat(broker: &Broker) {
 fn enforce_retention(broker: &Broker) {
     let now = crate::partition::now_ms();
     for partition in broker.partitions.all() {
+        if partition.log().is_offline() {
+            continue; // it logged its storage error once
+        }
         match partition.apply_retention(now) {
             Ok(outcome) if outcome.deleted_segments > 0 => tracing::info!(
                 topic = %partition.topic,
@@ -532,6 +535,9 @@ async fn run_cleaner(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
         let pass = broker.clone();
         let _ = tokio::task::spawn_blocking(move || {
             for partition in pass.partitions.all() {
+                if partition.log().is_offline() {
+                    continue;
+                }
                 match partition.clean(crate::partition::now_ms(), rate) {
                     Ok(Some(outcome)) => tracing::info!(
                         topic = %partition.topic,

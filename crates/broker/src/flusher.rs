@@ -219,10 +219,12 @@ pub fn flush_partition(partition: &Partition) -> FlushResult {
     let Some(target) = target else {
         return Ok(());
     };
-    target.sync().map_err(|e| {
-        tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "fsync failed");
-        e.to_string()
-    })?;
+    if let Err(error) = target.sync() {
+        // Never retried: the data it covered is never acknowledged.
+        tracing::error!(topic = %partition.topic, partition = partition.index, %error, "fsync failed");
+        partition.log().fail(&error.to_string());
+        return Err(error.to_string());
+    }
     partition.log().mark_flushed(target.offset);
     partition.note_flushed();
     Ok(())

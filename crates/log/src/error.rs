@@ -27,6 +27,12 @@ pub enum LogError {
         log_start_offset: i64,
         log_end_offset: i64,
     },
+    /// A write or an fsync of this log failed earlier: the log takes no more
+    /// writes and no more fsyncs (after a failed fsync the kernel may have
+    /// dropped the pages, so a later one succeeding proves nothing) until
+    /// the next start recovers it from disk.
+    #[error("{} is offline after a storage error ({reason}); fix the disk and restart the broker to recover it", path.display())]
+    Failed { path: PathBuf, reason: String },
     /// Data that was valid when written no longer parses: the disk or some
     /// other process damaged the file after recovery.
     #[error("corrupt segment {} at byte {position}", path.display())]

@@ -118,6 +118,8 @@ pub struct Log {
     oldest_kept_tombstone_ms: Option<i64>,
     /// Where each leader epoch began; see [`crate::leader_epoch`].
     epochs: LeaderEpochCache,
+    /// The storage error that took this log offline, if one did.
+    failed: Option<String>,
 }
 
 fn sync_dir(dir: &Path) -> Result<(), LogError> {
@@ -191,6 +193,7 @@ impl Log {
             flushed_offset: 0,
             oldest_kept_tombstone_ms: None,
             epochs: LeaderEpochCache::default(),
+            failed: None,
         };
         log.flushed_offset = log.log_end_offset();
         let end = log.log_end_offset();
@@ -338,6 +341,43 @@ impl Log {
         bytes: &mut [u8],
         options: AppendOptions,
     ) -> Result<AppendInfo, LogError> {
+        self.check_online()?;
+        let appended = self.append_online(bytes, options);
+        if let Err(error @ (LogError::Io { .. } | LogError::Corrupt { .. })) = &appended {
+            self.fail(&error.to_string());
+        }
+        appended
+    }
+
+    /// Takes the log offline after a storage error: no more writes or
+    /// fsyncs until it is opened again.
+    pub fn fail(&mut self, reason: &str) {
+        if self.failed.is_none() {
+            tracing::error!(log = %self.dir.display(), reason, "storage error: the partition is offline until the broker restarts");
+            self.failed = Some(reason.to_string());
+        }
+    }
+
+    /// Whether a storage error took the log offline.
+    pub fn is_offline(&self) -> bool {
+        self.failed.is_some()
+    }
+
+    fn check_online(&self) -> Result<(), LogError> {
+        match &self.failed {
+            None => Ok(()),
+            Some(reason) => Err(LogError::Failed {
+                path: self.dir.clone(),
+                reason: reason.clone(),
+            }),
+        }
+    }
+
+    fn append_online(
+        &mut self,
+        bytes: &mut [u8],
+        options: AppendOptions,
+    ) -> Result<AppendInfo, LogError> {
         let header = BatchHeader::parse(bytes)?;
         assert_eq!(
             header.total_size(),
@@ -384,6 +424,7 @@ impl Log {
 
     /// Seals the active segment and starts a new one at the log end offset.
     pub fn roll(&mut self, now_ms: i64) -> Result<(), LogError> {
+        self.check_online()?;
         let files = self.files.clone();
         let next_offset = self.log_end_offset();
         if self.active().size == 0 {
@@ -534,6 +575,7 @@ impl Log {
 
     /// What to fsync to make the whole log durable, or `None` if it already is.
     pub fn flush_target(&self) -> Result<Option<FlushTarget>, LogError> {
+        self.check_online()?;
         let offset = self.log_end_offset();
         if offset <= self.flushed_offset {
             return Ok(None);
@@ -554,7 +596,10 @@ impl Log {
     /// Blocking flush of everything, under the caller's lock (shutdown, tests).
     pub fn flush(&mut self) -> Result<(), LogError> {
         if let Some(target) = self.flush_target()? {
-            target.sync()?;
+            if let Err(error) = target.sync() {
+                self.fail(&error.to_string());
+                return Err(error);
+            }
             self.mark_flushed(target.offset);
         }
         Ok(())
@@ -564,6 +609,7 @@ impl Log {
     /// its leader; tests). Whole batches only: a batch that straddles
     /// `offset` is removed too.
     pub fn truncate_to(&mut self, offset: i64, now_ms: i64) -> Result<(), LogError> {
+        self.check_online()?;
         if offset >= self.log_end_offset() {
             return Ok(());
         }
@@ -604,6 +650,7 @@ impl Log {
     /// below it can no longer be read, and segments wholly below it are
     /// deleted. The new start is persisted before this returns.
     pub fn delete_records_before(&mut self, offset: i64) -> Result<(), LogError> {
+        self.check_online()?;
         if offset <= self.log_start_offset {
             return Ok(());
         }
@@ -649,6 +696,7 @@ impl Log {
         high_watermark: i64,
         now_ms: i64,
     ) -> Result<RetentionOutcome, LogError> {
+        self.check_online()?;
         let mut outcome = RetentionOutcome::default();
         if let Some(retention_ms) = retention_ms {
             let horizon = now_ms.saturating_sub(retention_ms);
@@ -829,6 +877,7 @@ impl Log {
     /// Step 1 of a cleaning (see [`cleaner`]): the sealed segments to clean,
     /// or `None` when nothing is due.
     pub fn plan_clean(&self, config: &CleanerConfig) -> Result<Option<CleanPlan>, LogError> {
+        self.check_online()?;
         let lag_horizon = config.now_ms.saturating_sub(config.min_compaction_lag_ms);
         let sealed: Vec<(&i64, &Segment)> = self.segments.iter().collect();
         let sealed = &sealed[..sealed.len().saturating_sub(1)];

@@ -314,6 +314,10 @@ fn read_partitions(
                 result.error = Some(ResponseError::NotLeaderOrFollower);
                 return result;
             }
+            if partition.log().is_offline() {
+                result.error = Some(ResponseError::KafkaStorageError);
+                return result;
+            }
             result.high_watermark = partition.high_watermark();
             result.last_stable_offset = partition.last_stable_offset();
             result.log_start_offset = partition.log_start_offset();
