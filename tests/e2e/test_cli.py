@@ -397,8 +397,8 @@ def test_topic_describe_table_and_json(cli, srv):
         sizes[p] = sum(seg.stat().st_size for seg in segments(srv.partition_dir("described", p)))
     assert sizes[0] > 0 and sizes[1] > 0
     assert parts == [
-        {"partition": 0, "leader": leader, "replicas": [leader], "isr": [leader], "earliest": 0, "latest": 3, "size_bytes": sizes[0]},
-        {"partition": 1, "leader": leader, "replicas": [leader], "isr": [leader], "earliest": 0, "latest": 1, "size_bytes": sizes[1]},
+        {"partition": 0, "leader": leader, "replicas": [leader], "isr": [leader], "status": "ok", "earliest": 0, "latest": 3, "size_bytes": sizes[0]},
+        {"partition": 1, "leader": leader, "replicas": [leader], "isr": [leader], "status": "ok", "earliest": 0, "latest": 1, "size_bytes": sizes[1]},
     ]
 
     out = cli.run("topic", "describe", "described").out
@@ -408,8 +408,9 @@ def test_topic_describe_table_and_json(cli, srv):
     assert re.search(r"(?i)configs", out), f"no configs section\n{out}"
     cfg_line = next((ln for ln in out.splitlines() if "retention.ms" in ln), None)
     assert cfg_line and "123456" in cfg_line, f"retention.ms=123456 not shown\n{out}"
-    rows = rows_by(table(out, "PARTITION", "LEADER", "REPLICAS", "ISR", "EARLIEST", "LATEST", "SIZE"), "PARTITION")
+    rows = rows_by(table(out, "PARTITION", "LEADER", "REPLICAS", "ISR", "EARLIEST", "LATEST", "SIZE", "STATUS"), "PARTITION")
     assert set(rows) == {"0", "1"}, rows
+    assert rows["0"]["STATUS"] == rows["1"]["STATUS"] == "ok"
     assert (rows["0"]["LEADER"], rows["0"]["EARLIEST"], rows["0"]["LATEST"]) == (str(leader), "0", "3")
     assert (rows["1"]["LEADER"], rows["1"]["EARLIEST"], rows["1"]["LATEST"]) == (str(leader), "0", "1")
     # only non-default configs: a default like segment.bytes must not be listed

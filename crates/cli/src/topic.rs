@@ -296,6 +296,7 @@ fn describe(client: &ClientArgs, name: &str) -> CliResult {
             "replication_factor": replicas,
             "partitions": partitions.iter().map(|(p, earliest, latest, size)| json!({
                 "partition": p.id(), "leader": p.leader(), "replicas": p.replicas(), "isr": p.isr(),
+                "status": partition_status(p.leader(), p.replicas(), p.isr()),
                 "earliest": earliest, "latest": latest, "size_bytes": size,
             })).collect::<Vec<_>>(),
             "configs": changed,
@@ -304,6 +305,13 @@ fn describe(client: &ClientArgs, name: &str) -> CliResult {
             println!("topic: {name}");
             println!("partitions: {}", partitions.len());
             println!("replication factor: {replicas}");
+            let unhealthy = partitions
+                .iter()
+                .filter(|(p, ..)| partition_status(p.leader(), p.replicas(), p.isr()) != "ok")
+                .count();
+            if unhealthy > 0 {
+                println!("under-replicated or offline partitions: {unhealthy}");
+            }
             println!();
             if changed.is_empty() {
                 println!("configs: all defaults");
@@ -324,6 +332,7 @@ fn describe(client: &ClientArgs, name: &str) -> CliResult {
                     "EARLIEST",
                     "LATEST",
                     "SIZE",
+                    "STATUS",
                 ],
                 &partitions
                     .iter()
@@ -336,6 +345,7 @@ fn describe(client: &ClientArgs, name: &str) -> CliResult {
                             earliest.to_string(),
                             latest.to_string(),
                             size.to_string(),
+                            partition_status(p.leader(), p.replicas(), p.isr()).to_string(),
                         ]
                     })
                     .collect::<Vec<_>>(),
@@ -422,4 +432,27 @@ fn add_partitions(client: &ClientArgs, name: &str, num: usize) -> CliResult {
         Output::Table => println!("topic {name} now has {} partitions", current + num),
     }
     Ok(())
+}
+
+/// A partition's health as `kafka-topics.sh --describe` filters it: no
+/// leader is offline, fewer in-sync replicas than replicas under-replicated.
+fn partition_status(leader: i32, replicas: &[i32], isr: &[i32]) -> &'static str {
+    if leader < 0 {
+        "offline"
+    } else if isr.len() < replicas.len() {
+        "under-replicated"
+    } else {
+        "ok"
+    }
+}
+
+#[cfg(test)]
+mod status_tests {
+    #[test]
+    fn partitions_are_ok_under_replicated_or_offline() {
+        use super::partition_status;
+        assert_eq!(partition_status(1, &[1, 2, 3], &[1, 2, 3]), "ok");
+        assert_eq!(partition_status(1, &[1, 2, 3], &[1, 3]), "under-replicated");
+        assert_eq!(partition_status(-1, &[1, 2, 3], &[]), "offline");
+    }
 }
