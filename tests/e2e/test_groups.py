@@ -349,3 +349,43 @@ def test_group_admin_apis_and_simple_commits(broker_factory, members, tmp_path):
     admin.delete_consumer_groups(["simple"])["simple"].result(timeout=30)
     listed = admin.list_consumer_groups().result(timeout=30)
     assert "simple" not in {group.group_id for group in listed.valid}
+
+
+def test_offsets_for_missing_topics_or_partitions_are_refused(broker_factory):
+    """Kafka stores committed offsets only for partitions that exist: the admin client's
+    alter-offsets and a consumer's commit get UNKNOWN_TOPIC_OR_PARTITION for a missing
+    topic or partition, and the existing partition in the same request is committed."""
+    from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException
+
+    from conftest import ck_admin
+
+    broker = broker_factory(SETTINGS)
+    bootstrap = broker.bootstrap
+    create_topic(bootstrap, "offsets-here", 1)
+    wanted = [TopicPartition("offsets-here", 0, 5), TopicPartition("offsets-here", 3, 5),
+              TopicPartition("offsets-nowhere", 0, 5)]
+
+    # The admin client reports each partition's error in the result.
+    admin = ck_admin(bootstrap)
+    future = admin.alter_consumer_group_offsets([ConsumerGroupTopicPartitions("altered", wanted)])["altered"]
+    errors = [(tp.topic, tp.partition, tp.error and tp.error.code()) for tp in future.result(timeout=30).topic_partitions]
+    assert errors == [("offsets-here", 0, None), ("offsets-here", 3, KafkaError.UNKNOWN_TOPIC_OR_PART),
+                      ("offsets-nowhere", 0, KafkaError.UNKNOWN_TOPIC_OR_PART)], errors
+
+    # A consumer's synchronous commit: librdkafka answers every partition with its error.
+    consumer = ck_consumer(bootstrap, **{"group.id": "committer"})
+    try:
+        with pytest.raises(KafkaException) as failed:
+            consumer.commit(offsets=wanted, asynchronous=False)
+        assert failed.value.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART, failed.value
+    finally:
+        consumer.close()
+
+    # Only the partition that exists was stored, for both groups.
+    for group in ("altered", "committer"):
+        asked = [TopicPartition(tp.topic, tp.partition) for tp in wanted]
+        fetched = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group, asked)])[group]
+        stored = {(tp.topic, tp.partition): tp.offset for tp in fetched.result(timeout=30).topic_partitions}
+        assert stored[("offsets-here", 0)] == 5, (group, stored)
+        assert stored.get(("offsets-here", 3), -1001) < 0, (group, stored)
+        assert stored.get(("offsets-nowhere", 0), -1001) < 0, (group, stored)

@@ -369,6 +369,12 @@ pub fn offsets_partition(broker: &Broker, group_id: &str) -> Option<(String, i32
         .map(|partition| (OFFSETS_TOPIC.to_string(), partition.index))
 }
 
+/// Does this topic partition exist? Offsets are committed only for
+/// partitions that do; Kafka answers the others UNKNOWN_TOPIC_OR_PARTITION.
+pub fn partition_exists(broker: &Broker, topic: &str, partition: i32) -> bool {
+    broker.partitions.get(topic, partition).is_some()
+}
+
 /// One partition's offset in an OffsetCommit or TxnOffsetCommit request:
 /// topic, partition, offset, leader epoch, metadata.
 pub type RequestedOffset<'a> = (&'a str, i32, i64, i32, Option<&'a str>);

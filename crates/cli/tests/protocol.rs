@@ -151,10 +151,30 @@ fn encode_records(
     sequence: i32,
     transactional: bool,
 ) -> Bytes {
-    let records: Vec<Record> = values
+    let keyless: Vec<(Option<&str>, &str)> = values.iter().map(|value| (None, *value)).collect();
+    encode_keyed(
+        &keyless,
+        producer_id,
+        epoch,
+        sequence,
+        transactional,
+        Compression::None,
+    )
+}
+
+/// A batch of (key, value) records.
+fn encode_keyed(
+    records: &[(Option<&str>, &str)],
+    producer_id: i64,
+    epoch: i16,
+    sequence: i32,
+    transactional: bool,
+    compression: Compression,
+) -> Bytes {
+    let records: Vec<Record> = records
         .iter()
         .enumerate()
-        .map(|(index, value)| Record {
+        .map(|(index, (key, value))| Record {
             transactional,
             control: false,
             delete_horizon: false,
@@ -166,7 +186,7 @@ fn encode_records(
             // The encoder keeps records in one batch while offset - sequence is constant.
             sequence: sequence + index as i32,
             timestamp: 1_000 + index as i64,
-            key: None,
+            key: key.map(|key| Bytes::copy_from_slice(key.as_bytes())),
             value: Some(Bytes::copy_from_slice(value.as_bytes())),
             headers: Default::default(),
         })
@@ -174,7 +194,7 @@ fn encode_records(
     let mut buffer = BytesMut::new();
     let options = RecordEncodeOptions {
         version: 2,
-        compression: Compression::None,
+        compression,
     };
     RecordBatchEncoder::encode(&mut buffer, &records, &options).unwrap();
     buffer.freeze()
@@ -192,10 +212,24 @@ fn init_idempotent_producer(client: &mut Client) -> InitProducerIdResponse {
 }
 
 fn create_topic(client: &mut Client, name: &str, partitions: i32) {
+    create_topic_with(client, name, partitions, &[]);
+}
+
+fn create_topic_with(client: &mut Client, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+    use kafka_protocol::messages::create_topics_request::CreatableTopicConfig;
+    let configs = configs
+        .iter()
+        .map(|(name, value)| {
+            CreatableTopicConfig::default()
+                .with_name(StrBytes::from_string(name.to_string()))
+                .with_value(Some(StrBytes::from_string(value.to_string())))
+        })
+        .collect();
     let request = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
         .with_name(TopicName(StrBytes::from_string(name.into())))
         .with_num_partitions(partitions)
-        .with_replication_factor(1)]);
+        .with_replication_factor(1)
+        .with_configs(configs)]);
     let response: CreateTopicsResponse = client.call(ApiKey::CreateTopics, 7, &request);
     assert_eq!(
         response.topics[0].error_code, 0,
@@ -228,6 +262,22 @@ fn produce_in(
     partition: i32,
     batch: Bytes,
 ) -> (i16, i64, Option<String>) {
+    let partition = produce_partition(client, transactional_id, topic, partition, batch);
+    (
+        partition.error_code,
+        partition.base_offset,
+        partition.error_message.as_ref().map(|m| m.to_string()),
+    )
+}
+
+/// The whole partition answer to producing one batch (acks=all, v9).
+fn produce_partition(
+    client: &mut Client,
+    transactional_id: Option<&str>,
+    topic: &str,
+    partition: i32,
+    batch: Bytes,
+) -> produce_response::PartitionProduceResponse {
     let request = ProduceRequest::default()
         .with_transactional_id(
             transactional_id.map(|id| TransactionalId(StrBytes::from_string(id.into()))),
@@ -239,13 +289,8 @@ fn produce_in(
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(partition)
                 .with_records(Some(batch))])]);
-    let response: ProduceResponse = client.call(ApiKey::Produce, 9, &request);
-    let partition = &response.responses[0].partition_responses[0];
-    (
-        partition.error_code,
-        partition.base_offset,
-        partition.error_message.as_ref().map(|m| m.to_string()),
-    )
+    let mut response: ProduceResponse = client.call(ApiKey::Produce, 9, &request);
+    response.responses.remove(0).partition_responses.remove(0)
 }
 
 fn fetch_request(
@@ -562,6 +607,30 @@ fn producer_state_survives_a_clean_restart_by_snapshot_and_a_crash_by_replay() {
     assert_eq!(gap.0, 45, "OUT_OF_ORDER_SEQUENCE_NUMBER");
 }
 
+/// FindCoordinator and InitProducerId for `transactional_id`: its producer
+/// id and epoch.
+fn init_transactional_producer(client: &mut Client, transactional_id: &str) -> (i64, i16) {
+    let coordinator: FindCoordinatorResponse = client.call(
+        ApiKey::FindCoordinator,
+        3,
+        &FindCoordinatorRequest::default()
+            .with_key(StrBytes::from_string(transactional_id.into()))
+            .with_key_type(1),
+    );
+    assert_eq!(coordinator.error_code, 0);
+    let init: InitProducerIdResponse = client.call(
+        ApiKey::InitProducerId,
+        4,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(Some(txn_id(transactional_id)))
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    );
+    assert_eq!(init.error_code, 0);
+    (init.producer_id.0, init.producer_epoch)
+}
+
 fn txn_id(id: &str) -> TransactionalId {
     TransactionalId(StrBytes::from_string(id.into()))
 }
@@ -578,25 +647,7 @@ fn a_partition_outside_the_transaction_is_refused_and_aborted_records_are_listed
     let broker = Broker::start();
     let mut client = broker.connect();
     create_topic(&mut client, "sessions", 2);
-    let coordinator: FindCoordinatorResponse = client.call(
-        ApiKey::FindCoordinator,
-        3,
-        &FindCoordinatorRequest::default()
-            .with_key(StrBytes::from_static_str("tx"))
-            .with_key_type(1),
-    );
-    assert_eq!(coordinator.error_code, 0);
-    let init: InitProducerIdResponse = client.call(
-        ApiKey::InitProducerId,
-        4,
-        &InitProducerIdRequest::default()
-            .with_transactional_id(Some(txn_id("tx")))
-            .with_transaction_timeout_ms(60_000)
-            .with_producer_id(ProducerId(-1))
-            .with_producer_epoch(-1),
-    );
-    assert_eq!(init.error_code, 0);
-    let (id, epoch) = (init.producer_id.0, init.producer_epoch);
+    let (id, epoch) = init_transactional_producer(&mut client, "tx");
 
     // Only partition 0 joins the transaction.
     let add: AddPartitionsToTxnResponse = client.call(
@@ -691,4 +742,185 @@ fn a_partition_outside_the_transaction_is_refused_and_aborted_records_are_listed
         .map(|aborted| (aborted.producer_id.0, aborted.first_offset))
         .collect();
     assert_eq!(aborted, vec![(id, before + 1)]);
+}
+
+/// The group's committed offset of each (topic, partition), -1 for none.
+/// Asks for stable offsets, and again while a transaction's marker is on its
+/// way (UNSTABLE_OFFSET_COMMIT).
+fn committed_offsets(client: &mut Client, group: &str, wanted: &[(&str, i32)]) -> Vec<i64> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let fetched = fetch_committed(client, group, wanted);
+        if fetched.iter().all(|(_, error)| *error != 88) {
+            assert!(fetched.iter().all(|(_, error)| *error == 0), "{fetched:?}");
+            return fetched.into_iter().map(|(offset, _)| offset).collect();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "offsets still unstable: {fetched:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn fetch_committed(client: &mut Client, group: &str, wanted: &[(&str, i32)]) -> Vec<(i64, i16)> {
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    let topics = wanted
+        .iter()
+        .map(|(topic, partition)| {
+            OffsetFetchRequestTopic::default()
+                .with_name(topic_name(topic))
+                .with_partition_indexes(vec![*partition])
+        })
+        .collect();
+    let fetched: OffsetFetchResponse = client.call(
+        ApiKey::OffsetFetch,
+        7,
+        &OffsetFetchRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.into())))
+            .with_topics(Some(topics))
+            .with_require_stable(true),
+    );
+    assert_eq!(fetched.error_code, 0);
+    fetched
+        .topics
+        .iter()
+        .flat_map(|topic| &topic.partitions)
+        .map(|partition| (partition.committed_offset, partition.error_code))
+        .collect()
+}
+
+#[test]
+fn offsets_for_topics_or_partitions_that_do_not_exist_are_refused_per_partition() {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::txn_offset_commit_request::{
+        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    };
+    let broker = Broker::start();
+    let mut client = broker.connect();
+    create_topic(&mut client, "present", 1);
+    let wanted = [("present", 0), ("present", 1), ("absent", 0)];
+
+    // Phase 1: a plain OffsetCommit outside any generation (what the admin
+    // client's alter-offsets sends): the existing partition is committed, the
+    // missing partition and the missing topic are UNKNOWN_TOPIC_OR_PARTITION.
+    let commit_topic = |name: &str, partitions: &[i32]| {
+        OffsetCommitRequestTopic::default()
+            .with_name(topic_name(name))
+            .with_partitions(
+                partitions
+                    .iter()
+                    .map(|index| {
+                        OffsetCommitRequestPartition::default()
+                            .with_partition_index(*index)
+                            .with_committed_offset(42)
+                    })
+                    .collect(),
+            )
+    };
+    let committed: OffsetCommitResponse = client.call(
+        ApiKey::OffsetCommit,
+        8,
+        &OffsetCommitRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("plain")))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![
+                commit_topic("present", &[0, 1]),
+                commit_topic("absent", &[0]),
+            ]),
+    );
+    let codes: Vec<(String, i32, i16)> = committed
+        .topics
+        .iter()
+        .flat_map(|topic| {
+            topic.partitions.iter().map(|partition| {
+                (
+                    topic.name.to_string(),
+                    partition.partition_index,
+                    partition.error_code,
+                )
+            })
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            ("present".into(), 0, 0),
+            ("present".into(), 1, 3),
+            ("absent".into(), 0, 3)
+        ]
+    );
+    assert_eq!(
+        committed_offsets(&mut client, "plain", &wanted),
+        [42, -1, -1]
+    );
+
+    // Phase 2: the same offsets inside a transaction (TxnOffsetCommit), then
+    // committed: only the existing partition's offset becomes the group's.
+    let (id, epoch) = init_transactional_producer(&mut client, "offsets-tx");
+    let added: AddOffsetsToTxnResponse = client.call(
+        ApiKey::AddOffsetsToTxn,
+        3,
+        &AddOffsetsToTxnRequest::default()
+            .with_transactional_id(txn_id("offsets-tx"))
+            .with_producer_id(ProducerId(id))
+            .with_producer_epoch(epoch)
+            .with_group_id(GroupId(StrBytes::from_static_str("in-txn"))),
+    );
+    assert_eq!(added.error_code, 0);
+    let txn_topic = |name: &str, partitions: &[i32]| {
+        TxnOffsetCommitRequestTopic::default()
+            .with_name(topic_name(name))
+            .with_partitions(
+                partitions
+                    .iter()
+                    .map(|index| {
+                        TxnOffsetCommitRequestPartition::default()
+                            .with_partition_index(*index)
+                            .with_committed_offset(7)
+                    })
+                    .collect(),
+            )
+    };
+    let staged: TxnOffsetCommitResponse = client.call(
+        ApiKey::TxnOffsetCommit,
+        3,
+        &TxnOffsetCommitRequest::default()
+            .with_transactional_id(txn_id("offsets-tx"))
+            .with_group_id(GroupId(StrBytes::from_static_str("in-txn")))
+            .with_producer_id(ProducerId(id))
+            .with_producer_epoch(epoch)
+            .with_generation_id(-1)
+            .with_topics(vec![
+                txn_topic("present", &[0, 1]),
+                txn_topic("absent", &[0]),
+            ]),
+    );
+    let codes: Vec<(i32, i16)> = staged
+        .topics
+        .iter()
+        .flat_map(|topic| {
+            topic
+                .partitions
+                .iter()
+                .map(|partition| (partition.partition_index, partition.error_code))
+        })
+        .collect();
+    assert_eq!(codes, vec![(0, 0), (1, 3), (0, 3)]);
+    let end: EndTxnResponse = client.call(
+        ApiKey::EndTxn,
+        3,
+        &EndTxnRequest::default()
+            .with_transactional_id(txn_id("offsets-tx"))
+            .with_producer_id(ProducerId(id))
+            .with_producer_epoch(epoch)
+            .with_committed(true),
+    );
+    assert_eq!(end.error_code, 0);
+    assert_eq!(
+        committed_offsets(&mut client, "in-txn", &wanted),
+        [7, -1, -1]
+    );
 }
