@@ -924,3 +924,56 @@ fn offsets_for_topics_or_partitions_that_do_not_exist_are_refused_per_partition(
         [7, -1, -1]
     );
 }
+
+#[test]
+fn a_compacted_topic_refuses_records_without_a_key_naming_each_one() {
+    let broker = Broker::start();
+    let mut client = broker.connect();
+    create_topic_with(&mut client, "keyed", 1, &[("cleanup.policy", "compact")]);
+    create_topic_with(
+        &mut client,
+        "mixed",
+        1,
+        &[("cleanup.policy", "compact,delete")],
+    );
+    let message = "Compacted topic cannot accept message without key in topic partition";
+    for (topic, compression) in [("keyed", Compression::None), ("mixed", Compression::Lz4)] {
+        // Records 1 and 3 of four have no key: the whole batch is refused,
+        // each of them named by its index in the batch.
+        let batch = encode_keyed(
+            &[(Some("a"), "1"), (None, "2"), (Some("b"), "3"), (None, "4")],
+            -1,
+            -1,
+            0,
+            false,
+            compression,
+        );
+        let refused = produce_partition(&mut client, None, topic, 0, batch);
+        assert_eq!(refused.error_code, 87, "INVALID_RECORD: {refused:?}");
+        let named: Vec<(i32, String)> = refused
+            .record_errors
+            .iter()
+            .map(|error| {
+                let message = error.batch_index_error_message.as_deref().unwrap_or("");
+                (error.batch_index, message.to_string())
+            })
+            .collect();
+        let expected = |index: i32| (index, format!("{message} {topic}-0."));
+        assert_eq!(named, vec![expected(1), expected(3)]);
+        let summary = refused.error_message.as_deref().unwrap_or("").to_string();
+        assert!(
+            summary.starts_with("One or more records have been rejected due to 2 record errors"),
+            "{summary}"
+        );
+
+        // Nothing of it was written: the next batch, all keyed, starts at 0.
+        let keyed = encode_keyed(&[(Some("a"), "1")], -1, -1, 0, false, compression);
+        let accepted = produce_partition(&mut client, None, topic, 0, keyed);
+        assert_eq!((accepted.error_code, accepted.base_offset), (0, 0));
+        assert!(accepted.record_errors.is_empty());
+    }
+
+    // A topic that is not compacted takes records without keys.
+    create_topic(&mut client, "plain", 1);
+    assert_eq!(produce(&mut client, "plain", 0, &["no", "keys"]), 0);
+}
