@@ -93,13 +93,14 @@ impl Groups {
     }
 
     /// May this member commit offsets? Consumer groups check member epochs,
-    /// classic groups generations.
+    /// classic groups generations (and, unless `transactional`, their state).
     pub fn check_commit(
         &self,
         group_id: &str,
         member_id: &str,
         instance: Option<&str>,
         generation_or_epoch: i32,
+        transactional: bool,
     ) -> Result<(), i16> {
         if let Some(result) =
             self.consumer_groups()
@@ -112,7 +113,13 @@ impl Groups {
             });
         }
         self.coordinator()
-            .check_commit(group_id, member_id, instance, generation_or_epoch)
+            .check_commit(
+                group_id,
+                member_id,
+                instance,
+                generation_or_epoch,
+                transactional,
+            )
             .map_err(|error| error.code())
     }
 

@@ -116,6 +116,12 @@ impl Client {
         Q: Encodable + HeaderVersion,
         R: Decodable + HeaderVersion,
     {
+        self.send(key, version, request);
+        self.receive(version)
+    }
+
+    /// Sends a request without waiting for its answer ([`Client::receive`]).
+    fn send<Q: Encodable + HeaderVersion>(&mut self, key: ApiKey, version: i16, request: &Q) {
         self.correlation_id += 1;
         let header = RequestHeader::default()
             .with_request_api_key(key as i16)
@@ -128,6 +134,10 @@ impl Client {
             .unwrap();
         request.encode(&mut frame, version).unwrap();
         self.send_raw(&frame);
+    }
+
+    /// The answer to the last request sent.
+    fn receive<R: Decodable + HeaderVersion>(&mut self, version: i16) -> R {
         let mut response = self.receive_raw();
         let header = ResponseHeader::decode(&mut response, R::header_version(version)).unwrap();
         assert_eq!(header.correlation_id, self.correlation_id);
@@ -976,4 +986,142 @@ fn a_compacted_topic_refuses_records_without_a_key_naming_each_one() {
     // A topic that is not compacted takes records without keys.
     create_topic(&mut client, "plain", 1);
     assert_eq!(produce(&mut client, "plain", 0, &["no", "keys"]), 0);
+}
+
+/// JoinGroup v9 for a consumer group member (one "range" protocol).
+fn join_group(group: &str, member_id: &str) -> JoinGroupRequest {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    JoinGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.into())))
+        .with_session_timeout_ms(30_000)
+        .with_rebalance_timeout_ms(30_000)
+        .with_member_id(StrBytes::from_string(member_id.into()))
+        .with_protocol_type(StrBytes::from_static_str("consumer"))
+        .with_protocols(vec![JoinGroupRequestProtocol::default()
+            .with_name(StrBytes::from_static_str("range"))
+            .with_metadata(Bytes::from_static(b"m"))])
+}
+
+/// Joins as a new member: MEMBER_ID_REQUIRED, then the join with that id,
+/// which completes at once when nobody else is in the group.
+fn join_alone(client: &mut Client, group: &str) -> JoinGroupResponse {
+    let first: JoinGroupResponse = client.call(ApiKey::JoinGroup, 9, &join_group(group, ""));
+    assert_eq!(first.error_code, 79, "MEMBER_ID_REQUIRED");
+    let joined: JoinGroupResponse =
+        client.call(ApiKey::JoinGroup, 9, &join_group(group, &first.member_id));
+    assert_eq!(joined.error_code, 0);
+    joined
+}
+
+fn sync_group(client: &mut Client, group: &str, member_id: &str, generation: i32) -> i16 {
+    use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+    let synced: SyncGroupResponse = client.call(
+        ApiKey::SyncGroup,
+        5,
+        &SyncGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.into())))
+            .with_generation_id(generation)
+            .with_member_id(StrBytes::from_string(member_id.into()))
+            .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
+            .with_protocol_name(Some(StrBytes::from_static_str("range")))
+            .with_assignments(vec![SyncGroupRequestAssignment::default()
+                .with_member_id(StrBytes::from_string(member_id.into()))
+                .with_assignment(Bytes::from_static(b"a"))]),
+    );
+    synced.error_code
+}
+
+/// OffsetCommit v8 of `offset` for partition 0 of `topic`: its error code.
+fn commit_offset(
+    client: &mut Client,
+    group: &str,
+    member_id: &str,
+    generation: i32,
+    topic: &str,
+    offset: i64,
+) -> i16 {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    let committed: OffsetCommitResponse = client.call(
+        ApiKey::OffsetCommit,
+        8,
+        &OffsetCommitRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.into())))
+            .with_generation_id_or_member_epoch(generation)
+            .with_member_id(StrBytes::from_string(member_id.into()))
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(topic_name(topic))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(offset)])]),
+    );
+    committed.topics[0].partitions[0].error_code
+}
+
+#[test]
+fn a_member_commits_while_its_group_prepares_a_rebalance_but_not_while_it_completes_one() {
+    let broker = Broker::start();
+    let mut first = broker.connect();
+    let mut second = broker.connect();
+    create_topic(&mut first, "work", 1);
+
+    // Phase 1: one member, generation 1, stable.
+    let joined = join_alone(&mut first, "g");
+    let (a, generation) = (joined.member_id.to_string(), joined.generation_id);
+    assert_eq!(sync_group(&mut first, "g", &a, generation), 0);
+    assert_eq!(commit_offset(&mut first, "g", &a, generation, "work", 1), 0);
+
+    // Phase 2: a second member joins; its JoinGroup waits for the first to
+    // rejoin, so the group prepares a rebalance. The first member, still of
+    // generation 1, goes on committing what it consumes, as Kafka allows.
+    let request: JoinGroupResponse = second.call(ApiKey::JoinGroup, 9, &join_group("g", ""));
+    let b = request.member_id.to_string();
+    second.send(ApiKey::JoinGroup, 9, &join_group("g", &b));
+    // The second member's join arrives on its own connection: the first
+    // member's heartbeat tells when it is in.
+    let heartbeat = HeartbeatRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("g")))
+        .with_generation_id(generation)
+        .with_member_id(StrBytes::from_string(a.clone()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer: HeartbeatResponse = first.call(ApiKey::Heartbeat, 4, &heartbeat);
+        if answer.error_code == 27 {
+            break; // REBALANCE_IN_PROGRESS
+        }
+        assert_eq!(answer.error_code, 0);
+        assert!(Instant::now() < deadline, "the second member never joined");
+    }
+    assert_eq!(commit_offset(&mut first, "g", &a, generation, "work", 2), 0);
+
+    // Phase 3: the first member rejoins; both JoinGroups are answered with
+    // generation 2 and the group waits for the leader's SyncGroup. A commit
+    // now is REBALANCE_IN_PROGRESS: the member has no assignment yet.
+    let rejoined: JoinGroupResponse = first.call(ApiKey::JoinGroup, 9, &join_group("g", &a));
+    let other: JoinGroupResponse = second.receive(9);
+    assert_eq!((rejoined.error_code, other.error_code), (0, 0));
+    assert_eq!(rejoined.generation_id, generation + 1);
+    let next = rejoined.generation_id;
+    assert_eq!(commit_offset(&mut first, "g", &a, next, "work", 3), 27);
+    assert_eq!(
+        commit_offset(&mut first, "g", &a, generation, "work", 3),
+        22,
+        "ILLEGAL_GENERATION for the old generation"
+    );
+
+    // Phase 4: synced, stable again: commits are taken.
+    let leader = if rejoined.leader == rejoined.member_id {
+        &mut first
+    } else {
+        &mut second
+    };
+    let leader_id = if rejoined.leader == rejoined.member_id {
+        &a
+    } else {
+        &b
+    };
+    assert_eq!(sync_group(leader, "g", leader_id, next), 0);
+    assert_eq!(commit_offset(&mut first, "g", &a, next, "work", 4), 0);
+    assert_eq!(committed_offsets(&mut first, "g", &[("work", 0)]), [4]);
 }

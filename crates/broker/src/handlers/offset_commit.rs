@@ -30,6 +30,7 @@ pub async fn handle(
             &request.member_id,
             request.group_instance_id.as_deref(),
             request.generation_id_or_member_epoch,
+            false,
         ),
     };
     let requested = request.topics.iter().flat_map(|topic| {

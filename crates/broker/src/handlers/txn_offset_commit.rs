@@ -82,6 +82,7 @@ async fn commit(
             &request.member_id,
             request.group_instance_id.as_deref(),
             request.generation_id,
+            true,
         )?;
     }
     let requested = request.topics.iter().flat_map(|topic| {
