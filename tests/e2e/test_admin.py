@@ -415,3 +415,30 @@ def test_fetch_long_poll_wakes_on_new_data(broker):
         )
     finally:
         c.close()
+
+
+def test_elect_leaders_on_one_node_needs_no_election(broker):
+    """A one-broker cluster's partitions already have their preferred leader: both
+    clients' leader elections report ELECTION_NOT_NEEDED, and a missing partition
+    UNKNOWN_TOPIC_OR_PARTITION, as a one-broker Kafka answers."""
+    from confluent_kafka import ElectionType, KafkaError, TopicPartition
+    from kafka.admin import KafkaAdminClient
+
+    bootstrap = broker.bootstrap
+    create_topic(bootstrap, "elected", 2)
+    ck = ck_admin(bootstrap)
+    results = ck.elect_leaders(
+        ElectionType.PREFERRED, [TopicPartition("elected", 0), TopicPartition("elected", 5)]
+    ).result(timeout=30)
+    codes = {(tp.topic, tp.partition): error.code() for tp, error in results.items()}
+    assert codes == {("elected", 0): KafkaError.ELECTION_NOT_NEEDED,
+                     ("elected", 5): KafkaError.UNKNOWN_TOPIC_OR_PART}, codes
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    try:
+        response = admin.perform_leader_election(0, {"elected": [1]})
+        results = [(topic, [(p[0], p[1]) for p in partitions])
+                   for topic, partitions in response.replication_election_results]
+        assert results == [("elected", [(1, 84)])], response
+    finally:
+        admin.close()

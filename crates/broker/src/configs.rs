@@ -447,6 +447,14 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         documentation: "Most members one group may have.",
     },
     ConfigDef {
+        name: "max.request.partition.size.limit",
+        kind: ConfigType::Int,
+        default: "2000",
+        broker_synonym: None,
+        validator: Validator::AtLeast(1),
+        documentation: "Most partitions one DescribeTopicPartitions response describes; the client pages through the rest.",
+    },
+    ConfigDef {
         name: "max.incremental.fetch.session.cache.slots",
         kind: ConfigType::Int,
         default: "1000",

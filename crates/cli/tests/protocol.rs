@@ -1125,3 +1125,293 @@ fn a_member_commits_while_its_group_prepares_a_rebalance_but_not_while_it_comple
     assert_eq!(commit_offset(&mut first, "g", &a, next, "work", 4), 0);
     assert_eq!(committed_offsets(&mut first, "g", &[("work", 0)]), [4]);
 }
+
+/// One topic of a DescribeTopicPartitions answer: name, error, partitions.
+type DescribedTopic = (String, i16, Vec<i32>);
+
+/// DescribeTopicPartitions v0: the topics answered and the next cursor.
+fn describe_topic_partitions(
+    client: &mut Client,
+    topics: &[&str],
+    limit: i32,
+    cursor: Option<(&str, i32)>,
+) -> (Vec<DescribedTopic>, Option<(String, i32)>) {
+    use kafka_protocol::messages::describe_topic_partitions_request::{Cursor, TopicRequest};
+    let request = DescribeTopicPartitionsRequest::default()
+        .with_topics(
+            topics
+                .iter()
+                .map(|name| TopicRequest::default().with_name(topic_name(name)))
+                .collect(),
+        )
+        .with_response_partition_limit(limit)
+        .with_cursor(cursor.map(|(topic, partition)| {
+            Cursor::default()
+                .with_topic_name(topic_name(topic))
+                .with_partition_index(partition)
+        }));
+    let response: DescribeTopicPartitionsResponse =
+        client.call(ApiKey::DescribeTopicPartitions, 0, &request);
+    let topics = response
+        .topics
+        .iter()
+        .map(|topic| {
+            let name = topic
+                .name
+                .as_ref()
+                .map(|name| name.to_string())
+                .unwrap_or_default();
+            let partitions = topic.partitions.iter().map(|p| p.partition_index).collect();
+            (name, topic.error_code, partitions)
+        })
+        .collect();
+    let next = response
+        .next_cursor
+        .map(|cursor| (cursor.topic_name.to_string(), cursor.partition_index));
+    (topics, next)
+}
+
+#[test]
+fn describe_topic_partitions_pages_through_topics_with_a_cursor() {
+    let broker = Broker::start();
+    let mut client = broker.connect();
+    create_topic(&mut client, "alpha", 3);
+    create_topic(&mut client, "beta", 2);
+    create_topic(&mut client, "gamma", 1);
+    let page = |topic: &str, error: i16, partitions: &[i32]| {
+        (topic.to_string(), error, partitions.to_vec())
+    };
+
+    // Every topic, four partitions a page: the first page ends inside beta,
+    // the second starts at the cursor and is the last.
+    let (first, next) = describe_topic_partitions(&mut client, &[], 4, None);
+    assert_eq!(
+        first,
+        vec![page("alpha", 0, &[0, 1, 2]), page("beta", 0, &[0])]
+    );
+    assert_eq!(next, Some(("beta".to_string(), 1)));
+    let (second, next) = describe_topic_partitions(&mut client, &[], 4, Some(("beta", 1)));
+    assert_eq!(second, vec![page("beta", 0, &[1]), page("gamma", 0, &[0])]);
+    assert_eq!(next, None);
+
+    // A page that ends exactly at a topic's end points at the next topic.
+    let (whole, next) = describe_topic_partitions(&mut client, &[], 3, None);
+    assert_eq!(whole, vec![page("alpha", 0, &[0, 1, 2])]);
+    assert_eq!(next, Some(("beta".to_string(), 0)));
+
+    // Named topics come back in name order; a missing one is
+    // UNKNOWN_TOPIC_OR_PARTITION, an impossible name INVALID_TOPIC_EXCEPTION.
+    let (named, next) = describe_topic_partitions(
+        &mut client,
+        &["gamma", "missing", "alpha", "bad/name"],
+        100,
+        None,
+    );
+    assert_eq!(
+        named,
+        vec![
+            page("alpha", 0, &[0, 1, 2]),
+            page("bad/name", 17, &[]),
+            page("gamma", 0, &[0]),
+            page("missing", 3, &[]),
+        ]
+    );
+    assert_eq!(next, None);
+
+    // A cursor on a topic that was not asked for is INVALID_REQUEST.
+    let (refused, _) = describe_topic_partitions(&mut client, &["alpha"], 10, Some(("beta", 0)));
+    assert_eq!(refused, vec![page("alpha", 42, &[])]);
+
+    // Without an authorizer every topic operation is allowed (KIP-430).
+    let response: DescribeTopicPartitionsResponse = client.call(
+        ApiKey::DescribeTopicPartitions,
+        0,
+        &DescribeTopicPartitionsRequest::default().with_response_partition_limit(10),
+    );
+    let alpha = &response.topics[0];
+    assert_eq!(alpha.topic_authorized_operations, 3576);
+    assert_eq!(alpha.partitions[0].leader_id.0, 1);
+    assert_eq!(alpha.partitions[0].replica_nodes, vec![BrokerId(1)]);
+}
+
+#[test]
+fn list_config_resources_lists_topics_brokers_and_groups() {
+    let broker = Broker::start();
+    let mut client = broker.connect();
+    create_topic(&mut client, "configured", 1);
+    assert_eq!(
+        commit_offset(&mut client, "a-group", "", -1, "configured", 1),
+        0
+    );
+    let list = |client: &mut Client, version: i16, types: Vec<i8>| {
+        let response: ListConfigResourcesResponse = client.call(
+            ApiKey::ListConfigResources,
+            version,
+            &ListConfigResourcesRequest::default().with_resource_types(types),
+        );
+        let listed: Vec<(i8, String)> = response
+            .config_resources
+            .iter()
+            .map(|resource| (resource.resource_type, resource.resource_name.to_string()))
+            .collect();
+        (response.error_code, listed)
+    };
+    let (error, listed) = list(&mut client, 1, vec![]);
+    assert_eq!(error, 0);
+    for expected in [
+        (2, "configured".to_string()),
+        (4, "1".to_string()),
+        (8, "1".to_string()),
+        (32, "a-group".to_string()),
+    ] {
+        assert!(listed.contains(&expected), "{expected:?} in {listed:?}");
+    }
+    let (_, topics) = list(&mut client, 1, vec![2]);
+    assert!(topics.iter().all(|(kind, _)| *kind == 2), "{topics:?}");
+    assert!(topics.contains(&(2, "configured".to_string())));
+    // Types outside Kafka's set are UNSUPPORTED_VERSION; v0 lists client
+    // metrics resources only, of which there are none.
+    assert_eq!(list(&mut client, 1, vec![3]).0, 35);
+    assert_eq!(list(&mut client, 0, vec![]), (0, vec![]));
+}
+
+#[test]
+fn a_single_node_answers_quorum_election_and_reassignment_requests_as_a_one_broker_kafka() {
+    use kafka_protocol::messages::alter_partition_reassignments_request::{
+        ReassignablePartition, ReassignableTopic,
+    };
+    use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+    use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+    let broker = Broker::start();
+    let mut client = broker.connect();
+    create_topic(&mut client, "placed", 2);
+
+    // DescribeQuorum: one voter, the leader, no observers.
+    let quorum_of = |client: &mut Client, topic: &str, partitions: &[i32]| {
+        let request = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+            .with_topic_name(topic_name(topic))
+            .with_partitions(
+                partitions
+                    .iter()
+                    .map(|index| PartitionData::default().with_partition_index(*index))
+                    .collect(),
+            )]);
+        let response: DescribeQuorumResponse = client.call(ApiKey::DescribeQuorum, 2, &request);
+        response
+    };
+    let quorum = quorum_of(&mut client, "__cluster_metadata", &[0]);
+    assert_eq!(quorum.error_code, 0);
+    let partition = &quorum.topics[0].partitions[0];
+    assert_eq!((partition.error_code, partition.leader_id.0), (0, 1));
+    let voters: Vec<i32> = partition
+        .current_voters
+        .iter()
+        .map(|v| v.replica_id.0)
+        .collect();
+    assert_eq!(voters, vec![1]);
+    assert!(partition.observers.is_empty());
+    assert_eq!(quorum.nodes[0].node_id.0, 1);
+    let elsewhere = quorum_of(&mut client, "placed", &[0]);
+    assert_eq!(elsewhere.topics[0].partitions[0].error_code, 3);
+    assert_eq!(
+        quorum_of(&mut client, "__cluster_metadata", &[0, 1]).error_code,
+        42
+    );
+
+    // ElectLeaders: the preferred leader is already the leader.
+    let elect = |client: &mut Client, topics: Option<Vec<TopicPartitions>>| {
+        let response: ElectLeadersResponse = client.call(
+            ApiKey::ElectLeaders,
+            2,
+            &ElectLeadersRequest::default()
+                .with_election_type(0)
+                .with_topic_partitions(topics)
+                .with_timeout_ms(5_000),
+        );
+        assert_eq!(response.error_code, 0);
+        response
+            .replica_election_results
+            .iter()
+            .flat_map(|topic| {
+                topic.partition_result.iter().map(|result| {
+                    (
+                        topic.topic.to_string(),
+                        result.partition_id,
+                        result.error_code,
+                    )
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    let named = elect(
+        &mut client,
+        Some(vec![
+            TopicPartitions::default()
+                .with_topic(topic_name("placed"))
+                .with_partitions(vec![0, 1, 7]),
+            TopicPartitions::default()
+                .with_topic(topic_name("nowhere"))
+                .with_partitions(vec![0]),
+        ]),
+    );
+    assert_eq!(
+        named,
+        vec![
+            ("placed".to_string(), 0, 84),
+            ("placed".to_string(), 1, 84),
+            ("placed".to_string(), 7, 3),
+            ("nowhere".to_string(), 0, 3),
+        ],
+        "ELECTION_NOT_NEEDED, UNKNOWN_TOPIC_OR_PARTITION"
+    );
+    assert_eq!(
+        elect(&mut client, None),
+        vec![],
+        "all partitions: none needed one"
+    );
+
+    // AlterPartitionReassignments: the current replicas are accepted, other
+    // brokers and duplicates are not, and nothing is in progress to cancel.
+    let reassign = |client: &mut Client, partitions: Vec<ReassignablePartition>| {
+        let response: AlterPartitionReassignmentsResponse = client.call(
+            ApiKey::AlterPartitionReassignments,
+            0,
+            &AlterPartitionReassignmentsRequest::default()
+                .with_timeout_ms(5_000)
+                .with_topics(vec![ReassignableTopic::default()
+                    .with_name(topic_name("placed"))
+                    .with_partitions(partitions)]),
+        );
+        assert_eq!(response.error_code, 0);
+        response.responses[0]
+            .partitions
+            .iter()
+            .map(|partition| partition.error_code)
+            .collect::<Vec<_>>()
+    };
+    let to = |index: i32, replicas: Option<Vec<i32>>| {
+        ReassignablePartition::default()
+            .with_partition_index(index)
+            .with_replicas(replicas.map(|ids| ids.into_iter().map(BrokerId).collect()))
+    };
+    assert_eq!(
+        reassign(
+            &mut client,
+            vec![
+                to(0, Some(vec![1])),
+                to(1, Some(vec![1, 2])),
+                to(1, Some(vec![1, 1])),
+                to(1, Some(vec![])),
+                to(0, None),
+                to(9, Some(vec![1])),
+            ]
+        ),
+        vec![0, 39, 39, 39, 85, 3]
+    );
+    let listed: ListPartitionReassignmentsResponse = client.call(
+        ApiKey::ListPartitionReassignments,
+        0,
+        &ListPartitionReassignmentsRequest::default().with_timeout_ms(5_000),
+    );
+    assert_eq!((listed.error_code, listed.topics.len()), (0, 0));
+}
