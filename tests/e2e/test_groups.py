@@ -389,3 +389,51 @@ def test_offsets_for_missing_topics_or_partitions_are_refused(broker_factory):
         assert stored[("offsets-here", 0)] == 5, (group, stored)
         assert stored.get(("offsets-here", 3), -1001) < 0, (group, stored)
         assert stored.get(("offsets-nowhere", 0), -1001) < 0, (group, stored)
+
+
+def test_consumer_protocol_static_member_is_not_taken_over_while_active(broker_factory):
+    """KIP-848 static membership: a second consumer with the group.instance.id of an active
+    member is fenced (UNRELEASED_INSTANCE_ID, fatal for librdkafka) and the active member
+    keeps its partitions."""
+    from confluent_kafka import Consumer, KafkaError
+
+    broker = broker_factory(SETTINGS)
+    bootstrap = broker.bootstrap
+    create_topic(bootstrap, "static-848", 4)
+    errors = {"first": [], "second": []}
+
+    def member(name):
+        return Consumer({
+            "bootstrap.servers": bootstrap, "group.id": "static-848", "group.protocol": "consumer",
+            "group.instance.id": "instance-1", "error_cb": errors[name].append,
+        })
+
+    first = member("first")
+    first.subscribe(["static-848"])
+
+    def assigned():
+        first.poll(0.1)
+        return len(first.assignment()) == 4
+
+    wait_until(assigned, 30, "the first member to own the four partitions")
+    second = member("second")
+    second.subscribe(["static-848"])
+
+    def fenced():
+        # librdkafka reports the fatal error as a consumer event (or to error_cb).
+        event = second.poll(0.1)
+        if event is not None and event.error() is not None:
+            errors["second"].append(event.error())
+        first.poll(0.01)
+        return any(error.fatal() or error.code() == KafkaError._FATAL for error in errors["second"])
+
+    try:
+        wait_until(fenced, 30, "the second member to be fenced")
+        message = " ".join(str(error) for error in errors["second"])
+        assert "instance ID is still used by another member" in message, message
+        assert second.assignment() == []
+        assert len(first.assignment()) == 4
+        assert errors["first"] == [], errors["first"]
+    finally:
+        second.close()
+        first.close()

@@ -85,7 +85,7 @@ pub async fn handle(
         .groups
         .consumer_heartbeat(&request.group_id, heartbeat, &view);
     match outcome {
-        Err(error) => failed(error.code(), "consumer group heartbeat refused"),
+        Err(error) => failed(error.code(), error.message()),
         Ok(response) => {
             let assignment = response.assignment.map(|assigned| {
                 let topics = assigned
