@@ -1415,3 +1415,36 @@ fn a_single_node_answers_quorum_election_and_reassignment_requests_as_a_one_brok
     );
     assert_eq!((listed.error_code, listed.topics.len()), (0, 0));
 }
+
+#[test]
+fn authorized_operations_are_reported_only_when_asked_for() {
+    let broker = Broker::start();
+    let mut client = broker.connect();
+    create_topic(&mut client, "asked", 1);
+    let metadata = |client: &mut Client, asked: bool| {
+        let request = MetadataRequest::default()
+            .with_topics(None)
+            .with_include_cluster_authorized_operations(asked)
+            .with_include_topic_authorized_operations(asked);
+        let response: MetadataResponse = client.call(ApiKey::Metadata, 10, &request);
+        let topic = response
+            .topics
+            .iter()
+            .find(|t| t.name.as_ref().is_some_and(|name| name.as_str() == "asked"));
+        let topic_operations = topic.unwrap().topic_authorized_operations;
+        (response.cluster_authorized_operations, topic_operations)
+    };
+    // Without an authorizer: every operation Kafka supports (KIP-430 bit fields).
+    assert_eq!(metadata(&mut client, true), (8096, 3576));
+    assert_eq!(metadata(&mut client, false), (i32::MIN, i32::MIN));
+    let cluster = |client: &mut Client, asked: bool| {
+        let request =
+            DescribeClusterRequest::default().with_include_cluster_authorized_operations(asked);
+        let response: DescribeClusterResponse = client.call(ApiKey::DescribeCluster, 1, &request);
+        response.cluster_authorized_operations
+    };
+    assert_eq!(
+        (cluster(&mut client, true), cluster(&mut client, false)),
+        (8096, i32::MIN)
+    );
+}
