@@ -437,3 +437,30 @@ def test_consumer_protocol_static_member_is_not_taken_over_while_active(broker_f
     finally:
         second.close()
         first.close()
+
+
+def test_consumer_protocol_regex_subscription_follows_new_topics(broker_factory):
+    """KIP-848 regular-expression subscriptions: the broker resolves SubscribedTopicRegex
+    (whole topic names, RE2 syntax) and resolves it again when a matching topic is created."""
+    broker = broker_factory(SETTINGS)
+    bootstrap = broker.bootstrap
+    create_topic(bootstrap, "metrics-cpu", 2)
+    create_topic(bootstrap, "metrics-disk", 1)
+    create_topic(bootstrap, "logs", 3)
+    consumer = ck_consumer(bootstrap, **{"group.id": "by-pattern", "group.protocol": "consumer",
+                                         "topic.metadata.refresh.interval.ms": 1000})
+    try:
+        consumer.subscribe(["^metrics-.*"])
+
+        def assigned(expected):
+            def check():
+                consumer.poll(0.1)
+                return {(tp.topic, tp.partition) for tp in consumer.assignment()} == expected
+            return check
+
+        first = {("metrics-cpu", 0), ("metrics-cpu", 1), ("metrics-disk", 0)}
+        wait_until(assigned(first), 30, "the partitions of the two matching topics")
+        create_topic(bootstrap, "metrics-net", 1)
+        wait_until(assigned(first | {("metrics-net", 0)}), 30, "the new matching topic's partition")
+    finally:
+        consumer.close()

@@ -28,6 +28,8 @@ pub enum ConsumerGroupError {
     GroupIdNotFound,
     /// The id belongs to a classic group.
     InconsistentGroupProtocol,
+    /// `SubscribedTopicRegex` does not compile.
+    InvalidRegularExpression,
     /// A static member joins with the instance id of a member that is
     /// still active (has not left with epoch -2).
     UnreleasedInstanceId,
@@ -49,6 +51,9 @@ impl ConsumerGroupError {
             ConsumerGroupError::InvalidRequest => "the heartbeat is not valid",
             ConsumerGroupError::GroupIdNotFound => "the group does not exist",
             ConsumerGroupError::InconsistentGroupProtocol => "the group uses the classic protocol",
+            ConsumerGroupError::InvalidRegularExpression => {
+                "SubscribedTopicRegex is not a valid regular expression"
+            }
             ConsumerGroupError::UnreleasedInstanceId => {
                 "the instance id is owned by a member that has not left the group"
             }
@@ -64,6 +69,7 @@ impl ConsumerGroupError {
             ConsumerGroupError::InvalidRequest => 42,
             ConsumerGroupError::GroupIdNotFound => 69,
             ConsumerGroupError::InconsistentGroupProtocol => 23,
+            ConsumerGroupError::InvalidRegularExpression => 128,
             ConsumerGroupError::UnreleasedInstanceId => 111,
             ConsumerGroupError::FencedInstanceId => 82,
         }
@@ -79,6 +85,8 @@ pub struct HeartbeatRequest {
     pub rebalance_timeout_ms: i64,
     /// `None`: unchanged since the last heartbeat.
     pub subscribed_topics: Option<Vec<String>>,
+    /// `None`: unchanged since the last heartbeat; empty: no regex any more.
+    pub subscribed_regex: Option<String>,
     pub server_assignor: Option<String>,
     /// `None`: unchanged. The partitions the member owns now.
     pub owned: Option<Partitions>,
@@ -105,6 +113,10 @@ pub struct ConsumerMember {
     pub member_epoch: i32,
     previous_epoch: i32,
     pub subscribed_topics: Vec<String>,
+    /// A regular-expression subscription: every topic whose whole name it
+    /// matches, as the topics are now (so it follows topics created and
+    /// deleted).
+    pub subscribed_regex: Option<TopicRegex>,
     pub assignor: Option<String>,
     /// What the member owns (as it last reported, plus what it was given).
     pub assigned: Partitions,
@@ -114,6 +126,47 @@ pub struct ConsumerMember {
     pub pending_revocation: Partitions,
     last_sent: Option<Partitions>,
     session_deadline: i64,
+}
+
+impl ConsumerMember {
+    /// Is the member subscribed to this topic, by name or by its regex?
+    pub fn subscribes(&self, topic: &str) -> bool {
+        self.subscribed_topics.iter().any(|name| name == topic)
+            || self
+                .subscribed_regex
+                .as_ref()
+                .is_some_and(|regex| regex.matches(topic))
+    }
+}
+
+/// A `SubscribedTopicRegex`. Kafka resolves it with RE2 against whole topic
+/// names; the `regex` crate's syntax is RE2's (bar a few escapes), its
+/// matching is linear time as RE2's is, and the compiled program is bounded
+/// so a hostile pattern cannot take the broker's memory.
+#[derive(Debug, Clone)]
+pub struct TopicRegex {
+    pub source: String,
+    compiled: regex::Regex,
+}
+
+/// Most bytes one compiled subscription regex may take.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+impl TopicRegex {
+    pub fn new(source: &str) -> Result<TopicRegex, ConsumerGroupError> {
+        let compiled = regex::RegexBuilder::new(&format!("^(?:{source})$"))
+            .size_limit(REGEX_SIZE_LIMIT)
+            .build()
+            .map_err(|_| ConsumerGroupError::InvalidRegularExpression)?;
+        Ok(TopicRegex {
+            source: source.to_string(),
+            compiled,
+        })
+    }
+
+    pub fn matches(&self, topic: &str) -> bool {
+        self.compiled.is_match(topic)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -209,6 +262,12 @@ impl ConsumerGroups {
         if request.member_epoch < 0 {
             return self.leave(group_id, request, topics);
         }
+        // Compiled before anything changes, so a bad pattern changes nothing.
+        let regex = match request.subscribed_regex.as_deref() {
+            None => None,
+            Some("") => Some(None),
+            Some(source) => Some(Some(TopicRegex::new(source)?)),
+        };
         let generated = if request.member_id.is_empty() {
             self.next_member += 1;
             Some(format!(
@@ -259,7 +318,7 @@ impl ConsumerGroups {
                     member.client_host = request.client_host.clone();
                     member.last_sent = None;
                     member.session_deadline = now + session;
-                    changed |= update_subscription(&mut member, &request);
+                    changed |= update_subscription(&mut member, &request, regex);
                     group.members.insert(member_id.clone(), member);
                 }
                 None => {
@@ -272,6 +331,7 @@ impl ConsumerGroups {
                         member_epoch: 0,
                         previous_epoch: 0,
                         subscribed_topics: request.subscribed_topics.clone().unwrap_or_default(),
+                        subscribed_regex: regex.flatten(),
                         assignor: request.server_assignor.clone(),
                         assigned: Partitions::new(),
                         target: Partitions::new(),
@@ -307,7 +367,7 @@ impl ConsumerGroups {
                 return Err(ConsumerGroupError::FencedMemberEpoch);
             }
             member.session_deadline = now + session;
-            changed |= update_subscription(member, &request);
+            changed |= update_subscription(member, &request, regex);
         }
         if let Some(owned) = request.owned {
             let member = group.members.get_mut(&member_id).expect("member exists");
@@ -464,8 +524,19 @@ impl ConsumerGroups {
 
 /// Takes the subscription and assignor a heartbeat names; whether either
 /// changed (which moves the group epoch).
-fn update_subscription(member: &mut ConsumerMember, request: &HeartbeatRequest) -> bool {
+fn update_subscription(
+    member: &mut ConsumerMember,
+    request: &HeartbeatRequest,
+    regex: Option<Option<TopicRegex>>,
+) -> bool {
     let mut changed = false;
+    if let Some(regex) = regex {
+        let source = |regex: &Option<TopicRegex>| regex.as_ref().map(|r| r.source.clone());
+        if source(&regex) != source(&member.subscribed_regex) {
+            member.subscribed_regex = regex;
+            changed = true;
+        }
+    }
     if let Some(topics) = &request.subscribed_topics {
         if *topics != member.subscribed_topics {
             member.subscribed_topics = topics.clone();
@@ -512,12 +583,21 @@ fn union_into(target: &mut Partitions, more: &Partitions) {
     }
 }
 
+/// The subscribed topics and their partition counts: when it changes (a
+/// subscription changed, or a topic a name or regex covers was created,
+/// deleted or grew), the group gets a new epoch and assignment.
 fn fingerprint(group: &ConsumerGroup, topics: &TopicView) -> Vec<(String, i32)> {
-    let subscribed: BTreeSet<&String> = group
+    let mut subscribed: BTreeSet<&String> = group
         .members
         .values()
         .flat_map(|member| member.subscribed_topics.iter())
         .collect();
+    subscribed.extend(topics.keys().filter(|topic| {
+        group
+            .members
+            .values()
+            .any(|member| member.subscribes(topic))
+    }));
     subscribed
         .into_iter()
         .map(|topic| {
@@ -536,21 +616,21 @@ fn recompute(group: &mut ConsumerGroup, topics: &TopicView) {
         .iter()
         .map(|id| (id.clone(), Partitions::new()))
         .collect();
-    let mut all_topics: BTreeSet<String> = BTreeSet::new();
-    for member in group.members.values() {
-        all_topics.extend(
-            member
-                .subscribed_topics
-                .iter()
-                .filter(|topic| topics.contains_key(*topic))
-                .cloned(),
-        );
-    }
+    let all_topics: BTreeSet<String> = topics
+        .keys()
+        .filter(|topic| {
+            group
+                .members
+                .values()
+                .any(|member| member.subscribes(topic))
+        })
+        .cloned()
+        .collect();
     for topic in &all_topics {
         let count = topics[topic].1;
         let subscribers: Vec<&String> = members
             .iter()
-            .filter(|id| group.members[*id].subscribed_topics.contains(topic))
+            .filter(|id| group.members[*id].subscribes(topic))
             .collect();
         if subscribers.is_empty() {
             continue;
@@ -680,6 +760,7 @@ mod tests {
             rack_id: None,
             rebalance_timeout_ms: 30_000,
             subscribed_topics: Some(vec!["orders".into()]),
+            subscribed_regex: None,
             server_assignor: None,
             owned: Some(Partitions::new()),
             client_id: client.into(),
@@ -970,6 +1051,83 @@ mod tests {
         };
         groups.heartbeat(2, "g", gone, &topics()).unwrap();
         assert!(groups.group("g").unwrap().members.is_empty());
+    }
+
+    #[test]
+    fn a_regex_subscription_follows_topics_as_they_come_and_go() {
+        let mut groups = ConsumerGroups::new(ConsumerGroupConfig::default());
+        let mut view = BTreeMap::from([
+            ("orders".to_string(), ([1; 16], 2)),
+            ("orders-eu".to_string(), ([2; 16], 1)),
+            ("payments".to_string(), ([3; 16], 4)),
+        ]);
+        let by_regex = HeartbeatRequest {
+            subscribed_topics: Some(vec![]),
+            subscribed_regex: Some("orders.*".into()),
+            ..join("a")
+        };
+        // The pattern must match whole names: "payments" has no "orders" prefix.
+        let joined = groups.heartbeat(0, "g", by_regex, &view).unwrap();
+        let assigned = joined.assignment.unwrap();
+        let topics: Vec<&String> = assigned.keys().collect();
+        assert_eq!(topics, ["orders", "orders-eu"]);
+        assert_eq!(count(&assigned), 3);
+        let epoch = groups.group("g").unwrap().group_epoch;
+
+        // A matching topic is created: the next heartbeat resolves it.
+        view.insert("orders-us".to_string(), ([4; 16], 2));
+        let owned = Some(assigned.clone());
+        let grown = groups
+            .heartbeat(
+                1,
+                "g",
+                beat(&joined.member_id, joined.member_epoch, owned),
+                &view,
+            )
+            .unwrap();
+        assert!(groups.group("g").unwrap().group_epoch > epoch);
+        let grown = grown.assignment.unwrap();
+        assert_eq!(count(&grown), 5);
+        assert!(grown.contains_key("orders-us"));
+
+        // One is deleted: it leaves the assignment.
+        view.remove("orders-eu");
+        let shrunk = groups
+            .heartbeat(
+                2,
+                "g",
+                beat(&joined.member_id, grown_epoch(&groups), Some(grown)),
+                &view,
+            )
+            .unwrap();
+        let shrunk = shrunk.assignment.unwrap();
+        let topics: Vec<&String> = shrunk.keys().collect();
+        assert_eq!(topics, ["orders", "orders-us"]);
+    }
+
+    fn grown_epoch(groups: &ConsumerGroups) -> i32 {
+        groups
+            .group("g")
+            .unwrap()
+            .members
+            .values()
+            .next()
+            .unwrap()
+            .member_epoch
+    }
+
+    #[test]
+    fn an_invalid_regex_is_refused_and_changes_nothing() {
+        let mut groups = ConsumerGroups::new(ConsumerGroupConfig::default());
+        let bad = HeartbeatRequest {
+            subscribed_regex: Some("orders(".into()),
+            ..join("a")
+        };
+        assert_eq!(
+            groups.heartbeat(0, "g", bad, &topics()).map(|_| ()),
+            Err(ConsumerGroupError::InvalidRegularExpression)
+        );
+        assert!(groups.group("g").is_none());
     }
 
     #[test]

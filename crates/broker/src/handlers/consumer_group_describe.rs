@@ -75,6 +75,12 @@ pub async fn handle(
                                 .map(|t| topic_name(t))
                                 .collect(),
                         )
+                        .with_subscribed_topic_regex(
+                            member
+                                .subscribed_regex
+                                .as_ref()
+                                .map(|regex| str_bytes(regex.source.clone())),
+                        )
                         .with_assignment(assignment(&member.assigned, &view))
                         .with_target_assignment(assignment(&member.target, &view))
                 })
