@@ -415,3 +415,67 @@ def test_fetch_long_poll_wakes_on_new_data(broker):
         )
     finally:
         c.close()
+
+
+def test_elect_leaders_on_one_node_needs_no_election(broker):
+    """A one-broker cluster's partitions already have their preferred leader: both
+    clients' leader elections report ELECTION_NOT_NEEDED, and a missing partition
+    UNKNOWN_TOPIC_OR_PARTITION, as a one-broker Kafka answers."""
+    from confluent_kafka import ElectionType, KafkaError, TopicPartition
+    from kafka.admin import KafkaAdminClient
+
+    bootstrap = broker.bootstrap
+    create_topic(bootstrap, "elected", 2)
+    ck = ck_admin(bootstrap)
+    results = ck.elect_leaders(
+        ElectionType.PREFERRED, [TopicPartition("elected", 0), TopicPartition("elected", 5)]
+    ).result(timeout=30)
+    codes = {(tp.topic, tp.partition): error.code() for tp, error in results.items()}
+    assert codes == {("elected", 0): KafkaError.ELECTION_NOT_NEEDED,
+                     ("elected", 5): KafkaError.UNKNOWN_TOPIC_OR_PART}, codes
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    try:
+        response = admin.perform_leader_election(0, {"elected": [1]})
+        results = [(topic, [(p[0], p[1]) for p in partitions])
+                   for topic, partitions in response.replication_election_results]
+        assert results == [("elected", [(1, 84)])], response
+    finally:
+        admin.close()
+
+
+def test_authorized_operations_without_an_authorizer_are_all_allowed(broker_factory):
+    """KIP-430: asked for, a broker without an authorizer reports every operation Kafka
+    supports on a topic, the cluster and a group (classic and consumer protocol) as allowed."""
+    from confluent_kafka import Consumer, TopicCollection
+    from confluent_kafka.admin import AclOperation
+
+    broker = broker_factory({"group.initial.rebalance.delay.ms": "0"})
+    bootstrap = broker.bootstrap
+    create_topic(bootstrap, "guarded", 1)
+    admin = ck_admin(bootstrap)
+    topic = admin.describe_topics(TopicCollection(["guarded"]), include_authorized_operations=True)["guarded"]
+    assert set(topic.result(timeout=30).authorized_operations) == {
+        AclOperation.READ, AclOperation.WRITE, AclOperation.CREATE, AclOperation.DELETE, AclOperation.ALTER,
+        AclOperation.DESCRIBE, AclOperation.DESCRIBE_CONFIGS, AclOperation.ALTER_CONFIGS}
+    cluster = admin.describe_cluster(include_authorized_operations=True).result(timeout=30)
+    assert set(cluster.authorized_operations) == {
+        AclOperation.CREATE, AclOperation.CLUSTER_ACTION, AclOperation.DESCRIBE_CONFIGS, AclOperation.ALTER_CONFIGS,
+        AclOperation.IDEMPOTENT_WRITE, AclOperation.ALTER, AclOperation.DESCRIBE}
+    for protocol in ("classic", "consumer"):
+        group = f"guarded-{protocol}"
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "group.protocol": protocol})
+        try:
+            consumer.subscribe(["guarded"])
+
+            def assigned():
+                consumer.poll(0.1)
+                return consumer.assignment()
+
+            wait_until(assigned, 30, f"the {protocol} member's assignment")
+            described = admin.describe_consumer_groups([group], include_authorized_operations=True)[group]
+            assert set(described.result(timeout=30).authorized_operations) == {
+                AclOperation.READ, AclOperation.DESCRIBE, AclOperation.DELETE, AclOperation.DESCRIBE_CONFIGS,
+                AclOperation.ALTER_CONFIGS}, protocol
+        finally:
+            consumer.close()

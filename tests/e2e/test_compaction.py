@@ -191,3 +191,20 @@ def test_cleaner_killed_mid_clean_leaves_old_or_new_segments(broker_factory):
     messages = wait_until_compacted(bootstrap, "ledger", "the cleaner to finish after the restart")
     assert_fully_compacted(messages, latest, tombstones_gone=False)
     assert watermarks(bootstrap, "ledger", [0])[0][1] == RECORDS + 1, "offsets are never reused"
+
+
+def test_records_without_a_key_are_refused_by_a_compacted_topic(broker):
+    """Kafka refuses a batch with a keyless record on a compacted topic (INVALID_RECORD):
+    the producer's delivery report says so, and nothing of the batch is stored."""
+    from confluent_kafka import KafkaError
+
+    bootstrap = broker.bootstrap
+    create_compacted(bootstrap, "keys-required")
+    producer = ck_producer(bootstrap, **{"linger.ms": 0, "retries": 0})
+    reports = []
+    producer.produce("keys-required", value=b"no key", on_delivery=lambda err, msg: reports.append(err))
+    assert producer.flush(30) == 0
+    assert [err and err.code() for err in reports] == [KafkaError.INVALID_RECORD], reports
+    assert watermarks(bootstrap, "keys-required", [0])[0] == (0, 0)
+    ck_produce(bootstrap, "keys-required", [{"key": b"k", "value": b"kept"}])
+    assert watermarks(bootstrap, "keys-required", [0])[0] == (0, 1)

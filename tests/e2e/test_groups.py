@@ -349,3 +349,118 @@ def test_group_admin_apis_and_simple_commits(broker_factory, members, tmp_path):
     admin.delete_consumer_groups(["simple"])["simple"].result(timeout=30)
     listed = admin.list_consumer_groups().result(timeout=30)
     assert "simple" not in {group.group_id for group in listed.valid}
+
+
+def test_offsets_for_missing_topics_or_partitions_are_refused(broker_factory):
+    """Kafka stores committed offsets only for partitions that exist: the admin client's
+    alter-offsets and a consumer's commit get UNKNOWN_TOPIC_OR_PARTITION for a missing
+    topic or partition, and the existing partition in the same request is committed."""
+    from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException
+
+    from conftest import ck_admin
+
+    broker = broker_factory(SETTINGS)
+    bootstrap = broker.bootstrap
+    create_topic(bootstrap, "offsets-here", 1)
+    wanted = [TopicPartition("offsets-here", 0, 5), TopicPartition("offsets-here", 3, 5),
+              TopicPartition("offsets-nowhere", 0, 5)]
+
+    # The admin client reports each partition's error in the result.
+    admin = ck_admin(bootstrap)
+    future = admin.alter_consumer_group_offsets([ConsumerGroupTopicPartitions("altered", wanted)])["altered"]
+    errors = [(tp.topic, tp.partition, tp.error and tp.error.code()) for tp in future.result(timeout=30).topic_partitions]
+    assert errors == [("offsets-here", 0, None), ("offsets-here", 3, KafkaError.UNKNOWN_TOPIC_OR_PART),
+                      ("offsets-nowhere", 0, KafkaError.UNKNOWN_TOPIC_OR_PART)], errors
+
+    # A consumer's synchronous commit: librdkafka answers every partition with its error.
+    consumer = ck_consumer(bootstrap, **{"group.id": "committer"})
+    try:
+        with pytest.raises(KafkaException) as failed:
+            consumer.commit(offsets=wanted, asynchronous=False)
+        assert failed.value.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART, failed.value
+    finally:
+        consumer.close()
+
+    # Only the partition that exists was stored, for both groups.
+    for group in ("altered", "committer"):
+        asked = [TopicPartition(tp.topic, tp.partition) for tp in wanted]
+        fetched = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group, asked)])[group]
+        stored = {(tp.topic, tp.partition): tp.offset for tp in fetched.result(timeout=30).topic_partitions}
+        assert stored[("offsets-here", 0)] == 5, (group, stored)
+        assert stored.get(("offsets-here", 3), -1001) < 0, (group, stored)
+        assert stored.get(("offsets-nowhere", 0), -1001) < 0, (group, stored)
+
+
+def test_consumer_protocol_static_member_is_not_taken_over_while_active(broker_factory):
+    """KIP-848 static membership: a second consumer with the group.instance.id of an active
+    member is fenced (UNRELEASED_INSTANCE_ID, fatal for librdkafka) and the active member
+    keeps its partitions."""
+    from confluent_kafka import Consumer, KafkaError
+
+    broker = broker_factory(SETTINGS)
+    bootstrap = broker.bootstrap
+    create_topic(bootstrap, "static-848", 4)
+    errors = {"first": [], "second": []}
+
+    def member(name):
+        return Consumer({
+            "bootstrap.servers": bootstrap, "group.id": "static-848", "group.protocol": "consumer",
+            "group.instance.id": "instance-1", "error_cb": errors[name].append,
+        })
+
+    first = member("first")
+    first.subscribe(["static-848"])
+
+    def assigned():
+        first.poll(0.1)
+        return len(first.assignment()) == 4
+
+    wait_until(assigned, 30, "the first member to own the four partitions")
+    second = member("second")
+    second.subscribe(["static-848"])
+
+    def fenced():
+        # librdkafka reports the fatal error as a consumer event (or to error_cb).
+        event = second.poll(0.1)
+        if event is not None and event.error() is not None:
+            errors["second"].append(event.error())
+        first.poll(0.01)
+        return any(error.fatal() or error.code() == KafkaError._FATAL for error in errors["second"])
+
+    try:
+        wait_until(fenced, 30, "the second member to be fenced")
+        message = " ".join(str(error) for error in errors["second"])
+        assert "instance ID is still used by another member" in message, message
+        assert second.assignment() == []
+        assert len(first.assignment()) == 4
+        assert errors["first"] == [], errors["first"]
+    finally:
+        second.close()
+        first.close()
+
+
+def test_consumer_protocol_regex_subscription_follows_new_topics(broker_factory):
+    """KIP-848 regular-expression subscriptions: the broker resolves SubscribedTopicRegex
+    (whole topic names, RE2 syntax) and resolves it again when a matching topic is created."""
+    broker = broker_factory(SETTINGS)
+    bootstrap = broker.bootstrap
+    create_topic(bootstrap, "metrics-cpu", 2)
+    create_topic(bootstrap, "metrics-disk", 1)
+    create_topic(bootstrap, "logs", 3)
+    consumer = ck_consumer(bootstrap, **{"group.id": "by-pattern", "group.protocol": "consumer",
+                                         "topic.metadata.refresh.interval.ms": 1000})
+    try:
+        consumer.subscribe(["^metrics-.*"])
+
+        def assigned(expected):
+            def check():
+                consumer.poll(0.1)
+                return {(tp.topic, tp.partition) for tp in consumer.assignment()} == expected
+            return check
+
+        first = {("metrics-cpu", 0), ("metrics-cpu", 1), ("metrics-disk", 0)}
+        wait_until(assigned(first), 30, "the partitions of the two matching topics")
+        create_topic(bootstrap, "metrics-net", 1)
+        wait_until(assigned(first | {("metrics-net", 0)}), 30, "the new matching topic's partition")
+    finally:
+        consumer.close()

@@ -219,3 +219,40 @@ def test_describe_log_dirs_reports_partition_sizes(broker):
     text = repr(response)
     assert str(broker.data_dir) in text
     assert "sized" in text
+
+
+def test_kafka_broker_configs_strom_does_not_use_are_kept(broker):
+    """Every broker config Kafka knows is accepted (type-checked) and persisted, and reported
+    by DescribeConfigs, even those with no effect in Strom (here a SASL one a Kafka client's
+    own tests set, and a password, which is never shown); names Kafka does not know and values
+    of the wrong type are still INVALID_CONFIG."""
+    from kafka.admin import ConfigResource as KpConfigResource
+    from kafka.admin import ConfigResourceType, KafkaAdminClient
+
+    admin = ck_admin(broker.bootstrap)
+    incremental_alter(broker.bootstrap, ResourceType.BROKER, "1",
+                      **{"sasl.kerberos.min.time.before.relogin": "60000", "num.io.threads": "16"})
+    for key, value in (("sasl.kerberos.min.time.before.relogin", "soon"), ("no.such.broker.config", "1"),
+                       ("num.io.threads", "99999999999")):
+        with pytest.raises(KafkaException) as raised:
+            incremental_alter(broker.bootstrap, ResourceType.BROKER, "1", **{key: value})
+        assert raised.value.args[0].code() == KafkaError.INVALID_CONFIG, (key, value, raised.value)
+
+    # AlterConfigs (kafka-python) replaces the broker's dynamic configs with its set.
+    kp = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=10000)
+    try:
+        result = kp.alter_configs([KpConfigResource(ConfigResourceType.BROKER, "1", configs={
+            "sasl.kerberos.min.time.before.relogin": "90000", "num.io.threads": "16",
+            "ssl.key.password": "secret"})])
+        assert [r[0] for r in result.resources] == [0], result
+    finally:
+        kp.close()
+    broker.restart()
+    admin = ck_admin(broker.bootstrap)
+    resource = ConfigResource(ResourceType.BROKER, "1")
+    described = admin.describe_configs([resource])[resource].result(timeout=30)
+    relogin = described["sasl.kerberos.min.time.before.relogin"]
+    assert (relogin.value, relogin.source, relogin.is_read_only) == ("90000", 2, False), relogin
+    assert described["num.io.threads"].value == "16"
+    password = described["ssl.key.password"]
+    assert (password.value, password.is_sensitive) == (None, True), password

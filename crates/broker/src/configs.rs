@@ -16,9 +16,12 @@ pub enum ConfigType {
     Boolean = 1,
     String = 2,
     Int = 3,
+    Short = 4,
     Long = 5,
     Double = 6,
     List = 7,
+    Class = 8,
+    Password = 9,
 }
 
 /// Kafka's `ConfigSource` ids.
@@ -479,6 +482,14 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         documentation: "Most members one group may have.",
     },
     ConfigDef {
+        name: "max.request.partition.size.limit",
+        kind: ConfigType::Int,
+        default: "2000",
+        broker_synonym: None,
+        validator: Validator::AtLeast(1),
+        documentation: "Most partitions one DescribeTopicPartitions response describes; the client pages through the rest.",
+    },
+    ConfigDef {
         name: "max.incremental.fetch.session.cache.slots",
         kind: ConfigType::Int,
         default: "1000",
@@ -520,6 +531,400 @@ const fn identity(name: &'static str, kind: ConfigType, documentation: &'static 
     }
 }
 
+/// Every other broker config Kafka 4.x knows, with its type: accepted
+/// (type-checked), persisted and reported, so that tools and tests written
+/// for Kafka can set them, but without effect in Strom (threads, quotas,
+/// security, replication, tiered storage, KRaft tuning and the like, and
+/// the hour and minute forms of the `*.ms` configs Strom reads, which Strom
+/// does not yet take as synonyms). Names only; the list was drawn up from
+/// Kafka's broker config definitions, without the ZooKeeper-era names that
+/// Kafka 4.0 removed.
+const KAFKA_BROKER_CONFIGS: &[(&str, ConfigType)] = &[
+    ("alter.config.policy.class.name", ConfigType::Class),
+    (
+        "alter.log.dirs.replication.quota.window.num",
+        ConfigType::Int,
+    ),
+    (
+        "alter.log.dirs.replication.quota.window.size.seconds",
+        ConfigType::Int,
+    ),
+    ("authorizer.class.name", ConfigType::String),
+    ("background.threads", ConfigType::Int),
+    ("broker.rack", ConfigType::String),
+    ("client.quota.callback.class", ConfigType::Class),
+    ("compression.gzip.level", ConfigType::Int),
+    ("compression.lz4.level", ConfigType::Int),
+    ("compression.zstd.level", ConfigType::Int),
+    ("connection.failed.authentication.delay.ms", ConfigType::Int),
+    ("connection_creation_rate", ConfigType::Int),
+    ("connections.max.idle.ms", ConfigType::Long),
+    ("connections.max.reauth.ms", ConfigType::Long),
+    ("consumer_byte_rate", ConfigType::Long),
+    ("controlled.shutdown.enable", ConfigType::Boolean),
+    ("controlled.shutdown.max.retries", ConfigType::Int),
+    ("controlled.shutdown.retry.backoff.ms", ConfigType::Long),
+    ("controller.listener.names", ConfigType::String),
+    ("controller.quorum.append.linger.ms", ConfigType::Int),
+    ("controller.quorum.bootstrap.servers", ConfigType::List),
+    ("controller.quorum.election.backoff.max.ms", ConfigType::Int),
+    ("controller.quorum.election.timeout.ms", ConfigType::Int),
+    ("controller.quorum.fetch.timeout.ms", ConfigType::Int),
+    ("controller.quorum.voters", ConfigType::List),
+    ("controller.quota.window.num", ConfigType::Int),
+    ("controller.quota.window.size.seconds", ConfigType::Int),
+    ("controller.socket.timeout.ms", ConfigType::Int),
+    ("controller_mutation_rate", ConfigType::Double),
+    ("create.topic.policy.class.name", ConfigType::Class),
+    (
+        "delegation.token.expiry.check.interval.ms",
+        ConfigType::Long,
+    ),
+    ("delegation.token.expiry.time.ms", ConfigType::Long),
+    ("delegation.token.max.lifetime.ms", ConfigType::Long),
+    ("delegation.token.secret.key", ConfigType::Password),
+    (
+        "delete.records.purgatory.purge.interval.requests",
+        ConfigType::Int,
+    ),
+    ("delete.topic.enable", ConfigType::Boolean),
+    ("early.start.listeners", ConfigType::String),
+    ("eligible.leader.replicas.enable", ConfigType::Boolean),
+    ("fetch.max.bytes", ConfigType::Int),
+    ("fetch.purgatory.purge.interval.requests", ConfigType::Int),
+    ("follower.replication.throttled.rate", ConfigType::Long),
+    ("follower.replication.throttled.replicas", ConfigType::List),
+    ("group.consumer.assignors", ConfigType::List),
+    ("group.consumer.max.heartbeat.interval.ms", ConfigType::Int),
+    ("group.consumer.max.session.timeout.ms", ConfigType::Int),
+    ("group.consumer.max.size", ConfigType::Int),
+    ("group.consumer.min.heartbeat.interval.ms", ConfigType::Int),
+    ("group.consumer.min.session.timeout.ms", ConfigType::Int),
+    ("group.coordinator.append.linger.ms", ConfigType::Int),
+    ("group.coordinator.rebalance.protocols", ConfigType::List),
+    ("group.coordinator.threads", ConfigType::Int),
+    ("group.share.delivery.count.limit", ConfigType::Int),
+    ("group.share.heartbeat.interval.ms", ConfigType::Int),
+    ("group.share.max.groups", ConfigType::Short),
+    ("group.share.max.heartbeat.interval.ms", ConfigType::Int),
+    ("group.share.max.record.lock.duration.ms", ConfigType::Int),
+    ("group.share.max.session.timeout.ms", ConfigType::Int),
+    ("group.share.max.size", ConfigType::Int),
+    ("group.share.min.heartbeat.interval.ms", ConfigType::Int),
+    ("group.share.min.record.lock.duration.ms", ConfigType::Int),
+    ("group.share.min.session.timeout.ms", ConfigType::Int),
+    ("group.share.partition.max.record.locks", ConfigType::Int),
+    ("group.share.record.lock.duration.ms", ConfigType::Int),
+    ("group.share.session.timeout.ms", ConfigType::Int),
+    ("initial.broker.registration.timeout.ms", ConfigType::Int),
+    ("inter.broker.listener.name", ConfigType::String),
+    ("kafka.metrics.polling.interval.secs", ConfigType::Int),
+    ("kafka.metrics.reporters", ConfigType::List),
+    ("leader.imbalance.per.broker.percentage", ConfigType::Int),
+    ("leader.replication.throttled.rate", ConfigType::Long),
+    ("leader.replication.throttled.replicas", ConfigType::List),
+    ("listener.security.protocol.map", ConfigType::String),
+    ("local.retention.bytes", ConfigType::Long),
+    ("local.retention.ms", ConfigType::Long),
+    ("log.cleaner.dedupe.buffer.size", ConfigType::Long),
+    ("log.cleaner.io.buffer.load.factor", ConfigType::Double),
+    ("log.cleaner.io.buffer.size", ConfigType::Int),
+    ("log.cleaner.threads", ConfigType::Int),
+    ("log.dir", ConfigType::String),
+    ("log.dir.failure.timeout.ms", ConfigType::Long),
+    ("log.flush.offset.checkpoint.interval.ms", ConfigType::Int),
+    ("log.flush.scheduler.interval.ms", ConfigType::Long),
+    (
+        "log.flush.start.offset.checkpoint.interval.ms",
+        ConfigType::Int,
+    ),
+    ("log.local.retention.bytes", ConfigType::Long),
+    ("log.local.retention.ms", ConfigType::Long),
+    ("log.message.timestamp.after.max.ms", ConfigType::Long),
+    ("log.message.timestamp.before.max.ms", ConfigType::Long),
+    ("log.retention.hours", ConfigType::Int),
+    ("log.retention.minutes", ConfigType::Int),
+    ("log.roll.hours", ConfigType::Int),
+    ("log.roll.jitter.hours", ConfigType::Int),
+    ("max.connection.creation.rate", ConfigType::Int),
+    ("max.connections.per.ip", ConfigType::Int),
+    ("max.connections.per.ip.overrides", ConfigType::String),
+    ("message.downconversion.enable", ConfigType::Boolean),
+    ("message.format.version", ConfigType::String),
+    ("message.timestamp.after.max.ms", ConfigType::Long),
+    ("message.timestamp.before.max.ms", ConfigType::Long),
+    ("message.timestamp.difference.max.ms", ConfigType::Long),
+    ("metadata.log.dir", ConfigType::String),
+    (
+        "metadata.log.max.record.bytes.between.snapshots",
+        ConfigType::Long,
+    ),
+    ("metadata.log.max.snapshot.interval.ms", ConfigType::Long),
+    ("metadata.log.segment.bytes", ConfigType::Int),
+    ("metadata.log.segment.ms", ConfigType::Long),
+    ("metadata.max.idle.interval.ms", ConfigType::Int),
+    ("metadata.max.retention.bytes", ConfigType::Long),
+    ("metadata.max.retention.ms", ConfigType::Long),
+    ("metric.reporters", ConfigType::List),
+    ("metrics.num.samples", ConfigType::Int),
+    ("metrics.recording.level", ConfigType::String),
+    ("metrics.sample.window.ms", ConfigType::Long),
+    ("num.io.threads", ConfigType::Int),
+    ("num.network.threads", ConfigType::Int),
+    ("num.recovery.threads.per.data.dir", ConfigType::Int),
+    ("num.replica.alter.log.dirs.threads", ConfigType::Int),
+    ("num.replica.fetchers", ConfigType::Int),
+    ("offset.metadata.max.bytes", ConfigType::Int),
+    ("offsets.commit.timeout.ms", ConfigType::Int),
+    ("offsets.load.buffer.size", ConfigType::Int),
+    ("offsets.topic.compression.codec", ConfigType::Int),
+    ("offsets.topic.replication.factor", ConfigType::Short),
+    ("offsets.topic.segment.bytes", ConfigType::Int),
+    ("password.encoder.cipher.algorithm", ConfigType::String),
+    ("password.encoder.iterations", ConfigType::Int),
+    ("password.encoder.key.length", ConfigType::Int),
+    ("password.encoder.keyfactory.algorithm", ConfigType::String),
+    ("password.encoder.old.secret", ConfigType::Password),
+    ("password.encoder.secret", ConfigType::Password),
+    ("principal.builder.class", ConfigType::Class),
+    ("process.roles", ConfigType::List),
+    (
+        "producer.purgatory.purge.interval.requests",
+        ConfigType::Int,
+    ),
+    ("producer_byte_rate", ConfigType::Long),
+    ("queued.max.request.bytes", ConfigType::Long),
+    ("quorum.request.timeout.ms", ConfigType::Int),
+    ("quorum.retry.backoff.ms", ConfigType::Int),
+    ("quota.window.num", ConfigType::Int),
+    ("quota.window.size.seconds", ConfigType::Int),
+    ("remote.fetch.max.wait.ms", ConfigType::Int),
+    ("remote.list.offsets.request.timeout.ms", ConfigType::Long),
+    ("remote.log.copy.disable", ConfigType::Boolean),
+    ("remote.log.delete.on.disable", ConfigType::Boolean),
+    (
+        "remote.log.index.file.cache.total.size.bytes",
+        ConfigType::Long,
+    ),
+    (
+        "remote.log.manager.copier.thread.pool.size",
+        ConfigType::Int,
+    ),
+    (
+        "remote.log.manager.copy.max.bytes.per.second",
+        ConfigType::Long,
+    ),
+    ("remote.log.manager.copy.quota.window.num", ConfigType::Int),
+    (
+        "remote.log.manager.copy.quota.window.size.seconds",
+        ConfigType::Int,
+    ),
+    (
+        "remote.log.manager.expiration.thread.pool.size",
+        ConfigType::Int,
+    ),
+    (
+        "remote.log.manager.fetch.max.bytes.per.second",
+        ConfigType::Long,
+    ),
+    ("remote.log.manager.fetch.quota.window.num", ConfigType::Int),
+    (
+        "remote.log.manager.fetch.quota.window.size.seconds",
+        ConfigType::Int,
+    ),
+    ("remote.log.manager.task.interval.ms", ConfigType::Long),
+    ("remote.log.manager.thread.pool.size", ConfigType::Int),
+    (
+        "remote.log.metadata.custom.metadata.max.bytes",
+        ConfigType::Int,
+    ),
+    ("remote.log.metadata.manager.class.name", ConfigType::String),
+    ("remote.log.metadata.manager.class.path", ConfigType::String),
+    (
+        "remote.log.metadata.manager.impl.prefix",
+        ConfigType::String,
+    ),
+    (
+        "remote.log.metadata.manager.listener.name",
+        ConfigType::String,
+    ),
+    ("remote.log.reader.max.pending.tasks", ConfigType::Int),
+    ("remote.log.reader.threads", ConfigType::Int),
+    ("remote.log.storage.manager.class.name", ConfigType::String),
+    ("remote.log.storage.manager.class.path", ConfigType::String),
+    ("remote.log.storage.manager.impl.prefix", ConfigType::String),
+    ("remote.log.storage.system.enable", ConfigType::Boolean),
+    ("remote.storage.enable", ConfigType::Boolean),
+    (
+        "replica.alter.log.dirs.io.max.bytes.per.second",
+        ConfigType::Long,
+    ),
+    ("replica.fetch.backoff.ms", ConfigType::Int),
+    ("replica.fetch.max.bytes", ConfigType::Int),
+    ("replica.fetch.min.bytes", ConfigType::Int),
+    ("replica.fetch.response.max.bytes", ConfigType::Int),
+    ("replica.fetch.wait.max.ms", ConfigType::Int),
+    (
+        "replica.high.watermark.checkpoint.interval.ms",
+        ConfigType::Long,
+    ),
+    ("replica.lag.time.max.ms", ConfigType::Long),
+    ("replica.selector.class", ConfigType::String),
+    ("replica.socket.receive.buffer.bytes", ConfigType::Int),
+    ("replica.socket.timeout.ms", ConfigType::Int),
+    ("replication.quota.window.num", ConfigType::Int),
+    ("replication.quota.window.size.seconds", ConfigType::Int),
+    ("request.timeout.ms", ConfigType::Int),
+    ("request_percentage", ConfigType::Double),
+    ("sasl.client.callback.handler.class", ConfigType::Class),
+    ("sasl.enabled.mechanisms", ConfigType::List),
+    ("sasl.jaas.config", ConfigType::Password),
+    ("sasl.kerberos.kinit.cmd", ConfigType::String),
+    ("sasl.kerberos.min.time.before.relogin", ConfigType::Long),
+    ("sasl.kerberos.principal.to.local.rules", ConfigType::List),
+    ("sasl.kerberos.service.name", ConfigType::String),
+    ("sasl.kerberos.ticket.renew.jitter", ConfigType::Double),
+    (
+        "sasl.kerberos.ticket.renew.window.factor",
+        ConfigType::Double,
+    ),
+    ("sasl.login.callback.handler.class", ConfigType::Class),
+    ("sasl.login.class", ConfigType::Class),
+    ("sasl.login.connect.timeout.ms", ConfigType::Int),
+    ("sasl.login.read.timeout.ms", ConfigType::Int),
+    ("sasl.login.refresh.buffer.seconds", ConfigType::Short),
+    ("sasl.login.refresh.min.period.seconds", ConfigType::Short),
+    ("sasl.login.refresh.window.factor", ConfigType::Double),
+    ("sasl.login.refresh.window.jitter", ConfigType::Double),
+    ("sasl.login.retry.backoff.max.ms", ConfigType::Long),
+    ("sasl.login.retry.backoff.ms", ConfigType::Long),
+    ("sasl.mechanism.controller.protocol", ConfigType::String),
+    ("sasl.mechanism.inter.broker.protocol", ConfigType::String),
+    ("sasl.oauthbearer.clock.skew.seconds", ConfigType::Int),
+    ("sasl.oauthbearer.expected.audience", ConfigType::List),
+    ("sasl.oauthbearer.expected.issuer", ConfigType::String),
+    (
+        "sasl.oauthbearer.jwks.endpoint.refresh.ms",
+        ConfigType::Long,
+    ),
+    (
+        "sasl.oauthbearer.jwks.endpoint.retry.backoff.max.ms",
+        ConfigType::Long,
+    ),
+    (
+        "sasl.oauthbearer.jwks.endpoint.retry.backoff.ms",
+        ConfigType::Long,
+    ),
+    ("sasl.oauthbearer.jwks.endpoint.url", ConfigType::String),
+    ("sasl.oauthbearer.scope.claim.name", ConfigType::String),
+    ("sasl.oauthbearer.sub.claim.name", ConfigType::String),
+    ("sasl.oauthbearer.token.endpoint.url", ConfigType::String),
+    ("sasl.server.callback.handler.class", ConfigType::Class),
+    ("sasl.server.max.receive.size", ConfigType::Int),
+    ("security.inter.broker.protocol", ConfigType::String),
+    ("security.providers", ConfigType::String),
+    ("share.coordinator.append.linger.ms", ConfigType::Int),
+    ("share.coordinator.load.buffer.size", ConfigType::Int),
+    (
+        "share.coordinator.snapshot.update.records.per.snapshot",
+        ConfigType::Int,
+    ),
+    (
+        "share.coordinator.state.topic.compression.codec",
+        ConfigType::Int,
+    ),
+    ("share.coordinator.state.topic.min.isr", ConfigType::Short),
+    (
+        "share.coordinator.state.topic.num.partitions",
+        ConfigType::Int,
+    ),
+    (
+        "share.coordinator.state.topic.replication.factor",
+        ConfigType::Short,
+    ),
+    (
+        "share.coordinator.state.topic.segment.bytes",
+        ConfigType::Int,
+    ),
+    ("share.coordinator.threads", ConfigType::Int),
+    ("share.coordinator.write.timeout.ms", ConfigType::Int),
+    (
+        "share.fetch.purgatory.purge.interval.requests",
+        ConfigType::Int,
+    ),
+    ("socket.connection.setup.timeout.max.ms", ConfigType::Long),
+    ("socket.connection.setup.timeout.ms", ConfigType::Long),
+    ("socket.listen.backlog.size", ConfigType::Int),
+    ("socket.receive.buffer.bytes", ConfigType::Int),
+    ("socket.send.buffer.bytes", ConfigType::Int),
+    ("ssl.allow.dn.changes", ConfigType::Boolean),
+    ("ssl.allow.san.changes", ConfigType::Boolean),
+    ("ssl.cipher.suites", ConfigType::List),
+    ("ssl.client.auth", ConfigType::String),
+    ("ssl.enabled.protocols", ConfigType::List),
+    ("ssl.endpoint.identification.algorithm", ConfigType::String),
+    ("ssl.engine.factory.class", ConfigType::Class),
+    ("ssl.key.password", ConfigType::Password),
+    ("ssl.keymanager.algorithm", ConfigType::String),
+    ("ssl.keystore.certificate.chain", ConfigType::Password),
+    ("ssl.keystore.key", ConfigType::Password),
+    ("ssl.keystore.location", ConfigType::String),
+    ("ssl.keystore.password", ConfigType::Password),
+    ("ssl.keystore.type", ConfigType::String),
+    ("ssl.principal.mapping.rules", ConfigType::String),
+    ("ssl.protocol", ConfigType::String),
+    ("ssl.provider", ConfigType::String),
+    ("ssl.secure.random.implementation", ConfigType::String),
+    ("ssl.trustmanager.algorithm", ConfigType::String),
+    ("ssl.truststore.certificates", ConfigType::Password),
+    ("ssl.truststore.location", ConfigType::String),
+    ("ssl.truststore.password", ConfigType::Password),
+    ("ssl.truststore.type", ConfigType::String),
+    ("telemetry.max.bytes", ConfigType::Int),
+    (
+        "transaction.partition.verification.enable",
+        ConfigType::Boolean,
+    ),
+    ("transaction.state.log.load.buffer.size", ConfigType::Int),
+    ("transaction.state.log.min.isr", ConfigType::Int),
+    (
+        "transaction.state.log.replication.factor",
+        ConfigType::Short,
+    ),
+    ("transaction.state.log.segment.bytes", ConfigType::Int),
+];
+
+const NO_EFFECT: &str =
+    "A Kafka broker config: accepted, type-checked and persisted; it has no effect in Strom.";
+
+/// [`KAFKA_BROKER_CONFIGS`] as definitions (no default: unset, they are not reported).
+fn kafka_only_configs() -> &'static [ConfigDef] {
+    static DEFS: std::sync::OnceLock<Vec<ConfigDef>> = std::sync::OnceLock::new();
+    DEFS.get_or_init(|| {
+        KAFKA_BROKER_CONFIGS
+            .iter()
+            .map(|&(name, kind)| ConfigDef {
+                name,
+                kind,
+                default: "",
+                broker_synonym: None,
+                validator: Validator::Any,
+                documentation: NO_EFFECT,
+            })
+            .collect()
+    })
+}
+
+/// Is this one of the Kafka broker configs Strom accepts without using?
+pub fn is_kafka_only_broker_config(name: &str) -> bool {
+    kafka_only_configs().iter().any(|def| def.name == name)
+}
+
+/// The Kafka broker configs Strom accepts without using.
+pub fn kafka_only_broker_configs() -> impl Iterator<Item = &'static ConfigDef> {
+    kafka_only_configs().iter()
+}
+
 pub fn topic_config(name: &str) -> Option<&'static ConfigDef> {
     TOPIC_CONFIGS.iter().find(|def| def.name == name)
 }
@@ -535,6 +940,7 @@ pub fn broker_config(name: &str) -> Option<&'static ConfigDef> {
                 .iter()
                 .find(|def| def.broker_synonym == Some(name))
         })
+        .or_else(|| kafka_only_configs().iter().find(|def| def.name == name))
 }
 
 /// Checks `value` against the definition; the error says what is wrong.
@@ -553,6 +959,13 @@ pub fn validate(def: &ConfigDef, value: &str) -> Result<(), String> {
                 .map_err(|_| format!("{name} must be a 32-bit integer, not '{value}'"))?;
             check_lower_bound(def, parsed as i64, value)?;
         }
+        ConfigType::Short => {
+            let parsed: i16 = value
+                .trim()
+                .parse()
+                .map_err(|_| format!("{name} must be a 16-bit integer, not '{value}'"))?;
+            check_lower_bound(def, parsed as i64, value)?;
+        }
         ConfigType::Long => {
             let parsed: i64 = value
                 .trim()
@@ -569,7 +982,7 @@ pub fn validate(def: &ConfigDef, value: &str) -> Result<(), String> {
                 return Err(format!("{name} must be between 0 and 1, not '{value}'"));
             }
         }
-        ConfigType::String | ConfigType::List => {}
+        ConfigType::String | ConfigType::List | ConfigType::Class | ConfigType::Password => {}
     }
     match def.validator {
         Validator::OneOf(allowed) if !allowed.contains(&value) => Err(format!(
@@ -631,11 +1044,13 @@ pub struct BrokerOverrides {
 }
 
 /// Whether a broker config may change while the broker runs: the broker
-/// defaults of topic configs may, as in Kafka.
+/// defaults of topic configs may, as in Kafka, and so may the Kafka configs
+/// Strom only keeps (they change nothing).
 pub fn is_dynamic_broker_config(name: &str) -> bool {
     TOPIC_CONFIGS
         .iter()
         .any(|def| def.broker_synonym == Some(name))
+        || is_kafka_only_broker_config(name)
 }
 
 impl BrokerOverrides {
@@ -848,6 +1263,35 @@ impl TopicSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kafka_only_broker_configs_are_distinct_from_those_strom_uses() {
+        let mut seen = std::collections::BTreeSet::new();
+        for (name, _) in KAFKA_BROKER_CONFIGS {
+            assert!(seen.insert(*name), "{name} is listed twice");
+            let own = BROKER_CONFIGS
+                .iter()
+                .chain(IDENTITY_CONFIGS)
+                .any(|def| def.name == *name)
+                || TOPIC_CONFIGS
+                    .iter()
+                    .any(|def| def.broker_synonym == Some(name));
+            assert!(
+                !own,
+                "{name} is one Strom uses; it belongs in its own table"
+            );
+        }
+        // Found, type-checked and changeable at run time.
+        let relogin = broker_config("sasl.kerberos.min.time.before.relogin").unwrap();
+        assert_eq!(relogin.kind, ConfigType::Long);
+        assert!(validate(relogin, "60000").is_ok());
+        assert!(validate(relogin, "soon").is_err());
+        assert!(is_dynamic_broker_config(
+            "sasl.kerberos.min.time.before.relogin"
+        ));
+        assert!(broker_config("no.such.broker.config").is_none());
+        assert!(!is_dynamic_broker_config("num.partitions"));
+    }
 
     #[test]
     fn values_are_checked_against_type_and_range() {

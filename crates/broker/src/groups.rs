@@ -93,13 +93,14 @@ impl Groups {
     }
 
     /// May this member commit offsets? Consumer groups check member epochs,
-    /// classic groups generations.
+    /// classic groups generations (and, unless `transactional`, their state).
     pub fn check_commit(
         &self,
         group_id: &str,
         member_id: &str,
         instance: Option<&str>,
         generation_or_epoch: i32,
+        transactional: bool,
     ) -> Result<(), i16> {
         if let Some(result) =
             self.consumer_groups()
@@ -112,7 +113,13 @@ impl Groups {
             });
         }
         self.coordinator()
-            .check_commit(group_id, member_id, instance, generation_or_epoch)
+            .check_commit(
+                group_id,
+                member_id,
+                instance,
+                generation_or_epoch,
+                transactional,
+            )
             .map_err(|error| error.code())
     }
 
@@ -367,6 +374,12 @@ pub async fn write_group_records(
 pub fn offsets_partition(broker: &Broker, group_id: &str) -> Option<(String, i32)> {
     internal_topics::partition_for_key(broker, OFFSETS_TOPIC, group_id)
         .map(|partition| (OFFSETS_TOPIC.to_string(), partition.index))
+}
+
+/// Does this topic partition exist? Offsets are committed only for
+/// partitions that do; Kafka answers the others UNKNOWN_TOPIC_OR_PARTITION.
+pub fn partition_exists(broker: &Broker, topic: &str, partition: i32) -> bool {
+    broker.partitions.get(topic, partition).is_some()
 }
 
 /// One partition's offset in an OffsetCommit or TxnOffsetCommit request:

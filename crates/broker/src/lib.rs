@@ -19,6 +19,7 @@
 //! path copies byte ranges of segment files.
 
 pub mod alloc_guard;
+pub mod authorization;
 pub mod broker;
 pub mod config;
 pub mod configs;

@@ -371,4 +371,10 @@ api_table! {
     ListTransactions => ListTransactionsRequest, handlers::list_transactions::handle;
     DescribeTransactions => DescribeTransactionsRequest, handlers::describe_transactions::handle;
     DescribeProducers => DescribeProducersRequest, handlers::describe_producers::handle;
+    DescribeTopicPartitions => DescribeTopicPartitionsRequest, handlers::describe_topic_partitions::handle;
+    ListConfigResources => ListConfigResourcesRequest, handlers::list_config_resources::handle;
+    DescribeQuorum => DescribeQuorumRequest, handlers::describe_quorum::handle;
+    ElectLeaders => ElectLeadersRequest, handlers::elect_leaders::handle;
+    AlterPartitionReassignments => AlterPartitionReassignmentsRequest, handlers::alter_partition_reassignments::handle;
+    ListPartitionReassignments => ListPartitionReassignmentsRequest, handlers::list_partition_reassignments::handle;
 }

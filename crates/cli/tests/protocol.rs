@@ -116,6 +116,12 @@ impl Client {
         Q: Encodable + HeaderVersion,
         R: Decodable + HeaderVersion,
     {
+        self.send(key, version, request);
+        self.receive(version)
+    }
+
+    /// Sends a request without waiting for its answer ([`Client::receive`]).
+    fn send<Q: Encodable + HeaderVersion>(&mut self, key: ApiKey, version: i16, request: &Q) {
         self.correlation_id += 1;
         let header = RequestHeader::default()
             .with_request_api_key(key as i16)
@@ -128,6 +134,10 @@ impl Client {
             .unwrap();
         request.encode(&mut frame, version).unwrap();
         self.send_raw(&frame);
+    }
+
+    /// The answer to the last request sent.
+    fn receive<R: Decodable + HeaderVersion>(&mut self, version: i16) -> R {
         let mut response = self.receive_raw();
         let header = ResponseHeader::decode(&mut response, R::header_version(version)).unwrap();
         assert_eq!(header.correlation_id, self.correlation_id);
@@ -151,10 +161,30 @@ fn encode_records(
     sequence: i32,
     transactional: bool,
 ) -> Bytes {
-    let records: Vec<Record> = values
+    let keyless: Vec<(Option<&str>, &str)> = values.iter().map(|value| (None, *value)).collect();
+    encode_keyed(
+        &keyless,
+        producer_id,
+        epoch,
+        sequence,
+        transactional,
+        Compression::None,
+    )
+}
+
+/// A batch of (key, value) records.
+fn encode_keyed(
+    records: &[(Option<&str>, &str)],
+    producer_id: i64,
+    epoch: i16,
+    sequence: i32,
+    transactional: bool,
+    compression: Compression,
+) -> Bytes {
+    let records: Vec<Record> = records
         .iter()
         .enumerate()
-        .map(|(index, value)| Record {
+        .map(|(index, (key, value))| Record {
             transactional,
             control: false,
             delete_horizon: false,
@@ -166,7 +196,7 @@ fn encode_records(
             // The encoder keeps records in one batch while offset - sequence is constant.
             sequence: sequence + index as i32,
             timestamp: 1_000 + index as i64,
-            key: None,
+            key: key.map(|key| Bytes::copy_from_slice(key.as_bytes())),
             value: Some(Bytes::copy_from_slice(value.as_bytes())),
             headers: Default::default(),
         })
@@ -174,7 +204,7 @@ fn encode_records(
     let mut buffer = BytesMut::new();
     let options = RecordEncodeOptions {
         version: 2,
-        compression: Compression::None,
+        compression,
     };
     RecordBatchEncoder::encode(&mut buffer, &records, &options).unwrap();
     buffer.freeze()
@@ -192,10 +222,24 @@ fn init_idempotent_producer(client: &mut Client) -> InitProducerIdResponse {
 }
 
 fn create_topic(client: &mut Client, name: &str, partitions: i32) {
+    create_topic_with(client, name, partitions, &[]);
+}
+
+fn create_topic_with(client: &mut Client, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+    use kafka_protocol::messages::create_topics_request::CreatableTopicConfig;
+    let configs = configs
+        .iter()
+        .map(|(name, value)| {
+            CreatableTopicConfig::default()
+                .with_name(StrBytes::from_string(name.to_string()))
+                .with_value(Some(StrBytes::from_string(value.to_string())))
+        })
+        .collect();
     let request = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
         .with_name(TopicName(StrBytes::from_string(name.into())))
         .with_num_partitions(partitions)
-        .with_replication_factor(1)]);
+        .with_replication_factor(1)
+        .with_configs(configs)]);
     let response: CreateTopicsResponse = client.call(ApiKey::CreateTopics, 7, &request);
     assert_eq!(
         response.topics[0].error_code, 0,
@@ -228,6 +272,22 @@ fn produce_in(
     partition: i32,
     batch: Bytes,
 ) -> (i16, i64, Option<String>) {
+    let partition = produce_partition(client, transactional_id, topic, partition, batch);
+    (
+        partition.error_code,
+        partition.base_offset,
+        partition.error_message.as_ref().map(|m| m.to_string()),
+    )
+}
+
+/// The whole partition answer to producing one batch (acks=all, v9).
+fn produce_partition(
+    client: &mut Client,
+    transactional_id: Option<&str>,
+    topic: &str,
+    partition: i32,
+    batch: Bytes,
+) -> produce_response::PartitionProduceResponse {
     let request = ProduceRequest::default()
         .with_transactional_id(
             transactional_id.map(|id| TransactionalId(StrBytes::from_string(id.into()))),
@@ -239,13 +299,8 @@ fn produce_in(
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(partition)
                 .with_records(Some(batch))])]);
-    let response: ProduceResponse = client.call(ApiKey::Produce, 9, &request);
-    let partition = &response.responses[0].partition_responses[0];
-    (
-        partition.error_code,
-        partition.base_offset,
-        partition.error_message.as_ref().map(|m| m.to_string()),
-    )
+    let mut response: ProduceResponse = client.call(ApiKey::Produce, 9, &request);
+    response.responses.remove(0).partition_responses.remove(0)
 }
 
 fn fetch_request(
@@ -562,6 +617,30 @@ fn producer_state_survives_a_clean_restart_by_snapshot_and_a_crash_by_replay() {
     assert_eq!(gap.0, 45, "OUT_OF_ORDER_SEQUENCE_NUMBER");
 }
 
+/// FindCoordinator and InitProducerId for `transactional_id`: its producer
+/// id and epoch.
+fn init_transactional_producer(client: &mut Client, transactional_id: &str) -> (i64, i16) {
+    let coordinator: FindCoordinatorResponse = client.call(
+        ApiKey::FindCoordinator,
+        3,
+        &FindCoordinatorRequest::default()
+            .with_key(StrBytes::from_string(transactional_id.into()))
+            .with_key_type(1),
+    );
+    assert_eq!(coordinator.error_code, 0);
+    let init: InitProducerIdResponse = client.call(
+        ApiKey::InitProducerId,
+        4,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(Some(txn_id(transactional_id)))
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    );
+    assert_eq!(init.error_code, 0);
+    (init.producer_id.0, init.producer_epoch)
+}
+
 fn txn_id(id: &str) -> TransactionalId {
     TransactionalId(StrBytes::from_string(id.into()))
 }
@@ -578,25 +657,7 @@ fn a_partition_outside_the_transaction_is_refused_and_aborted_records_are_listed
     let broker = Broker::start();
     let mut client = broker.connect();
     create_topic(&mut client, "sessions", 2);
-    let coordinator: FindCoordinatorResponse = client.call(
-        ApiKey::FindCoordinator,
-        3,
-        &FindCoordinatorRequest::default()
-            .with_key(StrBytes::from_static_str("tx"))
-            .with_key_type(1),
-    );
-    assert_eq!(coordinator.error_code, 0);
-    let init: InitProducerIdResponse = client.call(
-        ApiKey::InitProducerId,
-        4,
-        &InitProducerIdRequest::default()
-            .with_transactional_id(Some(txn_id("tx")))
-            .with_transaction_timeout_ms(60_000)
-            .with_producer_id(ProducerId(-1))
-            .with_producer_epoch(-1),
-    );
-    assert_eq!(init.error_code, 0);
-    let (id, epoch) = (init.producer_id.0, init.producer_epoch);
+    let (id, epoch) = init_transactional_producer(&mut client, "tx");
 
     // Only partition 0 joins the transaction.
     let add: AddPartitionsToTxnResponse = client.call(
@@ -803,4 +864,699 @@ fn leader_epoch(client: &mut Client, topic: &str) -> i32 {
     let partition = &response.topics[0].partitions[0];
     assert_eq!(partition.leader_id.0, 1);
     partition.leader_epoch
+}
+
+/// The group's committed offset of each (topic, partition), -1 for none.
+/// Asks for stable offsets, and again while a transaction's marker is on its
+/// way (UNSTABLE_OFFSET_COMMIT).
+fn committed_offsets(client: &mut Client, group: &str, wanted: &[(&str, i32)]) -> Vec<i64> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let fetched = fetch_committed(client, group, wanted);
+        if fetched.iter().all(|(_, error)| *error != 88) {
+            assert!(fetched.iter().all(|(_, error)| *error == 0), "{fetched:?}");
+            return fetched.into_iter().map(|(offset, _)| offset).collect();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "offsets still unstable: {fetched:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn fetch_committed(client: &mut Client, group: &str, wanted: &[(&str, i32)]) -> Vec<(i64, i16)> {
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    let topics = wanted
+        .iter()
+        .map(|(topic, partition)| {
+            OffsetFetchRequestTopic::default()
+                .with_name(topic_name(topic))
+                .with_partition_indexes(vec![*partition])
+        })
+        .collect();
+    let fetched: OffsetFetchResponse = client.call(
+        ApiKey::OffsetFetch,
+        7,
+        &OffsetFetchRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.into())))
+            .with_topics(Some(topics))
+            .with_require_stable(true),
+    );
+    assert_eq!(fetched.error_code, 0);
+    fetched
+        .topics
+        .iter()
+        .flat_map(|topic| &topic.partitions)
+        .map(|partition| (partition.committed_offset, partition.error_code))
+        .collect()
+}
+
+#[test]
+fn offsets_for_topics_or_partitions_that_do_not_exist_are_refused_per_partition() {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::txn_offset_commit_request::{
+        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    };
+    let broker = Broker::start();
+    let mut client = broker.connect();
+    create_topic(&mut client, "present", 1);
+    let wanted = [("present", 0), ("present", 1), ("absent", 0)];
+
+    // Phase 1: a plain OffsetCommit outside any generation (what the admin
+    // client's alter-offsets sends): the existing partition is committed, the
+    // missing partition and the missing topic are UNKNOWN_TOPIC_OR_PARTITION.
+    let commit_topic = |name: &str, partitions: &[i32]| {
+        OffsetCommitRequestTopic::default()
+            .with_name(topic_name(name))
+            .with_partitions(
+                partitions
+                    .iter()
+                    .map(|index| {
+                        OffsetCommitRequestPartition::default()
+                            .with_partition_index(*index)
+                            .with_committed_offset(42)
+                    })
+                    .collect(),
+            )
+    };
+    let committed: OffsetCommitResponse = client.call(
+        ApiKey::OffsetCommit,
+        8,
+        &OffsetCommitRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("plain")))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![
+                commit_topic("present", &[0, 1]),
+                commit_topic("absent", &[0]),
+            ]),
+    );
+    let codes: Vec<(String, i32, i16)> = committed
+        .topics
+        .iter()
+        .flat_map(|topic| {
+            topic.partitions.iter().map(|partition| {
+                (
+                    topic.name.to_string(),
+                    partition.partition_index,
+                    partition.error_code,
+                )
+            })
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            ("present".into(), 0, 0),
+            ("present".into(), 1, 3),
+            ("absent".into(), 0, 3)
+        ]
+    );
+    assert_eq!(
+        committed_offsets(&mut client, "plain", &wanted),
+        [42, -1, -1]
+    );
+
+    // Phase 2: the same offsets inside a transaction (TxnOffsetCommit), then
+    // committed: only the existing partition's offset becomes the group's.
+    let (id, epoch) = init_transactional_producer(&mut client, "offsets-tx");
+    let added: AddOffsetsToTxnResponse = client.call(
+        ApiKey::AddOffsetsToTxn,
+        3,
+        &AddOffsetsToTxnRequest::default()
+            .with_transactional_id(txn_id("offsets-tx"))
+            .with_producer_id(ProducerId(id))
+            .with_producer_epoch(epoch)
+            .with_group_id(GroupId(StrBytes::from_static_str("in-txn"))),
+    );
+    assert_eq!(added.error_code, 0);
+    let txn_topic = |name: &str, partitions: &[i32]| {
+        TxnOffsetCommitRequestTopic::default()
+            .with_name(topic_name(name))
+            .with_partitions(
+                partitions
+                    .iter()
+                    .map(|index| {
+                        TxnOffsetCommitRequestPartition::default()
+                            .with_partition_index(*index)
+                            .with_committed_offset(7)
+                    })
+                    .collect(),
+            )
+    };
+    let staged: TxnOffsetCommitResponse = client.call(
+        ApiKey::TxnOffsetCommit,
+        3,
+        &TxnOffsetCommitRequest::default()
+            .with_transactional_id(txn_id("offsets-tx"))
+            .with_group_id(GroupId(StrBytes::from_static_str("in-txn")))
+            .with_producer_id(ProducerId(id))
+            .with_producer_epoch(epoch)
+            .with_generation_id(-1)
+            .with_topics(vec![
+                txn_topic("present", &[0, 1]),
+                txn_topic("absent", &[0]),
+            ]),
+    );
+    let codes: Vec<(i32, i16)> = staged
+        .topics
+        .iter()
+        .flat_map(|topic| {
+            topic
+                .partitions
+                .iter()
+                .map(|partition| (partition.partition_index, partition.error_code))
+        })
+        .collect();
+    assert_eq!(codes, vec![(0, 0), (1, 3), (0, 3)]);
+    let end: EndTxnResponse = client.call(
+        ApiKey::EndTxn,
+        3,
+        &EndTxnRequest::default()
+            .with_transactional_id(txn_id("offsets-tx"))
+            .with_producer_id(ProducerId(id))
+            .with_producer_epoch(epoch)
+            .with_committed(true),
+    );
+    assert_eq!(end.error_code, 0);
+    assert_eq!(
+        committed_offsets(&mut client, "in-txn", &wanted),
+        [7, -1, -1]
+    );
+}
+
+#[test]
+fn a_compacted_topic_refuses_records_without_a_key_naming_each_one() {
+    let broker = Broker::start();
+    let mut client = broker.connect();
+    create_topic_with(&mut client, "keyed", 1, &[("cleanup.policy", "compact")]);
+    create_topic_with(
+        &mut client,
+        "mixed",
+        1,
+        &[("cleanup.policy", "compact,delete")],
+    );
+    let message = "Compacted topic cannot accept message without key in topic partition";
+    for (topic, compression) in [("keyed", Compression::None), ("mixed", Compression::Lz4)] {
+        // Records 1 and 3 of four have no key: the whole batch is refused,
+        // each of them named by its index in the batch.
+        let batch = encode_keyed(
+            &[(Some("a"), "1"), (None, "2"), (Some("b"), "3"), (None, "4")],
+            -1,
+            -1,
+            0,
+            false,
+            compression,
+        );
+        let refused = produce_partition(&mut client, None, topic, 0, batch);
+        assert_eq!(refused.error_code, 87, "INVALID_RECORD: {refused:?}");
+        let named: Vec<(i32, String)> = refused
+            .record_errors
+            .iter()
+            .map(|error| {
+                let message = error.batch_index_error_message.as_deref().unwrap_or("");
+                (error.batch_index, message.to_string())
+            })
+            .collect();
+        let expected = |index: i32| (index, format!("{message} {topic}-0."));
+        assert_eq!(named, vec![expected(1), expected(3)]);
+        let summary = refused.error_message.as_deref().unwrap_or("").to_string();
+        assert!(
+            summary.starts_with("One or more records have been rejected due to 2 record errors"),
+            "{summary}"
+        );
+
+        // Nothing of it was written: the next batch, all keyed, starts at 0.
+        let keyed = encode_keyed(&[(Some("a"), "1")], -1, -1, 0, false, compression);
+        let accepted = produce_partition(&mut client, None, topic, 0, keyed);
+        assert_eq!((accepted.error_code, accepted.base_offset), (0, 0));
+        assert!(accepted.record_errors.is_empty());
+    }
+
+    // A topic that is not compacted takes records without keys.
+    create_topic(&mut client, "plain", 1);
+    assert_eq!(produce(&mut client, "plain", 0, &["no", "keys"]), 0);
+}
+
+/// JoinGroup v9 for a consumer group member (one "range" protocol).
+fn join_group(group: &str, member_id: &str) -> JoinGroupRequest {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    JoinGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.into())))
+        .with_session_timeout_ms(30_000)
+        .with_rebalance_timeout_ms(30_000)
+        .with_member_id(StrBytes::from_string(member_id.into()))
+        .with_protocol_type(StrBytes::from_static_str("consumer"))
+        .with_protocols(vec![JoinGroupRequestProtocol::default()
+            .with_name(StrBytes::from_static_str("range"))
+            .with_metadata(Bytes::from_static(b"m"))])
+}
+
+/// Joins as a new member: MEMBER_ID_REQUIRED, then the join with that id,
+/// which completes at once when nobody else is in the group.
+fn join_alone(client: &mut Client, group: &str) -> JoinGroupResponse {
+    let first: JoinGroupResponse = client.call(ApiKey::JoinGroup, 9, &join_group(group, ""));
+    assert_eq!(first.error_code, 79, "MEMBER_ID_REQUIRED");
+    let joined: JoinGroupResponse =
+        client.call(ApiKey::JoinGroup, 9, &join_group(group, &first.member_id));
+    assert_eq!(joined.error_code, 0);
+    joined
+}
+
+fn sync_group(client: &mut Client, group: &str, member_id: &str, generation: i32) -> i16 {
+    use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+    let synced: SyncGroupResponse = client.call(
+        ApiKey::SyncGroup,
+        5,
+        &SyncGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.into())))
+            .with_generation_id(generation)
+            .with_member_id(StrBytes::from_string(member_id.into()))
+            .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
+            .with_protocol_name(Some(StrBytes::from_static_str("range")))
+            .with_assignments(vec![SyncGroupRequestAssignment::default()
+                .with_member_id(StrBytes::from_string(member_id.into()))
+                .with_assignment(Bytes::from_static(b"a"))]),
+    );
+    synced.error_code
+}
+
+/// OffsetCommit v8 of `offset` for partition 0 of `topic`: its error code.
+fn commit_offset(
+    client: &mut Client,
+    group: &str,
+    member_id: &str,
+    generation: i32,
+    topic: &str,
+    offset: i64,
+) -> i16 {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    let committed: OffsetCommitResponse = client.call(
+        ApiKey::OffsetCommit,
+        8,
+        &OffsetCommitRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.into())))
+            .with_generation_id_or_member_epoch(generation)
+            .with_member_id(StrBytes::from_string(member_id.into()))
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(topic_name(topic))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(offset)])]),
+    );
+    committed.topics[0].partitions[0].error_code
+}
+
+#[test]
+fn a_member_commits_while_its_group_prepares_a_rebalance_but_not_while_it_completes_one() {
+    let broker = Broker::start();
+    let mut first = broker.connect();
+    let mut second = broker.connect();
+    create_topic(&mut first, "work", 1);
+
+    // Phase 1: one member, generation 1, stable.
+    let joined = join_alone(&mut first, "g");
+    let (a, generation) = (joined.member_id.to_string(), joined.generation_id);
+    assert_eq!(sync_group(&mut first, "g", &a, generation), 0);
+    assert_eq!(commit_offset(&mut first, "g", &a, generation, "work", 1), 0);
+
+    // Phase 2: a second member joins; its JoinGroup waits for the first to
+    // rejoin, so the group prepares a rebalance. The first member, still of
+    // generation 1, goes on committing what it consumes, as Kafka allows.
+    let request: JoinGroupResponse = second.call(ApiKey::JoinGroup, 9, &join_group("g", ""));
+    let b = request.member_id.to_string();
+    second.send(ApiKey::JoinGroup, 9, &join_group("g", &b));
+    // The second member's join arrives on its own connection: the first
+    // member's heartbeat tells when it is in.
+    let heartbeat = HeartbeatRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("g")))
+        .with_generation_id(generation)
+        .with_member_id(StrBytes::from_string(a.clone()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer: HeartbeatResponse = first.call(ApiKey::Heartbeat, 4, &heartbeat);
+        if answer.error_code == 27 {
+            break; // REBALANCE_IN_PROGRESS
+        }
+        assert_eq!(answer.error_code, 0);
+        assert!(Instant::now() < deadline, "the second member never joined");
+    }
+    assert_eq!(commit_offset(&mut first, "g", &a, generation, "work", 2), 0);
+
+    // Phase 3: the first member rejoins; both JoinGroups are answered with
+    // generation 2 and the group waits for the leader's SyncGroup. A commit
+    // now is REBALANCE_IN_PROGRESS: the member has no assignment yet.
+    let rejoined: JoinGroupResponse = first.call(ApiKey::JoinGroup, 9, &join_group("g", &a));
+    let other: JoinGroupResponse = second.receive(9);
+    assert_eq!((rejoined.error_code, other.error_code), (0, 0));
+    assert_eq!(rejoined.generation_id, generation + 1);
+    let next = rejoined.generation_id;
+    assert_eq!(commit_offset(&mut first, "g", &a, next, "work", 3), 27);
+    assert_eq!(
+        commit_offset(&mut first, "g", &a, generation, "work", 3),
+        22,
+        "ILLEGAL_GENERATION for the old generation"
+    );
+
+    // Phase 4: synced, stable again: commits are taken.
+    let leader = if rejoined.leader == rejoined.member_id {
+        &mut first
+    } else {
+        &mut second
+    };
+    let leader_id = if rejoined.leader == rejoined.member_id {
+        &a
+    } else {
+        &b
+    };
+    assert_eq!(sync_group(leader, "g", leader_id, next), 0);
+    assert_eq!(commit_offset(&mut first, "g", &a, next, "work", 4), 0);
+    assert_eq!(committed_offsets(&mut first, "g", &[("work", 0)]), [4]);
+}
+
+/// One topic of a DescribeTopicPartitions answer: name, error, partitions.
+type DescribedTopic = (String, i16, Vec<i32>);
+
+/// DescribeTopicPartitions v0: the topics answered and the next cursor.
+fn describe_topic_partitions(
+    client: &mut Client,
+    topics: &[&str],
+    limit: i32,
+    cursor: Option<(&str, i32)>,
+) -> (Vec<DescribedTopic>, Option<(String, i32)>) {
+    use kafka_protocol::messages::describe_topic_partitions_request::{Cursor, TopicRequest};
+    let request = DescribeTopicPartitionsRequest::default()
+        .with_topics(
+            topics
+                .iter()
+                .map(|name| TopicRequest::default().with_name(topic_name(name)))
+                .collect(),
+        )
+        .with_response_partition_limit(limit)
+        .with_cursor(cursor.map(|(topic, partition)| {
+            Cursor::default()
+                .with_topic_name(topic_name(topic))
+                .with_partition_index(partition)
+        }));
+    let response: DescribeTopicPartitionsResponse =
+        client.call(ApiKey::DescribeTopicPartitions, 0, &request);
+    let topics = response
+        .topics
+        .iter()
+        .map(|topic| {
+            let name = topic
+                .name
+                .as_ref()
+                .map(|name| name.to_string())
+                .unwrap_or_default();
+            let partitions = topic.partitions.iter().map(|p| p.partition_index).collect();
+            (name, topic.error_code, partitions)
+        })
+        .collect();
+    let next = response
+        .next_cursor
+        .map(|cursor| (cursor.topic_name.to_string(), cursor.partition_index));
+    (topics, next)
+}
+
+#[test]
+fn describe_topic_partitions_pages_through_topics_with_a_cursor() {
+    let broker = Broker::start();
+    let mut client = broker.connect();
+    create_topic(&mut client, "alpha", 3);
+    create_topic(&mut client, "beta", 2);
+    create_topic(&mut client, "gamma", 1);
+    let page = |topic: &str, error: i16, partitions: &[i32]| {
+        (topic.to_string(), error, partitions.to_vec())
+    };
+
+    // Every topic, four partitions a page: the first page ends inside beta,
+    // the second starts at the cursor and is the last.
+    let (first, next) = describe_topic_partitions(&mut client, &[], 4, None);
+    assert_eq!(
+        first,
+        vec![page("alpha", 0, &[0, 1, 2]), page("beta", 0, &[0])]
+    );
+    assert_eq!(next, Some(("beta".to_string(), 1)));
+    let (second, next) = describe_topic_partitions(&mut client, &[], 4, Some(("beta", 1)));
+    assert_eq!(second, vec![page("beta", 0, &[1]), page("gamma", 0, &[0])]);
+    assert_eq!(next, None);
+
+    // A page that ends exactly at a topic's end points at the next topic.
+    let (whole, next) = describe_topic_partitions(&mut client, &[], 3, None);
+    assert_eq!(whole, vec![page("alpha", 0, &[0, 1, 2])]);
+    assert_eq!(next, Some(("beta".to_string(), 0)));
+
+    // Named topics come back in name order; a missing one is
+    // UNKNOWN_TOPIC_OR_PARTITION, an impossible name INVALID_TOPIC_EXCEPTION.
+    let (named, next) = describe_topic_partitions(
+        &mut client,
+        &["gamma", "missing", "alpha", "bad/name"],
+        100,
+        None,
+    );
+    assert_eq!(
+        named,
+        vec![
+            page("alpha", 0, &[0, 1, 2]),
+            page("bad/name", 17, &[]),
+            page("gamma", 0, &[0]),
+            page("missing", 3, &[]),
+        ]
+    );
+    assert_eq!(next, None);
+
+    // A cursor on a topic that was not asked for is INVALID_REQUEST.
+    let (refused, _) = describe_topic_partitions(&mut client, &["alpha"], 10, Some(("beta", 0)));
+    assert_eq!(refused, vec![page("alpha", 42, &[])]);
+
+    // Without an authorizer every topic operation is allowed (KIP-430).
+    let response: DescribeTopicPartitionsResponse = client.call(
+        ApiKey::DescribeTopicPartitions,
+        0,
+        &DescribeTopicPartitionsRequest::default().with_response_partition_limit(10),
+    );
+    let alpha = &response.topics[0];
+    assert_eq!(alpha.topic_authorized_operations, 3576);
+    assert_eq!(alpha.partitions[0].leader_id.0, 1);
+    assert_eq!(alpha.partitions[0].replica_nodes, vec![BrokerId(1)]);
+}
+
+#[test]
+fn list_config_resources_lists_topics_brokers_and_groups() {
+    let broker = Broker::start();
+    let mut client = broker.connect();
+    create_topic(&mut client, "configured", 1);
+    assert_eq!(
+        commit_offset(&mut client, "a-group", "", -1, "configured", 1),
+        0
+    );
+    let list = |client: &mut Client, version: i16, types: Vec<i8>| {
+        let response: ListConfigResourcesResponse = client.call(
+            ApiKey::ListConfigResources,
+            version,
+            &ListConfigResourcesRequest::default().with_resource_types(types),
+        );
+        let listed: Vec<(i8, String)> = response
+            .config_resources
+            .iter()
+            .map(|resource| (resource.resource_type, resource.resource_name.to_string()))
+            .collect();
+        (response.error_code, listed)
+    };
+    let (error, listed) = list(&mut client, 1, vec![]);
+    assert_eq!(error, 0);
+    for expected in [
+        (2, "configured".to_string()),
+        (4, "1".to_string()),
+        (8, "1".to_string()),
+        (32, "a-group".to_string()),
+    ] {
+        assert!(listed.contains(&expected), "{expected:?} in {listed:?}");
+    }
+    let (_, topics) = list(&mut client, 1, vec![2]);
+    assert!(topics.iter().all(|(kind, _)| *kind == 2), "{topics:?}");
+    assert!(topics.contains(&(2, "configured".to_string())));
+    // Types outside Kafka's set are UNSUPPORTED_VERSION; v0 lists client
+    // metrics resources only, of which there are none.
+    assert_eq!(list(&mut client, 1, vec![3]).0, 35);
+    assert_eq!(list(&mut client, 0, vec![]), (0, vec![]));
+}
+
+#[test]
+fn a_single_node_answers_quorum_election_and_reassignment_requests_as_a_one_broker_kafka() {
+    use kafka_protocol::messages::alter_partition_reassignments_request::{
+        ReassignablePartition, ReassignableTopic,
+    };
+    use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+    use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+    let broker = Broker::start();
+    let mut client = broker.connect();
+    create_topic(&mut client, "placed", 2);
+
+    // DescribeQuorum: one voter, the leader, no observers.
+    let quorum_of = |client: &mut Client, topic: &str, partitions: &[i32]| {
+        let request = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+            .with_topic_name(topic_name(topic))
+            .with_partitions(
+                partitions
+                    .iter()
+                    .map(|index| PartitionData::default().with_partition_index(*index))
+                    .collect(),
+            )]);
+        let response: DescribeQuorumResponse = client.call(ApiKey::DescribeQuorum, 2, &request);
+        response
+    };
+    let quorum = quorum_of(&mut client, "__cluster_metadata", &[0]);
+    assert_eq!(quorum.error_code, 0);
+    let partition = &quorum.topics[0].partitions[0];
+    assert_eq!((partition.error_code, partition.leader_id.0), (0, 1));
+    let voters: Vec<i32> = partition
+        .current_voters
+        .iter()
+        .map(|v| v.replica_id.0)
+        .collect();
+    assert_eq!(voters, vec![1]);
+    assert!(partition.observers.is_empty());
+    assert_eq!(quorum.nodes[0].node_id.0, 1);
+    let elsewhere = quorum_of(&mut client, "placed", &[0]);
+    assert_eq!(elsewhere.topics[0].partitions[0].error_code, 3);
+    assert_eq!(
+        quorum_of(&mut client, "__cluster_metadata", &[0, 1]).error_code,
+        42
+    );
+
+    // ElectLeaders: the preferred leader is already the leader.
+    let elect = |client: &mut Client, topics: Option<Vec<TopicPartitions>>| {
+        let response: ElectLeadersResponse = client.call(
+            ApiKey::ElectLeaders,
+            2,
+            &ElectLeadersRequest::default()
+                .with_election_type(0)
+                .with_topic_partitions(topics)
+                .with_timeout_ms(5_000),
+        );
+        assert_eq!(response.error_code, 0);
+        response
+            .replica_election_results
+            .iter()
+            .flat_map(|topic| {
+                topic.partition_result.iter().map(|result| {
+                    (
+                        topic.topic.to_string(),
+                        result.partition_id,
+                        result.error_code,
+                    )
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    let named = elect(
+        &mut client,
+        Some(vec![
+            TopicPartitions::default()
+                .with_topic(topic_name("placed"))
+                .with_partitions(vec![0, 1, 7]),
+            TopicPartitions::default()
+                .with_topic(topic_name("nowhere"))
+                .with_partitions(vec![0]),
+        ]),
+    );
+    assert_eq!(
+        named,
+        vec![
+            ("placed".to_string(), 0, 84),
+            ("placed".to_string(), 1, 84),
+            ("placed".to_string(), 7, 3),
+            ("nowhere".to_string(), 0, 3),
+        ],
+        "ELECTION_NOT_NEEDED, UNKNOWN_TOPIC_OR_PARTITION"
+    );
+    assert_eq!(
+        elect(&mut client, None),
+        vec![],
+        "all partitions: none needed one"
+    );
+
+    // AlterPartitionReassignments: the current replicas are accepted, other
+    // brokers and duplicates are not, and nothing is in progress to cancel.
+    let reassign = |client: &mut Client, partitions: Vec<ReassignablePartition>| {
+        let response: AlterPartitionReassignmentsResponse = client.call(
+            ApiKey::AlterPartitionReassignments,
+            0,
+            &AlterPartitionReassignmentsRequest::default()
+                .with_timeout_ms(5_000)
+                .with_topics(vec![ReassignableTopic::default()
+                    .with_name(topic_name("placed"))
+                    .with_partitions(partitions)]),
+        );
+        assert_eq!(response.error_code, 0);
+        response.responses[0]
+            .partitions
+            .iter()
+            .map(|partition| partition.error_code)
+            .collect::<Vec<_>>()
+    };
+    let to = |index: i32, replicas: Option<Vec<i32>>| {
+        ReassignablePartition::default()
+            .with_partition_index(index)
+            .with_replicas(replicas.map(|ids| ids.into_iter().map(BrokerId).collect()))
+    };
+    assert_eq!(
+        reassign(
+            &mut client,
+            vec![
+                to(0, Some(vec![1])),
+                to(1, Some(vec![1, 2])),
+                to(1, Some(vec![1, 1])),
+                to(1, Some(vec![])),
+                to(0, None),
+                to(9, Some(vec![1])),
+            ]
+        ),
+        vec![0, 39, 39, 39, 85, 3]
+    );
+    let listed: ListPartitionReassignmentsResponse = client.call(
+        ApiKey::ListPartitionReassignments,
+        0,
+        &ListPartitionReassignmentsRequest::default().with_timeout_ms(5_000),
+    );
+    assert_eq!((listed.error_code, listed.topics.len()), (0, 0));
+}
+
+#[test]
+fn authorized_operations_are_reported_only_when_asked_for() {
+    let broker = Broker::start();
+    let mut client = broker.connect();
+    create_topic(&mut client, "asked", 1);
+    let metadata = |client: &mut Client, asked: bool| {
+        let request = MetadataRequest::default()
+            .with_topics(None)
+            .with_include_cluster_authorized_operations(asked)
+            .with_include_topic_authorized_operations(asked);
+        let response: MetadataResponse = client.call(ApiKey::Metadata, 10, &request);
+        let topic = response
+            .topics
+            .iter()
+            .find(|t| t.name.as_ref().is_some_and(|name| name.as_str() == "asked"));
+        let topic_operations = topic.unwrap().topic_authorized_operations;
+        (response.cluster_authorized_operations, topic_operations)
+    };
+    // Without an authorizer: every operation Kafka supports (KIP-430 bit fields).
+    assert_eq!(metadata(&mut client, true), (8096, 3576));
+    assert_eq!(metadata(&mut client, false), (i32::MIN, i32::MIN));
+    let cluster = |client: &mut Client, asked: bool| {
+        let request =
+            DescribeClusterRequest::default().with_include_cluster_authorized_operations(asked);
+        let response: DescribeClusterResponse = client.call(ApiKey::DescribeCluster, 1, &request);
+        response.cluster_authorized_operations
+    };
+    assert_eq!(
+        (cluster(&mut client, true), cluster(&mut client, false)),
+        (8096, i32::MIN)
+    );
 }

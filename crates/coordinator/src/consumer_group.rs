@@ -28,9 +28,39 @@ pub enum ConsumerGroupError {
     GroupIdNotFound,
     /// The id belongs to a classic group.
     InconsistentGroupProtocol,
+    /// `SubscribedTopicRegex` does not compile.
+    InvalidRegularExpression,
+    /// A static member joins with the instance id of a member that is
+    /// still active (has not left with epoch -2).
+    UnreleasedInstanceId,
+    /// The instance id belongs to another member id.
+    FencedInstanceId,
 }
 
 impl ConsumerGroupError {
+    /// What the error message of the response says.
+    pub fn message(self) -> &'static str {
+        match self {
+            ConsumerGroupError::UnknownMemberId => "the member is not in the group",
+            ConsumerGroupError::FencedMemberEpoch => {
+                "the member epoch is not the member's current one"
+            }
+            ConsumerGroupError::UnsupportedAssignor => {
+                "the server assignor is not one of uniform, range"
+            }
+            ConsumerGroupError::InvalidRequest => "the heartbeat is not valid",
+            ConsumerGroupError::GroupIdNotFound => "the group does not exist",
+            ConsumerGroupError::InconsistentGroupProtocol => "the group uses the classic protocol",
+            ConsumerGroupError::InvalidRegularExpression => {
+                "SubscribedTopicRegex is not a valid regular expression"
+            }
+            ConsumerGroupError::UnreleasedInstanceId => {
+                "the instance id is owned by a member that has not left the group"
+            }
+            ConsumerGroupError::FencedInstanceId => "the instance id belongs to another member",
+        }
+    }
+
     pub fn code(self) -> i16 {
         match self {
             ConsumerGroupError::UnknownMemberId => 25,
@@ -39,6 +69,9 @@ impl ConsumerGroupError {
             ConsumerGroupError::InvalidRequest => 42,
             ConsumerGroupError::GroupIdNotFound => 69,
             ConsumerGroupError::InconsistentGroupProtocol => 23,
+            ConsumerGroupError::InvalidRegularExpression => 128,
+            ConsumerGroupError::UnreleasedInstanceId => 111,
+            ConsumerGroupError::FencedInstanceId => 82,
         }
     }
 }
@@ -52,6 +85,8 @@ pub struct HeartbeatRequest {
     pub rebalance_timeout_ms: i64,
     /// `None`: unchanged since the last heartbeat.
     pub subscribed_topics: Option<Vec<String>>,
+    /// `None`: unchanged since the last heartbeat; empty: no regex any more.
+    pub subscribed_regex: Option<String>,
     pub server_assignor: Option<String>,
     /// `None`: unchanged. The partitions the member owns now.
     pub owned: Option<Partitions>,
@@ -78,6 +113,10 @@ pub struct ConsumerMember {
     pub member_epoch: i32,
     previous_epoch: i32,
     pub subscribed_topics: Vec<String>,
+    /// A regular-expression subscription: every topic whose whole name it
+    /// matches, as the topics are now (so it follows topics created and
+    /// deleted).
+    pub subscribed_regex: Option<TopicRegex>,
     pub assignor: Option<String>,
     /// What the member owns (as it last reported, plus what it was given).
     pub assigned: Partitions,
@@ -87,6 +126,47 @@ pub struct ConsumerMember {
     pub pending_revocation: Partitions,
     last_sent: Option<Partitions>,
     session_deadline: i64,
+}
+
+impl ConsumerMember {
+    /// Is the member subscribed to this topic, by name or by its regex?
+    pub fn subscribes(&self, topic: &str) -> bool {
+        self.subscribed_topics.iter().any(|name| name == topic)
+            || self
+                .subscribed_regex
+                .as_ref()
+                .is_some_and(|regex| regex.matches(topic))
+    }
+}
+
+/// A `SubscribedTopicRegex`. Kafka resolves it with RE2 against whole topic
+/// names; the `regex` crate's syntax is RE2's (bar a few escapes), its
+/// matching is linear time as RE2's is, and the compiled program is bounded
+/// so a hostile pattern cannot take the broker's memory.
+#[derive(Debug, Clone)]
+pub struct TopicRegex {
+    pub source: String,
+    compiled: regex::Regex,
+}
+
+/// Most bytes one compiled subscription regex may take.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+impl TopicRegex {
+    pub fn new(source: &str) -> Result<TopicRegex, ConsumerGroupError> {
+        let compiled = regex::RegexBuilder::new(&format!("^(?:{source})$"))
+            .size_limit(REGEX_SIZE_LIMIT)
+            .build()
+            .map_err(|_| ConsumerGroupError::InvalidRegularExpression)?;
+        Ok(TopicRegex {
+            source: source.to_string(),
+            compiled,
+        })
+    }
+
+    pub fn matches(&self, topic: &str) -> bool {
+        self.compiled.is_match(topic)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -134,6 +214,12 @@ impl Default for ConsumerGroupConfig {
 
 pub const ASSIGNORS: &[&str] = &["uniform", "range"];
 
+/// The member epoch of a heartbeat that leaves the group.
+pub const LEAVE_GROUP_MEMBER_EPOCH: i32 = -1;
+/// The member epoch of a static member's heartbeat that leaves for a
+/// moment, and the epoch such a member has until it is back.
+pub const LEAVE_GROUP_STATIC_MEMBER_EPOCH: i32 = -2;
+
 /// All KIP-848 groups.
 #[derive(Debug, Default)]
 pub struct ConsumerGroups {
@@ -174,20 +260,14 @@ impl ConsumerGroups {
         let interval = self.config.heartbeat_interval_ms;
         let session = self.config.session_timeout_ms;
         if request.member_epoch < 0 {
-            // -1: leave; -2: a static member leaves for a moment (treated as leaving).
-            if let Some(group) = self.groups.get_mut(group_id) {
-                if group.members.remove(&request.member_id).is_some() {
-                    group.group_epoch += 1;
-                    recompute(group, topics);
-                }
-            }
-            return Ok(HeartbeatResponse {
-                member_id: request.member_id,
-                member_epoch: request.member_epoch,
-                heartbeat_interval_ms: interval,
-                assignment: None,
-            });
+            return self.leave(group_id, request, topics);
         }
+        // Compiled before anything changes, so a bad pattern changes nothing.
+        let regex = match request.subscribed_regex.as_deref() {
+            None => None,
+            Some("") => Some(None),
+            Some(source) => Some(Some(TopicRegex::new(source)?)),
+        };
         let generated = if request.member_id.is_empty() {
             self.next_member += 1;
             Some(format!(
@@ -211,53 +291,83 @@ impl ConsumerGroups {
         let member_id = generated.unwrap_or_else(|| request.member_id.clone());
         let mut changed = false;
         if request.member_epoch == 0 {
-            // Joining (or rejoining after being fenced): a fresh member.
-            let replaced = request.instance_id.as_ref().and_then(|instance| {
+            // Joining (or rejoining after being fenced).
+            let static_member = request.instance_id.as_ref().and_then(|instance| {
                 group
                     .members
                     .values()
                     .find(|member| member.instance_id.as_ref() == Some(instance))
-                    .map(|member| member.member_id.clone())
             });
-            let previous = replaced.and_then(|old| group.members.remove(&old));
-            let member = ConsumerMember {
-                member_id: member_id.clone(),
-                instance_id: request.instance_id.clone(),
-                rack_id: request.rack_id.clone(),
-                client_id: request.client_id.clone(),
-                client_host: request.client_host.clone(),
-                member_epoch: 0,
-                previous_epoch: 0,
-                subscribed_topics: request.subscribed_topics.clone().unwrap_or_default(),
-                assignor: request.server_assignor.clone(),
-                assigned: Partitions::new(),
-                target: previous.map(|member| member.target).unwrap_or_default(),
-                pending_revocation: Partitions::new(),
-                last_sent: None,
-                session_deadline: now + session,
-            };
-            group.members.insert(member_id.clone(), member);
-            changed = true;
+            match static_member {
+                // The instance id is another member's, which has not left:
+                // the newcomer is refused and the member keeps its partitions.
+                Some(active) if active.member_epoch != LEAVE_GROUP_STATIC_MEMBER_EPOCH => {
+                    return Err(ConsumerGroupError::UnreleasedInstanceId);
+                }
+                // A static member that left with epoch -2 is back within its
+                // session: the new member id takes over its assignment, and
+                // the group's epoch moves only if its subscription did.
+                Some(departed) => {
+                    let departed_id = departed.member_id.clone();
+                    let mut member = group.members.remove(&departed_id).expect("member exists");
+                    member.member_id = member_id.clone();
+                    member.member_epoch = 0;
+                    member.previous_epoch = 0;
+                    member.rack_id = request.rack_id.clone();
+                    member.client_id = request.client_id.clone();
+                    member.client_host = request.client_host.clone();
+                    member.last_sent = None;
+                    member.session_deadline = now + session;
+                    changed |= update_subscription(&mut member, &request, regex);
+                    group.members.insert(member_id.clone(), member);
+                }
+                None => {
+                    let member = ConsumerMember {
+                        member_id: member_id.clone(),
+                        instance_id: request.instance_id.clone(),
+                        rack_id: request.rack_id.clone(),
+                        client_id: request.client_id.clone(),
+                        client_host: request.client_host.clone(),
+                        member_epoch: 0,
+                        previous_epoch: 0,
+                        subscribed_topics: request.subscribed_topics.clone().unwrap_or_default(),
+                        subscribed_regex: regex.flatten(),
+                        assignor: request.server_assignor.clone(),
+                        assigned: Partitions::new(),
+                        target: Partitions::new(),
+                        pending_revocation: Partitions::new(),
+                        last_sent: None,
+                        session_deadline: now + session,
+                    };
+                    group.members.insert(member_id.clone(), member);
+                    changed = true;
+                }
+            }
         } else {
             let Some(member) = group.members.get_mut(&member_id) else {
-                return Err(ConsumerGroupError::UnknownMemberId);
+                return Err(match &request.instance_id {
+                    Some(instance)
+                        if group
+                            .members
+                            .values()
+                            .any(|member| member.instance_id.as_ref() == Some(instance)) =>
+                    {
+                        ConsumerGroupError::FencedInstanceId
+                    }
+                    _ => ConsumerGroupError::UnknownMemberId,
+                });
             };
-            if request.member_epoch != member.member_epoch
-                && request.member_epoch != member.previous_epoch
+            if request.instance_id.is_some() && member.instance_id != request.instance_id {
+                return Err(ConsumerGroupError::FencedInstanceId);
+            }
+            if member.member_epoch == LEAVE_GROUP_STATIC_MEMBER_EPOCH
+                || (request.member_epoch != member.member_epoch
+                    && request.member_epoch != member.previous_epoch)
             {
                 return Err(ConsumerGroupError::FencedMemberEpoch);
             }
             member.session_deadline = now + session;
-            if let Some(topics) = &request.subscribed_topics {
-                if *topics != member.subscribed_topics {
-                    member.subscribed_topics = topics.clone();
-                    changed = true;
-                }
-            }
-            if request.server_assignor.is_some() && request.server_assignor != member.assignor {
-                member.assignor = request.server_assignor.clone();
-                changed = true;
-            }
+            changed |= update_subscription(member, &request, regex);
         }
         if let Some(owned) = request.owned {
             let member = group.members.get_mut(&member_id).expect("member exists");
@@ -295,6 +405,56 @@ impl ConsumerGroups {
             heartbeat_interval_ms: interval,
             assignment,
         })
+    }
+
+    /// A heartbeat with a negative epoch. -1: the member leaves and its
+    /// partitions go to the others. -2 (static members only): the member
+    /// leaves for a moment, say a restart; it stays in the group with its
+    /// assignment, which nobody else gets, until its session times out or a
+    /// member with its instance id joins and takes the assignment over.
+    fn leave(
+        &mut self,
+        group_id: &str,
+        request: HeartbeatRequest,
+        topics: &TopicView,
+    ) -> Result<HeartbeatResponse, ConsumerGroupError> {
+        let answer = |member_epoch| HeartbeatResponse {
+            member_id: request.member_id.clone(),
+            member_epoch,
+            heartbeat_interval_ms: self.config.heartbeat_interval_ms,
+            assignment: None,
+        };
+        if request.member_epoch != LEAVE_GROUP_MEMBER_EPOCH
+            && (request.member_epoch != LEAVE_GROUP_STATIC_MEMBER_EPOCH
+                || request.instance_id.is_none())
+        {
+            return Err(ConsumerGroupError::InvalidRequest);
+        }
+        let Some(group) = self.groups.get_mut(group_id) else {
+            return Ok(answer(request.member_epoch));
+        };
+        if let Some(instance) = &request.instance_id {
+            let Some(member) = group
+                .members
+                .values_mut()
+                .find(|member| member.instance_id.as_ref() == Some(instance))
+            else {
+                return Err(ConsumerGroupError::UnknownMemberId);
+            };
+            if member.member_id != request.member_id {
+                return Err(ConsumerGroupError::FencedInstanceId);
+            }
+            if request.member_epoch == LEAVE_GROUP_STATIC_MEMBER_EPOCH {
+                member.member_epoch = LEAVE_GROUP_STATIC_MEMBER_EPOCH;
+                member.pending_revocation = Partitions::new();
+                return Ok(answer(LEAVE_GROUP_STATIC_MEMBER_EPOCH));
+            }
+        }
+        if group.members.remove(&request.member_id).is_some() {
+            group.group_epoch += 1;
+            recompute(group, topics);
+        }
+        Ok(answer(request.member_epoch))
     }
 
     /// Removes members whose session expired; returns whether anything changed.
@@ -362,6 +522,34 @@ impl ConsumerGroups {
     }
 }
 
+/// Takes the subscription and assignor a heartbeat names; whether either
+/// changed (which moves the group epoch).
+fn update_subscription(
+    member: &mut ConsumerMember,
+    request: &HeartbeatRequest,
+    regex: Option<Option<TopicRegex>>,
+) -> bool {
+    let mut changed = false;
+    if let Some(regex) = regex {
+        let source = |regex: &Option<TopicRegex>| regex.as_ref().map(|r| r.source.clone());
+        if source(&regex) != source(&member.subscribed_regex) {
+            member.subscribed_regex = regex;
+            changed = true;
+        }
+    }
+    if let Some(topics) = &request.subscribed_topics {
+        if *topics != member.subscribed_topics {
+            member.subscribed_topics = topics.clone();
+            changed = true;
+        }
+    }
+    if request.server_assignor.is_some() && request.server_assignor != member.assignor {
+        member.assignor = request.server_assignor.clone();
+        changed = true;
+    }
+    changed
+}
+
 fn intersect(left: &Partitions, right: &Partitions) -> Partitions {
     left.iter()
         .filter_map(|(topic, partitions)| {
@@ -395,12 +583,21 @@ fn union_into(target: &mut Partitions, more: &Partitions) {
     }
 }
 
+/// The subscribed topics and their partition counts: when it changes (a
+/// subscription changed, or a topic a name or regex covers was created,
+/// deleted or grew), the group gets a new epoch and assignment.
 fn fingerprint(group: &ConsumerGroup, topics: &TopicView) -> Vec<(String, i32)> {
-    let subscribed: BTreeSet<&String> = group
+    let mut subscribed: BTreeSet<&String> = group
         .members
         .values()
         .flat_map(|member| member.subscribed_topics.iter())
         .collect();
+    subscribed.extend(topics.keys().filter(|topic| {
+        group
+            .members
+            .values()
+            .any(|member| member.subscribes(topic))
+    }));
     subscribed
         .into_iter()
         .map(|topic| {
@@ -419,21 +616,21 @@ fn recompute(group: &mut ConsumerGroup, topics: &TopicView) {
         .iter()
         .map(|id| (id.clone(), Partitions::new()))
         .collect();
-    let mut all_topics: BTreeSet<String> = BTreeSet::new();
-    for member in group.members.values() {
-        all_topics.extend(
-            member
-                .subscribed_topics
-                .iter()
-                .filter(|topic| topics.contains_key(*topic))
-                .cloned(),
-        );
-    }
+    let all_topics: BTreeSet<String> = topics
+        .keys()
+        .filter(|topic| {
+            group
+                .members
+                .values()
+                .any(|member| member.subscribes(topic))
+        })
+        .cloned()
+        .collect();
     for topic in &all_topics {
         let count = topics[topic].1;
         let subscribers: Vec<&String> = members
             .iter()
-            .filter(|id| group.members[*id].subscribed_topics.contains(topic))
+            .filter(|id| group.members[*id].subscribes(topic))
             .collect();
         if subscribers.is_empty() {
             continue;
@@ -563,6 +760,7 @@ mod tests {
             rack_id: None,
             rebalance_timeout_ms: 30_000,
             subscribed_topics: Some(vec!["orders".into()]),
+            subscribed_regex: None,
             server_assignor: None,
             owned: Some(Partitions::new()),
             client_id: client.into(),
@@ -694,6 +892,242 @@ mod tests {
             )
             .unwrap();
         assert_eq!(count(&after.assignment.unwrap()), 6);
+    }
+
+    fn static_join(client: &str, instance: &str) -> HeartbeatRequest {
+        HeartbeatRequest {
+            instance_id: Some(instance.into()),
+            ..join(client)
+        }
+    }
+
+    #[test]
+    fn a_static_member_is_not_taken_over_while_active_and_keeps_its_partitions_while_away() {
+        let mut groups = ConsumerGroups::new(ConsumerGroupConfig {
+            session_timeout_ms: 1_000,
+            heartbeat_interval_ms: 100,
+        });
+        // Two static members share the six partitions.
+        let a = groups
+            .heartbeat(0, "g", static_join("a", "host-a"), &topics())
+            .unwrap();
+        let b = groups
+            .heartbeat(0, "g", static_join("b", "host-b"), &topics())
+            .unwrap();
+        let a_owned = groups
+            .heartbeat(
+                1,
+                "g",
+                beat(&a.member_id, a.member_epoch, a.assignment),
+                &topics(),
+            )
+            .unwrap();
+        let a_kept = a_owned.assignment.unwrap();
+        let a_settled = groups
+            .heartbeat(
+                2,
+                "g",
+                beat(&a.member_id, a_owned.member_epoch, Some(a_kept.clone())),
+                &topics(),
+            )
+            .unwrap();
+        let b_given = groups
+            .heartbeat(3, "g", beat(&b.member_id, b.member_epoch, None), &topics())
+            .unwrap();
+        let b_owned = b_given.assignment.unwrap();
+        assert_eq!((count(&a_kept), count(&b_owned)), (3, 3));
+        let epoch = groups.group("g").unwrap().group_epoch;
+
+        // A second process with a's instance id while a is active is fenced
+        // with UNRELEASED_INSTANCE_ID; a keeps its member id and partitions.
+        assert_eq!(
+            groups.heartbeat(4, "g", static_join("a-twin", "host-a"), &topics()),
+            Err(ConsumerGroupError::UnreleasedInstanceId)
+        );
+        let group = groups.group("g").unwrap();
+        assert_eq!(group.members[&a.member_id].target, a_kept);
+        assert_eq!(group.group_epoch, epoch);
+
+        // a leaves for a moment (epoch -2): it stays, with its assignment,
+        // and b does not get its partitions.
+        let away = HeartbeatRequest {
+            instance_id: Some("host-a".into()),
+            ..beat(&a.member_id, LEAVE_GROUP_STATIC_MEMBER_EPOCH, None)
+        };
+        let left = groups.heartbeat(500, "g", away, &topics()).unwrap();
+        assert_eq!(left.member_epoch, LEAVE_GROUP_STATIC_MEMBER_EPOCH);
+        let b_meanwhile = groups
+            .heartbeat(
+                600,
+                "g",
+                beat(&b.member_id, b_given.member_epoch, Some(b_owned.clone())),
+                &topics(),
+            )
+            .unwrap();
+        assert!(
+            b_meanwhile.assignment.is_none(),
+            "b's assignment does not change"
+        );
+        assert_eq!(groups.group("g").unwrap().group_epoch, epoch);
+        assert_eq!(
+            groups.heartbeat(
+                601,
+                "g",
+                beat(&a.member_id, a_settled.member_epoch, None),
+                &topics()
+            ),
+            Err(ConsumerGroupError::FencedMemberEpoch),
+            "the departed member id cannot heartbeat on"
+        );
+
+        // Back within the session timeout under a new member id: it gets
+        // a's partitions at once, and the group epoch has not moved.
+        let back = groups
+            .heartbeat(900, "g", static_join("a", "host-a"), &topics())
+            .unwrap();
+        assert_ne!(back.member_id, a.member_id);
+        assert_eq!(back.assignment, Some(a_kept.clone()));
+        assert_eq!(back.member_epoch, a_settled.member_epoch);
+        assert_eq!(groups.group("g").unwrap().group_epoch, epoch);
+        assert!(!groups
+            .group("g")
+            .unwrap()
+            .members
+            .contains_key(&a.member_id));
+
+        // Away again, and not back within the session timeout: the member
+        // is removed and b gets everything.
+        let away = HeartbeatRequest {
+            instance_id: Some("host-a".into()),
+            ..beat(&back.member_id, LEAVE_GROUP_STATIC_MEMBER_EPOCH, None)
+        };
+        groups.heartbeat(1_000, "g", away, &topics()).unwrap();
+        groups
+            .heartbeat(
+                1_500,
+                "g",
+                beat(&b.member_id, b_given.member_epoch, Some(b_owned)),
+                &topics(),
+            )
+            .unwrap();
+        assert!(
+            groups.tick(2_100, topics),
+            "the departed member's session ended"
+        );
+        let b_all = groups
+            .heartbeat(
+                2_200,
+                "g",
+                beat(&b.member_id, b_given.member_epoch, None),
+                &topics(),
+            )
+            .unwrap();
+        assert_eq!(count(&b_all.assignment.unwrap()), 6);
+    }
+
+    #[test]
+    fn epoch_minus_two_needs_an_instance_id_and_its_owner() {
+        let mut groups = ConsumerGroups::new(ConsumerGroupConfig::default());
+        let a = groups
+            .heartbeat(0, "g", static_join("a", "host-a"), &topics())
+            .unwrap();
+        let dynamic = beat(&a.member_id, LEAVE_GROUP_STATIC_MEMBER_EPOCH, None);
+        assert_eq!(
+            groups.heartbeat(1, "g", dynamic, &topics()),
+            Err(ConsumerGroupError::InvalidRequest)
+        );
+        let impostor = HeartbeatRequest {
+            instance_id: Some("host-a".into()),
+            ..beat("someone-else", LEAVE_GROUP_STATIC_MEMBER_EPOCH, None)
+        };
+        assert_eq!(
+            groups.heartbeat(1, "g", impostor, &topics()),
+            Err(ConsumerGroupError::FencedInstanceId)
+        );
+        // A static member leaving for good (-1) gives its partitions up.
+        let gone = HeartbeatRequest {
+            instance_id: Some("host-a".into()),
+            ..beat(&a.member_id, LEAVE_GROUP_MEMBER_EPOCH, None)
+        };
+        groups.heartbeat(2, "g", gone, &topics()).unwrap();
+        assert!(groups.group("g").unwrap().members.is_empty());
+    }
+
+    #[test]
+    fn a_regex_subscription_follows_topics_as_they_come_and_go() {
+        let mut groups = ConsumerGroups::new(ConsumerGroupConfig::default());
+        let mut view = BTreeMap::from([
+            ("orders".to_string(), ([1; 16], 2)),
+            ("orders-eu".to_string(), ([2; 16], 1)),
+            ("payments".to_string(), ([3; 16], 4)),
+        ]);
+        let by_regex = HeartbeatRequest {
+            subscribed_topics: Some(vec![]),
+            subscribed_regex: Some("orders.*".into()),
+            ..join("a")
+        };
+        // The pattern must match whole names: "payments" has no "orders" prefix.
+        let joined = groups.heartbeat(0, "g", by_regex, &view).unwrap();
+        let assigned = joined.assignment.unwrap();
+        let topics: Vec<&String> = assigned.keys().collect();
+        assert_eq!(topics, ["orders", "orders-eu"]);
+        assert_eq!(count(&assigned), 3);
+        let epoch = groups.group("g").unwrap().group_epoch;
+
+        // A matching topic is created: the next heartbeat resolves it.
+        view.insert("orders-us".to_string(), ([4; 16], 2));
+        let owned = Some(assigned.clone());
+        let grown = groups
+            .heartbeat(
+                1,
+                "g",
+                beat(&joined.member_id, joined.member_epoch, owned),
+                &view,
+            )
+            .unwrap();
+        assert!(groups.group("g").unwrap().group_epoch > epoch);
+        let grown = grown.assignment.unwrap();
+        assert_eq!(count(&grown), 5);
+        assert!(grown.contains_key("orders-us"));
+
+        // One is deleted: it leaves the assignment.
+        view.remove("orders-eu");
+        let shrunk = groups
+            .heartbeat(
+                2,
+                "g",
+                beat(&joined.member_id, grown_epoch(&groups), Some(grown)),
+                &view,
+            )
+            .unwrap();
+        let shrunk = shrunk.assignment.unwrap();
+        let topics: Vec<&String> = shrunk.keys().collect();
+        assert_eq!(topics, ["orders", "orders-us"]);
+    }
+
+    fn grown_epoch(groups: &ConsumerGroups) -> i32 {
+        groups
+            .group("g")
+            .unwrap()
+            .members
+            .values()
+            .next()
+            .unwrap()
+            .member_epoch
+    }
+
+    #[test]
+    fn an_invalid_regex_is_refused_and_changes_nothing() {
+        let mut groups = ConsumerGroups::new(ConsumerGroupConfig::default());
+        let bad = HeartbeatRequest {
+            subscribed_regex: Some("orders(".into()),
+            ..join("a")
+        };
+        assert_eq!(
+            groups.heartbeat(0, "g", bad, &topics()).map(|_| ()),
+            Err(ConsumerGroupError::InvalidRegularExpression)
+        );
+        assert!(groups.group("g").is_none());
     }
 
     #[test]

@@ -704,13 +704,24 @@ impl GroupCoordinator {
             .min()
     }
 
-    /// May this member commit offsets now (OffsetCommit)?
+    /// May this member commit offsets now? Kafka's rules (ClassicGroup's
+    /// `validateOffsetCommit`): a commit outside any generation (generation
+    /// -1, the admin client or a consumer without group management) only
+    /// while the group is empty; a member must be known and name the current
+    /// generation. While the group prepares a rebalance its current members
+    /// keep committing what they consume (cooperative consumers go on
+    /// consuming through it); only while it completes one, after the
+    /// JoinGroup answers and before the leader's SyncGroup, is a commit
+    /// refused with REBALANCE_IN_PROGRESS, since the member holds a new
+    /// generation but not yet its assignment. Transactional commits
+    /// (TxnOffsetCommit) are not held to the group's state.
     pub fn check_commit(
         &self,
         group_id: &str,
         member_id: &str,
         instance: Option<&str>,
         generation_id: i32,
+        transactional: bool,
     ) -> Result<(), GroupError> {
         let Some(group) = self.groups.get(group_id) else {
             // No live group: commits from outside a group ("simple" consumers).
@@ -720,15 +731,19 @@ impl GroupCoordinator {
                 Err(GroupError::IllegalGeneration)
             };
         };
-        if generation_id < 0 && member_id.is_empty() && group.members.is_empty() {
+        if generation_id < 0 && group.state == GroupState::Empty {
             return Ok(());
         }
-        group.check_member(member_id, instance, Some(generation_id))?;
-        match group.state {
-            GroupState::Stable => Ok(()),
-            GroupState::Empty => Err(GroupError::UnknownMemberId),
-            _ => Err(GroupError::RebalanceInProgress),
+        if generation_id >= 0 || !member_id.is_empty() || instance.is_some() {
+            group.check_member(member_id, instance, Some(generation_id))?;
+        } else if !transactional {
+            // No member and no generation: only an empty group takes it.
+            return Err(GroupError::UnknownMemberId);
         }
+        if !transactional && group.state == GroupState::CompletingRebalance {
+            return Err(GroupError::RebalanceInProgress);
+        }
+        Ok(())
     }
 
     pub fn commit(
@@ -1310,15 +1325,74 @@ mod tests {
             Err(GroupError::UnknownMemberId)
         );
         assert_eq!(
-            coordinator.check_commit("g", &a, None, 1),
+            coordinator.check_commit("g", &a, None, 1, false),
             Err(GroupError::IllegalGeneration)
         );
-        assert_eq!(coordinator.check_commit("g", &a, None, 2), Ok(()));
+        assert_eq!(coordinator.check_commit("g", &a, None, 2, false), Ok(()));
         assert_eq!(
-            coordinator.check_commit("other", "", None, -1),
+            coordinator.check_commit("g", "", None, -1, false),
+            Err(GroupError::UnknownMemberId),
+            "a group with members takes no commits from outside it"
+        );
+        assert_eq!(
+            coordinator.check_commit("other", "", None, -1, false),
             Ok(()),
             "simple commits"
         );
+    }
+
+    #[test]
+    fn members_commit_while_a_rebalance_is_prepared_but_not_while_it_completes() {
+        let mut coordinator = coordinator();
+        let (a, b) = stable_pair(&mut coordinator);
+        // A third member arrives: the group prepares a rebalance, and the
+        // current members, still at generation 2, keep committing.
+        let c =
+            join_response(&coordinator.join(3, 9, "g", join("", None, &["range"])), 9).member_id;
+        assert!(coordinator
+            .join(3, 10, "g", join(&c, None, &["range"]))
+            .is_empty());
+        let group = coordinator.group("g").unwrap();
+        assert_eq!(group.state, GroupState::PreparingRebalance);
+        assert_eq!(coordinator.check_commit("g", &a, None, 2, false), Ok(()));
+        assert_eq!(coordinator.check_commit("g", &b, None, 2, false), Ok(()));
+        // Everyone rejoined: generation 3 is completing, waiting for the
+        // leader's assignment. Members of generation 3 are told to wait;
+        // transactional commits are not held to the group's state.
+        assert!(coordinator
+            .join(4, 11, "g", join(&b, None, &["range"]))
+            .is_empty());
+        let rejoined = coordinator.join(4, 12, "g", join(&a, None, &["range"]));
+        assert_eq!(join_response(&rejoined, 12).generation_id, 3);
+        let group = coordinator.group("g").unwrap();
+        assert_eq!(group.state, GroupState::CompletingRebalance);
+        assert_eq!(
+            coordinator.check_commit("g", &a, None, 3, false),
+            Err(GroupError::RebalanceInProgress)
+        );
+        assert_eq!(
+            coordinator.check_commit("g", &a, None, 2, false),
+            Err(GroupError::IllegalGeneration)
+        );
+        assert_eq!(coordinator.check_commit("g", &a, None, 3, true), Ok(()));
+        // The leader's SyncGroup makes the group stable: commits resume.
+        let assignments = vec![(a.clone(), b"p0".to_vec())];
+        coordinator.sync(5, 13, "g", sync(&a, 3, assignments));
+        assert_eq!(coordinator.group("g").unwrap().state, GroupState::Stable);
+        assert_eq!(coordinator.check_commit("g", &c, None, 3, false), Ok(()));
+    }
+
+    fn sync(
+        member_id: &str,
+        generation_id: i32,
+        assignments: Vec<(String, Vec<u8>)>,
+    ) -> SyncRequest {
+        SyncRequest {
+            member_id: member_id.to_string(),
+            group_instance_id: None,
+            generation_id,
+            assignments,
+        }
     }
 
     #[test]

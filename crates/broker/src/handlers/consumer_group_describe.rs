@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::consumer_group_heartbeat::topic_view;
 use super::{str_bytes, topic_name};
+use crate::authorization::{authorized_operations, Resource, NOT_REQUESTED};
 use crate::broker::Broker;
 use crate::protocol::RequestContext;
 
@@ -37,6 +38,10 @@ pub async fn handle(
     request: ConsumerGroupDescribeRequest,
 ) -> ConsumerGroupDescribeResponse {
     let _ = broker.groups.ensure_ready(&broker).await;
+    // KIP-430: when asked, what the client may do with each group it finds.
+    let operations = request
+        .include_authorized_operations
+        .then(|| authorized_operations(Resource::Group));
     let view = topic_view(&broker);
     let groups = broker.groups.consumer_groups();
     let described = request
@@ -70,11 +75,18 @@ pub async fn handle(
                                 .map(|t| topic_name(t))
                                 .collect(),
                         )
+                        .with_subscribed_topic_regex(
+                            member
+                                .subscribed_regex
+                                .as_ref()
+                                .map(|regex| str_bytes(regex.source.clone())),
+                        )
                         .with_assignment(assignment(&member.assigned, &view))
                         .with_target_assignment(assignment(&member.target, &view))
                 })
                 .collect();
             answer
+                .with_authorized_operations(operations.unwrap_or(NOT_REQUESTED))
                 .with_group_state(str_bytes(group.state()))
                 .with_group_epoch(group.group_epoch)
                 .with_assignment_epoch(group.assignment_epoch)

@@ -73,6 +73,10 @@ pub async fn handle(
             .subscribed_topic_names
             .as_ref()
             .map(|names| names.iter().map(|name| name.to_string()).collect()),
+        subscribed_regex: request
+            .subscribed_topic_regex
+            .as_ref()
+            .map(|regex| regex.to_string()),
         server_assignor: request
             .server_assignor
             .as_ref()
@@ -85,7 +89,7 @@ pub async fn handle(
         .groups
         .consumer_heartbeat(&request.group_id, heartbeat, &view);
     match outcome {
-        Err(error) => failed(error.code(), "consumer group heartbeat refused"),
+        Err(error) => failed(error.code(), error.message()),
         Ok(response) => {
             let assignment = response.assignment.map(|assigned| {
                 let topics = assigned

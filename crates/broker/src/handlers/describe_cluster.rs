@@ -1,4 +1,5 @@
-//! DescribeCluster: the cluster id, the controller and the brokers.
+//! DescribeCluster: the cluster id, the controller and the brokers, and when
+//! asked the operations the client may perform on the cluster (KIP-430).
 
 use std::sync::Arc;
 
@@ -6,6 +7,7 @@ use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 
 use super::str_bytes;
+use crate::authorization::{authorized_operations, Resource, NOT_REQUESTED};
 use crate::broker::Broker;
 use crate::protocol::RequestContext;
 
@@ -20,7 +22,13 @@ pub async fn handle(
         .with_broker_id(BrokerId(broker.node_id()))
         .with_host(str_bytes(broker.advertised_host.clone()))
         .with_port(broker.advertised_port);
+    let operations = if request.include_cluster_authorized_operations {
+        authorized_operations(Resource::Cluster)
+    } else {
+        NOT_REQUESTED
+    };
     DescribeClusterResponse::default()
+        .with_cluster_authorized_operations(operations)
         .with_endpoint_type(request.endpoint_type)
         .with_cluster_id(str_bytes(broker.cluster_id()))
         .with_controller_id(BrokerId(broker.node_id()))

@@ -13,8 +13,8 @@ use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use super::str_bytes;
 use crate::broker::Broker;
 use crate::configs::{
-    is_dynamic_broker_config, ConfigSource, ResolvedConfig, BROKER_CONFIGS, IDENTITY_CONFIGS,
-    TOPIC_CONFIGS,
+    is_dynamic_broker_config, kafka_only_broker_configs, ConfigSource, ConfigType, ResolvedConfig,
+    BROKER_CONFIGS, IDENTITY_CONFIGS, TOPIC_CONFIGS,
 };
 use crate::protocol::RequestContext;
 
@@ -102,9 +102,13 @@ fn encode(
     synonyms: bool,
     documentation: bool,
 ) -> DescribeConfigsResourceResult {
+    // Passwords are never shown, as in Kafka.
+    let sensitive = entry.resolved.def.kind == ConfigType::Password;
+    let shown = |value: String| (!sensitive).then(|| str_bytes(value));
     let mut result = DescribeConfigsResourceResult::default()
         .with_name(str_bytes(entry.name))
-        .with_value(Some(str_bytes(entry.resolved.value)))
+        .with_value(shown(entry.resolved.value))
+        .with_is_sensitive(sensitive)
         .with_read_only(entry.read_only)
         .with_config_source(entry.resolved.source as i8);
     if synonyms && version >= 1 {
@@ -115,7 +119,7 @@ fn encode(
                 .map(|(name, value, source)| {
                     DescribeConfigsSynonym::default()
                         .with_name(str_bytes(name))
-                        .with_value(Some(str_bytes(value)))
+                        .with_value(shown(value))
                         .with_source(source as i8)
                 })
                 .collect(),
@@ -167,6 +171,12 @@ fn broker_entries(broker: &Broker) -> Vec<Entry> {
     let overrides = broker.configs();
     let mut names: Vec<&'static str> = BROKER_CONFIGS.iter().map(|def| def.name).collect();
     names.extend(TOPIC_CONFIGS.iter().filter_map(|def| def.broker_synonym));
+    // Kafka's configs that Strom only keeps are reported once set.
+    names.extend(
+        kafka_only_broker_configs()
+            .map(|def| def.name)
+            .filter(|name| overrides.explicit(name).is_some()),
+    );
     names.sort_unstable();
     names.dedup();
     let mut entries: Vec<Entry> = names
@@ -178,11 +188,13 @@ fn broker_entries(broker: &Broker) -> Vec<Entry> {
                 .into_iter()
                 .map(|(value, source)| (name.to_string(), value, source))
                 .collect();
-            synonyms.push((
-                name.to_string(),
-                resolved.def.default.to_string(),
-                ConfigSource::Default,
-            ));
+            if !resolved.def.default.is_empty() {
+                synonyms.push((
+                    name.to_string(),
+                    resolved.def.default.to_string(),
+                    ConfigSource::Default,
+                ));
+            }
             Entry {
                 name: name.to_string(),
                 read_only: !is_dynamic_broker_config(name),

@@ -1,4 +1,5 @@
-//! DescribeGroups: state, protocol, members and their assignments.
+//! DescribeGroups: state, protocol, members and their assignments; from v3,
+//! when asked, the operations the client may perform on each group (KIP-430).
 
 use std::sync::Arc;
 
@@ -6,6 +7,7 @@ use kafka_protocol::messages::describe_groups_response::{DescribedGroup, Describ
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 
 use super::str_bytes;
+use crate::authorization::{authorized_operations, Resource};
 use crate::broker::Broker;
 use crate::protocol::RequestContext;
 
@@ -15,12 +17,17 @@ pub async fn handle(
     request: DescribeGroupsRequest,
 ) -> DescribeGroupsResponse {
     let _ = broker.groups.ensure_ready(&broker).await;
+    let operations = (context.api_version >= 3 && request.include_authorized_operations)
+        .then(|| authorized_operations(Resource::Group));
     let coordinator = broker.groups.coordinator();
     let groups = request
         .groups
         .into_iter()
         .map(|group_id| {
-            let described = DescribedGroup::default().with_group_id(group_id.clone());
+            let mut described = DescribedGroup::default().with_group_id(group_id.clone());
+            if let Some(operations) = operations {
+                described = described.with_authorized_operations(operations);
+            }
             let Some(group) = coordinator.group(&group_id) else {
                 // Kafka describes unknown groups as Dead rather than failing.
                 let state = if coordinator.offsets(&group_id).is_some() {

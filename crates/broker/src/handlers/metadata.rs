@@ -1,6 +1,8 @@
 //! Metadata: brokers, controller, topics with partitions, leaders, replicas
 //! and ISR; creates requested topics that do not exist when both the client
-//! and `auto.create.topics.enable` allow it.
+//! and `auto.create.topics.enable` allow it. From v8, when asked, the
+//! operations the client may perform on each topic (and, up to v10, on the
+//! cluster), KIP-430.
 
 use std::sync::Arc;
 
@@ -13,6 +15,7 @@ use strom_metadata::TopicMetadata;
 use uuid::Uuid;
 
 use super::{str_bytes, topic_name};
+use crate::authorization::{authorized_operations, Resource, NOT_REQUESTED};
 use crate::broker::Broker;
 use crate::protocol::RequestContext;
 use crate::topics::{validate_topic_name, NewTopic};
@@ -46,6 +49,18 @@ pub async fn handle(
             topics
         }
     };
+    let mut topics: Vec<MetadataResponseTopic> = topics;
+    let mut cluster_operations = NOT_REQUESTED;
+    if version >= 8 {
+        if request.include_topic_authorized_operations {
+            for topic in &mut topics {
+                topic.topic_authorized_operations = authorized_operations(Resource::Topic);
+            }
+        }
+        if version <= 10 && request.include_cluster_authorized_operations {
+            cluster_operations = authorized_operations(Resource::Cluster);
+        }
+    }
     let node = MetadataResponseBroker::default()
         .with_node_id(BrokerId(broker.node_id()))
         .with_host(str_bytes(broker.advertised_host.clone()))
@@ -54,6 +69,7 @@ pub async fn handle(
         .with_brokers(vec![node])
         .with_cluster_id(Some(str_bytes(broker.cluster_id())))
         .with_controller_id(BrokerId(broker.node_id()))
+        .with_cluster_authorized_operations(cluster_operations)
         .with_topics(topics)
 }
 

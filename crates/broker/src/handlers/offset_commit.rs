@@ -1,5 +1,8 @@
 //! OffsetCommit: checks the member and generation, writes the offsets to
-//! `__consumer_offsets`, and answers once they are durable.
+//! `__consumer_offsets`, and answers once they are durable. An offset for a
+//! topic or partition that does not exist is refused with
+//! UNKNOWN_TOPIC_OR_PARTITION and the others are committed, as Kafka does
+//! (the admin client's "alter consumer group offsets" is this request too).
 
 use std::sync::Arc;
 
@@ -10,7 +13,7 @@ use kafka_protocol::messages::offset_commit_response::{
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
 use crate::broker::Broker;
-use crate::groups::{offsets_to_commit, write_records};
+use crate::groups::{offsets_to_commit, partition_exists, write_records};
 use crate::partition::now_ms;
 use crate::protocol::RequestContext;
 
@@ -27,18 +30,26 @@ pub async fn handle(
             &request.member_id,
             request.group_instance_id.as_deref(),
             request.generation_id_or_member_epoch,
+            false,
         ),
     };
     let requested = request.topics.iter().flat_map(|topic| {
-        topic.partitions.iter().map(|partition| {
-            (
-                topic.name.as_str(),
-                partition.partition_index,
-                partition.committed_offset,
-                partition.committed_leader_epoch,
-                partition.committed_metadata.as_deref(),
-            )
-        })
+        let broker = &broker;
+        topic
+            .partitions
+            .iter()
+            .filter(move |partition| {
+                partition_exists(broker, &topic.name, partition.partition_index)
+            })
+            .map(|partition| {
+                (
+                    topic.name.as_str(),
+                    partition.partition_index,
+                    partition.committed_offset,
+                    partition.committed_leader_epoch,
+                    partition.committed_metadata.as_deref(),
+                )
+            })
     });
     let (commits, records) = offsets_to_commit(&group_id, requested, now_ms());
     let outcome = match check {
@@ -66,8 +77,14 @@ pub async fn handle(
                 .partitions
                 .iter()
                 .map(|partition| {
+                    let index = partition.partition_index;
+                    let code = if partition_exists(&broker, &topic.name, index) {
+                        code
+                    } else {
+                        ResponseError::UnknownTopicOrPartition.code()
+                    };
                     OffsetCommitResponsePartition::default()
-                        .with_partition_index(partition.partition_index)
+                        .with_partition_index(index)
                         .with_error_code(code)
                 })
                 .collect();

@@ -7,12 +7,20 @@
 //! flusher has fsynced the partitions (unless the topic relaxed durability
 //! with `flush.messages` / `flush.ms`), for acks=1 not at all. acks=0 gets
 //! no response.
+//!
+//! A refusal of single records (KIP-467) names each record by its index in
+//! the batch in `record_errors` and sums them up in `error_message`, in
+//! Kafka's words; the batch is then not appended at all. Today the one such
+//! refusal is a record without a key on a compacted topic (INVALID_RECORD),
+//! the one check for which Produce reads the records of a batch.
 
 use std::future::Future;
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use strom_log::batch::{self, BatchError};
 use tokio::sync::oneshot;
@@ -42,6 +50,65 @@ fn failed(index: i32, error: ResponseError, message: impl Into<String>) -> Parti
             .with_error_message(Some(str_bytes(message.into()))),
         durable: None,
     }
+}
+
+/// One refused record: its index in the batch and why.
+struct RecordError {
+    batch_index: i32,
+    message: String,
+}
+
+/// The batch is refused for the records in `errors` (KIP-467), with Kafka's
+/// summary of at most the first three as the error message.
+fn records_refused(index: i32, error: ResponseError, errors: Vec<RecordError>) -> PartitionOutcome {
+    let shown: Vec<String> = errors
+        .iter()
+        .take(3)
+        .map(|error| {
+            format!(
+                "RecordError(batchIndex={}, message='{}')",
+                error.batch_index, error.message
+            )
+        })
+        .collect();
+    let summary = format!(
+        "One or more records have been rejected due to {} record errors in total, and only showing the first three errors at most: [{}]",
+        errors.len(),
+        shown.join(", ")
+    );
+    let record_errors = errors
+        .into_iter()
+        .map(|error| {
+            BatchIndexAndErrorMessage::default()
+                .with_batch_index(error.batch_index)
+                .with_batch_index_error_message(Some(str_bytes(error.message)))
+        })
+        .collect();
+    let mut outcome = failed(index, error, summary);
+    outcome.response.record_errors = record_errors;
+    outcome
+}
+
+/// The records a compacted topic cannot take: those without a key (a
+/// compacted log keeps the latest record of each key, so a keyless record
+/// has nothing to be kept under). `Err` if the records cannot be read.
+fn keyless_records(
+    partition: &Partition,
+    records: &[u8],
+) -> Result<Vec<RecordError>, strom_log::records::RecordsError> {
+    let (_, views) = strom_log::records::parse_records(records)?;
+    Ok(views
+        .iter()
+        .enumerate()
+        .filter(|(_, record)| record.key.is_none())
+        .map(|(batch_index, _)| RecordError {
+            batch_index: batch_index as i32,
+            message: format!(
+                "Compacted topic cannot accept message without key in topic partition {}-{}.",
+                partition.topic, partition.index
+            ),
+        })
+        .collect())
 }
 
 /// Appends every partition's batch now; returns the wait for the response,
@@ -211,6 +278,16 @@ fn append(
             ResponseError::InvalidRecord,
             "a transactional batch needs the request's transactional id".to_string(),
         );
+    }
+    if settings.compact {
+        match keyless_records(partition, records) {
+            Ok(errors) if errors.is_empty() => {}
+            Ok(errors) => return records_refused(index, ResponseError::InvalidRecord, errors),
+            Err(error) => {
+                tracing::debug!(topic = %partition.topic, partition = index, %error, "rejected batch");
+                return failed(index, ResponseError::CorruptMessage, error.to_string());
+            }
+        }
     }
     // compression.type other than `producer`: batches in another codec are
     // stored recompressed (checked against max.message.bytes as stored).

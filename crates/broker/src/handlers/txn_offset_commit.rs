@@ -2,7 +2,9 @@
 //! offsets inside its transaction (`send_offsets_to_transaction`). The
 //! offsets are written to `__consumer_offsets` as part of the transaction
 //! and become the group's committed offsets only when the COMMIT marker
-//! reaches that partition; an abort drops them.
+//! reaches that partition; an abort drops them. An offset for a topic or
+//! partition that does not exist is refused with UNKNOWN_TOPIC_OR_PARTITION
+//! and the others are staged, as Kafka does.
 
 use std::sync::Arc;
 
@@ -13,7 +15,7 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
 use crate::broker::Broker;
-use crate::groups::{offsets_partition, offsets_to_commit, write_group_records};
+use crate::groups::{offsets_partition, offsets_to_commit, partition_exists, write_group_records};
 use crate::partition::now_ms;
 use crate::protocol::RequestContext;
 use crate::transactions::Refused;
@@ -32,8 +34,14 @@ pub async fn handle(
                 .partitions
                 .iter()
                 .map(|partition| {
+                    let index = partition.partition_index;
+                    let code = if partition_exists(&broker, &topic.name, index) {
+                        code
+                    } else {
+                        ResponseError::UnknownTopicOrPartition.code()
+                    };
                     TxnOffsetCommitResponsePartition::default()
-                        .with_partition_index(partition.partition_index)
+                        .with_partition_index(index)
                         .with_error_code(code)
                 })
                 .collect();
@@ -74,18 +82,25 @@ async fn commit(
             &request.member_id,
             request.group_instance_id.as_deref(),
             request.generation_id,
+            true,
         )?;
     }
     let requested = request.topics.iter().flat_map(|topic| {
-        topic.partitions.iter().map(|partition| {
-            (
-                topic.name.as_str(),
-                partition.partition_index,
-                partition.committed_offset,
-                partition.committed_leader_epoch,
-                partition.committed_metadata.as_deref(),
-            )
-        })
+        topic
+            .partitions
+            .iter()
+            .filter(move |partition| {
+                partition_exists(broker, &topic.name, partition.partition_index)
+            })
+            .map(|partition| {
+                (
+                    topic.name.as_str(),
+                    partition.partition_index,
+                    partition.committed_offset,
+                    partition.committed_leader_epoch,
+                    partition.committed_metadata.as_deref(),
+                )
+            })
     });
     let (staged, records) = offsets_to_commit(&group_id, requested, now_ms());
     if records.is_empty() {
