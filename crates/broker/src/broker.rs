@@ -207,7 +207,6 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         Some((host, port)) => (host, port),
         None => (listen_host.clone(), local_addr.port()),
     };
-    let directory_id = directory_id(&data_dir, config.node_id)?;
     let (mut metadata_log, mut metadata) = MetadataLog::open(&data_dir.join(METADATA_DIR))?;
     let new_data_dir = metadata.cluster_id.is_none();
     if new_data_dir {
@@ -217,6 +216,21 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         metadata_log.append(std::slice::from_ref(&record))?;
         metadata.apply(&record);
     }
+    // Before anything is written in this node's name: a data directory
+    // whose partitions are another node's is refused as it is.
+    if let Some(foreign) = metadata.topics.values().find(|topic| {
+        topic
+            .partitions
+            .iter()
+            .any(|p| !p.replicas.contains(&config.node_id))
+    }) {
+        return Err(StartError::Config(format!(
+            "topic '{}' in {} is assigned to other brokers; start this data directory with the node id it was created with",
+            foreign.name,
+            data_dir.display()
+        )));
+    }
+    let directory_id = directory_id(&data_dir, config.node_id)?;
 
     // log.max.open.files bounds segment and index descriptors: three
     // quarters for the cache, an eighth for fetch responses being sent and
@@ -260,18 +274,6 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
                 error.message
             ))
         })?;
-    if let Some(foreign) = topics.all_topics().into_iter().find(|topic| {
-        topic
-            .partitions
-            .iter()
-            .any(|p| !p.replicas.contains(&config.node_id))
-    }) {
-        return Err(StartError::Config(format!(
-            "topic '{}' in {} is assigned to other brokers; start this data directory with the node id it was created with",
-            foreign.name,
-            data_dir.display()
-        )));
-    }
     topics
         .open_partitions(&partitions, recovery)
         .map_err(|failed| StartError::Log {

@@ -265,7 +265,10 @@ impl Partition {
             Verdict::Duplicate { base_offset } => return Ok(Appended::Duplicate { base_offset }),
             Verdict::Reject(error) => return Ok(Appended::Rejected(error)),
         }
-        self.write(producers, batch, None).map(Appended::Written)
+        Ok(match self.write(producers, batch, None)? {
+            Ok(info) => Appended::Written(info),
+            Err(error) => Appended::Rejected(error),
+        })
     }
 
     /// Writes a transaction marker (the coordinator's COMMIT or ABORT) for
@@ -290,8 +293,9 @@ impl Partition {
             coordinator_epoch,
             now_ms(),
         );
-        let info = self.write(producers, &mut batch, Some(control))?;
-        Ok(Ok(info.last_offset + 1))
+        Ok(self
+            .write(producers, &mut batch, Some(control))?
+            .map(|info| info.last_offset + 1))
     }
 
     /// Writes an admitted batch (or a marker saying `marker`) under the
@@ -304,12 +308,16 @@ impl Partition {
         mut producers: MutexGuard<'_, ProducerStates>,
         batch: &mut [u8],
         marker: Option<ControlType>,
-    ) -> Result<AppendInfo, LogError> {
+    ) -> Result<Result<AppendInfo, ResponseError>, LogError> {
         let now = now_ms();
         let log_append_time_ms = self.settings().log_append_time.then_some(now);
         let (info, snapshot) = {
             let mut log = self.log();
-            // Read under the log's lock, which leadership changes take too.
+            // Leadership is read under the log's lock, which leadership
+            // changes take too: a node that no longer leads writes nothing.
+            if !self.is_leader() {
+                return Ok(Err(ResponseError::NotLeaderOrFollower));
+            }
             let options = AppendOptions {
                 leader_epoch: self.leader_epoch(),
                 log_append_time_ms,
@@ -336,7 +344,7 @@ impl Partition {
         self.unflushed_messages
             .fetch_add(info.header.record_count.max(0) as i64, Ordering::Relaxed);
         self.data_arrived.notify_waiters();
-        Ok(info)
+        Ok(Ok(info))
     }
 
     /// Writes a producer state snapshot taken when a segment rolled. Not

@@ -7,8 +7,9 @@
 //! idempotent and the order in which two concurrent decisions get here does
 //! not matter (a topic deleted and created again under the same name before
 //! its first creation was applied is simply opened once, as the new topic).
-//! Reconciliations are serialized, since opening and deleting a partition
-//! work on the same directory.
+//! Reconciliations are serialized, and each reads the committed image only
+//! once its turn has come, so none applies an older image than the one
+//! before it (opening and deleting a partition work on the same directory).
 //!
 //! Today every partition of a topic is on this node (one-node cluster); the
 //! registry keeps a topic's partitions by index. Followers and partitions
@@ -21,6 +22,8 @@ use std::sync::{Arc, Mutex};
 
 use strom_log::{FileCache, LogError, Recovery};
 use strom_metadata::{MetadataImage, MetadataRecord, TopicMetadata};
+
+use crate::quorum::MetadataQuorum;
 
 use crate::configs::BrokerOverrides;
 use crate::partition::{Partition, PartitionIdentity, PartitionRegistry};
@@ -54,66 +57,88 @@ impl ReplicaManager {
         }
     }
 
-    /// Makes the partitions of every topic `records` touched match `image`.
+    /// Makes the partitions of every topic `records` touched match the
+    /// committed image as it is now: read from `quorum` after this
+    /// reconciliation's turn has come, so a late one never applies an image
+    /// older than one applied before it. `layered` gives the broker configs
+    /// an image implies.
     pub fn apply(
         &self,
         records: &[MetadataRecord],
-        image: &MetadataImage,
-        configs: &BrokerOverrides,
+        quorum: &MetadataQuorum,
+        layered: impl Fn(&MetadataImage) -> BrokerOverrides,
         registry: &PartitionRegistry,
     ) -> Result<(), ApplyError> {
+        let _turn = self.reconciling.lock().unwrap_or_else(|p| p.into_inner());
         if !self.opened.load(Ordering::Acquire) {
             return Ok(());
         }
-        let mut touched = BTreeSet::new();
-        let mut all = false;
-        for record in records {
-            match record {
-                MetadataRecord::TopicCreated { name, .. }
-                | MetadataRecord::TopicDeleted { name }
-                | MetadataRecord::TopicConfigsReplaced { name, .. }
-                | MetadataRecord::PartitionsAdded { name, .. } => {
-                    touched.insert(name.clone());
-                }
-                MetadataRecord::PartitionChanged { topic_id, .. } => {
-                    if let Some(topic) = image.topic_by_id(*topic_id) {
-                        touched.insert(topic.name.clone());
+        let (topics, configs) = quorum.read(|image| {
+            let mut touched = BTreeSet::new();
+            for record in records {
+                match record {
+                    MetadataRecord::TopicCreated { name, .. }
+                    | MetadataRecord::TopicDeleted { name }
+                    | MetadataRecord::TopicConfigsReplaced { name, .. }
+                    | MetadataRecord::PartitionsAdded { name, .. } => {
+                        touched.insert(name.clone());
                     }
+                    MetadataRecord::PartitionChanged { topic_id, .. } => {
+                        if let Some(topic) = image.topic_by_id(*topic_id) {
+                            touched.insert(topic.name.clone());
+                        }
+                    }
+                    MetadataRecord::BrokerConfigsReplaced { .. } => {
+                        touched.extend(image.topics.keys().cloned());
+                    }
+                    _ => {}
                 }
-                MetadataRecord::BrokerConfigsReplaced { .. } => all = true,
-                _ => {}
             }
-        }
-        if all {
-            touched.extend(image.topics.keys().cloned());
-        }
-        self.reconcile(touched, image, configs, registry, Recovery::Clean)
+            let topics: Vec<(String, Option<TopicMetadata>)> = touched
+                .into_iter()
+                .map(|name| {
+                    let topic = image.topics.get(&name).cloned();
+                    (name, topic)
+                })
+                .collect();
+            (topics, layered(image))
+        });
+        self.reconcile(topics, &configs, registry, Recovery::Clean)
     }
 
     /// At startup: opens every partition of this node, recovering as told.
+    /// Records committed from then on are applied by [`ReplicaManager::apply`].
     pub fn open_all(
         &self,
-        image: &MetadataImage,
-        configs: &BrokerOverrides,
+        quorum: &MetadataQuorum,
+        layered: impl Fn(&MetadataImage) -> BrokerOverrides,
         registry: &PartitionRegistry,
         recovery: Recovery,
     ) -> Result<(), ApplyError> {
-        let names = image.topics.keys().cloned().collect();
-        self.reconcile(names, image, configs, registry, recovery)?;
+        let _turn = self.reconciling.lock().unwrap_or_else(|p| p.into_inner());
+        let (topics, configs) = quorum.read(|image| {
+            let topics: Vec<(String, Option<TopicMetadata>)> = image
+                .topics
+                .iter()
+                .map(|(name, topic)| (name.clone(), Some(topic.clone())))
+                .collect();
+            (topics, layered(image))
+        });
+        self.reconcile(topics, &configs, registry, recovery)?;
         self.opened.store(true, Ordering::Release);
         Ok(())
     }
 
+    /// Under the reconciliation lock: makes each named topic's partitions
+    /// match its committed metadata (`None`: deleted).
     fn reconcile(
         &self,
-        names: BTreeSet<String>,
-        image: &MetadataImage,
+        topics: Vec<(String, Option<TopicMetadata>)>,
         configs: &BrokerOverrides,
         registry: &PartitionRegistry,
         recovery: Recovery,
     ) -> Result<(), ApplyError> {
-        let _serialized = self.reconciling.lock().unwrap_or_else(|p| p.into_inner());
-        for name in names {
+        for (name, topic) in topics {
             let error = |source| ApplyError {
                 topic: name.clone(),
                 source,
@@ -122,10 +147,9 @@ impl ReplicaManager {
                 .topic(&name)
                 .map(|p| p.to_vec())
                 .unwrap_or_default();
-            let topic = image.topics.get(&name);
             let stale = local
                 .first()
-                .is_some_and(|p| topic.is_none_or(|t| t.topic_id != p.topic_id));
+                .is_some_and(|p| topic.as_ref().is_none_or(|t| t.topic_id != p.topic_id));
             let mut partitions = if stale {
                 remove(&name, registry);
                 Vec::new()
@@ -138,12 +162,11 @@ impl ReplicaManager {
                 partition.set_settings(settings);
             }
             let opened = self
-                .open_from(topic, partitions.len(), configs, recovery)
+                .open_from(&topic, partitions.len(), configs, recovery)
                 .map_err(error)?;
             let grew = !opened.is_empty();
             partitions.extend(opened);
-            for (index, partition) in partitions.iter().enumerate() {
-                let state = &topic.partitions[index];
+            for (partition, state) in partitions.iter().zip(&topic.partitions) {
                 partition.set_leader_epoch(state.leader_epoch, state.leader == self.node_id);
             }
             if grew || stale {

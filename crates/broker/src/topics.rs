@@ -114,11 +114,13 @@ impl Topics {
                     DecideError::Storage(error) => storage_error(error),
                 })?;
         if !records.is_empty() {
-            let (image, configs) = self
-                .quorum
-                .read(|image| (image.clone(), self.layered(image)));
             self.replicas
-                .apply(&records, &image, &configs, registry)
+                .apply(
+                    &records,
+                    &self.quorum,
+                    |image| self.layered(image),
+                    registry,
+                )
                 .map_err(|failed| storage_error(failed.source))?;
         }
         Ok(reply)
@@ -174,10 +176,12 @@ impl Topics {
         registry: &PartitionRegistry,
         recovery: strom_log::Recovery,
     ) -> Result<(), crate::replica_manager::ApplyError> {
-        let (image, configs) = self
-            .quorum
-            .read(|image| (image.clone(), self.layered(image)));
-        self.replicas.open_all(&image, &configs, registry, recovery)
+        self.replicas.open_all(
+            &self.quorum,
+            |image| self.layered(image),
+            registry,
+            recovery,
+        )
     }
 
     /// Broker configs as they are now: static ones with the dynamic layers

@@ -38,6 +38,10 @@ pub enum MetadataLogError {
     Damaged { path: PathBuf, line: usize },
     #[error("metadata in {} starts at offset {base} but no snapshot covers the records before it; restore it from a backup", dir.display())]
     Gap { dir: PathBuf, base: u64 },
+    /// An append failed earlier and could not be cut back off: the log takes
+    /// no more until the node restarts and reads it again.
+    #[error("metadata log {} is offline after a storage error; fix the disk and restart", path.display())]
+    Failed { path: PathBuf },
 }
 
 /// Records appended since the last snapshot before the log takes a new one.
@@ -53,6 +57,8 @@ pub struct MetadataLog {
     base: u64,
     /// Records in the log file (from `base`).
     records: u64,
+    /// A failed append could not be undone: no more appends.
+    failed: bool,
 }
 
 fn io(operation: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> MetadataLogError {
@@ -124,6 +130,16 @@ fn sync_dir(dir: &Path) -> Result<(), MetadataLogError> {
         .map_err(io("fsync directory", dir))
 }
 
+/// Removes what an interrupted snapshot left (`*.tmp`).
+fn remove_temporary_files(dir: &Path) -> Result<(), MetadataLogError> {
+    for entry in std::fs::read_dir(dir).map_err(io("list", dir))?.flatten() {
+        if entry.file_name().to_string_lossy().ends_with(".tmp") {
+            std::fs::remove_file(entry.path()).map_err(io("remove", &entry.path()))?;
+        }
+    }
+    Ok(())
+}
+
 /// The newest snapshot that reads whole and intact.
 fn load_snapshot(snapshots: &[(u64, PathBuf)]) -> Option<(u64, MetadataImage)> {
     snapshots.iter().rev().find_map(|(offset, path)| {
@@ -146,10 +162,19 @@ impl MetadataLog {
     /// image: the newest snapshot, then the records after it.
     pub fn open(dir: &Path) -> Result<(MetadataLog, MetadataImage), MetadataLogError> {
         std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+        remove_temporary_files(dir)?;
         let (logs, snapshots) = list(dir)?;
         let (from, mut image) = load_snapshot(&snapshots).unwrap_or_default();
         // The newest log that starts at or before what the snapshot covers;
         // a new one only if there is no log at all.
+        if let Some((later, _)) = logs.iter().find(|(base, _)| *base > from) {
+            // Records were written after what any readable snapshot covers,
+            // in a log that cannot be read without it.
+            return Err(MetadataLogError::Gap {
+                dir: dir.to_path_buf(),
+                base: *later,
+            });
+        }
         let (base, path) = match logs.iter().rev().find(|(base, _)| *base <= from) {
             Some(found) => found.clone(),
             None if logs.is_empty() => (from, dir.join(log_name(from))),
@@ -211,18 +236,40 @@ impl MetadataLog {
             file,
             base,
             records,
+            failed: false,
         };
         log.remove_older_than(base, from)?;
         Ok((log, image))
     }
 
     /// Appends records durably: they are on disk when this returns.
+    /// A failed append is cut back off (and made durable so), so the
+    /// records that were refused never come back at the next start; if even
+    /// that fails, the log takes no more appends.
     pub fn append(&mut self, records: &[MetadataRecord]) -> Result<(), MetadataLogError> {
+        if self.failed {
+            return Err(MetadataLogError::Failed {
+                path: self.path.clone(),
+            });
+        }
         let text: String = records.iter().map(encode).collect();
-        self.file
+        let length = self.file.metadata().map_err(io("stat", &self.path))?.len();
+        let written = self
+            .file
             .write_all(text.as_bytes())
-            .map_err(io("write", &self.path))?;
-        self.file.sync_data().map_err(io("fsync", &self.path))?;
+            .map_err(io("write", &self.path))
+            .and_then(|()| self.file.sync_data().map_err(io("fsync", &self.path)));
+        if let Err(error) = written {
+            let undone = self
+                .file
+                .set_len(length)
+                .and_then(|()| self.file.sync_all());
+            if undone.is_err() {
+                tracing::error!(path = %self.path.display(), "a failed metadata append could not be cut off; the metadata log is offline until a restart");
+                self.failed = true;
+            }
+            return Err(error);
+        }
         self.records += records.len() as u64;
         Ok(())
     }
@@ -239,19 +286,38 @@ impl MetadataLog {
         assert_eq!(offset, self.base + self.records, "the image is the log's");
         let path = self.dir.join(snapshot_name(offset));
         let temporary = self.dir.join(format!("{}.tmp", snapshot_name(offset)));
-        std::fs::write(&temporary, line(image.to_snapshot()))
+        let written = std::fs::write(&temporary, line(image.to_snapshot()))
             .and_then(|()| File::open(&temporary)?.sync_all())
-            .map_err(io("write", &temporary))?;
-        std::fs::rename(&temporary, &path).map_err(io("rename", &path))?;
-        sync_dir(&self.dir)?;
+            .map_err(io("write", &temporary))
+            .and_then(|()| std::fs::rename(&temporary, &path).map_err(io("rename", &path)))
+            .and_then(|()| sync_dir(&self.dir));
+        if let Err(error) = written {
+            let _ = std::fs::remove_file(&temporary);
+            return Err(error);
+        }
+        // The snapshot is durable; the old log stays the one appended to
+        // until the new one is durable too (an empty log left behind with a
+        // base no snapshot reaches would stop the next start).
         let log_path = self.dir.join(log_name(offset));
-        let file = OpenOptions::new()
+        let created = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
             .open(&log_path)
-            .map_err(io("create", &log_path))?;
-        sync_dir(&self.dir)?;
+            .map_err(io("create", &log_path))
+            .and_then(|file| sync_dir(&self.dir).map(|()| file));
+        let file = match created {
+            Ok(file) => file,
+            Err(error) => {
+                if log_path.exists() && std::fs::remove_file(&log_path).is_err() {
+                    // An empty log at the snapshot's offset would be read as
+                    // the current one: nothing more may go to the old one.
+                    tracing::error!(path = %log_path.display(), "could not remove a half-made metadata log; the metadata log is offline until a restart");
+                    self.failed = true;
+                }
+                return Err(error);
+            }
+        };
         (self.path, self.file, self.base, self.records) = (log_path, file, offset, 0);
         self.remove_older_than(offset, offset)
     }

@@ -213,8 +213,8 @@ impl Controller {
         if let Some(unknown) = replicas.iter().find(|r| self.image.broker(**r).is_none()) {
             return invalid(format!("broker {unknown} is not registered"));
         }
-        if !replicas.iter().any(|r| self.image.is_usable(*r)) {
-            return invalid("every broker named is fenced or shutting down".into());
+        if let Some(down) = replicas.iter().find(|r| !self.image.is_usable(**r)) {
+            return invalid(format!("broker {down} is fenced or shutting down"));
         }
         Ok(())
     }

@@ -393,13 +393,13 @@ impl Log {
         let header = BatchHeader::parse(bytes)?;
         debug_assert!(batch::validate(bytes, false).is_ok());
         self.maybe_roll(&header, options.now_ms)?;
-        if options.leader_epoch >= 0 {
-            self.epochs.assign(options.leader_epoch, base_offset);
-        }
         let interval = self.config.index_interval_bytes;
         let files = self.files.clone();
         self.active_mut().append(&files, bytes, &header, interval)?;
         assert_eq!(self.log_end_offset(), header.next_offset());
+        if options.leader_epoch >= 0 {
+            self.epochs.assign(options.leader_epoch, base_offset);
+        }
         Ok(AppendInfo {
             base_offset,
             last_offset: header.last_offset(),
