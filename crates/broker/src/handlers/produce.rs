@@ -364,6 +364,16 @@ fn append(
                 ),
             );
         }
+        Ok(Appended::Rejected(ResponseError::NotLeaderOrFollower)) => {
+            return failed(
+                index,
+                ResponseError::NotLeaderOrFollower,
+                format!(
+                    "this broker no longer leads {}-{}; refresh the metadata",
+                    partition.topic, partition.index
+                ),
+            );
+        }
         Ok(Appended::Rejected(error)) => {
             return failed(
                 index,
