@@ -212,8 +212,7 @@ impl Topics {
         validate_only: bool,
         registry: &PartitionRegistry,
     ) -> Result<(), TopicError> {
-        configs::validate_topic_configs(&configs)
-            .map_err(|message| TopicError::new(ResponseError::InvalidConfig, message))?;
+        check_topic_configs(&configs)?;
         let logged = configs.clone();
         self.decide(registry, |controller, _| {
             controller.replace_topic_configs(name, configs, validate_only)
@@ -350,8 +349,7 @@ impl Topics {
         topic: &NewTopic,
         registry: &PartitionRegistry,
     ) -> Result<TopicMetadata, TopicError> {
-        configs::validate_topic_configs(&topic.configs)
-            .map_err(|message| TopicError::new(ResponseError::InvalidConfig, message))?;
+        check_topic_configs(&topic.configs)?;
         let topic = topic.clone();
         self.decide(registry, |controller, _| {
             controller.create_topic(topic, true)
@@ -365,8 +363,7 @@ impl Topics {
         topic: NewTopic,
         registry: &PartitionRegistry,
     ) -> Result<TopicMetadata, TopicError> {
-        configs::validate_topic_configs(&topic.configs)
-            .map_err(|message| TopicError::new(ResponseError::InvalidConfig, message))?;
+        check_topic_configs(&topic.configs)?;
         let metadata = self.decide(registry, |controller, _| {
             controller.create_topic(topic, false)
         })?;
@@ -384,6 +381,13 @@ impl Topics {
         tracing::info!(topic = %name, "deleted topic");
         Ok(metadata)
     }
+}
+
+/// Topic config values against their definitions (the broker's part of
+/// checking a topic change; the controller checks the rest).
+fn check_topic_configs(configs: &BTreeMap<String, String>) -> Result<(), TopicError> {
+    configs::validate_topic_configs(configs)
+        .map_err(|message| TopicError::new(ResponseError::InvalidConfig, message))
 }
 
 fn storage_error(error: impl std::fmt::Display) -> TopicError {

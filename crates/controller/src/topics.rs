@@ -90,7 +90,7 @@ impl Controller {
             topic.replication_factor,
             0,
         )?;
-        let partitions = self.initial_states(replicas)?;
+        let partitions = self.initial_states(replicas);
         let metadata = TopicMetadata {
             name: topic.name.clone(),
             topic_id: Uuid::new_v4(),
@@ -221,11 +221,8 @@ impl Controller {
 
     /// New partitions' first states: the usable replicas in sync, the first
     /// of them leading, epochs at zero.
-    fn initial_states(
-        &self,
-        replicas: Vec<Vec<i32>>,
-    ) -> Result<Vec<PartitionMetadata>, ControllerError> {
-        Ok(replicas
+    fn initial_states(&self, replicas: Vec<Vec<i32>>) -> Vec<PartitionMetadata> {
+        replicas
             .into_iter()
             .map(|replicas| {
                 let isr: Vec<i32> = replicas
@@ -242,7 +239,7 @@ impl Controller {
                     eligible_leader_replicas: Vec::new(),
                 }
             })
-            .collect())
+            .collect()
     }
 
     pub fn delete_topic(&mut self, name: &str) -> Result<Decision<TopicMetadata>, ControllerError> {
@@ -298,7 +295,7 @@ impl Controller {
             assignments.is_empty().then_some(replication_factor),
             current as usize,
         )?;
-        let partitions = self.initial_states(replicas)?;
+        let partitions = self.initial_states(replicas);
         if validate_only {
             return Ok(Decision {
                 reply: (),
