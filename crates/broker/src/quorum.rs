@@ -13,8 +13,8 @@
 use std::sync::{Mutex, MutexGuard};
 
 use strom_controller::{
-    Controller, ControllerConfig, ControllerError, Decision, MetadataLog, MetadataLogError,
-    SNAPSHOT_AFTER_RECORDS,
+    Controller, ControllerConfig, ControllerError, ControllerReply, ControllerRequest, Decision,
+    MetadataLog, MetadataLogError, SNAPSHOT_AFTER_RECORDS,
 };
 use strom_metadata::{MetadataImage, MetadataRecord};
 
@@ -75,14 +75,34 @@ impl MetadataQuorum {
     /// Runs one decision of the active controller and commits its records.
     /// Decisions are serialized, so the log's order is the order in which
     /// they took effect. `now_ms` is the time the decision is made at.
-    pub fn decide<T>(
+    pub fn decide(
         &self,
         now_ms: i64,
-        decision: impl FnOnce(&mut Controller, i64) -> Result<Decision<T>, ControllerError>,
+        request: ControllerRequest,
+    ) -> Result<Committed<ControllerReply>, DecideError> {
+        self.commit_decision(now_ms, |controller| controller.handle(request, now_ms))
+    }
+
+    /// The active controller's periodic work (fencing, rebalancing), at
+    /// `now_ms`; returns the records it committed.
+    pub fn tick(&self, now_ms: i64) -> Result<Vec<MetadataRecord>, DecideError> {
+        self.commit_decision(now_ms, |controller| {
+            Ok(Decision {
+                reply: (),
+                records: controller.tick(now_ms),
+            })
+        })
+        .map(|committed| committed.records)
+    }
+
+    fn commit_decision<T>(
+        &self,
+        now_ms: i64,
+        decision: impl FnOnce(&mut Controller) -> Result<Decision<T>, ControllerError>,
     ) -> Result<Committed<T>, DecideError> {
         let mut state = self.lock();
         let Decision { reply, records } =
-            decision(&mut state.controller, now_ms).map_err(DecideError::Refused)?;
+            decision(&mut state.controller).map_err(DecideError::Refused)?;
         if let Err(error) = commit(&mut state, &records) {
             // The controller's image is ahead of the log: start over from
             // what is committed, as a controller that lost its place does.

@@ -11,7 +11,8 @@ use std::sync::Mutex;
 
 use kafka_protocol::error::ResponseError;
 use strom_controller::{
-    Controller, ControllerError, Decision, ErrorKind, Heartbeat, HeartbeatReply, Registration,
+    ControllerError, ControllerReply, ControllerRequest, ErrorKind, Heartbeat, HeartbeatReply,
+    Registration,
 };
 use strom_metadata::{MetadataImage, TopicMetadata};
 use uuid::Uuid;
@@ -99,31 +100,36 @@ impl Topics {
         }
     }
 
-    /// Runs a controller decision, then applies what it committed to this
-    /// node's partitions.
-    fn decide<T>(
+    /// Has the active controller answer `request`, then applies what it
+    /// committed to this node's partitions.
+    fn decide(
         &self,
         registry: &PartitionRegistry,
-        decision: impl FnOnce(&mut Controller, i64) -> Result<Decision<T>, ControllerError>,
-    ) -> Result<T, TopicError> {
+        request: ControllerRequest,
+    ) -> Result<ControllerReply, TopicError> {
         let Committed { reply, records } =
             self.quorum
-                .decide(now_ms(), decision)
+                .decide(now_ms(), request)
                 .map_err(|error| match error {
                     DecideError::Refused(refused) => TopicError::from(refused),
                     DecideError::Storage(error) => storage_error(error),
                 })?;
-        if !records.is_empty() {
-            self.replicas
-                .apply(
-                    &records,
-                    &self.quorum,
-                    |image| self.layered(image),
-                    registry,
-                )
-                .map_err(|failed| storage_error(failed.source))?;
-        }
+        self.apply(registry, &records)?;
         Ok(reply)
+    }
+
+    /// Applies committed records to this node's partitions.
+    fn apply(
+        &self,
+        registry: &PartitionRegistry,
+        records: &[strom_metadata::MetadataRecord],
+    ) -> Result<(), TopicError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.replicas
+            .apply(records, &self.quorum, |image| self.layered(image), registry)
+            .map_err(|failed| storage_error(failed.source))
     }
 
     /// Registers this broker process with the controller and, once it has
@@ -134,9 +140,11 @@ impl Topics {
         registration: Registration,
         registry: &PartitionRegistry,
     ) -> Result<i64, TopicError> {
-        let epoch = self.decide(registry, |controller, now| {
-            controller.register_broker(registration, now)
-        })?;
+        let ControllerReply::Registered(epoch) =
+            self.decide(registry, ControllerRequest::RegisterBroker(registration))?
+        else {
+            return Err(unexpected("BrokerRegistration"));
+        };
         self.broker_epoch.store(epoch, Ordering::Release);
         let reply = self.heartbeat(registry)?;
         if reply.is_fenced {
@@ -158,15 +166,18 @@ impl Topics {
             want_fence: false,
             want_shutdown: false,
         };
-        let reply = self.decide(registry, |controller, now| {
-            controller.heartbeat(request, now)
-        })?;
-        self.decide(registry, |controller, now| {
-            Ok(Decision {
-                reply: (),
-                records: controller.tick(now),
+        let ControllerReply::Heartbeat(reply) =
+            self.decide(registry, ControllerRequest::Heartbeat(request))?
+        else {
+            return Err(unexpected("BrokerHeartbeat"));
+        };
+        self.quorum
+            .tick(now_ms())
+            .map_err(|error| match error {
+                DecideError::Refused(refused) => TopicError::from(refused),
+                DecideError::Storage(error) => storage_error(error),
             })
-        })?;
+            .and_then(|records| self.apply(registry, &records))?;
         Ok(reply)
     }
 
@@ -214,9 +225,14 @@ impl Topics {
     ) -> Result<(), TopicError> {
         check_topic_configs(&configs)?;
         let logged = configs.clone();
-        self.decide(registry, |controller, _| {
-            controller.replace_topic_configs(name, configs, validate_only)
-        })?;
+        self.decide(
+            registry,
+            ControllerRequest::ReplaceTopicConfigs {
+                name: name.to_string(),
+                configs,
+                validate_only,
+            },
+        )?;
         if !validate_only {
             tracing::info!(topic = %name, configs = ?logged, "changed topic configs");
         }
@@ -256,9 +272,10 @@ impl Topics {
             return Ok(());
         }
         let node_id = for_node.then_some(self.node_id);
-        self.decide(registry, |controller, _| {
-            Ok(controller.replace_broker_configs(node_id, configs))
-        })?;
+        self.decide(
+            registry,
+            ControllerRequest::ReplaceBrokerConfigs { node_id, configs },
+        )?;
         tracing::info!("changed dynamic broker configs");
         Ok(())
     }
@@ -271,9 +288,15 @@ impl Topics {
         validate_only: bool,
         registry: &PartitionRegistry,
     ) -> Result<(), TopicError> {
-        self.decide(registry, |controller, _| {
-            controller.add_partitions(name, total, &[], validate_only)
-        })?;
+        self.decide(
+            registry,
+            ControllerRequest::AddPartitions {
+                name: name.to_string(),
+                total,
+                assignments: Vec::new(),
+                validate_only,
+            },
+        )?;
         if !validate_only {
             tracing::info!(topic = %name, partitions = total, "added partitions");
         }
@@ -288,10 +311,13 @@ impl Topics {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         if next.0 >= next.1 {
-            let (node_id, epoch) = (self.node_id, self.broker_epoch.load(Ordering::Acquire));
-            let block = self.decide(registry, |controller, _| {
-                controller.allocate_producer_ids(node_id, epoch)
-            })?;
+            let request = ControllerRequest::AllocateProducerIds {
+                node_id: self.node_id,
+                broker_epoch: self.broker_epoch.load(Ordering::Acquire),
+            };
+            let ControllerReply::ProducerIds(block) = self.decide(registry, request)? else {
+                return Err(unexpected("AllocateProducerIds"));
+            };
             *next = (block.first, block.first + block.size);
         }
         let id = next.0;
@@ -350,10 +376,14 @@ impl Topics {
         registry: &PartitionRegistry,
     ) -> Result<TopicMetadata, TopicError> {
         check_topic_configs(&topic.configs)?;
-        let topic = topic.clone();
-        self.decide(registry, |controller, _| {
-            controller.create_topic(topic, true)
-        })
+        let request = ControllerRequest::CreateTopic {
+            topic: topic.clone(),
+            validate_only: true,
+        };
+        match self.decide(registry, request)? {
+            ControllerReply::Topic(topic) => Ok(*topic),
+            _ => Err(unexpected("CreateTopics")),
+        }
     }
 
     /// Creates a topic: the controller places it, the record is committed,
@@ -364,11 +394,15 @@ impl Topics {
         registry: &PartitionRegistry,
     ) -> Result<TopicMetadata, TopicError> {
         check_topic_configs(&topic.configs)?;
-        let metadata = self.decide(registry, |controller, _| {
-            controller.create_topic(topic, false)
-        })?;
+        let request = ControllerRequest::CreateTopic {
+            topic,
+            validate_only: false,
+        };
+        let ControllerReply::Topic(metadata) = self.decide(registry, request)? else {
+            return Err(unexpected("CreateTopics"));
+        };
         tracing::info!(topic = %metadata.name, partitions = metadata.partitions.len(), "created topic");
-        Ok(metadata)
+        Ok(*metadata)
     }
 
     /// Deletes a topic: the record is committed, then its partitions go.
@@ -377,9 +411,14 @@ impl Topics {
         name: &str,
         registry: &PartitionRegistry,
     ) -> Result<TopicMetadata, TopicError> {
-        let metadata = self.decide(registry, |controller, _| controller.delete_topic(name))?;
+        let request = ControllerRequest::DeleteTopic {
+            name: name.to_string(),
+        };
+        let ControllerReply::Topic(metadata) = self.decide(registry, request)? else {
+            return Err(unexpected("DeleteTopics"));
+        };
         tracing::info!(topic = %name, "deleted topic");
-        Ok(metadata)
+        Ok(*metadata)
     }
 }
 
@@ -388,6 +427,19 @@ impl Topics {
 fn check_topic_configs(configs: &BTreeMap<String, String>) -> Result<(), TopicError> {
     configs::validate_topic_configs(configs)
         .map_err(|message| TopicError::new(ResponseError::InvalidConfig, message))
+}
+
+/// A reply of the wrong kind: the controller and this broker disagree on
+/// the protocol between them.
+fn unexpected(request: &str) -> TopicError {
+    tracing::error!(
+        request,
+        "the controller answered with a reply of another request"
+    );
+    TopicError::new(
+        ResponseError::UnknownServerError,
+        format!("the controller's answer to {request} was not understood"),
+    )
 }
 
 fn storage_error(error: impl std::fmt::Display) -> TopicError {

@@ -21,7 +21,7 @@ use crate::controller::{Controller, Decision, Session};
 use crate::error::{ControllerError, ErrorKind};
 
 /// A broker process announcing itself (Kafka's BrokerRegistration).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Registration {
     pub node_id: i32,
     pub incarnation_id: Uuid,
@@ -33,7 +33,7 @@ pub struct Registration {
 }
 
 /// A broker's heartbeat (Kafka's BrokerHeartbeat).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct Heartbeat {
     pub node_id: i32,
     pub broker_epoch: i64,
@@ -45,7 +45,7 @@ pub struct Heartbeat {
     pub want_shutdown: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HeartbeatReply {
     pub is_fenced: bool,
     pub in_controlled_shutdown: bool,
@@ -54,7 +54,7 @@ pub struct HeartbeatReply {
 }
 
 /// Producer ids `first .. first + size` belong to the broker that asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProducerIdBlock {
     pub first: i64,
     pub size: i64,

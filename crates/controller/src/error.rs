@@ -3,7 +3,7 @@
 
 use thiserror::Error;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ErrorKind {
     InvalidTopic,
     TopicAlreadyExists,
@@ -35,7 +35,7 @@ pub enum ErrorKind {
 }
 
 /// A refused request: the Kafka error and a message for the client.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Error, serde::Serialize, serde::Deserialize)]
 #[error("{message}")]
 pub struct ControllerError {
     pub kind: ErrorKind,

@@ -20,6 +20,7 @@ pub mod invariants;
 mod log;
 mod partitions;
 mod placement;
+mod request;
 mod topics;
 
 pub use brokers::{Heartbeat, HeartbeatReply, ProducerIdBlock, Registration};
@@ -27,4 +28,5 @@ pub use controller::{Controller, ControllerConfig, Decision};
 pub use error::{ControllerError, ErrorKind};
 pub use log::{MetadataLog, MetadataLogError, SNAPSHOT_AFTER_RECORDS};
 pub use partitions::{AlterPartition, ElectionType, IsrMember};
+pub use request::{ControllerReply, ControllerRequest};
 pub use topics::{validate_topic_name, NewTopic, MAX_PARTITIONS};

@@ -24,14 +24,14 @@ use crate::error::{ControllerError, ErrorKind};
 
 /// A member of a proposed ISR: its node id and the broker epoch the leader
 /// saw it fetch under (`-1` when the leader does not know it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IsrMember {
     pub node_id: i32,
     pub broker_epoch: i64,
 }
 
 /// A leader's proposal to change a partition's ISR (Kafka's AlterPartition).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AlterPartition {
     pub broker_id: i32,
     pub broker_epoch: i64,
@@ -43,7 +43,7 @@ pub struct AlterPartition {
 }
 
 /// ElectLeaders' election types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ElectionType {
     /// Move leadership to the first replica, if it is in sync.
     Preferred,

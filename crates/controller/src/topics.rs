@@ -15,7 +15,7 @@ use crate::placement;
 pub const MAX_PARTITIONS: i32 = 100_000;
 
 /// A topic to create (CreateTopics). `None` takes the controller's default.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct NewTopic {
     pub name: String,
     pub partitions: Option<i32>,
