@@ -518,6 +518,16 @@ pub const IDENTITY_CONFIGS: &[ConfigDef] = &[
         ConfigType::List,
         "Where clients are told to connect.",
     ),
+    identity(
+        "process.roles",
+        ConfigType::List,
+        "broker, or broker,controller for a controller quorum voter.",
+    ),
+    identity(
+        "controller.quorum.voters",
+        ConfigType::List,
+        "The controller quorum, as id@host:port (empty: this node alone).",
+    ),
 ];
 
 const fn identity(name: &'static str, kind: ConfigType, documentation: &'static str) -> ConfigDef {
@@ -570,7 +580,6 @@ const KAFKA_BROKER_CONFIGS: &[(&str, ConfigType)] = &[
     ("controller.quorum.election.backoff.max.ms", ConfigType::Int),
     ("controller.quorum.election.timeout.ms", ConfigType::Int),
     ("controller.quorum.fetch.timeout.ms", ConfigType::Int),
-    ("controller.quorum.voters", ConfigType::List),
     ("controller.quota.window.num", ConfigType::Int),
     ("controller.quota.window.size.seconds", ConfigType::Int),
     ("controller.socket.timeout.ms", ConfigType::Int),
@@ -687,7 +696,6 @@ const KAFKA_BROKER_CONFIGS: &[(&str, ConfigType)] = &[
     ("password.encoder.old.secret", ConfigType::Password),
     ("password.encoder.secret", ConfigType::Password),
     ("principal.builder.class", ConfigType::Class),
-    ("process.roles", ConfigType::List),
     (
         "producer.purgatory.purge.interval.requests",
         ConfigType::Int,

@@ -39,4 +39,4 @@ pub mod topics;
 pub mod transactions;
 
 pub use broker::{start, Broker, RunningBroker, StartError};
-pub use config::BrokerConfig;
+pub use config::{parse_voters, BrokerConfig, ProcessRoles};

@@ -10,11 +10,15 @@ use serde::Deserialize;
 use strom_broker::configs::BrokerOverrides;
 use strom_broker::BrokerConfig;
 
-/// Run a broker (a one-node cluster) until Ctrl-C or SIGTERM.
+/// Run a broker until Ctrl-C or SIGTERM: a one-node cluster by default, or
+/// one node of a cluster.
 ///
-/// With no options it serves 127.0.0.1:9092 and keeps data in ./strom-data.
+/// With no options it serves 127.0.0.1:9092 and keeps data in ./strom-data,
+/// as a cluster of one (its own controller quorum).
 /// Settings come from, in rising priority: built-in defaults, the TOML file
-/// given with --config, and flags.
+/// given with --config, --set, and the other flags. Kafka's names work in
+/// --set and in the file's [broker] table too (node.id, process.roles,
+/// controller.quorum.voters, listeners, advertised.listeners, log.dirs).
 ///
 /// Examples:
 ///   strom serve
@@ -22,11 +26,22 @@ use strom_broker::BrokerConfig;
 ///   strom serve --set num.partitions=6 --set log.retention.ms=86400000
 ///   strom serve --config strom.toml
 ///
+/// A three-node cluster, every node a broker and a controller quorum voter
+/// (run one line per machine, or per data directory on one machine):
+///   strom serve --node-id 1 --listeners 127.0.0.1:9092 --controller-listener 127.0.0.1:9093 \
+///     --controller-quorum-voters 1@127.0.0.1:9093,2@127.0.0.1:9193,3@127.0.0.1:9293 --data-dir d1
+///   strom serve --node-id 2 --listeners 127.0.0.1:9192 --controller-listener 127.0.0.1:9193 \
+///     --controller-quorum-voters 1@127.0.0.1:9093,2@127.0.0.1:9193,3@127.0.0.1:9293 --data-dir d2
+///   (and node 3 alike). A broker-only node adds --process-roles broker and
+///   names the same voters.
+///
 /// A config file looks like:
 ///   node_id = 1
 ///   data_dir = "/var/lib/strom"
 ///   listeners = "0.0.0.0:9092"
 ///   advertised_listeners = "broker1:9092"
+///   controller_listener = "0.0.0.0:9093"
+///   controller_quorum_voters = "1@broker1:9093,2@broker2:9093,3@broker3:9093"
 ///   [broker]                      # Kafka broker configs, by Kafka's names
 ///   "num.partitions" = 6
 ///   "log.retention.ms" = 86400000
@@ -45,9 +60,21 @@ pub struct ServeArgs {
     /// Address clients should connect to, if not the listener's.
     #[arg(long, value_name = "HOST:PORT")]
     advertised_listeners: Option<String>,
-    /// This broker's node id [default: 1].
+    /// This broker's node id (node.id) [default: 1].
     #[arg(long, value_name = "ID")]
     node_id: Option<i32>,
+    /// Where this node's controller listener binds, host:port
+    /// [default: this node's address in --controller-quorum-voters].
+    #[arg(long, value_name = "HOST:PORT")]
+    controller_listener: Option<String>,
+    /// The controller quorum (controller.quorum.voters), e.g.
+    /// 1@host1:9093,2@host2:9093,3@host3:9093 [default: this node alone].
+    #[arg(long, value_name = "ID@HOST:PORT,...")]
+    controller_quorum_voters: Option<String>,
+    /// broker,controller (a quorum voter) or broker (follows the voters)
+    /// (process.roles) [default: broker,controller].
+    #[arg(long, value_name = "ROLES")]
+    process_roles: Option<String>,
     /// A Kafka broker config, e.g. num.partitions=3 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -60,6 +87,9 @@ struct ConfigFile {
     data_dir: Option<PathBuf>,
     listeners: Option<String>,
     advertised_listeners: Option<String>,
+    controller_listener: Option<String>,
+    controller_quorum_voters: Option<String>,
+    process_roles: Option<String>,
     #[serde(default)]
     broker: BTreeMap<String, toml::Value>,
 }
@@ -93,20 +123,68 @@ fn build_config(args: &ServeArgs) -> anyhow::Result<BrokerConfig> {
         };
         overrides.insert(key.trim().to_string(), value.trim().to_string());
     }
+    // Kafka's names for the settings that have their own flags.
+    let mut kafka = |name: &str| overrides.remove(name);
+    let kafka_node_id = match kafka("node.id").or_else(|| kafka("broker.id")) {
+        Some(id) => Some(
+            id.parse::<i32>()
+                .ok()
+                .filter(|id| *id >= 0)
+                .with_context(|| format!("node.id must be a non-negative integer, not '{id}'"))?,
+        ),
+        None => None,
+    };
+    let kafka_data_dir = kafka("log.dirs").or_else(|| kafka("log.dir"));
+    let kafka_listeners = kafka("listeners");
+    let kafka_advertised = kafka("advertised.listeners");
+    let kafka_voters = kafka("controller.quorum.voters");
+    let kafka_roles = kafka("process.roles");
     config.overrides = BrokerOverrides::from_static(overrides);
-    if let Some(node_id) = args.node_id.or(file.node_id) {
+    if let Some(node_id) = args.node_id.or(kafka_node_id).or(file.node_id) {
         config.node_id = node_id;
     }
-    if let Some(dir) = args.data_dir.clone().or(file.data_dir) {
+    if let Some(dir) = args
+        .data_dir
+        .clone()
+        .or(kafka_data_dir.map(PathBuf::from))
+        .or(file.data_dir)
+    {
         config.data_dir = dir;
     }
-    if let Some(listener) = args.listeners.clone().or(file.listeners) {
+    if let Some(listener) = args
+        .listeners
+        .clone()
+        .or(kafka_listeners)
+        .or(file.listeners)
+    {
         config.listener = listener;
     }
     config.advertised_listener = args
         .advertised_listeners
         .clone()
+        .or(kafka_advertised)
         .or(file.advertised_listeners);
+    config.controller_listener = args
+        .controller_listener
+        .clone()
+        .or(file.controller_listener);
+    if let Some(voters) = args
+        .controller_quorum_voters
+        .clone()
+        .or(kafka_voters)
+        .or(file.controller_quorum_voters)
+    {
+        config.quorum_voters = strom_broker::parse_voters(&voters).map_err(anyhow::Error::msg)?;
+    }
+    if let Some(roles) = args
+        .process_roles
+        .clone()
+        .or(kafka_roles)
+        .or(file.process_roles)
+    {
+        config.roles = strom_broker::ProcessRoles::parse(&roles).map_err(anyhow::Error::msg)?;
+    }
+    config.check_cluster().map_err(anyhow::Error::msg)?;
     Ok(config)
 }
 

@@ -219,6 +219,23 @@ fn broker_entries(broker: &Broker) -> Vec<Entry> {
                 broker.advertised_host, broker.advertised_port
             ),
         ),
+        (
+            "process.roles",
+            match broker.config.roles {
+                crate::ProcessRoles::Broker => "broker".to_string(),
+                crate::ProcessRoles::BrokerController => "broker,controller".to_string(),
+            },
+        ),
+        (
+            "controller.quorum.voters",
+            broker
+                .config
+                .quorum_voters
+                .iter()
+                .map(|(id, address)| format!("{id}@{address}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
     ];
     for ((name, value), def) in fixed.into_iter().zip(IDENTITY_CONFIGS) {
         debug_assert_eq!(name, def.name);
