@@ -114,6 +114,12 @@ impl MetadataQuorum {
         Ok(Committed { reply, records })
     }
 
+    /// The active controller's node id, if it is another node (today the
+    /// quorum is this node alone).
+    pub fn leader(&self) -> Option<i32> {
+        None
+    }
+
     /// Runs `read` on the committed image.
     pub fn read<T>(&self, read: impl FnOnce(&MetadataImage) -> T) -> T {
         read(&self.lock().image)

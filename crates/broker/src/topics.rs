@@ -24,6 +24,15 @@ use crate::replica_manager::ReplicaManager;
 
 pub use strom_controller::NewTopic;
 
+/// A broker as clients see it in Metadata and DescribeCluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveBroker {
+    pub node_id: i32,
+    pub host: String,
+    pub port: u16,
+    pub rack: Option<String>,
+}
+
 /// A refused metadata change: the Kafka error and a message for the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicError {
@@ -361,6 +370,32 @@ impl Topics {
     pub fn cluster_id(&self) -> String {
         self.quorum
             .read(|image| image.cluster_id.clone().unwrap_or_default())
+    }
+
+    /// The brokers clients may connect to now (registered and unfenced), by
+    /// node id, with the address of their client listener.
+    pub fn live_brokers(&self) -> Vec<LiveBroker> {
+        self.quorum.read(|image| {
+            image
+                .brokers
+                .values()
+                .filter(|broker| !broker.fenced)
+                .filter_map(|broker| {
+                    let endpoint = broker.endpoints.first()?;
+                    Some(LiveBroker {
+                        node_id: broker.node_id,
+                        host: endpoint.host.clone(),
+                        port: endpoint.port,
+                        rack: broker.rack.clone(),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// The node clients are told is the controller: the active controller.
+    pub fn controller_id(&self) -> i32 {
+        self.quorum.leader().unwrap_or(self.node_id)
     }
 
     /// Brokers that may lead and follow now.

@@ -16,12 +16,20 @@ pub async fn handle(
     _context: &RequestContext,
     request: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
-    // One node is both the only broker and the controller, so the brokers
-    // and controllers endpoint types (KIP-919) get the same answer.
-    let node = DescribeClusterBroker::default()
-        .with_broker_id(BrokerId(broker.node_id()))
-        .with_host(str_bytes(broker.advertised_host.clone()))
-        .with_port(broker.advertised_port);
+    // Every node runs a broker, and the voters among them are the
+    // controllers; both endpoint types (KIP-919) list the live brokers.
+    let brokers = broker
+        .topics
+        .live_brokers()
+        .into_iter()
+        .map(|node| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(node.node_id))
+                .with_host(str_bytes(node.host))
+                .with_port(i32::from(node.port))
+                .with_rack(node.rack.map(str_bytes))
+        })
+        .collect();
     let operations = if request.include_cluster_authorized_operations {
         authorized_operations(Resource::Cluster)
     } else {
@@ -31,6 +39,6 @@ pub async fn handle(
         .with_cluster_authorized_operations(operations)
         .with_endpoint_type(request.endpoint_type)
         .with_cluster_id(str_bytes(broker.cluster_id()))
-        .with_controller_id(BrokerId(broker.node_id()))
-        .with_brokers(vec![node])
+        .with_controller_id(BrokerId(broker.topics.controller_id()))
+        .with_brokers(brokers)
 }

@@ -11,14 +11,14 @@ use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
-use strom_metadata::TopicMetadata;
+use strom_metadata::{TopicMetadata, NO_LEADER};
 use uuid::Uuid;
 
 use super::{str_bytes, topic_name};
 use crate::authorization::{authorized_operations, Resource, NOT_REQUESTED};
 use crate::broker::Broker;
 use crate::protocol::RequestContext;
-use crate::topics::{validate_topic_name, NewTopic};
+use crate::topics::{validate_topic_name, LiveBroker, NewTopic};
 
 pub async fn handle(
     broker: Arc<Broker>,
@@ -26,6 +26,8 @@ pub async fn handle(
     request: MetadataRequest,
 ) -> MetadataResponse {
     let version = context.api_version;
+    let live = broker.topics.live_brokers();
+    let describe = |topic: &TopicMetadata| describe(topic, &live);
     let topics = match request.topics {
         // Null (or an empty list before v1) means every topic.
         None => broker.topics.all_topics().iter().map(describe).collect(),
@@ -41,8 +43,8 @@ pub async fn handle(
             let mut topics = Vec::with_capacity(requested.len());
             for topic in requested {
                 let response = match topic.name {
-                    Some(name) => by_name(&broker, name.as_str(), allow_create).await,
-                    None => by_id(&broker, topic.topic_id),
+                    Some(name) => by_name(&broker, name.as_str(), allow_create, &live).await,
+                    None => by_id(&broker, topic.topic_id, &live),
                 };
                 topics.push(response);
             }
@@ -61,21 +63,32 @@ pub async fn handle(
             cluster_operations = authorized_operations(Resource::Cluster);
         }
     }
-    let node = MetadataResponseBroker::default()
-        .with_node_id(BrokerId(broker.node_id()))
-        .with_host(str_bytes(broker.advertised_host.clone()))
-        .with_port(broker.advertised_port);
+    let brokers = live
+        .iter()
+        .map(|node| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(node.node_id))
+                .with_host(str_bytes(node.host.clone()))
+                .with_port(i32::from(node.port))
+                .with_rack(node.rack.clone().map(str_bytes))
+        })
+        .collect();
     MetadataResponse::default()
-        .with_brokers(vec![node])
+        .with_brokers(brokers)
         .with_cluster_id(Some(str_bytes(broker.cluster_id())))
-        .with_controller_id(BrokerId(broker.node_id()))
+        .with_controller_id(BrokerId(broker.topics.controller_id()))
         .with_cluster_authorized_operations(cluster_operations)
         .with_topics(topics)
 }
 
-async fn by_name(broker: &Arc<Broker>, name: &str, allow_create: bool) -> MetadataResponseTopic {
+async fn by_name(
+    broker: &Arc<Broker>,
+    name: &str,
+    allow_create: bool,
+    live: &[LiveBroker],
+) -> MetadataResponseTopic {
     if let Some(topic) = broker.topics.topic(name) {
-        return describe(&topic);
+        return describe(&topic, live);
     }
     let error = |code: ResponseError| {
         MetadataResponseTopic::default()
@@ -100,11 +113,11 @@ async fn by_name(broker: &Arc<Broker>, name: &str, allow_create: bool) -> Metada
         tokio::task::spawn_blocking(move || creator.topics.create(new_topic, &creator.partitions))
             .await;
     match created {
-        Ok(Ok(topic)) => describe(&topic),
+        Ok(Ok(topic)) => describe(&topic, live),
         // Another request created it first.
         Ok(Err(failed)) if failed.error == ResponseError::TopicAlreadyExists => {
             match broker.topics.topic(name) {
-                Some(topic) => describe(&topic),
+                Some(topic) => describe(&topic, live),
                 None => error(ResponseError::UnknownTopicOrPartition),
             }
         }
@@ -113,27 +126,46 @@ async fn by_name(broker: &Arc<Broker>, name: &str, allow_create: bool) -> Metada
     }
 }
 
-fn by_id(broker: &Broker, topic_id: Uuid) -> MetadataResponseTopic {
+fn by_id(broker: &Broker, topic_id: Uuid, live: &[LiveBroker]) -> MetadataResponseTopic {
     match broker.topics.topic_by_id(topic_id) {
-        Some(topic) => describe(&topic),
+        Some(topic) => describe(&topic, live),
         None => MetadataResponseTopic::default()
             .with_topic_id(topic_id)
             .with_error_code(ResponseError::UnknownTopicId.code()),
     }
 }
 
-fn describe(topic: &TopicMetadata) -> MetadataResponseTopic {
+/// A topic as clients see it: per partition the leader (or
+/// LEADER_NOT_AVAILABLE while it has none), replicas, ISR, and the replicas
+/// on brokers that are not live.
+fn describe(topic: &TopicMetadata, live: &[LiveBroker]) -> MetadataResponseTopic {
+    let is_live = |node: i32| live.iter().any(|broker| broker.node_id == node);
     let partitions = topic
         .partitions
         .iter()
         .enumerate()
         .map(|(index, partition)| {
+            let error = if partition.leader == NO_LEADER {
+                ResponseError::LeaderNotAvailable.code()
+            } else {
+                0
+            };
             MetadataResponsePartition::default()
+                .with_error_code(error)
                 .with_partition_index(index as i32)
                 .with_leader_id(BrokerId(partition.leader))
                 .with_leader_epoch(partition.leader_epoch)
                 .with_replica_nodes(partition.replicas.iter().copied().map(BrokerId).collect())
                 .with_isr_nodes(partition.isr.iter().copied().map(BrokerId).collect())
+                .with_offline_replicas(
+                    partition
+                        .replicas
+                        .iter()
+                        .copied()
+                        .filter(|&node| !is_live(node))
+                        .map(BrokerId)
+                        .collect(),
+                )
         })
         .collect();
     MetadataResponseTopic::default()
