@@ -216,9 +216,11 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         metadata_log.append(std::slice::from_ref(&record))?;
         metadata.apply(&record);
     }
-    // Before anything is written in this node's name: a data directory
-    // whose partitions are another node's is refused as it is.
-    if let Some(foreign) = metadata.topics.values().find(|topic| {
+    // Before anything is written in this node's name: in a one-node
+    // cluster, a data directory whose partitions are another node's (written
+    // before meta.properties named its node) is refused as it is.
+    let alone = config.quorum_voters.is_empty();
+    if let Some(foreign) = metadata.topics.values().filter(|_| alone).find(|topic| {
         topic
             .partitions
             .iter()

@@ -288,7 +288,7 @@ fn load(broker: &Broker) {
     let now = now_ms();
     let mut coordinator = broker.groups.coordinator();
     let mut records = 0u64;
-    let count = partitions.len() as i32;
+    let count = partitions.count() as i32;
     for partition in partitions.iter() {
         let here = |group: &str| group_records::partition_for(group, count) == partition.index;
         records += internal_topics::replay(OFFSETS_TOPIC, partition, |record| {

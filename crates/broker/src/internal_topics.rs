@@ -30,7 +30,7 @@ async fn create_if_missing(
     name: &str,
     partitions_config: &str,
 ) -> Result<bool, TopicError> {
-    if broker.partitions.topic(name).is_some() {
+    if broker.topics.topic(name).is_some() {
         return Ok(true);
     }
     let partitions = broker.config.overrides.get_i64(partitions_config).max(1) as i32;
@@ -68,7 +68,7 @@ async fn create_if_missing(
 /// transactional id) belongs to: Kafka's `abs(hashCode) % partitions`.
 pub fn partition_for_key(broker: &Broker, topic: &str, key: &str) -> Option<Arc<Partition>> {
     let partitions = broker.partitions.topic(topic)?;
-    let index = partition_for(key, partitions.len() as i32) as usize;
+    let index = partition_for(key, partitions.count() as i32);
     partitions.get(index).cloned()
 }
 

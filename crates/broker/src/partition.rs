@@ -559,33 +559,63 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// One topic's partitions on this node, by index: `None` for those whose
+/// replicas are all on other brokers.
+#[derive(Default)]
+pub struct TopicPartitions {
+    slots: Vec<Option<Arc<Partition>>>,
+}
+
+impl TopicPartitions {
+    pub fn new(slots: Vec<Option<Arc<Partition>>>) -> TopicPartitions {
+        TopicPartitions { slots }
+    }
+
+    /// How many partitions the topic has, here or elsewhere.
+    pub fn count(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn get(&self, index: i32) -> Option<&Arc<Partition>> {
+        usize::try_from(index)
+            .ok()
+            .and_then(|index| self.slots.get(index))
+            .and_then(Option::as_ref)
+    }
+
+    /// The partitions held here.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Partition>> {
+        self.slots.iter().flatten()
+    }
+
+    pub fn slots(&self) -> &[Option<Arc<Partition>>] {
+        &self.slots
+    }
+}
+
 /// All partitions hosted here, by topic.
 #[derive(Default)]
 pub struct PartitionRegistry {
-    topics: RwLock<HashMap<String, Arc<Vec<Arc<Partition>>>>>,
+    topics: RwLock<HashMap<String, Arc<TopicPartitions>>>,
 }
 
 impl PartitionRegistry {
     pub fn get(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
         let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
-        let partitions = topics.get(topic)?;
-        usize::try_from(index)
-            .ok()
-            .and_then(|index| partitions.get(index))
-            .cloned()
+        topics.get(topic)?.get(index).cloned()
     }
 
-    pub fn topic(&self, topic: &str) -> Option<Arc<Vec<Arc<Partition>>>> {
+    pub fn topic(&self, topic: &str) -> Option<Arc<TopicPartitions>> {
         let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
         topics.get(topic).cloned()
     }
 
-    pub fn insert_topic(&self, topic: &str, partitions: Vec<Arc<Partition>>) {
+    pub fn insert_topic(&self, topic: &str, partitions: TopicPartitions) {
         let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
         topics.insert(topic.to_string(), Arc::new(partitions));
     }
 
-    pub fn remove_topic(&self, topic: &str) -> Option<Arc<Vec<Arc<Partition>>>> {
+    pub fn remove_topic(&self, topic: &str) -> Option<Arc<TopicPartitions>> {
         let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
         topics.remove(topic)
     }

@@ -11,9 +11,10 @@
 //! once its turn has come, so none applies an older image than the one
 //! before it (opening and deleting a partition work on the same directory).
 //!
-//! Today every partition of a topic is on this node (one-node cluster); the
-//! registry keeps a topic's partitions by index. Followers and partitions
-//! held elsewhere come with replication.
+//! The registry keeps a topic's partitions by index, with a gap where this
+//! node is not a replica. A partition here is told whether it leads;
+//! followers do not fetch from their leaders yet (replication is still to
+//! come).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -26,7 +27,7 @@ use strom_metadata::{MetadataImage, MetadataRecord, TopicMetadata};
 use crate::quorum::MetadataQuorum;
 
 use crate::configs::BrokerOverrides;
-use crate::partition::{Partition, PartitionIdentity, PartitionRegistry};
+use crate::partition::{Partition, PartitionIdentity, PartitionRegistry, TopicPartitions};
 
 pub struct ReplicaManager {
     node_id: i32,
@@ -130,7 +131,9 @@ impl ReplicaManager {
     }
 
     /// Under the reconciliation lock: makes each named topic's partitions
-    /// match its committed metadata (`None`: deleted).
+    /// match its committed metadata (`None`: deleted). This node opens the
+    /// partitions it is a replica of and closes and removes those it no
+    /// longer is.
     fn reconcile(
         &self,
         topics: Vec<(String, Option<TopicMetadata>)>,
@@ -143,74 +146,80 @@ impl ReplicaManager {
                 topic: name.clone(),
                 source,
             };
-            let local = registry
-                .topic(&name)
-                .map(|p| p.to_vec())
-                .unwrap_or_default();
+            let local = registry.topic(&name);
             let stale = local
-                .first()
+                .as_ref()
+                .and_then(|p| p.iter().next())
                 .is_some_and(|p| topic.as_ref().is_none_or(|t| t.topic_id != p.topic_id));
-            let mut partitions = if stale {
-                remove(&name, registry);
-                Vec::new()
-            } else {
-                local
+            let mut slots: Vec<Option<Arc<Partition>>> = match local {
+                Some(_) if stale => {
+                    remove(&name, registry);
+                    Vec::new()
+                }
+                Some(local) => local.slots().to_vec(),
+                None => Vec::new(),
             };
-            let Some(topic) = topic else { continue };
+            let Some(topic) = topic else {
+                if !slots.is_empty() {
+                    remove(&name, registry);
+                }
+                continue;
+            };
             let settings = configs.topic_settings(&topic.configs);
-            for partition in &partitions {
-                partition.set_settings(settings);
+            let mut changed = stale || slots.len() != topic.partitions.len();
+            slots.resize(topic.partitions.len(), None);
+            for (index, (slot, state)) in slots.iter_mut().zip(&topic.partitions).enumerate() {
+                let assigned = state.replicas.contains(&self.node_id);
+                match slot {
+                    Some(partition) if !assigned => {
+                        // Moved to other brokers.
+                        delete_dir(partition);
+                        *slot = None;
+                        changed = true;
+                    }
+                    Some(partition) => partition.set_settings(settings),
+                    None if assigned => {
+                        *slot = Some(
+                            self.open(&topic, index, configs, recovery)
+                                .map(Arc::new)
+                                .map_err(error)?,
+                        );
+                        changed = true;
+                    }
+                    None => {}
+                }
+                if let Some(partition) = slot {
+                    partition.set_leader_epoch(state.leader_epoch, state.leader == self.node_id);
+                }
             }
-            let opened = self
-                .open_from(&topic, partitions.len(), configs, recovery)
-                .map_err(error)?;
-            let grew = !opened.is_empty();
-            partitions.extend(opened);
-            for (partition, state) in partitions.iter().zip(&topic.partitions) {
-                partition.set_leader_epoch(state.leader_epoch, state.leader == self.node_id);
-            }
-            if grew || stale {
-                registry.insert_topic(&name, partitions);
+            if changed {
+                registry.insert_topic(&name, TopicPartitions::new(slots));
             }
         }
         Ok(())
     }
 
-    /// Opens the topic's partitions from index `first` on.
-    fn open_from(
+    /// Opens partition `index` of the topic.
+    fn open(
         &self,
         topic: &TopicMetadata,
-        first: usize,
+        index: usize,
         configs: &BrokerOverrides,
         recovery: Recovery,
-    ) -> Result<Vec<Arc<Partition>>, LogError> {
-        let settings = configs.topic_settings(&topic.configs);
-        topic
-            .partitions
-            .iter()
-            .enumerate()
-            .skip(first)
-            .map(|(index, partition)| {
-                assert!(
-                    partition.replicas.contains(&self.node_id),
-                    "a one-node cluster holds every partition"
-                );
-                let identity = PartitionIdentity {
-                    topic: topic.name.clone(),
-                    topic_id: topic.topic_id,
-                    index: index as i32,
-                    leader_epoch: partition.leader_epoch,
-                };
-                Partition::open(
-                    &self.data_dir,
-                    identity,
-                    settings,
-                    self.files.clone(),
-                    recovery,
-                )
-                .map(Arc::new)
-            })
-            .collect()
+    ) -> Result<Partition, LogError> {
+        let identity = PartitionIdentity {
+            topic: topic.name.clone(),
+            topic_id: topic.topic_id,
+            index: index as i32,
+            leader_epoch: topic.partitions[index].leader_epoch,
+        };
+        Partition::open(
+            &self.data_dir,
+            identity,
+            configs.topic_settings(&topic.configs),
+            self.files.clone(),
+            recovery,
+        )
     }
 }
 
@@ -218,11 +227,15 @@ impl ReplicaManager {
 /// open files; the directories go now.
 fn remove(name: &str, registry: &PartitionRegistry) {
     if let Some(partitions) = registry.remove_topic(name) {
-        for partition in partitions.iter() {
-            let mut log = partition.log();
-            if let Err(error) = log.delete() {
-                tracing::warn!(dir = %log.dir().display(), %error, "could not remove partition directory");
-            }
-        }
+        partitions
+            .iter()
+            .for_each(|partition| delete_dir(partition));
+    }
+}
+
+fn delete_dir(partition: &Partition) {
+    let mut log = partition.log();
+    if let Err(error) = log.delete() {
+        tracing::warn!(dir = %log.dir().display(), %error, "could not remove partition directory");
     }
 }

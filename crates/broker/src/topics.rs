@@ -393,6 +393,38 @@ impl Topics {
         })
     }
 
+    /// What to answer for a partition that is not held here: NOT_LEADER_OR_
+    /// FOLLOWER when the cluster has it (on other brokers), else
+    /// UNKNOWN_TOPIC_OR_PARTITION.
+    pub fn not_here(&self, topic: &str, index: i32) -> ResponseError {
+        let exists = self.quorum.read(|image| {
+            image
+                .topics
+                .get(topic)
+                .is_some_and(|t| usize::try_from(index).is_ok_and(|i| i < t.partitions.len()))
+        });
+        if exists {
+            ResponseError::NotLeaderOrFollower
+        } else {
+            ResponseError::UnknownTopicOrPartition
+        }
+    }
+
+    /// The live broker leading partition `index` of `topic`, if any.
+    pub fn leader_of(&self, topic: &str, index: i32) -> Option<LiveBroker> {
+        let leader = self.quorum.read(|image| {
+            let partition = image
+                .topics
+                .get(topic)?
+                .partitions
+                .get(usize::try_from(index).ok()?)?;
+            Some(partition.leader)
+        })?;
+        self.live_brokers()
+            .into_iter()
+            .find(|broker| broker.node_id == leader)
+    }
+
     /// The node clients are told is the controller: the active controller.
     pub fn controller_id(&self) -> i32 {
         self.quorum.leader().unwrap_or(self.node_id)

@@ -522,7 +522,7 @@ async fn write_markers(broker: &Arc<Broker>, job: &MarkerJob, claim: Claim) -> R
         let count = broker
             .partitions
             .topic(OFFSETS_TOPIC)
-            .map_or(0, |partitions| partitions.len() as i32);
+            .map_or(0, |partitions| partitions.count() as i32);
         broker
             .groups
             .coordinator()

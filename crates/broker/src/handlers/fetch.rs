@@ -161,6 +161,7 @@ pub async fn handle(
             arrival.as_mut().enable();
         }
         let results = read_partitions(
+            &broker,
             uses_topic_ids,
             read_committed,
             &partitions,
@@ -280,6 +281,7 @@ pub fn with_records_read(mut response: FetchResponse, splices: Splices) -> Fetch
 }
 
 fn read_partitions(
+    broker: &Broker,
     uses_topic_ids: bool,
     read_committed: bool,
     partitions: &[(SessionPartition, PartitionState)],
@@ -306,7 +308,7 @@ fn read_partitions(
                 result.error = Some(if uses_topic_ids && key.topic.is_empty() {
                     ResponseError::UnknownTopicId
                 } else {
-                    ResponseError::UnknownTopicOrPartition
+                    broker.topics.not_here(&key.topic, key.partition)
                 });
                 return result;
             };

@@ -45,9 +45,14 @@ pub async fn handle(
                         .partitions
                         .get(&topic.name, requested.partition_index)
                     else {
-                        return response
-                            .with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                        let error = broker
+                            .topics
+                            .not_here(&topic.name, requested.partition_index);
+                        return response.with_error_code(error.code());
                     };
+                    if !partition.is_leader() {
+                        return response.with_error_code(ResponseError::NotLeaderOrFollower.code());
+                    }
                     match lookup(&partition, requested.timestamp, read_committed) {
                         Ok((timestamp, offset)) => {
                             let response = response.with_timestamp(timestamp).with_offset(offset);

@@ -135,15 +135,26 @@ pub fn handle(
                 )
             } else {
                 match broker.partitions.get(&name, data.index) {
-                    None => failed(
+                    None if name.is_empty() => failed(
                         data.index,
-                        if name.is_empty() {
-                            ResponseError::UnknownTopicId
-                        } else {
-                            ResponseError::UnknownTopicOrPartition
-                        },
-                        format!("topic '{name}' partition {} does not exist", data.index),
+                        ResponseError::UnknownTopicId,
+                        format!("topic id {} does not exist", topic.topic_id),
                     ),
+                    None => match broker.topics.not_here(&name, data.index) {
+                        ResponseError::NotLeaderOrFollower => failed(
+                            data.index,
+                            ResponseError::NotLeaderOrFollower,
+                            format!(
+                                "'{name}' partition {} is not on this broker; ask for metadata to find its leader",
+                                data.index
+                            ),
+                        ),
+                        error => failed(
+                            data.index,
+                            error,
+                            format!("topic '{name}' partition {} does not exist", data.index),
+                        ),
+                    },
                     Some(partition) if !partition.is_leader() => failed(
                         data.index,
                         ResponseError::NotLeaderOrFollower,
