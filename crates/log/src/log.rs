@@ -349,6 +349,69 @@ impl Log {
         appended
     }
 
+    /// Appends batches exactly as the partition's leader wrote them (a
+    /// follower's fetch): their base offsets, leader epochs and timestamps
+    /// stay; each must start at the log end offset. The leader-epoch cache
+    /// learns the epochs the batches carry. Checks every batch's CRC, so a
+    /// batch damaged on its way is refused, not stored.
+    pub fn append_replicated(
+        &mut self,
+        bytes: &[u8],
+        now_ms: i64,
+    ) -> Result<Vec<AppendInfo>, LogError> {
+        self.check_online()?;
+        // Every batch checked before any is written: a fetched chunk is
+        // stored whole or not at all.
+        let mut batches = Vec::new();
+        let mut rest = bytes;
+        let mut expected = self.log_end_offset();
+        while !rest.is_empty() {
+            let size = BatchHeader::parse(rest)?.total_size();
+            if size > rest.len() {
+                return Err(LogError::InvalidBatch(batch::BatchError::Truncated {
+                    available: rest.len(),
+                    needed: size,
+                }));
+            }
+            let (one, tail) = rest.split_at(size);
+            rest = tail;
+            let header = batch::validate(one, false)?;
+            if header.base_offset != expected {
+                return Err(LogError::NotContiguous {
+                    expected,
+                    got: header.base_offset,
+                });
+            }
+            expected = header.next_offset();
+            batches.push((one, header));
+        }
+        let mut appended = Vec::with_capacity(batches.len());
+        for (one, header) in batches {
+            let written = self.maybe_roll(&header, now_ms).and_then(|()| {
+                let interval = self.config.index_interval_bytes;
+                let files = self.files.clone();
+                self.active_mut().append(&files, one, &header, interval)
+            });
+            if let Err(error) = written {
+                if matches!(error, LogError::Io { .. } | LogError::Corrupt { .. }) {
+                    self.fail(&error.to_string());
+                }
+                return Err(error);
+            }
+            if header.partition_leader_epoch >= 0 {
+                self.epochs
+                    .assign(header.partition_leader_epoch, header.base_offset);
+            }
+            appended.push(AppendInfo {
+                base_offset: header.base_offset,
+                last_offset: header.last_offset(),
+                log_append_time_ms: -1,
+                header,
+            });
+        }
+        Ok(appended)
+    }
+
     /// Takes the log offline after a storage error: no more writes or
     /// fsyncs until it is opened again.
     pub fn fail(&mut self, reason: &str) {

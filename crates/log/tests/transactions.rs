@@ -126,3 +126,73 @@ fn a_marker_visit_reports_its_type_and_starts_at_the_requested_offset() {
         ]
     );
 }
+
+#[test]
+fn a_follower_appends_the_leaders_batches_as_they_are() {
+    let leader_dir = tempfile::tempdir().unwrap();
+    let follower_dir = tempfile::tempdir().unwrap();
+    let mut leader = open(leader_dir.path(), Recovery::Clean);
+    for epoch in [0, 0, 3, 5] {
+        let options = AppendOptions {
+            leader_epoch: epoch,
+            ..options()
+        };
+        leader
+            .append(&mut testing::batch(2, 1_000 + epoch as i64, b"v"), options)
+            .unwrap();
+    }
+    let mut follower = open(follower_dir.path(), Recovery::Clean);
+    // The whole leader log, fetched as bytes, in two pieces.
+    let end = leader.log_end_offset();
+    let bytes = leader
+        .read(0, usize::MAX, end, true)
+        .unwrap()
+        .unwrap()
+        .read()
+        .unwrap();
+    let sizes = batch::split(&bytes).unwrap();
+    let cut = sizes[0] + sizes[1];
+    let first = follower.append_replicated(&bytes[..cut], 0).unwrap();
+    assert_eq!(first.len(), 2);
+    // Out of order or overlapping: refused, nothing written.
+    let refused = follower.append_replicated(&bytes[..cut], 0).unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            strom_log::LogError::NotContiguous {
+                expected: 4,
+                got: 0
+            }
+        ),
+        "{refused}"
+    );
+    follower.append_replicated(&bytes[cut..], 0).unwrap();
+    assert_eq!(follower.log_end_offset(), leader.log_end_offset());
+    let copied = follower
+        .read(0, usize::MAX, end, true)
+        .unwrap()
+        .unwrap()
+        .read()
+        .unwrap();
+    assert_eq!(
+        copied, bytes,
+        "the follower's log is byte for byte the leader's"
+    );
+    for epoch in [0, 3, 5, 7] {
+        assert_eq!(
+            follower.end_offset_for_epoch(epoch),
+            leader.end_offset_for_epoch(epoch),
+            "epoch {epoch}"
+        );
+    }
+    // A damaged batch is refused before anything of it is stored.
+    let mut damaged = bytes[cut..].to_vec();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0xff;
+    let other_dir = tempfile::tempdir().unwrap();
+    let mut other = open(other_dir.path(), Recovery::Clean);
+    other.append_replicated(&bytes[..cut], 0).unwrap();
+    assert!(other.append_replicated(&damaged, 0).is_err());
+    assert_eq!(other.log_end_offset(), 4);
+    assert!(!other.is_offline(), "a bad batch is not a storage error");
+}
