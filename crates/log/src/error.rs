@@ -33,9 +33,9 @@ pub enum LogError {
     /// the next start recovers it from disk.
     #[error("{} is offline after a storage error ({reason}); fix the disk and restart the broker to recover it", path.display())]
     Failed { path: PathBuf, reason: String },
-    /// A replicated batch does not start where the log ends: the follower
-    /// and its leader disagree on the log, and it must truncate or refetch.
-    #[error("a replicated batch starts at offset {got}, but the log ends at {expected}")]
+    /// A replicated batch starts below the log end: the follower and its
+    /// leader disagree on the log, and it must truncate or refetch.
+    #[error("a replicated batch starts at offset {got}, below the log end {expected}")]
     NotContiguous { expected: i64, got: i64 },
     /// Data that was valid when written no longer parses: the disk or some
     /// other process damaged the file after recovery.

@@ -351,7 +351,8 @@ impl Log {
 
     /// Appends batches exactly as the partition's leader wrote them (a
     /// follower's fetch): their base offsets, leader epochs and timestamps
-    /// stay; each must start at the log end offset. The leader-epoch cache
+    /// stay; none may start below the log end offset (above it is a gap the
+    /// leader's compaction left). The leader-epoch cache
     /// learns the epochs the batches carry. Checks every batch's CRC, so a
     /// batch damaged on its way is refused, not stored.
     pub fn append_replicated(
@@ -376,7 +377,8 @@ impl Log {
             let (one, tail) = rest.split_at(size);
             rest = tail;
             let header = batch::validate(one, false)?;
-            if header.base_offset != expected {
+            // A gap is legal: compaction on the leader removes whole batches.
+            if header.base_offset < expected {
                 return Err(LogError::NotContiguous {
                     expected,
                     got: header.base_offset,
