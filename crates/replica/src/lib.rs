@@ -28,6 +28,9 @@
 
 use std::collections::BTreeMap;
 
+mod epochs;
+pub use epochs::{check_fetch, truncation, FetchPosition, Truncation};
+
 /// Kafka's `replica.lag.time.max.ms` and `min.insync.replicas`.
 #[derive(Debug, Clone, Copy)]
 pub struct ReplicaConfig {
