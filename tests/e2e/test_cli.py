@@ -1153,9 +1153,21 @@ def test_cluster_info_table_and_json(cli, srv):
     assert doc["cluster_id"] == md.cluster_id
     controller = doc["controller"]["id"] if isinstance(doc["controller"], dict) else doc["controller"]
     assert controller == md.controller_id
-    assert doc["brokers"] == [{"id": broker_md.id, "host": broker_md.host, "port": broker_md.port}]
+    assert doc["brokers"] == [
+        {
+            "id": broker_md.id,
+            "host": broker_md.host,
+            "port": broker_md.port,
+            "role": "controller (active)",
+            "metadata_lag": 0,
+        }
+    ]
     assert (broker_md.host, broker_md.port) == (srv.host, srv.port)
     assert doc["topics"] == 2
+    # The quorum of one, as DescribeQuorum reports it.
+    quorum = doc["quorum"]
+    assert quorum["leader"] == broker_md.id and [v["id"] for v in quorum["voters"]] == [broker_md.id]
+    assert quorum["high_watermark"] > 0 and quorum["voters"][0]["log_end_offset"] == quorum["high_watermark"]
 
     out = cli.run("cluster", "info").out
     assert md.cluster_id in out, out

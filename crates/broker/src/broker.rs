@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use strom_controller::{ControllerConfig, MetadataLog, Registration};
 use strom_log::{FileCache, Recovery};
-use strom_metadata::{Endpoint, MetadataRecord};
+use strom_metadata::Endpoint;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
@@ -17,6 +17,7 @@ use crate::config::{parse_listener, BrokerConfig};
 use crate::configs::BrokerOverrides;
 use crate::fetch_session::FetchSessionCache;
 use crate::flusher::{self, Flusher};
+use crate::local_quorum as strom_quorum;
 use crate::partition::PartitionRegistry;
 use crate::quorum::MetadataQuorum;
 use crate::replica_manager::ReplicaManager;
@@ -207,20 +208,16 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         Some((host, port)) => (host, port),
         None => (listen_host.clone(), local_addr.port()),
     };
-    let (mut metadata_log, mut metadata) = MetadataLog::open(&data_dir.join(METADATA_DIR))?;
-    let new_data_dir = metadata.cluster_id.is_none();
-    if new_data_dir {
-        let record = MetadataRecord::ClusterCreated {
-            cluster_id: new_cluster_id(),
-        };
-        metadata_log.append(std::slice::from_ref(&record))?;
-        metadata.apply(&record);
-    }
+    // The metadata: the quorum of one keeps the local metadata log where
+    // single-node Strom always kept it.
+    let metadata_dir = data_dir.join(METADATA_DIR);
+    let new_data_dir = !has_legacy_metadata(&metadata_dir);
+    let seed = MetadataLog::open(&metadata_dir).map(|(_, image)| image)?;
     // Before anything is written in this node's name: in a one-node
     // cluster, a data directory whose partitions are another node's (written
     // before meta.properties named its node) is refused as it is.
     let alone = config.quorum_voters.is_empty();
-    if let Some(foreign) = metadata.topics.values().filter(|_| alone).find(|topic| {
+    if let Some(foreign) = seed.topics.values().filter(|_| alone).find(|topic| {
         topic
             .partitions
             .iter()
@@ -243,17 +240,22 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
     let open_files = config.overrides.get_i64("log.max.open.files").max(16) as usize;
     let (splice_files, sync_files) = (open_files / 8, (open_files / 8).min(MAX_FSYNCS_IN_FLIGHT));
     let files = FileCache::new(open_files - splice_files - sync_files);
-    // A quorum of one: this node is the controller too.
+
+    let (applied_sender, applied) = tokio::sync::mpsc::unbounded_channel();
+    drop(seed);
+    let quorum = start_quorum(&config, metadata_dir, None, applied_sender).await?;
     let quorum = MetadataQuorum::new(
+        config.node_id,
+        quorum,
         controller_config(&config.overrides),
-        metadata_log,
-        metadata,
-        crate::partition::now_ms(),
+        std::time::Duration::from_millis(
+            config.overrides.get_i64("request.timeout.ms").max(1000) as u64
+        ),
     );
     let topics = Topics::new(
         config.node_id,
         config.overrides.clone(),
-        quorum,
+        quorum.clone(),
         ReplicaManager::new(config.node_id, data_dir.clone(), files.clone()),
     );
     let partitions = PartitionRegistry::default();
@@ -268,14 +270,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         rack: None,
         directory_id,
     };
-    topics
-        .register(registration, &partitions)
-        .map_err(|error| {
-            StartError::Config(format!(
-                "registering with the controller: {}",
-                error.message
-            ))
-        })?;
+    register(&topics, registration).await;
     topics
         .open_partitions(&partitions, recovery)
         .map_err(|failed| StartError::Log {
@@ -340,12 +335,8 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         "producer.id.expiration.check.interval.ms",
         expire_producer_ids,
     ));
-    tokio::spawn(periodically(
-        broker.clone(),
-        shutdown_receiver.clone(),
-        "broker.heartbeat.interval.ms",
-        heartbeat,
-    ));
+    spawn_reconciler(broker.clone(), applied);
+    tokio::spawn(heartbeats(broker.clone(), shutdown_receiver.clone()));
     if broker
         .partitions
         .topic(crate::groups::OFFSETS_TOPIC)
@@ -470,12 +461,121 @@ async fn periodically(
 }
 
 /// This broker's heartbeat to the controller, and the controller's
-/// periodic work (fencing brokers whose session ended, preferred leaders),
-/// every `broker.heartbeat.interval.ms`.
-fn heartbeat(broker: &Broker) {
-    if let Err(error) = broker.topics.heartbeat(&broker.partitions) {
-        tracing::warn!(message = %error.message, "heartbeat to the controller failed; retrying at the next interval");
+/// periodic work (fencing brokers whose session ended, preferred leaders)
+/// when this node is the active controller, every
+/// `broker.heartbeat.interval.ms`.
+async fn heartbeats(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let interval_ms = broker
+        .config
+        .overrides
+        .get_i64("broker.heartbeat.interval.ms")
+        .max(1) as u64;
+    let mut ticks = tokio::time::interval(std::time::Duration::from_millis(interval_ms));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        if let Err(error) = broker.topics.heartbeat().await {
+            tracing::warn!(message = %error.message, "heartbeat to the controller failed; retrying at the next interval");
+        }
+        broker.topics.quorum().tick().await;
     }
+}
+
+/// Applies committed metadata batches to this node's partitions, one at a
+/// time in commit order, on a thread of its own (opening and removing
+/// partitions is file I/O).
+fn spawn_reconciler(
+    broker: Arc<Broker>,
+    mut applied: tokio::sync::mpsc::UnboundedReceiver<strom_quorum::Applied>,
+) {
+    std::thread::Builder::new()
+        .name("strom-reconciler".to_string())
+        .spawn(move || {
+            while let Some(batch) = applied.blocking_recv() {
+                broker.topics.reconcile(&batch, &broker.partitions);
+            }
+        })
+        .expect("starting the reconciler thread");
+}
+
+/// Registers this broker with the active controller, waiting for the
+/// controller quorum to elect one (the voters may be starting one by one).
+async fn register(topics: &Topics, registration: Registration) {
+    let mut attempts = 0u32;
+    loop {
+        match topics.register(registration.clone()).await {
+            Ok(epoch) => {
+                tracing::info!(broker_epoch = epoch, "registered with the controller");
+                return;
+            }
+            Err(error) => {
+                attempts += 1;
+                if attempts % 10 == 1 {
+                    tracing::warn!(message = %error.message, "waiting to register with the controller quorum");
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// Starts this node's member of the controller quorum: a voter with its
+/// controller listener, or a broker that follows the voters. Without
+/// configured voters, this node alone is the quorum.
+async fn start_quorum(
+    config: &BrokerConfig,
+    dir: PathBuf,
+    seed: Option<strom_metadata::MetadataImage>,
+    applied: tokio::sync::mpsc::UnboundedSender<strom_quorum::Applied>,
+) -> Result<strom_quorum::Quorum, StartError> {
+    let (voters, listener) = if config.quorum_voters.is_empty() {
+        let alone = std::collections::BTreeMap::from([(config.node_id, String::new())]);
+        (alone, None)
+    } else {
+        let listener = match config
+            .controller_address()
+            .filter(|_| config.roles.is_voter())
+        {
+            Some(address) => {
+                let (host, port) = parse_listener(&address).map_err(StartError::Config)?;
+                let bound = TcpListener::bind((host.as_str(), port))
+                    .await
+                    .map_err(|source| StartError::Listen {
+                        address: address.clone(),
+                        source,
+                    })?;
+                Some(bound)
+            }
+            None => None,
+        };
+        (config.quorum_voters.clone(), listener)
+    };
+    let timing = strom_quorum::Timing::default();
+    let quorum_config = strom_quorum::QuorumConfig {
+        node_id: config.node_id,
+        voters,
+        dir,
+        listener,
+        timing,
+        snapshot_after_entries: strom_controller::SNAPSHOT_AFTER_RECORDS,
+    };
+    strom_quorum::Quorum::start(quorum_config, seed, applied)
+        .await
+        .map_err(|error| StartError::Config(format!("starting the controller quorum: {error}")))
+}
+
+/// Whether `dir` holds a metadata log written before the controller
+/// quorum existed.
+fn has_legacy_metadata(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().any(|entry| {
+            let name = entry.file_name().to_string_lossy().to_string();
+            name.starts_with("metadata") && name.ends_with(".log")
+        })
+    })
 }
 
 /// Deletes the segments that `retention.ms` and `retention.bytes` no
@@ -599,7 +699,7 @@ fn remove_orphan_partition_dirs(data_dir: &Path, topics: &Topics) {
 }
 
 /// A new cluster id: 16 random bytes in URL-safe base64 without padding, as Kafka writes them.
-fn new_cluster_id() -> String {
+pub(crate) fn new_cluster_id() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let bytes = uuid::Uuid::new_v4().into_bytes();
     let mut bits = 0u32;
@@ -622,6 +722,29 @@ fn new_cluster_id() -> String {
 impl RunningBroker {
     /// Stops accepting, flushes every partition and marks the shutdown clean.
     pub async fn shutdown(self) -> Result<(), StartError> {
+        // Controlled shutdown, while still serving: the controller moves
+        // this broker's leaderships to other in-sync replicas first, so
+        // clients move on without errors. Alone, there is nowhere to go.
+        let others = self
+            .broker
+            .topics
+            .live_brokers()
+            .iter()
+            .any(|live| live.node_id != self.broker.node_id());
+        if others {
+            let within = std::time::Duration::from_millis(
+                self.broker
+                    .config
+                    .overrides
+                    .get_i64("broker.session.timeout.ms")
+                    .max(1000) as u64,
+            );
+            if self.broker.topics.shut_down(within).await {
+                tracing::info!("controlled shutdown done: this broker leads nothing");
+            } else {
+                tracing::warn!("controlled shutdown did not finish in time; stopping anyway");
+            }
+        }
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
         let broker = self.broker.clone();

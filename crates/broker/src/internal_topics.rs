@@ -48,15 +48,14 @@ async fn create_if_missing(
         ]),
     };
     let creator = broker.clone();
-    let created =
-        tokio::task::spawn_blocking(move || creator.topics.create(topic, &creator.partitions))
-            .await
-            .map_err(|_| {
-                TopicError::new(
-                    ResponseError::CoordinatorNotAvailable,
-                    format!("creating {name} failed"),
-                )
-            })?;
+    let created = tokio::spawn(async move { creator.topics.create(topic).await })
+        .await
+        .map_err(|_| {
+            TopicError::new(
+                ResponseError::CoordinatorNotAvailable,
+                format!("creating {name} failed"),
+            )
+        })?;
     match created {
         Ok(_) => Ok(false),
         Err(error) if error.error == ResponseError::TopicAlreadyExists => Ok(false),

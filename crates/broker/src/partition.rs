@@ -620,6 +620,11 @@ impl PartitionRegistry {
         topics.remove(topic)
     }
 
+    pub fn topic_names(&self) -> Vec<String> {
+        let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
+        topics.keys().cloned().collect()
+    }
+
     pub fn all(&self) -> Vec<Arc<Partition>> {
         let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
         topics

@@ -1,146 +1,341 @@
-//! The metadata quorum as the broker sees it: decisions go to the active
-//! controller, whose records are committed to the metadata log and applied
-//! to the committed image, in that order.
+//! The metadata quorum as the broker sees it: requests go to the active
+//! controller, whose records the Raft quorum (`strom-quorum`) commits and
+//! every node applies to its committed image, in that order.
 //!
-//! Today the quorum is this node alone (`strom serve` is a one-node cluster):
-//! the controller runs in-process and "committed" means fsynced in the local
-//! [`MetadataLog`]. This is the seam where the Raft quorum (openraft) goes:
-//! [`MetadataQuorum::decide`] keeps its contract (the reply only once the
-//! records are committed; the image never holds an uncommitted record), and
-//! brokers that are not voters receive the committed records instead of
-//! deciding.
+//! The active controller runs in the process of the quorum's leader, built
+//! from the committed image when that node's term began (and again after a
+//! failed commit, since its own image ran ahead of the log). Decisions are
+//! serialized, each committed before the next is made, so the log's order
+//! is the order in which they took effect. Any other node forwards its
+//! requests over the controller listener to the leader's
+//! [`MetadataQuorum::serve`]; a request that finds no controller (an
+//! election under way) is retried until its deadline.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use crate::local_quorum as strom_quorum;
+use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
 use strom_controller::{
     Controller, ControllerConfig, ControllerError, ControllerReply, ControllerRequest, Decision,
-    MetadataLog, MetadataLogError, SNAPSHOT_AFTER_RECORDS,
 };
 use strom_metadata::{MetadataImage, MetadataRecord};
+use strom_quorum::{AppendError, Quorum, QuorumStatus};
 
-/// Why a decision did not take effect.
+use crate::partition::now_ms;
+
+/// Why a request did not take effect.
 #[derive(Debug)]
 pub enum DecideError {
     /// The controller refused the request.
     Refused(ControllerError),
-    /// The records could not be committed; nothing changed.
-    Storage(MetadataLogError),
+    /// No active controller answered before the deadline; nothing is known
+    /// to have changed.
+    Unavailable(String),
+    /// The active controller could not store the records (a storage
+    /// error): not retried.
+    Storage(String),
 }
 
-struct State {
-    log: MetadataLog,
+/// What one node asks the active controller's node, over the controller
+/// listener.
+#[derive(Debug, Serialize, Deserialize)]
+enum NodeRequest {
+    Decide(ControllerRequest),
+    /// The quorum as its leader sees it (DescribeQuorum).
+    Describe,
+}
+
+/// The controller quorum as its leader sees it, for DescribeQuorum.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QuorumView {
+    pub leader: i32,
+    pub term: u64,
+    pub high_watermark: i64,
+    pub voters: Vec<ReplicaView>,
+    pub observers: Vec<ReplicaView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplicaView {
+    pub node_id: i32,
+    pub log_end_offset: i64,
+    pub last_fetch_ms: i64,
+    pub last_caught_up_ms: i64,
+}
+
+/// The answer to a forwarded request, on the wire between nodes.
+#[derive(Debug, Serialize, Deserialize)]
+enum Answer {
+    /// The reply, and the metadata offset once its records are applied.
+    Decided(ControllerReply, u64),
+    Refused(ControllerError),
+    Described(QuorumView),
+    /// This node is not (or no longer) the active controller.
+    NotController,
+    /// The records could not be stored.
+    Storage(String),
+    Failed(String),
+}
+
+/// The active controller of this node's term as leader.
+struct Active {
+    term: u64,
     controller: Controller,
-    /// Every committed record applied.
-    image: MetadataImage,
 }
 
 pub struct MetadataQuorum {
+    node_id: i32,
+    quorum: Quorum,
     config: ControllerConfig,
-    state: Mutex<State>,
-}
-
-/// What a committed decision returns: the controller's reply and the records
-/// it committed, for the caller to apply to local storage.
-pub struct Committed<T> {
-    pub reply: T,
-    pub records: Vec<MetadataRecord>,
+    active: tokio::sync::Mutex<Option<Active>>,
+    /// How long a request waits for an active controller.
+    deadline: Duration,
 }
 
 impl MetadataQuorum {
-    /// The quorum over a log replayed into `image`, its controller active
-    /// from `now_ms`.
     pub fn new(
+        node_id: i32,
+        quorum: Quorum,
         config: ControllerConfig,
-        log: MetadataLog,
-        image: MetadataImage,
-        now_ms: i64,
-    ) -> MetadataQuorum {
-        let controller = Controller::new(config.clone(), image.clone(), now_ms);
-        MetadataQuorum {
+        deadline: Duration,
+    ) -> Arc<MetadataQuorum> {
+        let metadata = Arc::new(MetadataQuorum {
+            node_id,
+            quorum,
             config,
-            state: Mutex::new(State {
-                log,
-                controller,
-                image,
-            }),
-        }
+            active: tokio::sync::Mutex::new(None),
+            deadline,
+        });
+        let serving = metadata.clone();
+        metadata
+            .quorum
+            .set_app_handler(Arc::new(move |request| serving.clone().serve(request)));
+        metadata
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while deciding is a broken invariant that already took the
-        // request down; the committed image is only changed after a commit.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Runs one decision of the active controller and commits its records.
-    /// Decisions are serialized, so the log's order is the order in which
-    /// they took effect. `now_ms` is the time the decision is made at.
-    pub fn decide(
-        &self,
-        now_ms: i64,
-        request: ControllerRequest,
-    ) -> Result<Committed<ControllerReply>, DecideError> {
-        self.commit_decision(now_ms, |controller| controller.handle(request, now_ms))
-    }
-
-    /// The active controller's periodic work (fencing, rebalancing), at
-    /// `now_ms`; returns the records it committed.
-    pub fn tick(&self, now_ms: i64) -> Result<Vec<MetadataRecord>, DecideError> {
-        self.commit_decision(now_ms, |controller| {
-            Ok(Decision {
-                reply: (),
-                records: controller.tick(now_ms),
-            })
-        })
-        .map(|committed| committed.records)
-    }
-
-    fn commit_decision<T>(
-        &self,
-        now_ms: i64,
-        decision: impl FnOnce(&mut Controller) -> Result<Decision<T>, ControllerError>,
-    ) -> Result<Committed<T>, DecideError> {
-        let mut state = self.lock();
-        let Decision { reply, records } =
-            decision(&mut state.controller).map_err(DecideError::Refused)?;
-        if let Err(error) = commit(&mut state, &records) {
-            // The controller's image is ahead of the log: start over from
-            // what is committed, as a controller that lost its place does.
-            tracing::error!(%error, "committing metadata records failed; the controller restarts from the committed image");
-            let image = state.image.clone();
-            state.controller = Controller::new(self.config.clone(), image, now_ms);
-            return Err(DecideError::Storage(error));
-        }
-        Ok(Committed { reply, records })
-    }
-
-    /// The active controller's node id, if it is another node (today the
-    /// quorum is this node alone).
-    pub fn leader(&self) -> Option<i32> {
-        None
-    }
-
-    /// Runs `read` on the committed image.
+    /// Runs `read` on this node's committed image.
     pub fn read<T>(&self, read: impl FnOnce(&MetadataImage) -> T) -> T {
-        read(&self.lock().image)
+        read(&self.quorum.image())
     }
-}
 
-fn commit(state: &mut State, records: &[MetadataRecord]) -> Result<(), MetadataLogError> {
-    if records.is_empty() {
-        return Ok(());
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.quorum.image()
     }
-    state.log.append(records)?;
-    for record in records {
-        state.image.apply(record);
+
+    /// The active controller's node id, if one is known.
+    pub fn leader(&self) -> Option<i32> {
+        self.quorum.leadership().borrow().leader
     }
-    debug_assert_eq!(state.image.applied, state.controller.image().applied);
-    if state.log.records_since_snapshot() >= SNAPSHOT_AFTER_RECORDS {
-        // The records are committed either way; a failed snapshot only
-        // means a longer replay at the next start.
-        if let Err(error) = state.log.snapshot(&state.image) {
-            tracing::warn!(%error, "could not snapshot the metadata; the next start replays more of the log");
+
+    /// The quorum as its leader sees it: here if this node leads it, else
+    /// asked of the leader.
+    pub async fn describe(&self) -> Result<QuorumView, String> {
+        if self.quorum.leadership().borrow().leader == Some(self.node_id) {
+            return self
+                .view()
+                .ok_or_else(|| "leadership moved; retry".to_string());
+        }
+        let request = serde_json::to_value(NodeRequest::Describe).expect("serializes");
+        let answer = self
+            .quorum
+            .call_leader(request, self.deadline)
+            .await
+            .map_err(|error| error.to_string())?;
+        match serde_json::from_value(answer) {
+            Ok(Answer::Described(view)) => Ok(view),
+            Ok(Answer::NotController) => Err("the quorum has no leader now; retry".to_string()),
+            Ok(other) => Err(format!("unexpected answer {other:?}")),
+            Err(error) => Err(format!("answer not understood: {error}")),
         }
     }
-    Ok(())
+
+    fn view(&self) -> Option<QuorumView> {
+        let status: QuorumStatus = self.quorum.status();
+        let replica = |r: &strom_quorum::ReplicaStatus| ReplicaView {
+            node_id: r.node_id,
+            log_end_offset: r.log_end_offset,
+            last_fetch_ms: r.last_fetch_ms,
+            last_caught_up_ms: r.last_caught_up_ms,
+        };
+        Some(QuorumView {
+            leader: status.leader.filter(|&leader| leader == self.node_id)?,
+            term: status.term,
+            high_watermark: status.high_watermark as i64,
+            voters: status.voters.iter().map(replica).collect(),
+            observers: status.observers.iter().map(replica).collect(),
+        })
+    }
+
+    /// Waits until this node has applied the metadata up to `offset`.
+    pub async fn wait_applied(&self, offset: u64, timeout: Duration) -> bool {
+        self.quorum.wait_applied(offset, timeout).await
+    }
+
+    /// Has the active controller, here or on the node that leads the
+    /// quorum, answer `request`. Returns the reply and the metadata offset
+    /// at which its records (if any) were committed.
+    pub async fn decide(
+        &self,
+        request: ControllerRequest,
+    ) -> Result<(ControllerReply, u64), DecideError> {
+        let started = Instant::now();
+        let mut last_problem = String::from("no active controller yet");
+        loop {
+            let answer = if self.quorum.leadership().borrow().local_ready {
+                self.decide_here(request.clone()).await
+            } else {
+                self.forward(&request).await
+            };
+            match answer {
+                Answer::Decided(reply, offset) => return Ok((reply, offset)),
+                Answer::Refused(refused) => return Err(DecideError::Refused(refused)),
+                Answer::Storage(problem) => return Err(DecideError::Storage(problem)),
+                Answer::NotController => {}
+                Answer::Failed(problem) => last_problem = problem,
+                Answer::Described(_) => last_problem = "a reply to another request".to_string(),
+            }
+            if started.elapsed() >= self.deadline {
+                return Err(DecideError::Unavailable(format!(
+                    "{} found no active controller within {} ms ({last_problem}); check that a majority of the controller quorum voters are running and can reach each other",
+                    request.name(),
+                    self.deadline.as_millis()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn forward(&self, request: &ControllerRequest) -> Answer {
+        let body = serde_json::to_value(NodeRequest::Decide(request.clone()))
+            .expect("controller requests always serialize");
+        match self.quorum.call_leader(body, self.deadline).await {
+            Ok(answer) => serde_json::from_value(answer).unwrap_or_else(|error| {
+                Answer::Failed(format!(
+                    "the controller's answer was not understood: {error}"
+                ))
+            }),
+            Err(error) => Answer::Failed(error.to_string()),
+        }
+    }
+
+    /// The controller listener's side: a request forwarded by another node.
+    fn serve(self: Arc<Self>, request: serde_json::Value) -> BoxFuture<'static, serde_json::Value> {
+        Box::pin(async move {
+            let answer = match serde_json::from_value::<NodeRequest>(request) {
+                Ok(NodeRequest::Decide(request)) => self.decide_here(request).await,
+                Ok(NodeRequest::Describe) => match self.view() {
+                    Some(view) => Answer::Described(view),
+                    None => Answer::NotController,
+                },
+                Err(error) => {
+                    tracing::warn!(%error, "a forwarded controller request was not understood");
+                    Answer::Failed(format!("request not understood: {error}"))
+                }
+            };
+            serde_json::to_value(answer).expect("answers always serialize")
+        })
+    }
+
+    /// Decides `request` with this node's active controller, if it is one.
+    async fn decide_here(&self, request: ControllerRequest) -> Answer {
+        let now = now_ms();
+        self.with_active(now, |controller| controller.handle(request, now))
+            .await
+    }
+
+    /// The active controller's periodic work (fencing brokers whose session
+    /// ended, moving leadership back to preferred leaders), when this node
+    /// is the active controller.
+    pub async fn tick(&self) {
+        if !self.quorum.leadership().borrow().local_ready {
+            return;
+        }
+        let now = now_ms();
+        let answer = self
+            .with_active(now, |controller| {
+                Ok(Decision {
+                    reply: ControllerReply::Done,
+                    records: controller.tick(now),
+                })
+            })
+            .await;
+        if let Answer::Failed(problem) = answer {
+            tracing::warn!(%problem, "the controller's periodic work failed; retrying");
+        }
+    }
+
+    async fn with_active(
+        &self,
+        now: i64,
+        decide: impl FnOnce(&mut Controller) -> Result<Decision<ControllerReply>, ControllerError>,
+    ) -> Answer {
+        let mut active = self.active.lock().await;
+        let leadership = self.quorum.leadership().borrow().clone();
+        if !leadership.local_ready {
+            *active = None;
+            return Answer::NotController;
+        }
+        if active.as_ref().is_none_or(|a| a.term != leadership.term) {
+            match self.activate(now).await {
+                Ok(controller) => {
+                    *active = Some(Active {
+                        term: leadership.term,
+                        controller,
+                    })
+                }
+                Err(answer) => return answer,
+            }
+        }
+        let state = active.as_mut().expect("activated above");
+        let Decision { reply, records } = match decide(&mut state.controller) {
+            Ok(decision) => decision,
+            Err(refused) => return Answer::Refused(refused),
+        };
+        if records.is_empty() {
+            return Answer::Decided(reply, state.controller.image().applied);
+        }
+        match self.quorum.append(records).await {
+            Ok(offset) => {
+                debug_assert_eq!(offset, state.controller.image().applied);
+                Answer::Decided(reply, offset)
+            }
+            Err(error) => {
+                // Its image ran ahead of the log: the next decision starts
+                // over from the committed image.
+                *active = None;
+                match error {
+                    AppendError::NotLeader { .. } => Answer::NotController,
+                    AppendError::Fatal(problem) => {
+                        tracing::error!(%problem, "committing metadata records failed");
+                        Answer::Storage(problem)
+                    }
+                }
+            }
+        }
+    }
+
+    /// A controller over the committed image, for a term that just began;
+    /// the first active controller of a new cluster records its id.
+    async fn activate(&self, now: i64) -> Result<Controller, Answer> {
+        let image = self.quorum.image();
+        if image.cluster_id.is_none() {
+            let record = MetadataRecord::ClusterCreated {
+                cluster_id: crate::broker::new_cluster_id(),
+            };
+            if let Err(error) = self.quorum.append(vec![record]).await {
+                return Err(match error {
+                    AppendError::NotLeader { .. } => Answer::NotController,
+                    AppendError::Fatal(problem) => Answer::Storage(problem),
+                });
+            }
+        }
+        let image = (*self.quorum.image()).clone();
+        tracing::info!(
+            metadata_offset = image.applied,
+            "this node is the active controller"
+        );
+        Ok(Controller::new(self.config.clone(), image, now))
+    }
 }

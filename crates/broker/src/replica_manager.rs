@@ -2,14 +2,12 @@
 //! assigned to it, removes those of deleted topics, pushes config changes to
 //! open partitions and tells each partition its leader epoch.
 //!
-//! It works by reconciling: after records are committed, every topic they
-//! touch is made to match the committed image as it is now. So applying is
-//! idempotent and the order in which two concurrent decisions get here does
-//! not matter (a topic deleted and created again under the same name before
-//! its first creation was applied is simply opened once, as the new topic).
-//! Reconciliations are serialized, and each reads the committed image only
-//! once its turn has come, so none applies an older image than the one
-//! before it (opening and deleting a partition work on the same directory).
+//! It works by reconciling: every committed batch comes with the image right
+//! after it, and every topic the batch touches is made to match that image.
+//! So applying is idempotent (a topic deleted and created again under the
+//! same name before its first creation was applied is simply opened once,
+//! as the new topic). Batches are applied one at a time in commit order
+//! (opening and deleting a partition work on the same directory).
 //!
 //! The registry keeps a topic's partitions by index, with a gap where this
 //! node is not a replica. A partition here is told whether it leads;
@@ -23,8 +21,6 @@ use std::sync::{Arc, Mutex};
 
 use strom_log::{FileCache, LogError, Recovery};
 use strom_metadata::{MetadataImage, MetadataRecord, TopicMetadata};
-
-use crate::quorum::MetadataQuorum;
 
 use crate::configs::BrokerOverrides;
 use crate::partition::{Partition, PartitionIdentity, PartitionRegistry, TopicPartitions};
@@ -58,74 +54,91 @@ impl ReplicaManager {
         }
     }
 
-    /// Makes the partitions of every topic `records` touched match the
-    /// committed image as it is now: read from `quorum` after this
-    /// reconciliation's turn has come, so a late one never applies an image
-    /// older than one applied before it. `layered` gives the broker configs
-    /// an image implies.
+    /// Makes the partitions of every topic `records` touched match `image`,
+    /// the committed image right after them. Batches come in commit order.
     pub fn apply(
         &self,
         records: &[MetadataRecord],
-        quorum: &MetadataQuorum,
-        layered: impl Fn(&MetadataImage) -> BrokerOverrides,
+        image: &MetadataImage,
+        configs: &BrokerOverrides,
         registry: &PartitionRegistry,
     ) -> Result<(), ApplyError> {
         let _turn = self.reconciling.lock().unwrap_or_else(|p| p.into_inner());
         if !self.opened.load(Ordering::Acquire) {
             return Ok(());
         }
-        let (topics, configs) = quorum.read(|image| {
-            let mut touched = BTreeSet::new();
-            for record in records {
-                match record {
-                    MetadataRecord::TopicCreated { name, .. }
-                    | MetadataRecord::TopicDeleted { name }
-                    | MetadataRecord::TopicConfigsReplaced { name, .. }
-                    | MetadataRecord::PartitionsAdded { name, .. } => {
-                        touched.insert(name.clone());
-                    }
-                    MetadataRecord::PartitionChanged { topic_id, .. } => {
-                        if let Some(topic) = image.topic_by_id(*topic_id) {
-                            touched.insert(topic.name.clone());
-                        }
-                    }
-                    MetadataRecord::BrokerConfigsReplaced { .. } => {
-                        touched.extend(image.topics.keys().cloned());
-                    }
-                    _ => {}
+        let mut touched = BTreeSet::new();
+        for record in records {
+            match record {
+                MetadataRecord::TopicCreated { name, .. }
+                | MetadataRecord::TopicDeleted { name }
+                | MetadataRecord::TopicConfigsReplaced { name, .. }
+                | MetadataRecord::PartitionsAdded { name, .. } => {
+                    touched.insert(name.clone());
                 }
+                MetadataRecord::PartitionChanged { topic_id, .. } => {
+                    if let Some(topic) = image.topic_by_id(*topic_id) {
+                        touched.insert(topic.name.clone());
+                    }
+                }
+                MetadataRecord::BrokerConfigsReplaced { .. } => {
+                    touched.extend(image.topics.keys().cloned());
+                }
+                _ => {}
             }
-            let topics: Vec<(String, Option<TopicMetadata>)> = touched
-                .into_iter()
-                .map(|name| {
-                    let topic = image.topics.get(&name).cloned();
-                    (name, topic)
-                })
-                .collect();
-            (topics, layered(image))
-        });
-        self.reconcile(topics, &configs, registry, Recovery::Clean)
+        }
+        let topics = touched
+            .into_iter()
+            .map(|name| {
+                let topic = image.topics.get(&name).cloned();
+                (name, topic)
+            })
+            .collect();
+        self.reconcile(topics, configs, registry, Recovery::Clean)
     }
 
-    /// At startup: opens every partition of this node, recovering as told.
-    /// Records committed from then on are applied by [`ReplicaManager::apply`].
+    /// Makes every partition match `image` (after a snapshot was
+    /// installed, when the records in between are not known): topics the
+    /// image lacks are removed.
+    pub fn apply_all(
+        &self,
+        image: &MetadataImage,
+        configs: &BrokerOverrides,
+        registry: &PartitionRegistry,
+    ) -> Result<(), ApplyError> {
+        let _turn = self.reconciling.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.opened.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut names: BTreeSet<String> = registry.topic_names().into_iter().collect();
+        names.extend(image.topics.keys().cloned());
+        let topics = names
+            .into_iter()
+            .map(|name| {
+                let topic = image.topics.get(&name).cloned();
+                (name, topic)
+            })
+            .collect();
+        self.reconcile(topics, configs, registry, Recovery::Clean)
+    }
+
+    /// At startup: opens every partition of this node in `image`,
+    /// recovering as told. Later batches come through
+    /// [`ReplicaManager::apply`].
     pub fn open_all(
         &self,
-        quorum: &MetadataQuorum,
-        layered: impl Fn(&MetadataImage) -> BrokerOverrides,
+        image: &MetadataImage,
+        configs: &BrokerOverrides,
         registry: &PartitionRegistry,
         recovery: Recovery,
     ) -> Result<(), ApplyError> {
         let _turn = self.reconciling.lock().unwrap_or_else(|p| p.into_inner());
-        let (topics, configs) = quorum.read(|image| {
-            let topics: Vec<(String, Option<TopicMetadata>)> = image
-                .topics
-                .iter()
-                .map(|(name, topic)| (name.clone(), Some(topic.clone())))
-                .collect();
-            (topics, layered(image))
-        });
-        self.reconcile(topics, &configs, registry, recovery)?;
+        let topics: Vec<(String, Option<TopicMetadata>)> = image
+            .topics
+            .iter()
+            .map(|(name, topic)| (name.clone(), Some(topic.clone())))
+            .collect();
+        self.reconcile(topics, configs, registry, recovery)?;
         self.opened.store(true, Ordering::Release);
         Ok(())
     }

@@ -7,19 +7,23 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Mutex;
+use std::sync::Arc;
+use std::time::Duration;
 
+use crate::local_quorum as strom_quorum;
 use kafka_protocol::error::ResponseError;
 use strom_controller::{
-    ControllerError, ControllerReply, ControllerRequest, ErrorKind, Heartbeat, HeartbeatReply,
-    Registration,
+    ControllerError, ControllerReply, ControllerRequest, ElectionType, ErrorKind, Heartbeat,
+    HeartbeatReply, Registration,
 };
 use strom_metadata::{MetadataImage, TopicMetadata};
+use strom_quorum::Applied;
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::configs::{self, BrokerOverrides};
-use crate::partition::{now_ms, PartitionRegistry};
-use crate::quorum::{Committed, DecideError, MetadataQuorum};
+use crate::partition::PartitionRegistry;
+use crate::quorum::{DecideError, MetadataQuorum};
 use crate::replica_manager::ReplicaManager;
 
 pub use strom_controller::NewTopic;
@@ -84,19 +88,25 @@ pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
 pub struct Topics {
     node_id: i32,
     broker_configs: BrokerOverrides,
-    quorum: MetadataQuorum,
+    quorum: Arc<MetadataQuorum>,
     replicas: ReplicaManager,
+    /// The metadata offset this node's partitions have been reconciled to.
+    reconciled: watch::Sender<u64>,
     /// This broker's epoch, from its registration (0 before it).
     broker_epoch: AtomicI64,
     /// The block of producer ids being handed out: (next, end).
-    next_producer_id: Mutex<(i64, i64)>,
+    next_producer_id: tokio::sync::Mutex<(i64, i64)>,
 }
+
+/// How long a change waits for this node's partitions to catch up with it
+/// before answering anyway (it is committed either way).
+const RECONCILE_WAIT: Duration = Duration::from_secs(30);
 
 impl Topics {
     pub fn new(
         node_id: i32,
         broker_configs: BrokerOverrides,
-        quorum: MetadataQuorum,
+        quorum: Arc<MetadataQuorum>,
         replicas: ReplicaManager,
     ) -> Topics {
         Topics {
@@ -104,104 +114,159 @@ impl Topics {
             broker_configs,
             quorum,
             replicas,
+            reconciled: watch::Sender::new(0),
             broker_epoch: AtomicI64::new(0),
-            next_producer_id: Mutex::new((0, 0)),
+            next_producer_id: tokio::sync::Mutex::new((0, 0)),
         }
     }
 
-    /// Has the active controller answer `request`, then applies what it
-    /// committed to this node's partitions.
-    fn decide(
-        &self,
-        registry: &PartitionRegistry,
-        request: ControllerRequest,
-    ) -> Result<ControllerReply, TopicError> {
-        let Committed { reply, records } =
-            self.quorum
-                .decide(now_ms(), request)
-                .map_err(|error| match error {
-                    DecideError::Refused(refused) => TopicError::from(refused),
-                    DecideError::Storage(error) => storage_error(error),
-                })?;
-        self.apply(registry, &records)?;
+    pub fn quorum(&self) -> &MetadataQuorum {
+        &self.quorum
+    }
+
+    /// Has the active controller answer `request`; returns once this
+    /// node's partitions reflect what it committed.
+    async fn decide(&self, request: ControllerRequest) -> Result<ControllerReply, TopicError> {
+        let (reply, offset) = self.decide_committed(request).await?;
+        let mut reconciled = self.reconciled.subscribe();
+        let caught_up = tokio::time::timeout(
+            RECONCILE_WAIT,
+            reconciled.wait_for(|&reconciled| reconciled >= offset),
+        )
+        .await;
+        if !matches!(caught_up, Ok(Ok(_))) {
+            tracing::warn!(
+                metadata_offset = offset,
+                "this node's partitions have not caught up with a committed change yet"
+            );
+        }
         Ok(reply)
     }
 
-    /// Applies committed records to this node's partitions.
-    fn apply(
+    /// Has the active controller answer `request`; returns once it is
+    /// committed, with the metadata offset after it.
+    async fn decide_committed(
         &self,
-        registry: &PartitionRegistry,
-        records: &[strom_metadata::MetadataRecord],
-    ) -> Result<(), TopicError> {
-        if records.is_empty() {
-            return Ok(());
+        request: ControllerRequest,
+    ) -> Result<(ControllerReply, u64), TopicError> {
+        self.quorum
+            .decide(request)
+            .await
+            .map_err(|error| match error {
+                DecideError::Refused(refused) => TopicError::from(refused),
+                DecideError::Unavailable(problem) => {
+                    tracing::warn!(%problem, "a metadata change found no controller");
+                    TopicError::new(ResponseError::RequestTimedOut, problem)
+                }
+                DecideError::Storage(problem) => storage_error(problem),
+            })
+    }
+
+    /// Applies one batch of committed metadata to this node's partitions
+    /// (the reconciler thread, in commit order).
+    pub fn reconcile(&self, applied: &Applied, registry: &PartitionRegistry) {
+        let image = &applied.image;
+        if image.applied <= *self.reconciled.borrow() {
+            return; // already in the image the partitions were opened from
         }
-        self.replicas
-            .apply(records, &self.quorum, |image| self.layered(image), registry)
-            .map_err(|failed| storage_error(failed.source))
+        let result = if applied.from_snapshot {
+            self.replicas
+                .apply_all(image, &self.layered(image), registry)
+        } else {
+            self.replicas
+                .apply(&applied.records, image, &self.layered(image), registry)
+        };
+        if let Err(failed) = result {
+            tracing::error!(topic = %failed.topic, error = %failed.source, "applying committed metadata to a partition failed; the partition stays as it was");
+        }
+        self.reconciled.send_replace(image.applied);
     }
 
     /// Registers this broker process with the controller and, once it has
-    /// the metadata (in-process, at once), asks to be unfenced. Returns the
-    /// broker epoch.
-    pub fn register(
-        &self,
-        registration: Registration,
-        registry: &PartitionRegistry,
-    ) -> Result<i64, TopicError> {
-        let ControllerReply::Registered(epoch) =
-            self.decide(registry, ControllerRequest::RegisterBroker(registration))?
-        else {
+    /// the metadata up to its registration, asks to be unfenced. Returns
+    /// the broker epoch.
+    pub async fn register(&self, registration: Registration) -> Result<i64, TopicError> {
+        let (reply, offset) = self
+            .decide_committed(ControllerRequest::RegisterBroker(registration))
+            .await?;
+        let ControllerReply::Registered(epoch) = reply else {
             return Err(unexpected("BrokerRegistration"));
         };
         self.broker_epoch.store(epoch, Ordering::Release);
-        let reply = self.heartbeat(registry)?;
-        if reply.is_fenced {
+        if !self.quorum.wait_applied(offset, RECONCILE_WAIT).await {
             return Err(TopicError::new(
-                ResponseError::BrokerIdNotRegistered,
-                "the controller did not unfence this broker",
+                ResponseError::RequestTimedOut,
+                "this node did not receive the metadata up to its own registration",
             ));
         }
-        Ok(epoch)
+        for _ in 0..50 {
+            let (reply, _) = self.heartbeat_once(false).await?;
+            if !reply.is_fenced {
+                return Ok(epoch);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(TopicError::new(
+            ResponseError::BrokerIdNotRegistered,
+            "the controller did not unfence this broker",
+        ))
     }
 
-    /// One heartbeat of this broker, then the controller's periodic work
-    /// (the controller is in this process).
-    pub fn heartbeat(&self, registry: &PartitionRegistry) -> Result<HeartbeatReply, TopicError> {
+    /// One heartbeat of this broker to the active controller.
+    pub async fn heartbeat(&self) -> Result<HeartbeatReply, TopicError> {
+        self.heartbeat_once(false).await.map(|(reply, _)| reply)
+    }
+
+    /// Controlled shutdown: heartbeats asking to shut down until the
+    /// controller has moved this broker's leaderships away and says it may
+    /// go, or `within` has passed.
+    pub async fn shut_down(&self, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        while tokio::time::Instant::now() < deadline {
+            match self.heartbeat_once(true).await {
+                Ok((reply, _)) if reply.should_shut_down => return true,
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(message = %error.message, "controlled shutdown heartbeat failed")
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
+    async fn heartbeat_once(
+        &self,
+        want_shutdown: bool,
+    ) -> Result<(HeartbeatReply, u64), TopicError> {
         let request = Heartbeat {
             node_id: self.node_id,
             broker_epoch: self.broker_epoch.load(Ordering::Acquire),
             metadata_offset: self.quorum.read(|image| image.applied),
             want_fence: false,
-            want_shutdown: false,
+            want_shutdown,
         };
-        let ControllerReply::Heartbeat(reply) =
-            self.decide(registry, ControllerRequest::Heartbeat(request))?
-        else {
-            return Err(unexpected("BrokerHeartbeat"));
-        };
-        self.quorum
-            .tick(now_ms())
-            .map_err(|error| match error {
-                DecideError::Refused(refused) => TopicError::from(refused),
-                DecideError::Storage(error) => storage_error(error),
-            })
-            .and_then(|records| self.apply(registry, &records))?;
-        Ok(reply)
+        match self
+            .decide_committed(ControllerRequest::Heartbeat(request))
+            .await?
+        {
+            (ControllerReply::Heartbeat(reply), offset) => Ok((reply, offset)),
+            _ => Err(unexpected("BrokerHeartbeat")),
+        }
     }
 
-    /// Opens every partition of this node at startup.
+    /// Opens every partition of this node at startup, from the committed
+    /// image as it is now; later batches come through [`Topics::reconcile`].
     pub fn open_partitions(
         &self,
         registry: &PartitionRegistry,
         recovery: strom_log::Recovery,
     ) -> Result<(), crate::replica_manager::ApplyError> {
-        self.replicas.open_all(
-            &self.quorum,
-            |image| self.layered(image),
-            registry,
-            recovery,
-        )
+        let image = self.quorum.image();
+        self.replicas
+            .open_all(&image, &self.layered(&image), registry, recovery)?;
+        self.reconciled.send_replace(image.applied);
+        Ok(())
     }
 
     /// Broker configs as they are now: static ones with the dynamic layers
@@ -225,23 +290,20 @@ impl Topics {
     /// Replaces a topic's config overrides (AlterConfigs and
     /// IncrementalAlterConfigs compute the new set) and applies them to its
     /// partitions at once.
-    pub fn replace_topic_configs(
+    pub async fn replace_topic_configs(
         &self,
         name: &str,
         configs: BTreeMap<String, String>,
         validate_only: bool,
-        registry: &PartitionRegistry,
     ) -> Result<(), TopicError> {
         check_topic_configs(&configs)?;
         let logged = configs.clone();
-        self.decide(
-            registry,
-            ControllerRequest::ReplaceTopicConfigs {
-                name: name.to_string(),
-                configs,
-                validate_only,
-            },
-        )?;
+        self.decide(ControllerRequest::ReplaceTopicConfigs {
+            name: name.to_string(),
+            configs,
+            validate_only,
+        })
+        .await?;
         if !validate_only {
             tracing::info!(topic = %name, configs = ?logged, "changed topic configs");
         }
@@ -250,12 +312,11 @@ impl Topics {
 
     /// Replaces the dynamic broker configs of this broker (`for_node`) or the
     /// cluster-wide defaults, and applies them to every partition.
-    pub fn replace_broker_configs(
+    pub async fn replace_broker_configs(
         &self,
         for_node: bool,
         configs: BTreeMap<String, String>,
         validate_only: bool,
-        registry: &PartitionRegistry,
     ) -> Result<(), TopicError> {
         for (name, value) in &configs {
             let Some(def) = configs::broker_config(name) else {
@@ -281,31 +342,26 @@ impl Topics {
             return Ok(());
         }
         let node_id = for_node.then_some(self.node_id);
-        self.decide(
-            registry,
-            ControllerRequest::ReplaceBrokerConfigs { node_id, configs },
-        )?;
+        self.decide(ControllerRequest::ReplaceBrokerConfigs { node_id, configs })
+            .await?;
         tracing::info!("changed dynamic broker configs");
         Ok(())
     }
 
     /// Grows a topic to `total` partitions (CreatePartitions).
-    pub fn add_partitions(
+    pub async fn add_partitions(
         &self,
         name: &str,
         total: i32,
         validate_only: bool,
-        registry: &PartitionRegistry,
     ) -> Result<(), TopicError> {
-        self.decide(
-            registry,
-            ControllerRequest::AddPartitions {
-                name: name.to_string(),
-                total,
-                assignments: Vec::new(),
-                validate_only,
-            },
-        )?;
+        self.decide(ControllerRequest::AddPartitions {
+            name: name.to_string(),
+            total,
+            assignments: Vec::new(),
+            validate_only,
+        })
+        .await?;
         if !validate_only {
             tracing::info!(topic = %name, partitions = total, "added partitions");
         }
@@ -314,17 +370,14 @@ impl Topics {
 
     /// A new producer id for an idempotent producer. Ids come in blocks the
     /// controller hands out and records, so a restart never reuses one.
-    pub fn allocate_producer_id(&self, registry: &PartitionRegistry) -> Result<i64, TopicError> {
-        let mut next = self
-            .next_producer_id
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+    pub async fn allocate_producer_id(&self) -> Result<i64, TopicError> {
+        let mut next = self.next_producer_id.lock().await;
         if next.0 >= next.1 {
             let request = ControllerRequest::AllocateProducerIds {
                 node_id: self.node_id,
                 broker_epoch: self.broker_epoch.load(Ordering::Acquire),
             };
-            let ControllerReply::ProducerIds(block) = self.decide(registry, request)? else {
+            let ControllerReply::ProducerIds(block) = self.decide(request).await? else {
                 return Err(unexpected("AllocateProducerIds"));
             };
             *next = (block.first, block.first + block.size);
@@ -332,6 +385,22 @@ impl Topics {
         let id = next.0;
         next.0 += 1;
         Ok(id)
+    }
+
+    /// ElectLeaders for one partition.
+    pub async fn elect_leader(
+        &self,
+        topic: &str,
+        partition: i32,
+        election: ElectionType,
+    ) -> Result<(), TopicError> {
+        self.decide(ControllerRequest::ElectLeader {
+            topic: topic.to_string(),
+            partition,
+            election,
+        })
+        .await
+        .map(|_| ())
     }
 
     /// A copy of the current metadata of one topic.
@@ -437,17 +506,13 @@ impl Topics {
     }
 
     /// Checks a new topic without creating it (CreateTopics validate_only).
-    pub fn check_new_topic(
-        &self,
-        topic: &NewTopic,
-        registry: &PartitionRegistry,
-    ) -> Result<TopicMetadata, TopicError> {
+    pub async fn check_new_topic(&self, topic: &NewTopic) -> Result<TopicMetadata, TopicError> {
         check_topic_configs(&topic.configs)?;
         let request = ControllerRequest::CreateTopic {
             topic: topic.clone(),
             validate_only: true,
         };
-        match self.decide(registry, request)? {
+        match self.decide(request).await? {
             ControllerReply::Topic(topic) => Ok(*topic),
             _ => Err(unexpected("CreateTopics")),
         }
@@ -455,17 +520,13 @@ impl Topics {
 
     /// Creates a topic: the controller places it, the record is committed,
     /// then this node opens its partitions.
-    pub fn create(
-        &self,
-        topic: NewTopic,
-        registry: &PartitionRegistry,
-    ) -> Result<TopicMetadata, TopicError> {
+    pub async fn create(&self, topic: NewTopic) -> Result<TopicMetadata, TopicError> {
         check_topic_configs(&topic.configs)?;
         let request = ControllerRequest::CreateTopic {
             topic,
             validate_only: false,
         };
-        let ControllerReply::Topic(metadata) = self.decide(registry, request)? else {
+        let ControllerReply::Topic(metadata) = self.decide(request).await? else {
             return Err(unexpected("CreateTopics"));
         };
         tracing::info!(topic = %metadata.name, partitions = metadata.partitions.len(), "created topic");
@@ -473,15 +534,11 @@ impl Topics {
     }
 
     /// Deletes a topic: the record is committed, then its partitions go.
-    pub fn delete(
-        &self,
-        name: &str,
-        registry: &PartitionRegistry,
-    ) -> Result<TopicMetadata, TopicError> {
+    pub async fn delete(&self, name: &str) -> Result<TopicMetadata, TopicError> {
         let request = ControllerRequest::DeleteTopic {
             name: name.to_string(),
         };
-        let ControllerReply::Topic(metadata) = self.decide(registry, request)? else {
+        let ControllerReply::Topic(metadata) = self.decide(request).await? else {
             return Err(unexpected("DeleteTopics"));
         };
         tracing::info!(topic = %name, "deleted topic");

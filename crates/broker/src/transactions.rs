@@ -172,12 +172,11 @@ impl Transactions {
                 None => {
                     drop(guard);
                     let allocator = broker.clone();
-                    let id = tokio::task::spawn_blocking(move || {
-                        allocator.topics.allocate_producer_id(&allocator.partitions)
-                    })
-                    .await
-                    .map_err(|_| unavailable("allocating a producer id failed"))?
-                    .map_err(|error| unavailable(error.message))?;
+                    let id =
+                        tokio::spawn(async move { allocator.topics.allocate_producer_id().await })
+                            .await
+                            .map_err(|_| unavailable("allocating a producer id failed"))?
+                            .map_err(|error| unavailable(error.message))?;
                     allocated = Some(id);
                 }
                 Some(InitOutcome::Ready {

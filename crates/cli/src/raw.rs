@@ -76,6 +76,12 @@ impl RawClient {
     }
 }
 
+/// A Kafka error code's name, or the number if it is not known.
+pub fn error_name(code: i16) -> String {
+    kafka_protocol::error::ResponseError::try_from_code(code)
+        .map_or_else(|| code.to_string(), |error| error.to_string())
+}
+
 /// Kafka's resource types for config changes.
 pub const TOPIC: i8 = 2;
 pub const BROKER: i8 = 4;
@@ -108,8 +114,7 @@ pub fn alter_configs(
         raw.call(ApiKey::IncrementalAlterConfigs, 0, &request)?;
     for result in &response.responses {
         if result.error_code != 0 {
-            let error = kafka_protocol::error::ResponseError::try_from_code(result.error_code)
-                .map_or_else(|| result.error_code.to_string(), |e| e.to_string());
+            let error = error_name(result.error_code);
             let message = result.error_message.as_ref().map_or("", |m| m.as_str());
             return Err(CliError::Failed(format!(
                 "changing the configs of '{name}' failed ({error}): {message}"
@@ -191,8 +196,7 @@ pub fn create_topic(
     let response: CreateTopicsResponse = raw.call(ApiKey::CreateTopics, 5, &request)?;
     for result in response.topics {
         if result.error_code != 0 {
-            let error = kafka_protocol::error::ResponseError::try_from_code(result.error_code)
-                .map_or_else(|| result.error_code.to_string(), |e| e.to_string());
+            let error = error_name(result.error_code);
             let message = result.error_message.as_ref().map_or("", |m| m.as_str());
             let hint = if result.error_code == 36 {
                 " (`strom topic describe` shows it)"

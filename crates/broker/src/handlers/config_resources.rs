@@ -84,18 +84,21 @@ pub async fn apply(
     validate_only: bool,
 ) -> Result<(), TopicError> {
     let broker = broker.clone();
-    tokio::task::spawn_blocking(move || match target {
-        ConfigResource::Topic(name) => {
-            broker
-                .topics
-                .replace_topic_configs(&name, configs, validate_only, &broker.partitions)
+    tokio::spawn(async move {
+        match target {
+            ConfigResource::Topic(name) => {
+                broker
+                    .topics
+                    .replace_topic_configs(&name, configs, validate_only)
+                    .await
+            }
+            ConfigResource::Broker { for_node } => {
+                broker
+                    .topics
+                    .replace_broker_configs(for_node, configs, validate_only)
+                    .await
+            }
         }
-        ConfigResource::Broker { for_node } => broker.topics.replace_broker_configs(
-            for_node,
-            configs,
-            validate_only,
-            &broker.partitions,
-        ),
     })
     .await
     .unwrap_or_else(|_| {

@@ -36,10 +36,11 @@ pub async fn handle(
             let grower = broker.clone();
             let count = topic.count;
             let validate_only = request.validate_only;
-            tokio::task::spawn_blocking(move || {
+            tokio::spawn(async move {
                 grower
                     .topics
-                    .add_partitions(&name, count, validate_only, &grower.partitions)
+                    .add_partitions(&name, count, validate_only)
+                    .await
             })
             .await
             .unwrap_or_else(|_| {

@@ -33,13 +33,11 @@ pub async fn handle(
             Err(error) => Err(error),
             Ok(new_topic) => {
                 let creator = broker.clone();
-                tokio::task::spawn_blocking(move || {
+                tokio::spawn(async move {
                     if validate_only {
-                        creator
-                            .topics
-                            .check_new_topic(&new_topic, &creator.partitions)
+                        creator.topics.check_new_topic(&new_topic).await
                     } else {
-                        creator.topics.create(new_topic, &creator.partitions)
+                        creator.topics.create(new_topic).await
                     }
                 })
                 .await

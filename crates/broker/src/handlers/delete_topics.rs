@@ -53,10 +53,7 @@ pub async fn handle(
         };
         let deleter = broker.clone();
         let target = resolved.clone();
-        let deleted = tokio::task::spawn_blocking(move || {
-            deleter.topics.delete(&target, &deleter.partitions)
-        })
-        .await;
+        let deleted = tokio::spawn(async move { deleter.topics.delete(&target).await }).await;
         let result = match deleted {
             Ok(Ok(metadata)) => result
                 .with_name(Some(topic_name(&metadata.name)))

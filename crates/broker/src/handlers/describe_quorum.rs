@@ -1,9 +1,9 @@
-//! DescribeQuorum: the KRaft quorum of `__cluster_metadata`. A single
-//! `strom serve` is a one-voter quorum: this node is its only voter and its
-//! leader, with no observers. Strom's metadata log is not a Raft log yet
-//! (ARCHITECTURE.md, "Local metadata log until clustering"), so it has no
-//! Raft offsets to report: the high watermark and the voter's log end
-//! offset are -1, Kafka's "unknown", and the leader epoch is 1.
+//! DescribeQuorum: the controller quorum, as KRaft reports the quorum of
+//! `__cluster_metadata`: the leader and its epoch (the Raft term), the high
+//! watermark and every voter's and observer's log end offset (metadata
+//! offsets), answered by the leader (a broker asks it, as Kafka's brokers
+//! forward the request to the controller). A single `strom serve` is a
+//! one-voter quorum.
 
 use std::sync::Arc;
 
@@ -15,15 +15,14 @@ use kafka_protocol::messages::{BrokerId, DescribeQuorumRequest, DescribeQuorumRe
 
 use super::{str_bytes, topic_name};
 use crate::broker::Broker;
-use crate::partition::now_ms;
 use crate::protocol::RequestContext;
+use crate::quorum::ReplicaView;
 
 const METADATA_TOPIC: &str = "__cluster_metadata";
-const LEADER_EPOCH: i32 = 1;
 
 pub async fn handle(
     broker: Arc<Broker>,
-    _context: &RequestContext,
+    context: &RequestContext,
     request: DescribeQuorumRequest,
 ) -> DescribeQuorumResponse {
     // Kafka's rules: exactly one topic with one partition, else
@@ -37,32 +36,64 @@ pub async fn handle(
         return DescribeQuorumResponse::default()
             .with_error_code(ResponseError::InvalidRequest.code());
     };
-    let node = broker.node_id();
     let mut answer = PartitionData::default().with_partition_index(partition.partition_index);
+    let mut nodes = Vec::new();
     if topic.topic_name.as_str() != METADATA_TOPIC || partition.partition_index != 0 {
         answer = answer.with_error_code(ResponseError::UnknownTopicOrPartition.code());
     } else {
-        let now = now_ms();
-        let voter = ReplicaState::default()
-            .with_replica_id(BrokerId(node))
-            .with_log_end_offset(-1)
-            .with_last_fetch_timestamp(now)
-            .with_last_caught_up_timestamp(now);
-        answer = answer
-            .with_leader_id(BrokerId(node))
-            .with_leader_epoch(LEADER_EPOCH)
-            .with_high_watermark(-1)
-            .with_current_voters(vec![voter]);
+        match broker.topics.quorum().describe().await {
+            Ok(view) => {
+                let state = |replica: &ReplicaView| {
+                    let state = ReplicaState::default()
+                        .with_replica_id(BrokerId(replica.node_id))
+                        .with_log_end_offset(replica.log_end_offset);
+                    // Timestamps came with v1.
+                    if context.api_version >= 1 {
+                        state
+                            .with_last_fetch_timestamp(replica.last_fetch_ms)
+                            .with_last_caught_up_timestamp(replica.last_caught_up_ms)
+                    } else {
+                        state
+                    }
+                };
+                let live = broker.topics.live_brokers();
+                nodes = view
+                    .voters
+                    .iter()
+                    .filter_map(|voter| live.iter().find(|b| b.node_id == voter.node_id))
+                    .map(|node| {
+                        Node::default()
+                            .with_node_id(BrokerId(node.node_id))
+                            .with_listeners(vec![Listener::default()
+                                .with_name(str_bytes("PLAINTEXT"))
+                                .with_host(str_bytes(node.host.clone()))
+                                .with_port(node.port)])
+                    })
+                    .collect();
+                answer = answer
+                    .with_leader_id(BrokerId(view.leader))
+                    .with_leader_epoch(i32::try_from(view.term).unwrap_or(i32::MAX))
+                    .with_high_watermark(view.high_watermark)
+                    .with_current_voters(view.voters.iter().map(state).collect())
+                    .with_observers(view.observers.iter().map(state).collect());
+            }
+            Err(problem) => {
+                tracing::debug!(%problem, "DescribeQuorum found no quorum leader");
+                answer = answer.with_error_code(ResponseError::NotLeaderOrFollower.code());
+                if context.api_version >= 2 {
+                    answer = answer.with_error_message(Some(str_bytes(problem)));
+                }
+            }
+        }
     }
-    let listener = Listener::default()
-        .with_name(str_bytes("PLAINTEXT"))
-        .with_host(str_bytes(broker.advertised_host.clone()))
-        .with_port(broker.advertised_port.clamp(0, u16::MAX as i32) as u16);
     DescribeQuorumResponse::default()
         .with_topics(vec![TopicData::default()
             .with_topic_name(topic_name(topic.topic_name.as_str()))
             .with_partitions(vec![answer])])
-        .with_nodes(vec![Node::default()
-            .with_node_id(BrokerId(node))
-            .with_listeners(vec![listener])])
+        // Listeners per node came with v2.
+        .with_nodes(if context.api_version >= 2 {
+            nodes
+        } else {
+            Vec::new()
+        })
 }

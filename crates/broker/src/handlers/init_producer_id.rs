@@ -55,11 +55,7 @@ pub async fn handle(
             .with_producer_epoch(request.producer_epoch + 1);
     }
     let allocator = broker.clone();
-    match tokio::task::spawn_blocking(move || {
-        allocator.topics.allocate_producer_id(&allocator.partitions)
-    })
-    .await
-    {
+    match tokio::spawn(async move { allocator.topics.allocate_producer_id().await }).await {
         Ok(Ok(id)) => InitProducerIdResponse::default()
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(0),

@@ -109,9 +109,7 @@ async fn by_name(
         ..NewTopic::default()
     };
     let creator = broker.clone();
-    let created =
-        tokio::task::spawn_blocking(move || creator.topics.create(new_topic, &creator.partitions))
-            .await;
+    let created = tokio::spawn(async move { creator.topics.create(new_topic).await }).await;
     match created {
         Ok(Ok(topic)) => describe(&topic, live),
         // Another request created it first.

@@ -1,0 +1,175 @@
+"""A cluster of real `strom serve` processes on loopback, and the faults to break it with.
+
+Every node is a broker and a controller quorum voter (process.roles=broker,controller)
+unless started as a broker only. Kafka listeners bind port 0 (each node registers the
+port it got); controller listeners need fixed ports, since every node names them in
+--controller-quorum-voters, so they are chosen free before the first start and kept.
+
+Faults: kill -9, SIGSTOP/SIGCONT (a paused process keeps its sockets, like a long GC
+pause or a stalled VM), a clean stop, a restart on the same or a wiped data directory.
+
+Deadlines exist only so that a broken cluster cannot hang the suite; they are never
+assertions about speed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+from pathlib import Path
+from typing import Optional
+
+import pytest
+
+from conftest import Broker, ck_admin, wait_until
+
+# Short cluster timings, so failures are noticed and healed within seconds.
+FAST = {
+    "broker.session.timeout.ms": "3000",
+    "broker.heartbeat.interval.ms": "300",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Node(Broker):
+    """One node of a cluster: a Broker started with its cluster flags."""
+
+    def __init__(self, cluster: "Cluster", node_id: int, voter: bool, base: Path):
+        super().__init__(cluster.binary, base / f"node{node_id}" / "data", base / f"node{node_id}" / "logs", cluster.settings)
+        self.cluster = cluster
+        self.node_id = node_id
+        self.voter = voter
+        self.controller_port = free_port() if voter else None
+        self.paused = False
+
+    def command(self) -> list[str]:
+        cmd = super().command() + [
+            "--node-id",
+            str(self.node_id),
+            "--controller-quorum-voters",
+            self.cluster.voters(),
+        ]
+        if self.voter:
+            cmd += ["--controller-listener", f"127.0.0.1:{self.controller_port}"]
+        else:
+            cmd += ["--process-roles", "broker"]
+        return cmd
+
+    def pause(self):
+        """SIGSTOP: the process stops running but keeps its sockets open."""
+        assert self.alive() and not self.paused
+        self.proc.send_signal(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self):
+        assert self.paused
+        self.proc.send_signal(signal.SIGCONT)
+        self.paused = False
+
+    def wipe(self):
+        """Removes the data directory (the node must be down): a replaced disk."""
+        assert not self.alive()
+        shutil.rmtree(self.data_dir)
+        self.data_dir.mkdir(parents=True)
+
+
+class Cluster:
+    def __init__(self, binary: Path, base: Path, voters: int, brokers_only: int = 0, settings: Optional[dict] = None):
+        self.binary = binary
+        self.settings = {**FAST, **(settings or {})}
+        self.nodes: dict[int, Node] = {}
+        for node_id in range(1, voters + brokers_only + 1):
+            self.nodes[node_id] = Node(self, node_id, node_id <= voters, base)
+
+    def voters(self) -> str:
+        return ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes.values() if n.voter)
+
+    def start(self, timeout: float = 60.0) -> "Cluster":
+        # Voters wait for each other to elect a controller before they listen, so
+        # they start together; a start returns once the node printed its banner.
+        import threading
+
+        errors: list[BaseException] = []
+
+        def start(node: Node):
+            try:
+                node.start(timeout)
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=start, args=(n,)) for n in self.nodes.values()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+        self.wait_for_brokers(len(self.nodes))
+        return self
+
+    def __getitem__(self, node_id: int) -> Node:
+        return self.nodes[node_id]
+
+    def running(self) -> list[Node]:
+        return [n for n in self.nodes.values() if n.alive() and not n.paused]
+
+    @property
+    def bootstrap(self) -> str:
+        """Every running node, as a client's bootstrap list."""
+        return ",".join(n.bootstrap for n in self.running())
+
+    def metadata(self, node: Node, timeout: float = 10):
+        return ck_admin(node.bootstrap).list_topics(timeout=timeout)
+
+    def wait_for_brokers(self, count: int, timeout: float = 60.0):
+        """Until every running node's Metadata lists `count` brokers."""
+
+        def all_see():
+            return all(len(self.metadata(n).brokers) == count for n in self.running())
+
+        wait_until(all_see, timeout, f"every running node to list {count} brokers")
+
+    def controller(self, via: Optional[Node] = None) -> int:
+        """The active controller's node id, as a running node reports it."""
+        node = via or self.running()[0]
+        return self.metadata(node).controller_id
+
+    def leader(self, topic: str, partition: int = 0, via: Optional[Node] = None) -> int:
+        md = self.metadata(via or self.running()[0])
+        return md.topics[topic].partitions[partition].leader
+
+    def close(self):
+        problems = []
+        for n in self.nodes.values():
+            if n.paused:
+                n.resume()
+            if n.proc is not None and n.proc.poll() is None:
+                try:
+                    n.stop()
+                except AssertionError as e:
+                    problems.append(f"node {n.node_id}: {e}")
+        if problems:
+            pytest.fail("at teardown:\n" + "\n".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def cluster_factory(strom_bin, tmp_path):
+    """Start clusters: cluster_factory(3) gives three broker+controller nodes, started."""
+    made: list[Cluster] = []
+
+    def make(voters: int = 3, brokers_only: int = 0, settings: Optional[dict] = None, start: bool = True) -> Cluster:
+        c = Cluster(strom_bin, tmp_path / f"cluster{len(made)}", voters, brokers_only, settings)
+        made.append(c)
+        if start:
+            c.start()
+        return c
+
+    yield make
+    for c in made:
+        c.close()
