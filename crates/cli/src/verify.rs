@@ -10,7 +10,11 @@ use clap::Args;
 /// growing offsets. Run it while the broker is stopped; it changes nothing
 /// (a broker repairs a torn tail itself when it starts).
 ///
-/// Exit code 0 when everything is intact, 1 when something is damaged.
+/// Exit codes: 0 when everything is intact; 2 when the only problem is a
+/// write cut off at the very end of a partition's active segment (what
+/// `kill -9` or a crash mid-write leaves: that batch was never acknowledged,
+/// and the broker truncates it when it starts); 1 when anything else is
+/// damaged.
 ///
 /// Example:
 ///   strom verify --data-dir ./strom-data
@@ -33,6 +37,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let mut batches = 0u64;
     let mut records = 0u64;
     let mut problems = Vec::new();
+    let mut cut_short = Vec::new();
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&args.data_dir)
         .with_context(|| format!("cannot read data directory {}", args.data_dir.display()))?
         .flatten()
@@ -59,33 +64,48 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         }
         logs.sort();
         partitions += 1;
-        for log in logs {
+        let active = logs.len() - 1;
+        for (index, log) in logs.into_iter().enumerate() {
             segments += 1;
             let check = strom_log::check_segment(&log)?;
             batches += check.batches;
             records += check.records;
             if let Some(problem) = check.problem {
-                problems.push(format!(
+                let line = format!(
                     "{} at byte {} of {}: {problem}",
                     log.display(),
                     check.valid_bytes,
                     check.file_bytes
-                ));
+                );
+                if check.cut_short && index == active {
+                    cut_short.push(line);
+                } else {
+                    problems.push(line);
+                }
             }
         }
     }
     println!("checked {partitions} partitions, {segments} segments, {batches} batches, {records} records");
-    if problems.is_empty() {
-        println!("OK: no damaged batches");
-        Ok(ExitCode::SUCCESS)
-    } else {
-        for problem in &problems {
-            println!("DAMAGED: {problem}");
-        }
+    for line in &cut_short {
+        println!("INCOMPLETE LAST WRITE: {line}");
+    }
+    for problem in &problems {
+        println!("DAMAGED: {problem}");
+    }
+    if !problems.is_empty() {
         println!(
-            "{} damaged segments; starting the broker truncates torn tails",
+            "{} damaged segments; starting the broker truncates a damaged tail of the active segment, anything else needs a replica or a backup",
             problems.len()
         );
         Ok(ExitCode::from(1))
+    } else if !cut_short.is_empty() {
+        println!(
+            "{} partitions end in a write cut off by a crash (never acknowledged); starting the broker truncates it",
+            cut_short.len()
+        );
+        Ok(ExitCode::from(2))
+    } else {
+        println!("OK: no damaged batches");
+        Ok(ExitCode::SUCCESS)
     }
 }

@@ -16,6 +16,10 @@ pub struct SegmentCheck {
     pub file_bytes: u64,
     /// What is wrong at `valid_bytes`, if anything.
     pub problem: Option<String>,
+    /// The problem is only that the file ends inside its last batch: what a
+    /// process killed mid-write leaves behind. Such a batch was never
+    /// acknowledged, and a broker truncates it when it opens the log.
+    pub cut_short: bool,
 }
 
 /// Scans one `.log` file from start to end.
@@ -30,8 +34,9 @@ pub fn check_segment(path: &Path) -> Result<SegmentCheck, LogError> {
         let start = reader.position();
         let header = match reader.next()? {
             Next::End => break,
-            Next::Torn(problem) => {
+            Next::Torn { problem, cut_short } => {
                 check.problem = Some(problem);
+                check.cut_short = cut_short;
                 break;
             }
             Next::Batch(header) => header,

@@ -177,7 +177,7 @@ fn for_each_batch(
         match reader.next()? {
             Next::End => return Ok(ControlFlow::Continue(())),
             // Sealed segments were validated at recovery: damage now is corruption.
-            Next::Torn(_) => {
+            Next::Torn { .. } => {
                 return Err(LogError::Corrupt {
                     path: path.to_path_buf(),
                     position,

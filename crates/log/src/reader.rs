@@ -14,8 +14,10 @@ pub(crate) enum Next {
     Batch(BatchHeader),
     /// The file ends exactly after the previous batch.
     End,
-    /// The rest of the file is not a whole batch: why.
-    Torn(String),
+    /// The rest of the file is not a whole batch: why, and whether the file
+    /// merely ends too early (a write cut off by a crash: a prefix of a
+    /// batch) rather than holding bytes that are not a batch at all.
+    Torn { problem: String, cut_short: bool },
 }
 
 pub(crate) struct SegmentReader {
@@ -62,9 +64,10 @@ impl SegmentReader {
             return Ok(Next::End);
         }
         if remaining < HEADER_SIZE as u64 {
-            return Ok(Next::Torn(format!(
-                "{remaining} trailing bytes are a torn batch header"
-            )));
+            return Ok(Next::Torn {
+                problem: format!("{remaining} trailing bytes are a torn batch header"),
+                cut_short: true,
+            });
         }
         self.buffer.resize(HEADER_SIZE, 0);
         self.reader
@@ -72,14 +75,22 @@ impl SegmentReader {
             .map_err(|e| LogError::io("read", &self.path, e))?;
         let header = match BatchHeader::parse(&self.buffer) {
             Ok(header) => header,
-            Err(error) => return Ok(Next::Torn(error.to_string())),
+            Err(error) => {
+                return Ok(Next::Torn {
+                    problem: error.to_string(),
+                    cut_short: false,
+                })
+            }
         };
         if header.total_size() as u64 > remaining {
-            return Ok(Next::Torn(format!(
-                "batch at offset {} claims {} bytes but only {remaining} remain (torn write)",
-                header.base_offset,
-                header.total_size()
-            )));
+            return Ok(Next::Torn {
+                problem: format!(
+                    "batch at offset {} claims {} bytes but only {remaining} remain (torn write)",
+                    header.base_offset,
+                    header.total_size()
+                ),
+                cut_short: true,
+            });
         }
         self.buffer.resize(header.total_size(), 0);
         self.reader
