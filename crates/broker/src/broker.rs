@@ -17,7 +17,6 @@ use crate::config::{parse_listener, BrokerConfig};
 use crate::configs::BrokerOverrides;
 use crate::fetch_session::FetchSessionCache;
 use crate::flusher::{self, Flusher};
-use crate::local_quorum as strom_quorum;
 use crate::partition::PartitionRegistry;
 use crate::quorum::MetadataQuorum;
 use crate::replica_manager::ReplicaManager;
@@ -29,6 +28,11 @@ use crate::topics::Topics;
 const CLEAN_SHUTDOWN_MARKER: &str = ".strom-clean-shutdown";
 const LOCK_FILE: &str = ".strom.lock";
 const METADATA_DIR: &str = "__cluster_metadata";
+/// The controller quorum's files, inside [`METADATA_DIR`].
+const QUORUM_DIR: &str = "quorum";
+/// Where the metadata log of single-node Strom goes once it seeded the
+/// quorum (kept, not deleted), inside [`METADATA_DIR`].
+const PRE_QUORUM_DIR: &str = "pre-quorum";
 
 #[derive(Debug, Error)]
 pub enum StartError {
@@ -208,21 +212,31 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         Some((host, port)) => (host, port),
         None => (listen_host.clone(), local_addr.port()),
     };
-    // The metadata: the quorum of one keeps the local metadata log where
-    // single-node Strom always kept it.
+    // The metadata: the controller quorum's Raft log in
+    // __cluster_metadata/quorum. A data directory written by single-node
+    // Strom before the quorum existed has its metadata log beside it: that
+    // log's image seeds a quorum of one, once.
     let metadata_dir = data_dir.join(METADATA_DIR);
-    let new_data_dir = !has_legacy_metadata(&metadata_dir);
-    let seed = MetadataLog::open(&metadata_dir).map(|(_, image)| image)?;
+    let seed = if has_legacy_metadata(&metadata_dir) {
+        Some(MetadataLog::open(&metadata_dir).map(|(_, image)| image)?)
+    } else {
+        None
+    };
     // Before anything is written in this node's name: in a one-node
     // cluster, a data directory whose partitions are another node's (written
     // before meta.properties named its node) is refused as it is.
     let alone = config.quorum_voters.is_empty();
-    if let Some(foreign) = seed.topics.values().filter(|_| alone).find(|topic| {
-        topic
-            .partitions
-            .iter()
-            .any(|p| !p.replicas.contains(&config.node_id))
-    }) {
+    if let Some(foreign) = seed
+        .iter()
+        .filter(|_| alone)
+        .flat_map(|image| image.topics.values())
+        .find(|topic| {
+            topic
+                .partitions
+                .iter()
+                .any(|p| !p.replicas.contains(&config.node_id))
+        })
+    {
         return Err(StartError::Config(format!(
             "topic '{}' in {} is assigned to other brokers; start this data directory with the node id it was created with",
             foreign.name,
@@ -242,8 +256,12 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
     let files = FileCache::new(open_files - splice_files - sync_files);
 
     let (applied_sender, applied) = tokio::sync::mpsc::unbounded_channel();
-    drop(seed);
-    let quorum = start_quorum(&config, metadata_dir, None, applied_sender).await?;
+    let seeded = seed.is_some();
+    let new_data_dir = !seeded && !metadata_dir.join(QUORUM_DIR).exists();
+    let quorum = start_quorum(&config, metadata_dir.join(QUORUM_DIR), seed, applied_sender).await?;
+    if seeded {
+        retire_legacy_metadata(&metadata_dir);
+    }
     let quorum = MetadataQuorum::new(
         config.node_id,
         quorum,
@@ -387,6 +405,8 @@ fn controller_config(overrides: &BrokerOverrides) -> ControllerConfig {
             .get_i64("leader.imbalance.check.interval.seconds")
             .saturating_mul(1000),
         producer_id_block_size: 1_000,
+        // Followers do not fetch from their leaders yet.
+        max_replication_factor: 1,
     }
 }
 
@@ -560,11 +580,35 @@ async fn start_quorum(
         dir,
         listener,
         timing,
-        snapshot_after_entries: strom_controller::SNAPSHOT_AFTER_RECORDS,
+        snapshot_after_entries: strom_quorum::DEFAULT_SNAPSHOT_AFTER_ENTRIES,
     };
     strom_quorum::Quorum::start(quorum_config, seed, applied)
         .await
         .map_err(|error| StartError::Config(format!("starting the controller quorum: {error}")))
+}
+
+/// Moves the metadata log of single-node Strom out of the way once its
+/// image is in the quorum, so it seeds nothing again.
+fn retire_legacy_metadata(dir: &Path) {
+    let retired = dir.join(PRE_QUORUM_DIR);
+    let moved = std::fs::create_dir_all(&retired).and_then(|()| {
+        for entry in std::fs::read_dir(dir)?.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.starts_with("metadata") && entry.path().is_file() {
+                std::fs::rename(entry.path(), retired.join(&name))?;
+            }
+        }
+        std::fs::File::open(dir)?.sync_all()
+    });
+    match moved {
+        Ok(()) => tracing::info!(
+            kept_in = %retired.display(),
+            "the single-node metadata log is now in the controller quorum; the old files are kept"
+        ),
+        Err(error) => {
+            tracing::warn!(%error, "could not move the old metadata log aside; it is ignored from now on")
+        }
+    }
 }
 
 /// Whether `dir` holds a metadata log written before the controller

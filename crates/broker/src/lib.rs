@@ -28,7 +28,6 @@ pub mod flusher;
 pub mod groups;
 pub mod handlers;
 pub mod internal_topics;
-pub mod local_quorum;
 pub mod partition;
 pub mod producer_state;
 pub mod protocol;

@@ -14,7 +14,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::local_quorum as strom_quorum;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use strom_controller::{
@@ -288,25 +287,36 @@ impl MetadataQuorum {
                 Err(answer) => return answer,
             }
         }
-        let state = active.as_mut().expect("activated above");
+        // Out of the slot while its records commit: should this future be
+        // dropped before they do (a caller's timeout), the controller,
+        // whose image already runs ahead of the log, is not used again;
+        // the next decision starts over from the committed image.
+        let mut state = active.take().expect("activated above");
         let Decision { reply, records } = match decide(&mut state.controller) {
             Ok(decision) => decision,
-            Err(refused) => return Answer::Refused(refused),
+            Err(refused) => {
+                *active = Some(state);
+                return Answer::Refused(refused);
+            }
         };
         if records.is_empty() {
-            return Answer::Decided(reply, state.controller.image().applied);
+            let applied = state.controller.image().applied;
+            *active = Some(state);
+            return Answer::Decided(reply, applied);
         }
-        match self.quorum.append(records).await {
+        match self.quorum.append(records, self.deadline).await {
             Ok(offset) => {
                 debug_assert_eq!(offset, state.controller.image().applied);
+                *active = Some(state);
                 Answer::Decided(reply, offset)
             }
             Err(error) => {
-                // Its image ran ahead of the log: the next decision starts
-                // over from the committed image.
-                *active = None;
                 match error {
                     AppendError::NotLeader { .. } => Answer::NotController,
+                    // Perhaps committed later: the caller hears that the
+                    // outcome is unknown, and the next controller starts
+                    // from whatever the log then holds.
+                    AppendError::Timeout(_) => Answer::Failed(error.to_string()),
                     AppendError::Fatal(problem) => {
                         tracing::error!(%problem, "committing metadata records failed");
                         Answer::Storage(problem)
@@ -324,9 +334,10 @@ impl MetadataQuorum {
             let record = MetadataRecord::ClusterCreated {
                 cluster_id: crate::broker::new_cluster_id(),
             };
-            if let Err(error) = self.quorum.append(vec![record]).await {
+            if let Err(error) = self.quorum.append(vec![record], self.deadline).await {
                 return Err(match error {
                     AppendError::NotLeader { .. } => Answer::NotController,
+                    AppendError::Timeout(_) => Answer::Failed(error.to_string()),
                     AppendError::Fatal(problem) => Answer::Storage(problem),
                 });
             }

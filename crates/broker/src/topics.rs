@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::local_quorum as strom_quorum;
 use kafka_protocol::error::ResponseError;
 use strom_controller::{
     ControllerError, ControllerReply, ControllerRequest, ElectionType, ErrorKind, Heartbeat,
@@ -223,7 +222,13 @@ impl Topics {
     pub async fn shut_down(&self, within: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + within;
         while tokio::time::Instant::now() < deadline {
-            match self.heartbeat_once(true).await {
+            // A controller without a majority never answers: the shutdown
+            // waits no longer than its own deadline for any one heartbeat.
+            let Ok(answer) = tokio::time::timeout_at(deadline, self.heartbeat_once(true)).await
+            else {
+                break;
+            };
+            match answer {
                 Ok((reply, _)) if reply.should_shut_down => return true,
                 Ok(_) => {}
                 Err(error) => {

@@ -188,11 +188,17 @@ fn build_config(args: &ServeArgs) -> anyhow::Result<BrokerConfig> {
     Ok(config)
 }
 
+/// Info from Strom; nothing from openraft, which logs every failed retry to
+/// an unreachable voter (several a second while one is down). The quorum
+/// logs leadership changes and storage failures itself; `STROM_LOG=info,openraft=warn`
+/// shows openraft's view when debugging the quorum.
+const DEFAULT_LOG_FILTER: &str = "info,openraft=off";
+
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("STROM_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -106,6 +106,11 @@ pub struct Applied {
 pub enum AppendError {
     #[error("this node is not the quorum leader")]
     NotLeader { leader: Option<(i32, String)> },
+    /// Not committed within the time given: no majority of the voters
+    /// answered (they are down or cut off). The batch may still commit
+    /// later, or never; the caller must not assume either.
+    #[error("not committed within {0:?}: no majority of the controller quorum voters answered")]
+    Timeout(Duration),
     #[error("{0}")]
     Fatal(String),
 }
@@ -326,8 +331,13 @@ impl Quorum {
     }
 
     /// Appends a batch on the quorum leader, answering the metadata offset
-    /// after it once it is committed and applied here.
-    pub async fn append(&self, records: Vec<MetadataRecord>) -> Result<u64, AppendError> {
+    /// after it once it is committed and applied here, or
+    /// [`AppendError::Timeout`] when that takes longer than `within`.
+    pub async fn append(
+        &self,
+        records: Vec<MetadataRecord>,
+        within: Duration,
+    ) -> Result<u64, AppendError> {
         let leader_address = |leader: Option<i32>| {
             leader.and_then(|id| {
                 self.node
@@ -341,7 +351,8 @@ impl Quorum {
                 leader: leader_address(self.node.leadership.borrow().leader),
             });
         };
-        match raft.client_write(Command::Records(records)).await {
+        let written = tokio::time::timeout(within, raft.client_write(Command::Records(records)));
+        match written.await.map_err(|_| AppendError::Timeout(within))? {
             Ok(written) => Ok(written.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
                 Err(AppendError::NotLeader {
@@ -580,9 +591,16 @@ async fn follow_leadership(
     mut ready: watch::Receiver<Option<openraft::LeaderId<u64>>>,
     leadership: watch::Sender<Leadership>,
 ) {
+    let mut reported_fatal = false;
     loop {
         let now = {
             let m = metrics.borrow_and_update();
+            if let Err(fatal) = &m.running_state {
+                if !reported_fatal {
+                    reported_fatal = true;
+                    tracing::error!(%fatal, "the controller quorum stopped on this node; restart it once the cause (see above) is fixed");
+                }
+            }
             let ready = *ready.borrow_and_update();
             Leadership {
                 leader: m.current_leader.map(|id| id as i32),

@@ -10,6 +10,8 @@ use strom_metadata::MetadataRecord;
 use strom_quorum::{Applied, Quorum, QuorumConfig, Timing};
 use tokio::sync::mpsc;
 
+const WITHIN: Duration = Duration::from_secs(10);
+
 fn record(n: u64) -> MetadataRecord {
     MetadataRecord::ProducerIdsAllocated {
         next: n as i64,
@@ -93,13 +95,17 @@ async fn three_voters_and_an_observer_agree_and_survive_the_leader_stopping() {
     for n in 1..=3 {
         offset = members[&first]
             .quorum
-            .append(vec![record(n)])
+            .append(vec![record(n)], WITHIN)
             .await
             .unwrap();
     }
     // A follower refuses appends and names the leader.
     let follower = (1..=3).find(|&id| id != first).unwrap();
-    match members[&follower].quorum.append(vec![record(99)]).await {
+    match members[&follower]
+        .quorum
+        .append(vec![record(99)], WITHIN)
+        .await
+    {
         Err(strom_quorum::AppendError::NotLeader {
             leader: Some((id, _)),
         }) => assert_eq!(id, first),
@@ -143,7 +149,7 @@ async fn three_voters_and_an_observer_agree_and_survive_the_leader_stopping() {
     for n in 4..=9 {
         offset = members[&second]
             .quorum
-            .append(vec![record(n)])
+            .append(vec![record(n)], WITHIN)
             .await
             .unwrap();
     }
@@ -167,6 +173,28 @@ async fn three_voters_and_an_observer_agree_and_survive_the_leader_stopping() {
     );
     assert_eq!(members[&first].quorum.image().next_producer_id, 9);
     assert_eq!(members[&first].quorum.image().applied, offset);
+
+    // Without a majority the leader cannot commit: the append gives up at
+    // its deadline rather than waiting forever.
+    let current = leader(&members).await;
+    for id in [1, 2, 3] {
+        if id != current {
+            let stopped = members.remove(&id).unwrap();
+            stopped.quorum.shutdown().await;
+        }
+    }
+    match members[&current]
+        .quorum
+        .append(vec![record(10)], Duration::from_millis(500))
+        .await
+    {
+        Err(strom_quorum::AppendError::Timeout(_))
+        | Err(strom_quorum::AppendError::NotLeader { .. }) => {}
+        other => panic!(
+            "a leader without a majority answered {:?}",
+            other.map(|_| ())
+        ),
+    }
     for member in members.values() {
         member.quorum.shutdown().await;
     }
@@ -177,14 +205,14 @@ async fn a_quorum_of_one_needs_no_network_and_keeps_its_metadata() {
     let dir = tempfile::tempdir().unwrap();
     let voters = BTreeMap::from([(1, String::new())]);
     let member = start_alone(&voters, dir.path()).await;
-    let offset = member.append(vec![record(7)]).await.unwrap();
+    let offset = member.append(vec![record(7)], WITHIN).await.unwrap();
     assert_eq!(offset, 1);
     member.shutdown().await;
     drop(member);
     let member = start_alone(&voters, dir.path()).await;
     assert!(member.wait_applied(1, Duration::from_secs(10)).await);
     assert_eq!(member.image().next_producer_id, 7);
-    assert_eq!(member.append(vec![record(8)]).await.unwrap(), 2);
+    assert_eq!(member.append(vec![record(8)], WITHIN).await.unwrap(), 2);
     member.shutdown().await;
 }
 

@@ -1,0 +1,119 @@
+"""A cluster of three `strom serve` nodes: forming it, what clients see from any broker,
+admin requests reaching the active controller, and a new controller after the old one
+is killed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from cluster import cluster_factory  # noqa: F401 - the fixture
+from conftest import ck_admin, ck_consume, ck_produce, create_topic, kp_consumer, wait_for_topic, wait_until
+
+
+def test_any_broker_bootstraps_every_client_and_each_sees_three_brokers(cluster_factory):
+    cluster = cluster_factory(3)
+    ids = set(cluster.nodes)
+    for node in cluster.nodes.values():
+        md = cluster.metadata(node)
+        assert set(md.brokers) == ids, f"librdkafka via node {node.node_id} sees {sorted(md.brokers)}"
+        assert md.controller_id in ids
+        ports = {b.port for b in md.brokers.values()}
+        assert ports == {n.port for n in cluster.nodes.values()}, "each broker is listed at its own listener"
+
+        consumer = kp_consumer(node.bootstrap)
+        try:
+            def kafka_python_sees_three():
+                consumer.topics()  # a Metadata request
+                return {b.nodeId for b in consumer._client.cluster.brokers()} == ids
+
+            wait_until(kafka_python_sees_three, 20, f"kafka-python via node {node.node_id} to see 3 brokers")
+        finally:
+            consumer.close()
+
+        out = subprocess.run(["kcat", "-b", node.bootstrap, "-L", "-J"], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        listed = json.loads(out.stdout)
+        assert {b["id"] for b in listed["brokers"]} == ids, f"kcat via node {node.node_id}: {listed['brokers']}"
+    controllers = {cluster.metadata(n).controller_id for n in cluster.nodes.values()}
+    assert len(controllers) == 1, f"the nodes disagree on the active controller: {controllers}"
+
+
+def test_a_topic_created_through_one_broker_is_served_by_its_leaders_on_all(cluster_factory):
+    cluster = cluster_factory(3)
+    create_topic(cluster[2].bootstrap, "spread", partitions=6)
+    for node in cluster.nodes.values():
+        t = wait_for_topic(node.bootstrap, "spread", 6)
+        leaders = {p.leader for p in t.partitions.values()}
+        assert leaders == {1, 2, 3}, f"node {node.node_id} shows leaders {leaders}: placement spreads them"
+    # A client that knows only node 3 finds every leader and writes to all six partitions.
+    records = [{"key": f"k{i}".encode(), "value": f"v{i}".encode(), "partition": i % 6} for i in range(600)]
+    produced = ck_produce(cluster[3].bootstrap, "spread", records, acks="1")
+    assert {r.partition for r in produced} == set(range(6))
+    consumed = ck_consume(cluster[1].bootstrap, "spread", range(6), expected=600)
+    assert sorted((r.partition, r.offset, r.value) for r in consumed) == sorted(
+        (r.partition, r.offset, r.value) for r in produced
+    )
+
+
+def test_a_replicated_topic_is_refused_until_followers_fetch(cluster_factory):
+    """Followers do not copy their leaders' logs yet, so a partition on more than one
+    broker would list replicas in sync that hold nothing: the controller refuses it with
+    Kafka's INVALID_REPLICATION_FACTOR and says why."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import NewTopic
+
+    cluster = cluster_factory(3)
+    admin = ck_admin(cluster[1].bootstrap)
+    future = admin.create_topics([NewTopic("replicated", 1, 3)], operation_timeout=30)["replicated"]
+    try:
+        future.result(30)
+        raise AssertionError("a topic with replication factor 3 was created")
+    except KafkaException as e:
+        error = e.args[0]
+        assert error.code() == KafkaError.INVALID_REPLICATION_FACTOR, error
+        assert "replication factor 1" in error.str(), error.str()
+
+
+def test_killing_the_active_controller_elects_another_and_admin_requests_reach_it(cluster_factory):
+    cluster = cluster_factory(3)
+    old = cluster.controller()
+    cluster[old].kill9()
+    survivors = [n for n in cluster.nodes.values() if n.node_id != old]
+
+    def new_controller():
+        ids = {cluster.metadata(n).controller_id for n in survivors}
+        return len(ids) == 1 and old not in ids
+
+    wait_until(new_controller, 30, "the surviving nodes to agree on a new active controller")
+    # Created through the node that is not the controller, so the request is forwarded.
+    new = cluster.controller(survivors[0])
+    via = next(n for n in survivors if n.node_id != new)
+    admin = ck_admin(via.bootstrap)
+    from confluent_kafka.admin import NewTopic
+
+    admin.create_topics([NewTopic("after-failover", 2, 1)], operation_timeout=30)["after-failover"].result(30)
+    for node in survivors:
+        wait_for_topic(node.bootstrap, "after-failover", 2)
+    cluster[old].start()
+    wait_for_topic(cluster[old].bootstrap, "after-failover", 2)
+    cluster.wait_for_brokers(3)
+
+
+def test_a_stopped_broker_leaves_the_metadata_and_comes_back(cluster_factory):
+    cluster = cluster_factory(3)
+    cluster[3].stop()
+    cluster.wait_for_brokers(2)
+    cluster[3].start()
+    cluster.wait_for_brokers(3)
+
+
+def test_a_broker_only_node_joins_by_naming_the_voters(cluster_factory):
+    cluster = cluster_factory(3, brokers_only=1)
+    create_topic(cluster[4].bootstrap, "four", partitions=4)
+    t = wait_for_topic(cluster[1].bootstrap, "four", 4)
+    assert {p.leader for p in t.partitions.values()} == {1, 2, 3, 4}
+    on_four = next(i for i, p in t.partitions.items() if p.leader == 4)
+    produced = ck_produce(cluster[1].bootstrap, "four", [{"value": b"x", "partition": on_four}] * 10, acks="1")
+    assert len(produced) == 10
+    assert cluster.controller() in {1, 2, 3}, "only voters are controllers"
