@@ -373,6 +373,15 @@ def create_topic(bootstrap: str, name: str, partitions: int = 1, config: Optiona
     wait_for_topic(bootstrap, name, partitions, timeout)
 
 
+def describe_topic_configs(bootstrap: str, topic: str) -> dict:
+    """A topic's configs as DescribeConfigs gives them: name -> ConfigEntry."""
+    from confluent_kafka.admin import ConfigResource, ResourceType
+
+    res = ConfigResource(ResourceType.TOPIC, topic)
+    admin = ck_admin(bootstrap)  # keep a reference: futures fail with _DESTROY if the client is collected
+    return admin.describe_configs([res], request_timeout=30)[res].result(30)
+
+
 def topic_metadata(bootstrap: str, topic: Optional[str] = None, timeout: float = 10):
     """Metadata of all topics (topic=None) without triggering auto-creation."""
     admin = ck_admin(bootstrap)

@@ -17,6 +17,7 @@ from conftest import (
     ck_consume,
     ck_produce,
     create_topic,
+    describe_topic_configs,
     read_segment,
     segments,
     topic_metadata,
@@ -30,13 +31,6 @@ TOPICS = {
     "keep-plain": (1, {}),
 }
 
-
-def describe_topic_configs(bootstrap: str, topic: str) -> dict:
-    from confluent_kafka.admin import ConfigResource, ResourceType
-
-    res = ConfigResource(ResourceType.TOPIC, topic)
-    admin = ck_admin(bootstrap)  # keep a reference: futures fail with _DESTROY if the client is collected
-    return admin.describe_configs([res], request_timeout=30)[res].result(30)
 
 
 def produce_round(bootstrap: str, round_no: int) -> dict[str, list]:

@@ -46,8 +46,11 @@ impl BrokerRegistration {
 }
 
 /// The current cluster metadata. Snapshots are its JSON form
-/// ([`MetadataImage::to_snapshot`]).
+/// ([`MetadataImage::to_snapshot`]). However it is read back (a snapshot, an
+/// image inside a Raft entry or sent over the network), the derived index
+/// is rebuilt.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StoredImage")]
 pub struct MetadataImage {
     pub cluster_id: Option<String>,
     pub brokers: BTreeMap<i32, BrokerRegistration>,
@@ -67,6 +70,40 @@ pub struct MetadataImage {
     /// How many records have been applied: the metadata offset, the same on
     /// every node that applied the same log.
     pub applied: u64,
+}
+
+/// [`MetadataImage`] as stored: every field but the derived index.
+#[derive(Deserialize)]
+struct StoredImage {
+    cluster_id: Option<String>,
+    brokers: BTreeMap<i32, BrokerRegistration>,
+    topics: BTreeMap<String, TopicMetadata>,
+    default_broker_configs: BTreeMap<String, String>,
+    node_broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
+    next_producer_id: i64,
+    last_broker_epoch: i64,
+    applied: u64,
+}
+
+impl From<StoredImage> for MetadataImage {
+    fn from(stored: StoredImage) -> MetadataImage {
+        let topic_names = stored
+            .topics
+            .values()
+            .map(|topic| (topic.topic_id, topic.name.clone()))
+            .collect();
+        MetadataImage {
+            cluster_id: stored.cluster_id,
+            brokers: stored.brokers,
+            topics: stored.topics,
+            topic_names,
+            default_broker_configs: stored.default_broker_configs,
+            node_broker_configs: stored.node_broker_configs,
+            next_producer_id: stored.next_producer_id,
+            last_broker_epoch: stored.last_broker_epoch,
+            applied: stored.applied,
+        }
+    }
 }
 
 impl MetadataImage {
@@ -218,13 +255,7 @@ impl MetadataImage {
 
     /// Reads a snapshot written by [`MetadataImage::to_snapshot`].
     pub fn from_snapshot(json: &str) -> Option<MetadataImage> {
-        let mut image: MetadataImage = serde_json::from_str(json).ok()?;
-        image.topic_names = image
-            .topics
-            .values()
-            .map(|topic| (topic.topic_id, topic.name.clone()))
-            .collect();
-        Some(image)
+        serde_json::from_str(json).ok()
     }
 
     fn change_broker(
@@ -314,6 +345,14 @@ mod tests {
         assert_eq!(copy, state);
         assert_eq!(
             copy.topic_by_id(id).map(|t| t.name.as_str()),
+            Some("orders")
+        );
+        // Read back inside something else (a Raft entry carrying a whole
+        // image), the index is rebuilt too.
+        let wrapped: Vec<MetadataImage> =
+            serde_json::from_str(&serde_json::to_string(&vec![state.clone()]).unwrap()).unwrap();
+        assert_eq!(
+            wrapped[0].topic_by_id(id).map(|t| t.name.as_str()),
             Some("orders")
         );
         state.apply(&MetadataRecord::TopicDeleted {
