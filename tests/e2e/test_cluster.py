@@ -117,3 +117,46 @@ def test_a_broker_only_node_joins_by_naming_the_voters(cluster_factory):
     produced = ck_produce(cluster[1].bootstrap, "four", [{"value": b"x", "partition": on_four}] * 10, acks="1")
     assert len(produced) == 10
     assert cluster.controller() in {1, 2, 3}, "only voters are controllers"
+
+
+def test_an_active_controller_cut_off_from_the_other_voters_is_replaced_and_commits_nothing(cluster_factory):
+    """The active controller loses the network to both other voters while clients still
+    reach it. The other two elect a controller and take admin requests; a topic asked of
+    the cut-off node is never created (it cannot commit without a majority, and the request
+    fails rather than hanging); after the cut heals that node follows the new controller,
+    sees what the majority decided, and its own uncommitted change is gone everywhere."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import NewTopic
+
+    cluster = cluster_factory(3, network=True, settings={"request.timeout.ms": "5000"})
+    old = cluster.controller()
+    others = [node_id for node_id in cluster.nodes if node_id != old]
+    for other in others:
+        cluster.network.cut(old, other)
+
+    def majority_elected():
+        ids = {cluster.controller(cluster[n]) for n in others}
+        return len(ids) == 1 and old not in ids
+
+    wait_until(majority_elected, 30, "the two connected voters to elect a new active controller")
+    create_topic(cluster[others[0]].bootstrap, "decided-by-the-majority", partitions=2)
+    wait_for_topic(cluster[others[1]].bootstrap, "decided-by-the-majority", 2)
+
+    admin = ck_admin(cluster[old].bootstrap)
+    future = admin.create_topics([NewTopic("asked-of-the-minority", 1, 1)], operation_timeout=10, request_timeout=30)
+    try:
+        future["asked-of-the-minority"].result(60)
+        raise AssertionError("a controller without a majority created a topic")
+    except KafkaException as e:
+        print(f"the cut-off node answered: {e.args[0]}")
+
+    cluster.network.heal()
+
+    def old_node_caught_up():
+        md = cluster.metadata(cluster[old])
+        return md.controller_id != old and "decided-by-the-majority" in md.topics
+
+    wait_until(old_node_caught_up, 60, f"node {old} to follow the new controller after the cut healed")
+    cluster.wait_for_brokers(3)
+    for node in cluster.nodes.values():
+        assert "asked-of-the-minority" not in cluster.metadata(node).topics, f"node {node.node_id} lists the minority's topic"
