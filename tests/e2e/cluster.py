@@ -35,6 +35,7 @@ from conftest import Broker, ck_admin, wait_until
 FAST = {
     "broker.session.timeout.ms": "3000",
     "broker.heartbeat.interval.ms": "300",
+    "controller.quorum.election.timeout.ms": "500",
 }
 
 
@@ -224,6 +225,18 @@ class Cluster:
         """The active controller's node id, as a running node reports it."""
         node = via or self.running()[0]
         return self.metadata(node).controller_id
+
+    def wait_for_new_controller(self, old: int, timeout: float = 30.0) -> int:
+        """Until every running node other than `old` agrees on an active controller that is
+        not `old`; returns it."""
+        others = [n for n in self.running() if n.node_id != old]
+
+        def agreed():
+            ids = {self.controller(n) for n in others}
+            return len(ids) == 1 and old not in ids
+
+        wait_until(agreed, timeout, f"the nodes other than {old} to agree on a new active controller")
+        return self.controller(others[0])
 
     def leader(self, topic: str, partition: int = 0, via: Optional[Node] = None) -> int:
         md = self.metadata(via or self.running()[0])

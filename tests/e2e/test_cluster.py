@@ -80,14 +80,8 @@ def test_killing_the_active_controller_elects_another_and_admin_requests_reach_i
     old = cluster.controller()
     cluster[old].kill9()
     survivors = [n for n in cluster.nodes.values() if n.node_id != old]
-
-    def new_controller():
-        ids = {cluster.metadata(n).controller_id for n in survivors}
-        return len(ids) == 1 and old not in ids
-
-    wait_until(new_controller, 30, "the surviving nodes to agree on a new active controller")
+    new = cluster.wait_for_new_controller(old)
     # Created through the node that is not the controller, so the request is forwarded.
-    new = cluster.controller(survivors[0])
     via = next(n for n in survivors if n.node_id != new)
     admin = ck_admin(via.bootstrap)
     from confluent_kafka.admin import NewTopic
@@ -133,12 +127,7 @@ def test_an_active_controller_cut_off_from_the_other_voters_is_replaced_and_comm
     others = [node_id for node_id in cluster.nodes if node_id != old]
     for other in others:
         cluster.network.cut(old, other)
-
-    def majority_elected():
-        ids = {cluster.controller(cluster[n]) for n in others}
-        return len(ids) == 1 and old not in ids
-
-    wait_until(majority_elected, 30, "the two connected voters to elect a new active controller")
+    cluster.wait_for_new_controller(old)
     create_topic(cluster[others[0]].bootstrap, "decided-by-the-majority", partitions=2)
     wait_for_topic(cluster[others[1]].bootstrap, "decided-by-the-majority", 2)
 
@@ -160,3 +149,69 @@ def test_an_active_controller_cut_off_from_the_other_voters_is_replaced_and_comm
     cluster.wait_for_brokers(3)
     for node in cluster.nodes.values():
         assert "asked-of-the-minority" not in cluster.metadata(node).topics, f"node {node.node_id} lists the minority's topic"
+
+
+def test_a_paused_active_controller_is_replaced_and_on_waking_follows_the_new_one(cluster_factory):
+    """SIGSTOP of the active controller past the election timeout and the broker session:
+    the others elect a controller and take a new topic; on SIGCONT the old one, whose term
+    is over, follows the new controller and sees the topic, and its broker is back."""
+    cluster = cluster_factory(3)
+    old = cluster.controller()
+    cluster[old].pause()
+    new = cluster.wait_for_new_controller(old)
+    cluster.wait_for_brokers(2)
+    create_topic(cluster[new].bootstrap, "while-paused", partitions=3)
+    cluster[old].resume()
+
+    def woke_and_followed():
+        md = cluster.metadata(cluster[old])
+        return md.controller_id == new and "while-paused" in md.topics
+
+    wait_until(woke_and_followed, 60, f"node {old} to follow controller {new} after SIGCONT")
+    cluster.wait_for_brokers(3)
+
+
+def cluster_info(node) -> dict:
+    out = subprocess.run(
+        [str(node.binary), "cluster", "info", "--output", "json", "--bootstrap", node.bootstrap],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, f"strom cluster info via node {node.node_id} failed:\n{out.stderr}"
+    return json.loads(out.stdout)
+
+
+def test_cluster_info_and_a_broker_only_node_follow_a_controller_failover(cluster_factory):
+    """`strom cluster info` from any node: every broker with its role (the active controller,
+    the other voters, the broker-only node), the quorum's voters and observer, and no
+    metadata lag once settled. After kill -9 of the active controller, the broker-only node
+    (which followed a voter's metadata) learns of the new controller, takes an admin request
+    and shows the topic; cluster info then names the new active controller."""
+    cluster = cluster_factory(3, brokers_only=1)
+    old = cluster.controller()
+
+    def settled(via, active: int, brokers: set[int]):
+        info = cluster_info(via)
+        roles = {b["id"]: b["role"] for b in info["brokers"]}
+        expected = {i: ("controller (active)" if i == active else "controller" if i <= 3 else "broker") for i in brokers}
+        quorum = info.get("quorum") or {}
+        return (
+            roles == expected
+            and all(b["metadata_lag"] in (0, None) for b in info["brokers"])
+            and quorum.get("leader") == active
+            and sorted(v["id"] for v in quorum["voters"]) == [1, 2, 3]
+            and [o["id"] for o in quorum.get("observers", [])] == [4]
+        )
+
+    for node in cluster.nodes.values():
+        wait_until(lambda: settled(node, old, {1, 2, 3, 4}), 30, f"cluster info via node {node.node_id} to settle")
+
+    cluster[old].kill9()
+    new = cluster.wait_for_new_controller(old)
+    assert new in {1, 2, 3}
+    create_topic(cluster[4].bootstrap, "after-failover-via-broker-only", partitions=3)
+    for node in cluster.running():
+        wait_for_topic(node.bootstrap, "after-failover-via-broker-only", 3)
+    cluster.wait_for_brokers(3)
+    wait_until(lambda: cluster_info(cluster[4])["controller"] == new, 30, "cluster info via node 4 to name the new controller")

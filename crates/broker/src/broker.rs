@@ -573,7 +573,16 @@ async fn start_quorum(
         };
         (config.quorum_voters.clone(), listener)
     };
-    let timing = strom_quorum::Timing::default();
+    let election_ms = config
+        .overrides
+        .get_i64("controller.quorum.election.timeout.ms")
+        .max(50) as u64;
+    let timing = strom_quorum::Timing {
+        heartbeat_ms: (election_ms / 10).max(10),
+        election_timeout_min_ms: election_ms,
+        election_timeout_max_ms: election_ms * 2,
+        ..strom_quorum::Timing::default()
+    };
     let quorum_config = strom_quorum::QuorumConfig {
         node_id: config.node_id,
         voters,

@@ -266,6 +266,14 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         documentation: "A broker that has not heartbeated to the controller for this long is fenced: it leaves every ISR and loses its leaderships.",
     },
     ConfigDef {
+        name: "controller.quorum.election.timeout.ms",
+        kind: ConfigType::Int,
+        default: "1000",
+        broker_synonym: None,
+        validator: Validator::AtLeast(50),
+        documentation: "A voter that hears nothing from the quorum leader for this long (plus a random part up to as long again) starts an election; the leader sends heartbeats at a tenth of it.",
+    },
+    ConfigDef {
         name: "broker.heartbeat.interval.ms",
         kind: ConfigType::Int,
         default: "2000",
@@ -578,7 +586,6 @@ const KAFKA_BROKER_CONFIGS: &[(&str, ConfigType)] = &[
     ("controller.quorum.append.linger.ms", ConfigType::Int),
     ("controller.quorum.bootstrap.servers", ConfigType::List),
     ("controller.quorum.election.backoff.max.ms", ConfigType::Int),
-    ("controller.quorum.election.timeout.ms", ConfigType::Int),
     ("controller.quorum.fetch.timeout.ms", ConfigType::Int),
     ("controller.quota.window.num", ConfigType::Int),
     ("controller.quota.window.size.seconds", ConfigType::Int),

@@ -43,6 +43,17 @@ pub struct ApplyError {
     pub source: LogError,
 }
 
+/// Each named topic as `image` has it (`None`: gone, to be removed here).
+fn as_in(names: BTreeSet<String>, image: &MetadataImage) -> Vec<(String, Option<TopicMetadata>)> {
+    names
+        .into_iter()
+        .map(|name| {
+            let topic = image.topics.get(&name).cloned();
+            (name, topic)
+        })
+        .collect()
+}
+
 impl ReplicaManager {
     pub fn new(node_id: i32, data_dir: PathBuf, files: FileCache) -> ReplicaManager {
         ReplicaManager {
@@ -87,14 +98,7 @@ impl ReplicaManager {
                 _ => {}
             }
         }
-        let topics = touched
-            .into_iter()
-            .map(|name| {
-                let topic = image.topics.get(&name).cloned();
-                (name, topic)
-            })
-            .collect();
-        self.reconcile(topics, configs, registry, Recovery::Clean)
+        self.reconcile(as_in(touched, image), configs, registry, Recovery::Clean)
     }
 
     /// Makes every partition match `image` (after a snapshot was
@@ -112,14 +116,7 @@ impl ReplicaManager {
         }
         let mut names: BTreeSet<String> = registry.topic_names().into_iter().collect();
         names.extend(image.topics.keys().cloned());
-        let topics = names
-            .into_iter()
-            .map(|name| {
-                let topic = image.topics.get(&name).cloned();
-                (name, topic)
-            })
-            .collect();
-        self.reconcile(topics, configs, registry, Recovery::Clean)
+        self.reconcile(as_in(names, image), configs, registry, Recovery::Clean)
     }
 
     /// At startup: opens every partition of this node in `image`,

@@ -143,15 +143,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             };
             (state.image.to_snapshot(), meta)
         };
-        let stored = StoredSnapshot {
-            meta: meta.clone(),
-            data,
-        };
-        write_atomic(
-            &self.dir.join(SNAPSHOT_FILE),
-            &serde_json::to_vec(&stored).expect("snapshots serialize"),
-        )
-        .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        let stored = persist(&self.dir, &meta, data)?;
         let bytes = stored.data.clone().into_bytes();
         *lock(&self.snapshot) = Some(stored);
         Ok(Snapshot {
@@ -242,15 +234,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map_err(|_| invalid("snapshot is not UTF-8"))?;
         let image = MetadataImage::from_snapshot(&data)
             .ok_or_else(|| invalid("snapshot does not parse"))?;
-        let stored = StoredSnapshot {
-            meta: meta.clone(),
-            data,
-        };
-        write_atomic(
-            &self.dir.join(SNAPSHOT_FILE),
-            &serde_json::to_vec(&stored).expect("snapshots serialize"),
-        )
-        .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        let stored = persist(&self.dir, meta, data)?;
         {
             let mut state = lock(&self.state);
             state.image = image.clone();
@@ -269,4 +253,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             snapshot: Box::new(Cursor::new(stored.data.clone().into_bytes())),
         }))
     }
+}
+
+/// Writes the snapshot file (atomically: a crash leaves the old one or this).
+fn persist(dir: &Path, meta: &SnapshotMeta, data: String) -> Result<StoredSnapshot, StorageError> {
+    let stored = StoredSnapshot {
+        meta: meta.clone(),
+        data,
+    };
+    write_atomic(
+        &dir.join(SNAPSHOT_FILE),
+        &serde_json::to_vec(&stored).expect("snapshots serialize"),
+    )
+    .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+    Ok(stored)
 }
