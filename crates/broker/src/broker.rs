@@ -217,10 +217,23 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
     // Strom before the quorum existed has its metadata log beside it: that
     // log's image seeds a quorum of one, once.
     let metadata_dir = data_dir.join(METADATA_DIR);
-    let seed = if has_legacy_metadata(&metadata_dir) {
-        Some(MetadataLog::open(&metadata_dir).map(|(_, image)| image)?)
-    } else {
-        None
+    let quorum_dir = metadata_dir.join(QUORUM_DIR);
+    let quorum_started_before =
+        std::fs::metadata(quorum_dir.join("raft.log")).is_ok_and(|file| file.len() > 0);
+    let legacy = has_legacy_metadata(&metadata_dir);
+    let mut legacy_unreadable = false;
+    let seed = match legacy.then(|| MetadataLog::open(&metadata_dir)) {
+        None => None,
+        Some(Ok((_, image))) => Some(image),
+        // A start that had committed the seed was moving the old files
+        // aside when it stopped: some are gone, so they no longer read as
+        // a log; the quorum holds the metadata (checked below).
+        Some(Err(error)) if quorum_started_before => {
+            tracing::warn!(%error, "the old metadata log was partly moved aside already; finishing that");
+            legacy_unreadable = true;
+            None
+        }
+        Some(Err(error)) => return Err(error.into()),
     };
     // Before anything is written in this node's name: in a one-node
     // cluster, a data directory whose partitions are another node's (written
@@ -256,10 +269,16 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
     let files = FileCache::new(open_files - splice_files - sync_files);
 
     let (applied_sender, applied) = tokio::sync::mpsc::unbounded_channel();
-    let seeded = seed.is_some();
-    let new_data_dir = !seeded && !metadata_dir.join(QUORUM_DIR).exists();
-    let quorum = start_quorum(&config, metadata_dir.join(QUORUM_DIR), seed, applied_sender).await?;
-    if seeded {
+    let new_data_dir = !legacy && !quorum_dir.exists();
+    let quorum = start_quorum(&config, quorum_dir, seed, applied_sender).await?;
+    if legacy_unreadable && quorum.image().applied == 0 {
+        return Err(StartError::Config(format!(
+            "the metadata in {} is neither in the controller quorum nor readable in the old metadata log; restore the directory from a backup",
+            metadata_dir.display()
+        )));
+    }
+    // Seeded now or at an earlier start that stopped before this.
+    if legacy {
         retire_legacy_metadata(&metadata_dir);
     }
     let quorum = MetadataQuorum::new(
@@ -615,7 +634,7 @@ fn retire_legacy_metadata(dir: &Path) {
             "the single-node metadata log is now in the controller quorum; the old files are kept"
         ),
         Err(error) => {
-            tracing::warn!(%error, "could not move the old metadata log aside; it is ignored from now on")
+            tracing::warn!(%error, "could not move the old metadata log aside; the next start tries again (the controller quorum holds its metadata)")
         }
     }
 }
@@ -800,6 +819,7 @@ impl RunningBroker {
         }
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
+        self.broker.topics.quorum().shutdown().await;
         let broker = self.broker.clone();
         let data_dir = broker.config.data_dir.clone();
         tokio::task::spawn_blocking(move || {

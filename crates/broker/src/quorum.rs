@@ -167,6 +167,12 @@ impl MetadataQuorum {
         })
     }
 
+    /// Stops this node's part in the quorum (at shutdown, once clients are
+    /// gone): no more batches are applied to the partitions being flushed.
+    pub async fn shutdown(&self) {
+        self.quorum.shutdown().await;
+    }
+
     /// Waits until this node has applied the metadata up to `offset`.
     pub async fn wait_applied(&self, offset: u64, timeout: Duration) -> bool {
         self.quorum.wait_applied(offset, timeout).await
@@ -329,6 +335,15 @@ impl MetadataQuorum {
     /// A controller over the committed image, for a term that just began;
     /// the first active controller of a new cluster records its id.
     async fn activate(&self, now: i64) -> Result<Controller, Answer> {
+        // A batch appended earlier may still be in the log uncommitted (its
+        // commit timed out, or its caller stopped waiting): it will commit
+        // before anything appended now, so the new controller must start
+        // from an image that includes it, not from one before it.
+        if !self.quorum.wait_caught_up(self.deadline).await {
+            return Err(Answer::Failed(
+                "an earlier metadata change is not committed yet: no majority of the controller quorum voters answered".to_string(),
+            ));
+        }
         let image = self.quorum.image();
         if image.cluster_id.is_none() {
             let record = MetadataRecord::ClusterCreated {

@@ -25,7 +25,7 @@ mod shared;
 pub mod state_machine;
 pub mod types;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -218,7 +218,7 @@ impl Quorum {
         let voter = voters.contains_key(&node_id);
         if seed.is_some() && (voters.len() != 1 || !voter) {
             return Err(QuorumError::Config(
-                "this data directory was written by single-node Strom: start it once as a one-node cluster (without --controller-quorum-voters) to upgrade it".to_string(),
+                "this data directory was written by single-node Strom; it upgrades as a one-node cluster only (start it without --controller-quorum-voters): a quorum's voters are fixed when it first starts, so it cannot join a multi-node cluster".to_string(),
             ));
         }
         if voter && voters.len() > 1 && listener.is_none() {
@@ -260,7 +260,26 @@ impl Quorum {
                 .is_initialized()
                 .await
                 .map_err(|error| QuorumError::Storage(error.to_string()))?;
-            if !initialized {
+            if initialized {
+                // The voter set is fixed at the first start (no membership
+                // changes yet): a different one here would let two quorums
+                // form over the same nodes.
+                let stored: BTreeSet<u64> = raft
+                    .metrics()
+                    .borrow()
+                    .membership_config
+                    .membership()
+                    .voter_ids()
+                    .collect();
+                let configured: BTreeSet<u64> = voters.keys().map(|&id| id as u64).collect();
+                if stored != configured {
+                    return Err(QuorumError::Config(format!(
+                        "this node's controller quorum was formed with voters {stored:?}, but {configured:?} are configured; \
+                         Strom cannot change a quorum's voters yet: start it with the voters it was formed with \
+                         (a one-node cluster is {{{node_id}}}: no --controller-quorum-voters)"
+                    )));
+                }
+            } else {
                 let members: BTreeMap<u64, BasicNode> = voters
                     .iter()
                     .map(|(&id, address)| (id as u64, BasicNode::new(address.clone())))
@@ -272,10 +291,17 @@ impl Quorum {
                     Err(error) => return Err(QuorumError::Storage(error.to_string())),
                 }
             }
+            let (quorum_heard, heard) = watch::channel(true);
+            tasks.push(tokio::spawn(check_quorum(
+                raft.clone(),
+                Duration::from_millis(timing.election_timeout_min_ms),
+                quorum_heard,
+            )));
             tasks.push(tokio::spawn(follow_leadership(
                 node_id as u64,
                 raft.metrics(),
                 ready,
+                heard,
                 leadership.clone(),
             )));
             (Some(raft), shared)
@@ -366,6 +392,22 @@ impl Quorum {
     /// The metadata as this node has applied it.
     pub fn image(&self) -> Arc<MetadataImage> {
         self.node.shared.image()
+    }
+
+    /// Waits until this node has applied every entry in its Raft log (on a
+    /// leader: until what it appended before is committed), so its image is
+    /// the base for the next decision. False if that takes longer than
+    /// `within` (no majority answers).
+    pub async fn wait_caught_up(&self, within: Duration) -> bool {
+        let Some(raft) = &self.node.raft else {
+            return true;
+        };
+        let mut metrics = raft.metrics();
+        let caught_up = metrics
+            .wait_for(|m| m.last_log_index.unwrap_or(0) <= m.last_applied.map_or(0, |id| id.index));
+        tokio::time::timeout(within, caught_up)
+            .await
+            .is_ok_and(|waited| waited.is_ok())
     }
 
     /// Waits until this node has applied the metadata up to `offset`.
@@ -583,12 +625,38 @@ mod erased {
     }
 }
 
-/// Keeps [`Leadership`] current from Raft's metrics and the state
-/// machine's progress.
+/// While this node leads, asks a majority of the voters every half
+/// election timeout whether they still follow it. openraft 0.9 keeps a
+/// leader that lost its majority leading (it has no check-quorum); such a
+/// node must not act as the active controller, whose decisions could not
+/// commit, nor tell brokers it is one.
+async fn check_quorum(raft: Raft, within: Duration, heard: watch::Sender<bool>) {
+    let mut metrics = raft.metrics();
+    loop {
+        let leading = metrics.borrow_and_update().state == ServerState::Leader;
+        if leading {
+            let answered = tokio::time::timeout(within, raft.ensure_linearizable()).await;
+            heard.send_if_modified(|old| {
+                let now = matches!(answered, Ok(Ok(_)));
+                std::mem::replace(old, now) != now
+            });
+            tokio::time::sleep(within / 2).await;
+        } else {
+            heard.send_if_modified(|old| !std::mem::replace(old, true));
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Keeps [`Leadership`] current from Raft's metrics, the state machine's
+/// progress and whether a majority still follows this node.
 async fn follow_leadership(
     me: u64,
     mut metrics: watch::Receiver<openraft::RaftMetrics<u64, BasicNode>>,
     mut ready: watch::Receiver<Option<openraft::LeaderId<u64>>>,
+    mut heard: watch::Receiver<bool>,
     leadership: watch::Sender<Leadership>,
 ) {
     let mut reported_fatal = false;
@@ -602,11 +670,16 @@ async fn follow_leadership(
                 }
             }
             let ready = *ready.borrow_and_update();
+            let heard = *heard.borrow_and_update();
+            // A leader cut off from its majority names no leader: it is
+            // not one that can decide anything.
+            let cut_off = m.current_leader == Some(me) && !heard;
             Leadership {
-                leader: m.current_leader.map(|id| id as i32),
+                leader: m.current_leader.filter(|_| !cut_off).map(|id| id as i32),
                 term: m.current_term,
                 local_ready: m.state == ServerState::Leader
                     && m.current_leader == Some(me)
+                    && heard
                     && ready == Some(m.vote.leader_id),
             }
         };
@@ -625,6 +698,7 @@ async fn follow_leadership(
         tokio::select! {
             changed = metrics.changed() => if changed.is_err() { return },
             changed = ready.changed() => if changed.is_err() { return },
+            changed = heard.changed() => if changed.is_err() { return },
         }
     }
 }

@@ -100,6 +100,24 @@ impl LogStore {
                     .flatten()
                     .and_then(|json| serde_json::from_slice::<Entry>(json).ok());
                 let Some(entry) = entry else {
+                    // Only the last line may be cut off: a crash leaves a torn
+                    // tail, never a bad line with entries after it. Those
+                    // entries were reported durable; dropping them would
+                    // silently change what this voter promised.
+                    let mut rest = Vec::new();
+                    let more = reader
+                        .read_until(b'\n', &mut rest)
+                        .map_err(|e| StorageIOError::read_logs(&e))?;
+                    if read > 0 && more > 0 {
+                        let problem = std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            format!(
+                                "{} is damaged at byte {end}, before further entries; restore this node's data directory from a backup, or wipe it and let the node rejoin the quorum (when the other voters hold the log)",
+                                path.display()
+                            ),
+                        );
+                        return Err(StorageIOError::read_logs(&problem).into());
+                    }
                     if read > 0 {
                         tracing::warn!(
                             path = %path.display(),

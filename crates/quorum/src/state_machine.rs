@@ -143,9 +143,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             };
             (state.image.to_snapshot(), meta)
         };
-        let stored = persist(&self.dir, &meta, data)?;
-        let bytes = stored.data.clone().into_bytes();
-        *lock(&self.snapshot) = Some(stored);
+        let bytes = data.clone().into_bytes();
+        persist(&self.dir, &self.snapshot, &meta, data)?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(bytes)),
@@ -234,14 +233,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map_err(|_| invalid("snapshot is not UTF-8"))?;
         let image = MetadataImage::from_snapshot(&data)
             .ok_or_else(|| invalid("snapshot does not parse"))?;
-        let stored = persist(&self.dir, meta, data)?;
+        persist(&self.dir, &self.snapshot, meta, data)?;
         {
             let mut state = lock(&self.state);
             state.image = image.clone();
             state.last_applied = meta.last_log_id;
             state.membership = meta.last_membership.clone();
         }
-        *lock(&self.snapshot) = Some(stored);
         self.shared
             .publish_image(Arc::new(image), meta.last_log_id.map_or(0, |id| id.index));
         Ok(())
@@ -255,8 +253,24 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
-/// Writes the snapshot file (atomically: a crash leaves the old one or this).
-fn persist(dir: &Path, meta: &SnapshotMeta, data: String) -> Result<StoredSnapshot, StorageError> {
+/// Writes the snapshot file (atomically: a crash leaves the old one or
+/// this) and makes it the current snapshot, unless a newer one is there
+/// already: openraft builds snapshots in a task of their own, so a slow
+/// build may finish after a leader's newer snapshot was installed. The slot
+/// stays locked across the write, so two writers never share the file.
+fn persist(
+    dir: &Path,
+    slot: &Mutex<Option<StoredSnapshot>>,
+    meta: &SnapshotMeta,
+    data: String,
+) -> Result<(), StorageError> {
+    let mut current = lock(slot);
+    if current
+        .as_ref()
+        .is_some_and(|stored| stored.meta.last_log_id >= meta.last_log_id)
+    {
+        return Ok(());
+    }
     let stored = StoredSnapshot {
         meta: meta.clone(),
         data,
@@ -266,5 +280,6 @@ fn persist(dir: &Path, meta: &SnapshotMeta, data: String) -> Result<StoredSnapsh
         &serde_json::to_vec(&stored).expect("snapshots serialize"),
     )
     .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
-    Ok(stored)
+    *current = Some(stored);
+    Ok(())
 }

@@ -195,6 +195,15 @@ async fn three_voters_and_an_observer_agree_and_survive_the_leader_stopping() {
             other.map(|_| ())
         ),
     }
+    // Nor does it go on calling itself the leader once no majority answers.
+    let mut leadership = members[&current].quorum.leadership();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        leadership.wait_for(|l| !l.local_ready && l.leader.is_none()),
+    )
+    .await
+    .expect("a leader without a majority still says it leads")
+    .unwrap();
     for member in members.values() {
         member.quorum.shutdown().await;
     }
@@ -214,6 +223,27 @@ async fn a_quorum_of_one_needs_no_network_and_keeps_its_metadata() {
     assert_eq!(member.image().next_producer_id, 7);
     assert_eq!(member.append(vec![record(8)], WITHIN).await.unwrap(), 2);
     member.shutdown().await;
+    drop(member);
+
+    // Its voters are fixed: started as one of three, it refuses, rather
+    // than leading a quorum of its own beside the others' quorum.
+    let voters: BTreeMap<i32, String> = (1..=3).map(|id| (id, free_address())).collect();
+    let mut config = QuorumConfig::new(1, voters.clone(), dir.path().to_path_buf());
+    config.timing = timing();
+    config.listener = Some(tokio::net::TcpListener::bind(&voters[&1]).await.unwrap());
+    let (sender, _applied) = mpsc::unbounded_channel();
+    match Quorum::start(config, None, sender).await {
+        Err(strom_quorum::QuorumError::Config(message)) => {
+            assert!(
+                message.contains("cannot change a quorum's voters"),
+                "{message}"
+            )
+        }
+        other => panic!(
+            "a one-node quorum started as one of three: {:?}",
+            other.map(|_| ())
+        ),
+    }
 }
 
 async fn start_alone(voters: &BTreeMap<i32, String>, dir: &std::path::Path) -> Quorum {

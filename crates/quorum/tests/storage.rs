@@ -95,6 +95,40 @@ async fn entries_vote_and_purge_survive_a_reopen_and_a_torn_tail_is_cut_off() {
 }
 
 #[tokio::test]
+async fn a_damaged_entry_before_others_is_refused_not_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut log = LogStore::open(dir.path()).unwrap();
+        append(&mut log, (1..=5).map(|i| entry(1, i, "a")).collect()).await;
+    }
+    // A flipped bit in the second of five lines: not what a crash leaves.
+    let path = dir.path().join("raft.log");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let second = bytes.iter().position(|&b| b == b'\n').unwrap() + 20;
+    bytes[second] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    assert!(LogStore::open(dir.path()).is_err());
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        bytes,
+        "the damaged log was changed"
+    );
+
+    // The same damage in the last line is a torn tail: cut off.
+    let last = bytes[..bytes.len() - 1]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .unwrap()
+        + 20;
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[second] ^= 0x01;
+    bytes[last] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    let mut log = LogStore::open(dir.path()).unwrap();
+    assert_eq!(indexes(&mut log).await, vec![1, 2, 3, 4]);
+}
+
+#[tokio::test]
 async fn a_damaged_vote_is_refused_rather_than_believed() {
     let dir = tempfile::tempdir().unwrap();
     {
