@@ -115,21 +115,25 @@ def test_a_broker_only_node_joins_by_naming_the_voters(cluster_factory):
 
 def test_an_active_controller_cut_off_from_the_other_voters_is_replaced_and_commits_nothing(cluster_factory):
     """The active controller loses the network to both other voters while clients still
-    reach it. The other two elect a controller and take admin requests; a topic asked of
+    reach it, and so does a broker-only node. The other two elect a controller, which the
+    broker-only node finds, and take admin requests through it; a topic asked of
     the cut-off node is never created (it cannot commit without a majority, and the request
     fails rather than hanging); after the cut heals that node follows the new controller,
     sees what the majority decided, and its own uncommitted change is gone everywhere."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import NewTopic
 
-    cluster = cluster_factory(3, network=True, settings={"request.timeout.ms": "5000"})
+    cluster = cluster_factory(3, brokers_only=1, network=True, settings={"request.timeout.ms": "5000"})
     old = cluster.controller()
-    others = [node_id for node_id in cluster.nodes if node_id != old]
+    others = [node_id for node_id in (1, 2, 3) if node_id != old]
     for other in others:
         cluster.network.cut(old, other)
+    # The broker-only node 4 still reaches the cut-off node too; it must learn of the new
+    # controller all the same.
     cluster.wait_for_new_controller(old)
-    create_topic(cluster[others[0]].bootstrap, "decided-by-the-majority", partitions=2)
-    wait_for_topic(cluster[others[1]].bootstrap, "decided-by-the-majority", 2)
+    create_topic(cluster[4].bootstrap, "decided-by-the-majority", partitions=2)
+    for other in others:
+        wait_for_topic(cluster[other].bootstrap, "decided-by-the-majority", 2)
 
     admin = ck_admin(cluster[old].bootstrap)
     future = admin.create_topics([NewTopic("asked-of-the-minority", 1, 1)], operation_timeout=10, request_timeout=30)
@@ -146,7 +150,7 @@ def test_an_active_controller_cut_off_from_the_other_voters_is_replaced_and_comm
         return md.controller_id != old and "decided-by-the-majority" in md.topics
 
     wait_until(old_node_caught_up, 60, f"node {old} to follow the new controller after the cut healed")
-    cluster.wait_for_brokers(3)
+    cluster.wait_for_brokers(4)
     for node in cluster.nodes.values():
         assert "asked-of-the-minority" not in cluster.metadata(node).topics, f"node {node.node_id} lists the minority's topic"
 

@@ -793,9 +793,11 @@ async fn tail(node: Arc<Node>) {
             }
         };
         node.leadership.send_if_modified(|l| {
+            // Terms never go back: a voter that answers from an older term
+            // (one cut off from the others) does not know the leader.
             let now = Leadership {
-                leader: reply.leader,
-                term: reply.term,
+                leader: reply.leader.filter(|_| reply.term >= l.term),
+                term: reply.term.max(l.term),
                 local_ready: false,
             };
             let changed = *l != now;
