@@ -74,3 +74,23 @@ def test_a_single_node_data_directory_from_an_earlier_release_keeps_everything(b
     broker.assert_verify_ok("after the upgrade")
     broker.start()
     check_contents(broker.bootstrap, extra_order=True)
+
+
+def test_an_upgrade_cut_off_while_moving_the_old_metadata_aside_finishes_at_the_next_start(broker_factory):
+    """A start that had put the old metadata into the quorum stopped while moving the old
+    files aside, leaving one that no longer reads as a log on its own (here: a log file whose
+    base offset no snapshot covers). The next start does not refuse the directory: the quorum
+    holds the metadata, the move is finished, and everything is still there."""
+    broker = broker_factory(start=False)
+    unpack("single-node-2026-12-03.tgz", broker.data_dir)
+    broker.start()
+    broker.stop()
+    metadata = broker.data_dir / "__cluster_metadata"
+    (moved,) = (metadata / "pre-quorum").iterdir()
+    moved.rename(metadata / "metadata-00000000000000000100.log")
+
+    broker.start()
+    assert not list(metadata.glob("metadata*.log")), "the move aside was not finished"
+    assert (metadata / "pre-quorum" / "metadata-00000000000000000100.log").exists()
+    assert any("partly moved aside" in line for line in broker.output().splitlines()), broker.output()
+    check_contents(broker.bootstrap, extra_order=False)

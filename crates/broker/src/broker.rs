@@ -218,8 +218,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
     // log's image seeds a quorum of one, once.
     let metadata_dir = data_dir.join(METADATA_DIR);
     let quorum_dir = metadata_dir.join(QUORUM_DIR);
-    let quorum_started_before =
-        std::fs::metadata(quorum_dir.join("raft.log")).is_ok_and(|file| file.len() > 0);
+    let quorum_started_before = strom_quorum::log_store::holds_entries(&quorum_dir);
     let legacy = has_legacy_metadata(&metadata_dir);
     let mut legacy_unreadable = false;
     let seed = match legacy.then(|| MetadataLog::open(&metadata_dir)) {

@@ -66,6 +66,12 @@ fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> std::io::Result<()
     )
 }
 
+/// Whether `dir` holds a Raft log with at least one entry: a quorum was
+/// started there before.
+pub fn holds_entries(dir: &Path) -> bool {
+    std::fs::metadata(dir.join(LOG_FILE)).is_ok_and(|file| file.len() > 0)
+}
+
 impl LogStore {
     /// Opens (or creates) the log in `dir`, cutting off a torn tail.
     pub fn open(dir: &Path) -> Result<LogStore, StorageError> {

@@ -283,3 +283,35 @@ fn persist(
     *current = Some(stored);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(index: u64) -> SnapshotMeta {
+        SnapshotMeta {
+            last_log_id: Some(openraft::LogId::new(
+                openraft::CommittedLeaderId::new(1, 1),
+                index,
+            )),
+            last_membership: StoredMembership::default(),
+            snapshot_id: index.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_snapshot_finished_after_a_newer_one_does_not_replace_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let slot = Mutex::new(None);
+        persist(dir.path(), &slot, &meta(500), "newer".into()).unwrap();
+        // A build that read the state at index 100 finishes only now.
+        persist(dir.path(), &slot, &meta(100), "older".into()).unwrap();
+        let current = lock(&slot);
+        assert_eq!(current.as_ref().unwrap().data, "newer");
+        let file = read_checked(&dir.path().join(SNAPSHOT_FILE))
+            .unwrap()
+            .unwrap();
+        let stored: StoredSnapshot = serde_json::from_slice(&file).unwrap();
+        assert_eq!(stored.data, "newer");
+    }
+}
