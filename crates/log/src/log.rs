@@ -223,7 +223,11 @@ impl Log {
             }
             None => (LeaderEpochCache::default(), first),
         };
-        epochs.truncate_from_end(end);
+        // The checkpoint lists every epoch it knew, also those that began
+        // past what it covers; the batches from `covered` on say again which
+        // of those the log still holds, so they are replayed, not trusted
+        // (an older epoch replayed after a newer entry would wipe entries).
+        epochs.truncate_from_end(end.min(covered + 1));
         self.for_each_batch_header(covered, |header, _| {
             if header.partition_leader_epoch >= 0 {
                 epochs.assign(header.partition_leader_epoch, header.base_offset);

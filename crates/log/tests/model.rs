@@ -410,3 +410,27 @@ proptest! {
         run(steps);
     }
 }
+
+/// A case the model found: a crash restart after a truncation whose
+/// leader-epoch checkpoint covered less than the sealed segments.
+#[test]
+fn epochs_survive_a_crash_after_a_roll_and_a_truncation() {
+    let append = || Step::Append {
+        count: 1,
+        timestamp: 0,
+        payload: 0,
+    };
+    run(vec![
+        append(),
+        Step::Roll,
+        append(),
+        Step::NewEpoch {
+            increase: 1,
+            assign: false,
+        },
+        append(),
+        append(),
+        Step::Truncate { keep_percent: 75 },
+        Step::Reopen { clean: false },
+    ]);
+}
