@@ -56,23 +56,21 @@ def test_a_topic_created_through_one_broker_is_served_by_its_leaders_on_all(clus
     )
 
 
-def test_a_replicated_topic_is_refused_until_followers_fetch(cluster_factory):
-    """Followers do not copy their leaders' logs yet, so a partition on more than one
-    broker would list replicas in sync that hold nothing: the controller refuses it with
-    Kafka's INVALID_REPLICATION_FACTOR and says why."""
+def test_a_replication_factor_above_the_live_brokers_is_refused(cluster_factory):
+    """Kafka's INVALID_REPLICATION_FACTOR, with a message that says how many brokers there are."""
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import NewTopic
 
     cluster = cluster_factory(3)
     admin = ck_admin(cluster[1].bootstrap)
-    future = admin.create_topics([NewTopic("replicated", 1, 3)], operation_timeout=30)["replicated"]
+    future = admin.create_topics([NewTopic("too-wide", 1, 4)], operation_timeout=30)["too-wide"]
     try:
         future.result(30)
-        raise AssertionError("a topic with replication factor 3 was created")
+        raise AssertionError("a topic with replication factor 4 was created on 3 brokers")
     except KafkaException as e:
         error = e.args[0]
         assert error.code() == KafkaError.INVALID_REPLICATION_FACTOR, error
-        assert "replication factor 1" in error.str(), error.str()
+        assert "3 broker(s)" in error.str(), error.str()
 
 
 def test_killing_the_active_controller_elects_another_and_admin_requests_reach_it(cluster_factory):

@@ -73,6 +73,7 @@ pub struct Broker {
     pub topics: Topics,
     pub partitions: PartitionRegistry,
     pub flusher: Flusher,
+    pub replica_fetchers: crate::replica_fetcher::ReplicaFetchers,
     pub fetch_sessions: FetchSessionCache,
     pub groups: crate::groups::Groups,
     pub transactions: crate::transactions::Transactions,
@@ -353,6 +354,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         topics,
         partitions,
         flusher: Flusher::start(sync_files),
+        replica_fetchers: Default::default(),
         files,
         splice_files: Arc::new(Semaphore::new(splice_files)),
         request_memory: Arc::new(Semaphore::new(request_memory_bytes as usize)),
@@ -371,7 +373,14 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         "producer.id.expiration.check.interval.ms",
         expire_producer_ids,
     ));
+    broker
+        .replica_fetchers
+        .update(&broker, &tokio::runtime::Handle::current());
     spawn_reconciler(broker.clone(), applied);
+    tokio::spawn(crate::replica_fetcher::run_isr_changes(
+        broker.clone(),
+        shutdown_receiver.clone(),
+    ));
     tokio::spawn(heartbeats(broker.clone(), shutdown_receiver.clone()));
     if broker
         .partitions
@@ -423,8 +432,6 @@ fn controller_config(overrides: &BrokerOverrides) -> ControllerConfig {
             .get_i64("leader.imbalance.check.interval.seconds")
             .saturating_mul(1000),
         producer_id_block_size: 1_000,
-        // Followers do not fetch from their leaders yet.
-        max_replication_factor: 1,
     }
 }
 
@@ -524,16 +531,18 @@ async fn heartbeats(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
 
 /// Applies committed metadata batches to this node's partitions, one at a
 /// time in commit order, on a thread of its own (opening and removing
-/// partitions is file I/O).
+/// partitions is file I/O), then points the followers at their leaders.
 fn spawn_reconciler(
     broker: Arc<Broker>,
     mut applied: tokio::sync::mpsc::UnboundedReceiver<strom_quorum::Applied>,
 ) {
+    let runtime = tokio::runtime::Handle::current();
     std::thread::Builder::new()
         .name("strom-reconciler".to_string())
         .spawn(move || {
             while let Some(batch) = applied.blocking_recv() {
                 broker.topics.reconcile(&batch, &broker.partitions);
+                broker.replica_fetchers.update(&broker, &runtime);
             }
         })
         .expect("starting the reconciler thread");
@@ -818,6 +827,7 @@ impl RunningBroker {
         }
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
+        self.broker.replica_fetchers.shutdown();
         self.broker.topics.quorum().shutdown().await;
         let broker = self.broker.clone();
         let data_dir = broker.config.data_dir.clone();

@@ -258,6 +258,14 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         documentation: "Replication factor of topics created without one.",
     },
     ConfigDef {
+        name: "replica.lag.time.max.ms",
+        kind: ConfigType::Long,
+        default: "30000",
+        broker_synonym: None,
+        validator: Validator::AtLeast(1),
+        documentation: "A follower that has not caught up with its leader's log end for this long leaves the ISR; one that catches up rejoins it.",
+    },
+    ConfigDef {
         name: "broker.session.timeout.ms",
         kind: ConfigType::Int,
         default: "9000",
@@ -783,7 +791,6 @@ const KAFKA_BROKER_CONFIGS: &[(&str, ConfigType)] = &[
         "replica.high.watermark.checkpoint.interval.ms",
         ConfigType::Long,
     ),
-    ("replica.lag.time.max.ms", ConfigType::Long),
     ("replica.selector.class", ConfigType::String),
     ("replica.socket.receive.buffer.bytes", ConfigType::Int),
     ("replica.socket.timeout.ms", ConfigType::Int),

@@ -223,10 +223,13 @@ pub fn flush_partition(partition: &Partition) -> FlushResult {
         // Never retried: the data it covered is never acknowledged.
         tracing::error!(topic = %partition.topic, partition = partition.index, %error, "fsync failed");
         partition.log().fail(&error.to_string());
+        // Waiting acks=all produces see the partition offline.
+        partition.data_arrived.notify_waiters();
         return Err(error.to_string());
     }
     partition.log().mark_flushed(target.offset);
     partition.note_flushed();
+    partition.on_flushed();
     Ok(())
 }
 
@@ -245,6 +248,7 @@ mod tests {
             topic_id: uuid::Uuid::nil(),
             index,
             leader_epoch: 0,
+            replicated: false,
         };
         Arc::new(
             Partition::open(dir, identity, settings, FileCache::new(16), Recovery::Clean).unwrap(),

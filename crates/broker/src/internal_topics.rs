@@ -1,7 +1,9 @@
 //! The internal compacted topics that coordinators keep their state in
 //! (`__consumer_offsets`, `__transaction_state`): creating one on first use,
 //! appending keyed records to the partition a key hashes to and waiting
-//! until they are durable, and replaying a partition at startup.
+//! until they are durable (fsynced here and, when the partition is
+//! replicated, on every in-sync replica), and replaying a partition at
+//! startup.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,11 +13,11 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
+use std::future::Future;
+use std::pin::Pin;
 use strom_coordinator::records::partition_for;
-use tokio::sync::oneshot;
 
 use crate::broker::Broker;
-use crate::flusher::FlushResult;
 use crate::partition::{now_ms, Appended, Partition};
 use crate::topics::{NewTopic, TopicError};
 
@@ -148,9 +150,31 @@ pub async fn append(
     durable(append_now(broker, partition, records, producer)?).await
 }
 
+/// Resolves once a write is durable; `Err` says why it is not.
+pub type Durable = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+/// How long a coordinator's write waits for the in-sync replicas.
+const REPLICATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Waits for what [`append_now`] wrote to be durable.
-pub async fn durable(flushed: oneshot::Receiver<FlushResult>) -> Result<(), String> {
-    flushed.await.map_err(|_| "flusher stopped".to_string())?
+pub async fn durable(durable: Durable) -> Result<(), String> {
+    durable.await
+}
+
+/// Resolves once `partition` is durable up to `end`: fsynced here, and on
+/// every in-sync replica when it is replicated (the acks=all rule).
+pub fn durable_at(broker: &Broker, partition: Arc<Partition>, end: i64) -> Durable {
+    if partition.isr().is_some() {
+        broker.flusher.flush_in_background(partition.clone(), end);
+        return Box::pin(async move {
+            partition
+                .wait_replicated(end, REPLICATION_TIMEOUT)
+                .await
+                .map_err(|(_, message)| message)
+        });
+    }
+    let flushed = broker.flusher.flush(partition, end);
+    Box::pin(async move { flushed.await.map_err(|_| "flusher stopped".to_string())? })
 }
 
 /// The first half of [`append`]: the batch is in the log (its place in the
@@ -162,7 +186,7 @@ pub fn append_now(
     partition: Arc<Partition>,
     records: Vec<KeyedRecord>,
     producer: Option<(i64, i16)>,
-) -> Result<oneshot::Receiver<FlushResult>, String> {
+) -> Result<Durable, String> {
     let now = now_ms();
     let (producer_id, producer_epoch) = producer.unwrap_or((-1, -1));
     let encoded: Vec<Record> = records
@@ -207,5 +231,5 @@ pub fn append_now(
         Appended::Rejected(error) => return Err(format!("refused: {error:?}")),
         other => return Err(format!("unexpected append outcome {other:?}")),
     };
-    Ok(broker.flusher.flush(partition, end))
+    Ok(durable_at(broker, partition, end))
 }

@@ -10,6 +10,8 @@
 //! * [`topics`], [`quorum`], [`replica_manager`]: metadata changes, decided
 //!   by the controller, committed by the quorum, applied to this node's
 //!   partitions;
+//! * [`replica_fetcher`]: followers fetching from their leaders, and the
+//!   leaders' ISR changes;
 //! * [`groups`] and [`transactions`]: the runtimes around the coordinators'
 //!   state machines, keeping their state in [`internal_topics`];
 //! * `strom-log` below, for storage; `strom-controller` for metadata.
@@ -29,9 +31,11 @@ pub mod groups;
 pub mod handlers;
 pub mod internal_topics;
 pub mod partition;
+mod peer;
 pub mod producer_state;
 pub mod protocol;
 mod quorum;
+pub mod replica_fetcher;
 pub mod replica_manager;
 pub mod response;
 pub mod server;

@@ -3,9 +3,18 @@
 //! A [`Partition`] owns its [`Log`] behind a mutex and keeps Kafka's three
 //! offsets apart: the log start offset and log end offset come from the
 //! log; the high watermark is what this module decides consumers may see.
-//! On a single node the in-sync replica set is this broker alone, so the
-//! high watermark follows the log end offset as soon as a write lands in the
-//! log; replication will drive it from follower fetch positions instead.
+//!
+//! * A partition with one replica: the high watermark follows the log end
+//!   offset as soon as a write lands in the log.
+//! * The leader of a replicated partition: [`strom_replica::Leader`] decides
+//!   it from the followers' fetch positions and this node's fsynced end
+//!   (the lowest durable offset over the ISR), and acks=all waits for it.
+//! * A follower: it appends what it fetched from its leader
+//!   ([`Partition::append_replicated`]), truncates where its log diverged
+//!   from the leader's, and takes the leader's high watermark, never beyond
+//!   its own durable end. It serves no clients.
+//!
+//! Locks are taken in one order: `producers`, then `log`, then `replication`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,6 +26,7 @@ use strom_log::batch::ControlType;
 use strom_log::{
     AbortedTxn, AppendInfo, AppendOptions, FileCache, Log, LogError, ReadSlice, Recovery,
 };
+use strom_replica::{AcksAll, IsrProposal, Leader, PartitionState, ReplicaConfig};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -51,9 +61,13 @@ pub struct Partition {
     /// Idempotent producers' sequences; locked before `log` when both are.
     producers: Mutex<ProducerStates>,
     high_watermark: AtomicI64,
-    /// Below the first offset of every open transaction and the high
-    /// watermark: what `read_committed` consumers may see.
-    last_stable_offset: AtomicI64,
+    /// The first offset of the oldest open transaction (`i64::MAX`: none).
+    /// The last stable offset, what `read_committed` consumers may see, is
+    /// the lower of it and the high watermark.
+    first_unstable_offset: AtomicI64,
+    /// The leader's replication state, while this node leads the partition
+    /// and it has other replicas.
+    replication: Mutex<Option<Leader>>,
     log_start_offset: AtomicI64,
     settings: RwLock<TopicSettings>,
     /// Messages appended since the last fsync, for relaxed `flush.messages`.
@@ -76,6 +90,10 @@ pub struct PartitionIdentity {
     pub topic_id: Uuid,
     pub index: i32,
     pub leader_epoch: i32,
+    /// The partition has other replicas: its high watermark starts at the
+    /// log start and is learned from the replicas, since records past it
+    /// may never have been committed.
+    pub replicated: bool,
 }
 
 /// Directory of a partition: `<data dir>/<topic>-<partition>`, as in Kafka.
@@ -96,26 +114,16 @@ impl Partition {
             topic_id,
             index,
             leader_epoch,
+            replicated,
         } = identity;
         let dir = partition_dir(data_dir, &topic, index);
         let now = now_ms();
         let mut log = Log::open(&dir, settings.log, files, recovery, now)?;
         log.assign_leader_epoch(leader_epoch);
-        // Producer state: the newest snapshot, then the batches after it.
-        let (replay_from, mut producers) =
-            producer_state::load_snapshot(&dir, log.log_end_offset(), now)
-                .unwrap_or_else(|| (log.log_start_offset(), ProducerStates::default()));
-        let mut aborted = Vec::new();
-        log.for_each_batch_header(replay_from, |header, marker| {
-            if let Some(ended) = producers.record(header, marker, now) {
-                aborted.extend(aborted_entry(&ended, header, &producers));
-            }
-        })?;
-        // Re-adds index entries a crash may have lost before they were written.
-        log.restore_aborted(aborted)?;
+        let producers = load_producers(&dir, &mut log, now)?;
         let end = log.log_end_offset();
         let start = log.log_start_offset();
-        let stable = producers.first_unstable_offset().unwrap_or(end).min(end);
+        let first_unstable = producers.first_unstable_offset().unwrap_or(i64::MAX);
         Ok(Partition {
             topic,
             topic_id,
@@ -125,8 +133,9 @@ impl Partition {
             dir,
             log: Mutex::new(log),
             producers: Mutex::new(producers),
-            high_watermark: AtomicI64::new(end),
-            last_stable_offset: AtomicI64::new(stable),
+            high_watermark: AtomicI64::new(if replicated { start } else { end }),
+            first_unstable_offset: AtomicI64::new(first_unstable),
+            replication: Mutex::new(None),
             log_start_offset: AtomicI64::new(start),
             settings: RwLock::new(settings),
             unflushed_messages: AtomicI64::new(0),
@@ -153,19 +162,237 @@ impl Partition {
         self.is_leader.load(Ordering::Acquire)
     }
 
-    /// Takes the committed leadership: the leader epoch, and whether this
-    /// node leads. A leader starts its epoch in the log's epoch cache, so
-    /// OffsetForLeaderEpoch answers for it before anything is written in it.
-    pub fn set_leader_epoch(&self, epoch: i32, is_leader: bool) {
+    /// Takes the committed state of the partition: its leader epoch, and
+    /// whether this node leads (`node_id == leader`). A leader starts its
+    /// epoch in the log's epoch cache, so OffsetForLeaderEpoch answers for
+    /// it before anything is written in it; the leader of a replicated
+    /// partition starts (or, in the same epoch, updates) its replication
+    /// state. Waiting fetches and acks=all produces are woken to look again.
+    pub fn apply_state(
+        &self,
+        node_id: i32,
+        leader: i32,
+        state: &PartitionState,
+        replica_lag_time_max_ms: i64,
+    ) {
         // Under the log's lock, so an append stamps either the old epoch
         // before the cache learns the new one or the new one after.
         let mut log = self.log();
         let current = self.leader_epoch.load(Ordering::Acquire);
-        assert!(epoch >= current, "leader epoch {epoch} after {current}");
-        self.leader_epoch.store(epoch, Ordering::Release);
-        self.is_leader.store(is_leader, Ordering::Release);
-        if is_leader {
-            log.assign_leader_epoch(epoch);
+        if state.leader_epoch < current {
+            tracing::warn!(topic = %self.topic, partition = self.index, epoch = state.leader_epoch, current, "ignoring an older leader epoch");
+            return;
+        }
+        let leads = leader == node_id;
+        self.leader_epoch
+            .store(state.leader_epoch, Ordering::Release);
+        self.is_leader.store(leads, Ordering::Release);
+        let mut replication = self.replication();
+        if !leads {
+            *replication = None;
+        } else {
+            log.assign_leader_epoch(state.leader_epoch);
+            let same_epoch = replication
+                .as_ref()
+                .is_some_and(|leading| leading.leader_epoch() == state.leader_epoch);
+            if same_epoch {
+                if let Some(leading) = replication.as_mut() {
+                    leading.on_committed(state);
+                }
+            } else if state.replicas.len() > 1 {
+                let end = log.log_end_offset();
+                let durable = self.durable_end(&log);
+                let config = ReplicaConfig {
+                    replica_lag_time_max_ms,
+                    min_insync_replicas: self.settings().min_insync_replicas,
+                };
+                let high_watermark = self.high_watermark().min(durable);
+                *replication = Some(Leader::new(
+                    node_id,
+                    state,
+                    end,
+                    durable,
+                    high_watermark,
+                    config,
+                    now_ms(),
+                ));
+            } else {
+                *replication = None;
+                self.high_watermark
+                    .store(log.log_end_offset(), Ordering::Release);
+            }
+            if let Some(leading) = replication.as_ref() {
+                self.high_watermark
+                    .fetch_max(leading.high_watermark(), Ordering::AcqRel);
+            }
+        }
+        drop(replication);
+        drop(log);
+        self.data_arrived.notify_waiters();
+    }
+
+    fn replication(&self) -> MutexGuard<'_, Option<Leader>> {
+        self.replication.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What of `log` counts as durable here: the fsynced end, or the whole
+    /// log for a topic that relaxed durability (`flush.messages`,
+    /// `flush.ms`), which counts on its replicas instead of fsyncs.
+    fn durable_end(&self, log: &Log) -> i64 {
+        if self.settings().strict_durability() {
+            log.flushed_offset()
+        } else {
+            log.log_end_offset()
+        }
+    }
+
+    /// Raises the high watermark; wakes waiting fetches and produces if it
+    /// moved.
+    fn raise_high_watermark(&self, to: i64) {
+        if self.high_watermark.fetch_max(to, Ordering::AcqRel) < to {
+            self.data_arrived.notify_waiters();
+        }
+    }
+
+    /// After an fsync: the leader counts the newly durable records.
+    pub fn on_flushed(&self) {
+        let log = self.log();
+        let mut replication = self.replication();
+        if let Some(leading) = replication.as_mut() {
+            leading.on_local_log(log.log_end_offset(), self.durable_end(&log));
+            let high_watermark = leading.high_watermark();
+            drop(replication);
+            drop(log);
+            self.raise_high_watermark(high_watermark);
+        }
+    }
+
+    /// The ISR members the leader counts now (1 for an unreplicated
+    /// partition), for `min.insync.replicas`.
+    pub fn in_sync_replicas(&self) -> usize {
+        self.replication()
+            .as_ref()
+            .map_or(1, |leading| leading.isr().len())
+    }
+
+    /// The committed ISR, if this node leads a replicated partition.
+    pub fn isr(&self) -> Option<Vec<i32>> {
+        self.replication()
+            .as_ref()
+            .map(|leading| leading.isr().to_vec())
+    }
+
+    /// A follower's fetch from `offset` (everything below it is durable
+    /// there) under `broker_epoch`: the high watermark may move.
+    pub fn on_replica_fetch(&self, replica_id: i32, offset: i64, broker_epoch: i64) {
+        let mut replication = self.replication();
+        let Some(leading) = replication.as_mut() else {
+            return;
+        };
+        if leading.on_fetch(replica_id, offset, broker_epoch, now_ms()) {
+            let high_watermark = leading.high_watermark();
+            drop(replication);
+            self.raise_high_watermark(high_watermark);
+        }
+    }
+
+    /// The ISR change due now, if this node leads a replicated partition
+    /// (and no change is pending).
+    pub fn isr_change_due(&self, now_ms: i64) -> Option<IsrProposal> {
+        let mut replication = self.replication();
+        let leading = replication.as_mut()?;
+        leading.set_min_insync_replicas(self.settings().min_insync_replicas);
+        let proposal = leading.tick(now_ms);
+        // An expansion counts its new member at once.
+        let high_watermark = leading.high_watermark();
+        drop(replication);
+        self.raise_high_watermark(high_watermark);
+        proposal
+    }
+
+    /// The controller refused (or never answered) the pending ISR change.
+    pub fn isr_change_refused(&self) {
+        if let Some(leading) = self.replication().as_mut() {
+            leading.on_refused();
+        }
+    }
+
+    /// How an acks=all produce whose records end before `end_offset`
+    /// stands; `Err` when it never will be acknowledged here.
+    pub fn acks_all(&self, end_offset: i64) -> Result<AcksAll, ResponseError> {
+        if !self.is_leader() {
+            return Err(ResponseError::NotLeaderOrFollower);
+        }
+        if self.log().is_offline() {
+            return Err(ResponseError::KafkaStorageError);
+        }
+        let mut replication = self.replication();
+        Ok(match replication.as_mut() {
+            Some(leading) => {
+                leading.set_min_insync_replicas(self.settings().min_insync_replicas);
+                leading.acks_all(end_offset)
+            }
+            None if self.high_watermark() >= end_offset => AcksAll::Acknowledged,
+            None => AcksAll::Waiting,
+        })
+    }
+
+    /// Waits until the high watermark passes `end_offset`: the records are
+    /// on disk on every in-sync replica.
+    pub async fn wait_replicated(
+        self: Arc<Self>,
+        end_offset: i64,
+        timeout: std::time::Duration,
+    ) -> Result<(), (ResponseError, String)> {
+        let partition = self;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let name = || format!("{}-{}", partition.topic, partition.index);
+        loop {
+            // Registered before looking, so a change in between is not missed.
+            let changed = partition.data_arrived.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            match partition.acks_all(end_offset) {
+                Ok(AcksAll::Acknowledged) => return Ok(()),
+                Ok(AcksAll::NotEnoughReplicasAfterAppend) => {
+                    return Err((
+                        ResponseError::NotEnoughReplicasAfterAppend,
+                        format!(
+                            "the write to {} reached the in-sync replicas, but they are now fewer than min.insync.replicas; it may or may not be kept",
+                            name()
+                        ),
+                    ))
+                }
+                Ok(AcksAll::Waiting) => {}
+                Err(ResponseError::NotLeaderOrFollower) => {
+                    return Err((
+                        ResponseError::NotLeaderOrFollower,
+                        format!(
+                            "this broker stopped leading {} before the write reached every in-sync replica; refresh the metadata and retry",
+                            name()
+                        ),
+                    ))
+                }
+                Err(error) => {
+                    return Err((
+                        error,
+                        format!("{} went offline after a storage error", name()),
+                    ))
+                }
+            }
+            tokio::select! {
+                _ = changed => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err((
+                        ResponseError::RequestTimedOut,
+                        format!(
+                            "the write to {} did not reach every in-sync replica within the request's timeout ({} ms)",
+                            name(),
+                            timeout.as_millis()
+                        ),
+                    ));
+                }
+            }
         }
     }
 
@@ -178,7 +405,9 @@ impl Partition {
     }
 
     pub fn last_stable_offset(&self) -> i64 {
-        self.last_stable_offset.load(Ordering::Acquire)
+        self.first_unstable_offset
+            .load(Ordering::Acquire)
+            .min(self.high_watermark())
     }
 
     /// The end offset a consumer with this isolation level may read up to.
@@ -205,13 +434,113 @@ impl Partition {
         self.producers().describe()
     }
 
-    /// After a write: single replica, so the ISR is this broker and
-    /// everything in the log is replicated to the whole ISR.
+    /// After a leader's write: with a single replica everything in the
+    /// log is on the whole ISR; a replicated partition's leader counts the
+    /// write towards its high watermark.
     fn advance(&self, log: &Log, producers: &ProducerStates) {
+        self.first_unstable_offset.store(
+            producers.first_unstable_offset().unwrap_or(i64::MAX),
+            Ordering::Release,
+        );
+        let mut replication = self.replication();
+        match replication.as_mut() {
+            Some(leading) => {
+                leading.on_local_log(log.log_end_offset(), self.durable_end(log));
+                self.high_watermark
+                    .fetch_max(leading.high_watermark(), Ordering::AcqRel);
+            }
+            None => self
+                .high_watermark
+                .store(log.log_end_offset(), Ordering::Release),
+        }
+    }
+
+    /// A follower appends batches exactly as its leader wrote them, fetched
+    /// while it followed in `fetched_epoch`: records them in the producer
+    /// state (so it can lead with its producers' sequences) and indexes the
+    /// transactions their markers abort. Returns the new log end, or `None`
+    /// when this node leads now or the leader epoch moved on (the batches
+    /// are dropped; the next fetch asks anew).
+    pub fn append_replicated(
+        &self,
+        bytes: &[u8],
+        fetched_epoch: i32,
+    ) -> Result<Option<i64>, LogError> {
+        let mut producers = self.producers();
+        let mut log = self.log();
+        if self.is_leader() || self.leader_epoch() != fetched_epoch {
+            return Ok(None);
+        }
+        let now = now_ms();
+        let appended = log.append_replicated(bytes, now)?;
+        let mut rest = bytes;
+        for info in &appended {
+            let (batch, tail) = rest.split_at(info.header.total_size().min(rest.len()));
+            rest = tail;
+            let marker = strom_log::batch::control_type(batch);
+            if let Some(ended) = producers.record(&info.header, marker, now) {
+                if let Some(entry) = aborted_entry(&ended, &info.header, &producers) {
+                    log.add_aborted(entry)?;
+                }
+            }
+        }
+        self.first_unstable_offset.store(
+            producers.first_unstable_offset().unwrap_or(i64::MAX),
+            Ordering::Release,
+        );
+        Ok(Some(log.log_end_offset()))
+    }
+
+    /// A follower takes its leader's high watermark, never beyond what it
+    /// has durable itself.
+    pub fn follow_high_watermark(&self, leader_high_watermark: i64) {
+        let log = self.log();
+        if self.is_leader() {
+            return;
+        }
+        let high_watermark = leader_high_watermark.min(self.durable_end(&log));
+        self.high_watermark.store(high_watermark, Ordering::Release);
+    }
+
+    /// A follower whose log diverged from its leader's removes everything
+    /// from `offset` on and rebuilds its producer state for what is left.
+    /// Does nothing when this node leads now or the epoch moved on.
+    pub fn truncate_replica(&self, offset: i64, fetched_epoch: i32) -> Result<(), LogError> {
+        let mut producers = self.producers();
+        let mut log = self.log();
+        if self.is_leader() || self.leader_epoch() != fetched_epoch {
+            return Ok(());
+        }
+        let now = now_ms();
+        log.truncate_to(offset, now)?;
+        *producers = load_producers(&self.dir, &mut log, now)?;
+        self.first_unstable_offset.store(
+            producers.first_unstable_offset().unwrap_or(i64::MAX),
+            Ordering::Release,
+        );
         let end = log.log_end_offset();
-        let stable = producers.first_unstable_offset().unwrap_or(end).min(end);
-        self.high_watermark.store(end, Ordering::Release);
-        self.last_stable_offset.store(stable, Ordering::Release);
+        self.high_watermark.fetch_min(end, Ordering::AcqRel);
+        self.log_start_offset
+            .store(log.log_start_offset(), Ordering::Release);
+        Ok(())
+    }
+
+    /// Reads whole batches from `offset` up to the log end, for a follower.
+    pub fn read_for_replica(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+    ) -> Result<Option<ReadSlice>, LogError> {
+        let log = self.log();
+        let end = log.log_end_offset();
+        log.read(offset, max_bytes, end, min_one_batch)
+    }
+
+    /// The epoch of this log's last batch (`None`: it has none), which a
+    /// follower names when it fetches.
+    pub fn last_fetched_epoch(&self) -> Option<i32> {
+        self.log().leader_epochs().latest_epoch()
     }
 
     pub fn settings(&self) -> TopicSettings {
@@ -513,6 +842,23 @@ impl Partition {
 
 /// A producer state snapshot to write: its offset and bytes.
 type Snapshot = (i64, Vec<u8>);
+
+/// The producer state of `log`: the newest snapshot at or below its end,
+/// then the batches after it; re-adds aborted-transaction index entries a
+/// crash may have lost before they were written.
+fn load_producers(dir: &Path, log: &mut Log, now: i64) -> Result<ProducerStates, LogError> {
+    let (replay_from, mut producers) =
+        producer_state::load_snapshot(dir, log.log_end_offset(), now)
+            .unwrap_or_else(|| (log.log_start_offset(), ProducerStates::default()));
+    let mut aborted = Vec::new();
+    log.for_each_batch_header(replay_from, |header, marker| {
+        if let Some(ended) = producers.record(header, marker, now) {
+            aborted.extend(aborted_entry(&ended, header, &producers));
+        }
+    })?;
+    log.restore_aborted(aborted)?;
+    Ok(producers)
+}
 
 /// Appends a batch; if that rolled a new segment, also returns a snapshot
 /// of the producer state at the new segment's base offset (taken before

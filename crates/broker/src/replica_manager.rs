@@ -10,9 +10,10 @@
 //! (opening and deleting a partition work on the same directory).
 //!
 //! The registry keeps a topic's partitions by index, with a gap where this
-//! node is not a replica. A partition here is told whether it leads;
-//! followers do not fetch from their leaders yet (replication is still to
-//! come).
+//! node is not a replica. A partition here is told its committed state
+//! (leader epoch, replicas, ISR) and whether it leads; the replica fetchers
+//! ([`crate::replica_fetcher`]) then make the followers fetch from their
+//! leaders.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -176,6 +177,7 @@ impl ReplicaManager {
                 continue;
             };
             let settings = configs.topic_settings(&topic.configs);
+            let lag_ms = configs.get_i64("replica.lag.time.max.ms");
             let mut changed = stale || slots.len() != topic.partitions.len();
             slots.resize(topic.partitions.len(), None);
             for (index, (slot, state)) in slots.iter_mut().zip(&topic.partitions).enumerate() {
@@ -199,7 +201,13 @@ impl ReplicaManager {
                     None => {}
                 }
                 if let Some(partition) = slot {
-                    partition.set_leader_epoch(state.leader_epoch, state.leader == self.node_id);
+                    let committed = strom_replica::PartitionState {
+                        leader_epoch: state.leader_epoch,
+                        partition_epoch: state.partition_epoch,
+                        replicas: state.replicas.clone(),
+                        isr: state.isr.clone(),
+                    };
+                    partition.apply_state(self.node_id, state.leader, &committed, lag_ms);
                 }
             }
             if changed {
@@ -222,6 +230,7 @@ impl ReplicaManager {
             topic_id: topic.topic_id,
             index: index as i32,
             leader_epoch: topic.partitions[index].leader_epoch,
+            replicated: topic.partitions[index].replicas.len() > 1,
         };
         Partition::open(
             &self.data_dir,

@@ -211,6 +211,40 @@ impl Topics {
         ))
     }
 
+    /// This broker process's epoch, from its registration.
+    pub fn broker_epoch(&self) -> i64 {
+        self.broker_epoch.load(Ordering::Acquire)
+    }
+
+    /// Proposes a leader's ISR change (AlterPartition); returns once the
+    /// controller committed it and this node's partitions took it.
+    pub async fn alter_partition(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+        proposal: &strom_replica::IsrProposal,
+    ) -> Result<(), TopicError> {
+        let request = strom_controller::AlterPartition {
+            broker_id: self.node_id,
+            broker_epoch: self.broker_epoch(),
+            topic_id,
+            partition,
+            leader_epoch: proposal.leader_epoch,
+            partition_epoch: proposal.partition_epoch,
+            new_isr: proposal
+                .isr
+                .iter()
+                .map(|&(node_id, broker_epoch)| strom_controller::IsrMember {
+                    node_id,
+                    broker_epoch,
+                })
+                .collect(),
+        };
+        self.decide(ControllerRequest::AlterPartition(request))
+            .await
+            .map(|_| ())
+    }
+
     /// One heartbeat of this broker to the active controller.
     pub async fn heartbeat(&self) -> Result<HeartbeatReply, TopicError> {
         self.heartbeat_once(false).await.map(|(reply, _)| reply)

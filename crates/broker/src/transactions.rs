@@ -384,14 +384,14 @@ fn settled(broker: &Arc<Broker>, transactional_id: &str) -> Result<Durable, Refu
         .ok_or_else(|| unavailable("__transaction_state does not exist"))?;
     let end = partition.log_end_offset();
     Ok(Durable {
-        flushed: broker.flusher.flush(partition, end),
+        flushed: internal_topics::durable_at(broker, partition, end),
         transactional_id: transactional_id.to_string(),
     })
 }
 
 /// A transaction state record on its way to disk.
 struct Durable {
-    flushed: tokio::sync::oneshot::Receiver<crate::flusher::FlushResult>,
+    flushed: internal_topics::Durable,
     transactional_id: String,
 }
 

@@ -33,10 +33,6 @@ pub struct ControllerConfig {
     pub leader_imbalance_check_interval_ms: i64,
     /// Producer ids handed to a broker at a time.
     pub producer_id_block_size: i64,
-    /// The most replicas a new partition may have. The broker sets 1 while
-    /// followers do not fetch from their leaders: a second replica would be
-    /// listed in sync while holding nothing.
-    pub max_replication_factor: usize,
 }
 
 impl Default for ControllerConfig {
@@ -49,7 +45,6 @@ impl Default for ControllerConfig {
             auto_leader_rebalance: true,
             leader_imbalance_check_interval_ms: 300_000,
             producer_id_block_size: 1_000,
-            max_replication_factor: usize::MAX,
         }
     }
 }

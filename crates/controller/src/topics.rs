@@ -153,27 +153,6 @@ impl Controller {
         replication_factor: Option<i16>,
         existing: usize,
     ) -> Result<Vec<Vec<i32>>, ControllerError> {
-        let replicas = self.replicas_unchecked(assignments, count, replication_factor, existing)?;
-        let most = self.config.max_replication_factor;
-        match replicas.iter().map(Vec::len).max() {
-            Some(width) if width > most => Err(ControllerError::new(
-                ErrorKind::InvalidReplicationFactor,
-                format!(
-                    "replication factor {width} is not supported yet: this version of Strom keeps each partition on one broker \
-                     (at most {most} replica); create the topic with replication factor {most}"
-                ),
-            )),
-            _ => Ok(replicas),
-        }
-    }
-
-    fn replicas_unchecked(
-        &self,
-        assignments: &[Vec<i32>],
-        count: Option<i32>,
-        replication_factor: Option<i16>,
-        existing: usize,
-    ) -> Result<Vec<Vec<i32>>, ControllerError> {
         if !assignments.is_empty() {
             if replication_factor.is_some_and(|rf| rf != -1) {
                 return Err(ControllerError::new(

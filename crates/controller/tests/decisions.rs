@@ -205,48 +205,6 @@ fn a_replication_factor_above_the_live_brokers_is_refused() {
 }
 
 #[test]
-fn a_controller_limited_to_one_replica_refuses_wider_topics_and_assignments() {
-    let mut cluster = Cluster::with_config(
-        &[1, 2, 3],
-        ControllerConfig {
-            session_timeout_ms: SESSION_MS,
-            max_replication_factor: 1,
-            ..ControllerConfig::default()
-        },
-    );
-    let refused = cluster
-        .controller
-        .create_topic(
-            NewTopic {
-                name: "wide".into(),
-                replication_factor: Some(3),
-                ..NewTopic::default()
-            },
-            false,
-        )
-        .unwrap_err();
-    assert_eq!(refused.kind, ErrorKind::InvalidReplicationFactor);
-    assert!(
-        refused.message.contains("replication factor 1"),
-        "{refused}"
-    );
-    let refused = cluster
-        .controller
-        .create_topic(
-            NewTopic {
-                name: "assigned".into(),
-                assignments: vec![vec![1, 2]],
-                ..NewTopic::default()
-            },
-            false,
-        )
-        .unwrap_err();
-    assert_eq!(refused.kind, ErrorKind::InvalidReplicationFactor);
-    assert!(cluster.controller.image().topics.is_empty());
-    cluster.create("narrow", 3, 1);
-}
-
-#[test]
 fn a_broker_that_stops_heartbeating_is_fenced_and_loses_its_leaderships() {
     let mut cluster = Cluster::new(&[1, 2, 3]);
     let id = cluster.create("orders", 3, 3);

@@ -186,12 +186,27 @@ impl Leader {
 
     /// Records were appended (`log_end`) and fsynced up to `durable_end`.
     /// Returns whether the high watermark moved.
+    /// A durable end below the one known (a topic whose durability was
+    /// relaxed counted its whole log, then was made strict again) keeps
+    /// the one known: what was counted stays counted.
     pub fn on_local_log(&mut self, log_end: i64, durable_end: i64) -> bool {
-        assert!(log_end >= self.log_end && durable_end >= self.durable_end);
-        assert!(durable_end <= log_end);
+        assert!(log_end >= self.log_end, "a leader's log never shrinks");
         self.log_end = log_end;
-        self.durable_end = durable_end;
+        self.durable_end = durable_end.min(log_end).max(self.durable_end);
         self.advance()
+    }
+
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch
+    }
+
+    pub fn partition_epoch(&self) -> i32 {
+        self.partition_epoch
+    }
+
+    /// Takes a changed `min.insync.replicas` (a topic config change).
+    pub fn set_min_insync_replicas(&mut self, min_insync_replicas: usize) {
+        self.config.min_insync_replicas = min_insync_replicas;
     }
 
     /// A follower fetched from `offset` (so has everything below it on

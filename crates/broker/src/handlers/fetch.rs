@@ -18,6 +18,15 @@
 //! A `read_committed` fetch (isolation level 1) stops at the last stable
 //! offset and carries the aborted transactions among the returned records;
 //! the client drops their records and every control batch.
+//!
+//! A follower's fetch (a replica id, Kafka's ReplicaState) is answered by
+//! the leader only, past the high watermark up to the log end, and never
+//! in a session. Its fetch offset tells the leader how much the follower
+//! holds on disk ([`Partition::on_replica_fetch`]), which may move the
+//! high watermark. Its leader epoch is checked (FENCED_LEADER_EPOCH when
+//! older, UNKNOWN_LEADER_EPOCH when newer than the leader's), and so is the
+//! epoch of the last batch it holds: a follower whose log diverged is told
+//! where the leader's log of that epoch ends (DivergingEpoch), to truncate.
 
 use std::sync::Arc;
 
@@ -25,7 +34,7 @@ use bytes::Bytes;
 use futures_util::future::select_all;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{
-    AbortedTransaction, FetchableTopicResponse, PartitionData,
+    AbortedTransaction, EpochEndOffset, FetchableTopicResponse, PartitionData,
 };
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
 use strom_log::{AbortedTxn, LogError};
@@ -49,11 +58,40 @@ struct PartitionResult {
     log_start_offset: i64,
     records: Option<Located>,
     aborted: Vec<AbortedTxn>,
+    /// For a follower: where the leader's log of its last epoch ends.
+    diverging: Option<(i32, i64)>,
+}
+
+/// A follower fetching: its node id and broker epoch (`-1` if unknown).
+#[derive(Debug, Clone, Copy)]
+struct Replica {
+    id: i32,
+    broker_epoch: i64,
+}
+
+/// What a follower says of one partition beyond the fetch offset.
+#[derive(Debug, Clone, Copy)]
+struct Epochs {
+    current_leader_epoch: i32,
+    last_fetched_epoch: i32,
+}
+
+fn replica_of(context: &RequestContext, request: &FetchRequest) -> Option<Replica> {
+    let (id, broker_epoch) = if context.api_version >= 15 {
+        (
+            request.replica_state.replica_id.0,
+            request.replica_state.replica_epoch,
+        )
+    } else {
+        (request.replica_id.0, -1)
+    };
+    (id >= 0).then_some(Replica { id, broker_epoch })
 }
 
 impl PartitionResult {
+    /// An error, or a divergence to report: answered without waiting.
     fn is_error(&self) -> bool {
-        self.error.is_some()
+        self.error.is_some() || self.diverging.is_some()
     }
 }
 
@@ -66,15 +104,16 @@ pub async fn handle(
 ) -> (FetchResponse, Splices) {
     let uses_topic_ids = context.api_version >= 13;
     let read_committed = request.isolation_level == 1;
+    let replica = replica_of(context, &request);
     let mut requested = Vec::new();
+    let mut epochs = Vec::new();
     for topic in &request.topics {
         let name = resolve_topic(&broker, &topic.topic, topic.topic_id, uses_topic_ids);
         for partition in &topic.partitions {
-            if partition.current_leader_epoch > 0 {
-                // Leader epochs only grow with leader changes; none happened
-                // on a single node, so a client ahead of us is confused.
-                tracing::debug!(topic = %name, epoch = partition.current_leader_epoch, "fetch with a leader epoch from the future");
-            }
+            epochs.push(Epochs {
+                current_leader_epoch: partition.current_leader_epoch,
+                last_fetched_epoch: partition.last_fetched_epoch,
+            });
             let key = SessionPartition {
                 topic_id: if uses_topic_ids {
                     topic.topic_id
@@ -111,7 +150,7 @@ pub async fn handle(
         })
         .collect();
 
-    let plan = if context.api_version >= 7 {
+    let plan = if context.api_version >= 7 && replica.is_none() {
         broker.fetch_sessions.begin(
             request.session_id,
             request.session_epoch,
@@ -160,15 +199,27 @@ pub async fn handle(
         for arrival in &mut arrivals {
             arrival.as_mut().enable();
         }
-        let results = read_partitions(
-            &broker,
-            uses_topic_ids,
-            read_committed,
-            &partitions,
-            &handles,
-            max_bytes,
-            &broker.splice_files,
-        );
+        let results = match replica {
+            // Sessionless, so `partitions` are the requested ones, in order.
+            Some(replica) => read_for_replica(
+                &broker,
+                replica,
+                &partitions,
+                &epochs,
+                &handles,
+                max_bytes,
+                &broker.splice_files,
+            ),
+            None => read_partitions(
+                &broker,
+                uses_topic_ids,
+                read_committed,
+                &partitions,
+                &handles,
+                max_bytes,
+                &broker.splice_files,
+            ),
+        };
         let bytes: usize = results
             .iter()
             .filter_map(|result| result.records.as_ref())
@@ -228,6 +279,14 @@ pub async fn handle(
                     .collect()
             }))
             .with_records(Some(records));
+        let data = match result.diverging {
+            Some((epoch, end_offset)) => data.with_diverging_epoch(
+                EpochEndOffset::default()
+                    .with_epoch(epoch)
+                    .with_end_offset(end_offset),
+            ),
+            None => data,
+        };
         let same_topic = topics.last().is_some_and(|last| {
             last.topic.as_str() == result.key.topic && last.topic_id == result.key.topic_id
         });
@@ -303,6 +362,7 @@ fn read_partitions(
                 log_start_offset: -1,
                 records: None,
                 aborted: Vec::new(),
+                diverging: None,
             };
             let Some(partition) = handle else {
                 result.error = Some(if uses_topic_ids && key.topic.is_empty() {
@@ -327,30 +387,154 @@ fn read_partitions(
             if limit == 0 && first_batch_sent {
                 return result;
             }
-            let read =
-                partition.read_isolated(state.fetch_offset, limit, !first_batch_sent, read_committed);
-            match read {
-                Ok((Some(slice), aborted)) => match Located::new(slice, budget) {
-                    Ok(located) => {
-                        remaining = remaining.saturating_sub(located.size());
-                        first_batch_sent = true;
-                        result.records = Some(located);
-                        result.aborted = aborted;
-                    }
-                    Err(error) => {
-                        tracing::error!(topic = %key.topic, partition = key.partition, %error, "reading a partition failed");
-                        result.error = Some(ResponseError::KafkaStorageError);
-                    }
-                },
-                Ok((None, _)) => {}
-                Err(LogError::OffsetOutOfRange { .. }) => {
+            let read = partition.read_isolated(
+                state.fetch_offset,
+                limit,
+                !first_batch_sent,
+                read_committed,
+            );
+            take_read(
+                &mut result,
+                read,
+                budget,
+                &mut remaining,
+                &mut first_batch_sent,
+            );
+            result
+        })
+        .collect()
+}
+
+/// Puts what a read found into `result`, counting its bytes.
+fn take_read(
+    result: &mut PartitionResult,
+    read: Result<(Option<strom_log::ReadSlice>, Vec<AbortedTxn>), LogError>,
+    budget: &Arc<Semaphore>,
+    remaining: &mut usize,
+    first_batch_sent: &mut bool,
+) {
+    let key = &result.key;
+    match read {
+        Ok((Some(slice), aborted)) => match Located::new(slice, budget) {
+            Ok(located) => {
+                *remaining = remaining.saturating_sub(located.size());
+                *first_batch_sent = true;
+                result.records = Some(located);
+                result.aborted = aborted;
+            }
+            Err(error) => {
+                tracing::error!(topic = %key.topic, partition = key.partition, %error, "reading a partition failed");
+                result.error = Some(ResponseError::KafkaStorageError);
+            }
+        },
+        Ok((None, _)) => {}
+        Err(LogError::OffsetOutOfRange { .. }) => {
+            result.error = Some(ResponseError::OffsetOutOfRange);
+        }
+        Err(error) => {
+            tracing::error!(topic = %key.topic, partition = key.partition, %error, "reading a partition failed");
+            result.error = Some(ResponseError::KafkaStorageError);
+        }
+    }
+}
+
+/// A follower's fetch: checks its epochs, counts its position towards the
+/// high watermark, and reads up to the log end.
+fn read_for_replica(
+    broker: &Broker,
+    replica: Replica,
+    partitions: &[(SessionPartition, PartitionState)],
+    epochs: &[Epochs],
+    handles: &[Option<Arc<Partition>>],
+    max_bytes: usize,
+    budget: &Arc<Semaphore>,
+) -> Vec<PartitionResult> {
+    let mut remaining = max_bytes;
+    let mut first_batch_sent = false;
+    partitions
+        .iter()
+        .zip(epochs)
+        .zip(handles)
+        .map(|(((key, state), epochs), handle)| {
+            let mut result = PartitionResult {
+                key: key.clone(),
+                error: None,
+                high_watermark: -1,
+                last_stable_offset: -1,
+                log_start_offset: -1,
+                records: None,
+                aborted: Vec::new(),
+                diverging: None,
+            };
+            let Some(partition) = handle else {
+                result.error = Some(if key.topic.is_empty() {
+                    ResponseError::UnknownTopicId
+                } else {
+                    broker.topics.not_here(&key.topic, key.partition)
+                });
+                return result;
+            };
+            let epoch = partition.leader_epoch();
+            if !partition.is_leader() {
+                result.error = Some(ResponseError::NotLeaderOrFollower);
+                return result;
+            }
+            if epochs.current_leader_epoch >= 0 && epochs.current_leader_epoch < epoch {
+                result.error = Some(ResponseError::FencedLeaderEpoch);
+                return result;
+            }
+            if epochs.current_leader_epoch > epoch {
+                result.error = Some(ResponseError::UnknownLeaderEpoch);
+                return result;
+            }
+            let verdict = {
+                let log = partition.log();
+                if log.is_offline() {
+                    result.error = Some(ResponseError::KafkaStorageError);
+                    return result;
+                }
+                let last_fetched =
+                    (epochs.last_fetched_epoch >= 0).then_some(epochs.last_fetched_epoch);
+                strom_replica::check_fetch(
+                    state.fetch_offset,
+                    last_fetched,
+                    last_fetched.map_or((-1, -1), |e| log.end_offset_for_epoch(e)),
+                    log.log_start_offset(),
+                    log.log_end_offset(),
+                )
+            };
+            match verdict {
+                strom_replica::FetchPosition::Agrees => {}
+                strom_replica::FetchPosition::Diverging { epoch, end_offset } => {
+                    result.diverging = Some((epoch, end_offset));
+                }
+                strom_replica::FetchPosition::OutOfRange => {
                     result.error = Some(ResponseError::OffsetOutOfRange);
                 }
-                Err(error) => {
-                    tracing::error!(topic = %key.topic, partition = key.partition, %error, "reading a partition failed");
-                    result.error = Some(ResponseError::KafkaStorageError);
-                }
             }
+            if result.diverging.is_none() && result.error.is_none() {
+                partition.on_replica_fetch(replica.id, state.fetch_offset, replica.broker_epoch);
+            }
+            result.high_watermark = partition.high_watermark();
+            result.last_stable_offset = partition.last_stable_offset();
+            result.log_start_offset = partition.log_start_offset();
+            if result.diverging.is_some() || result.error.is_some() {
+                return result;
+            }
+            let limit = remaining.min(state.max_bytes.max(0) as usize);
+            if limit == 0 && first_batch_sent {
+                return result;
+            }
+            let read = partition
+                .read_for_replica(state.fetch_offset, limit, !first_batch_sent)
+                .map(|slice| (slice, Vec::new()));
+            take_read(
+                &mut result,
+                read,
+                budget,
+                &mut remaining,
+                &mut first_batch_sent,
+            );
             result
         })
         .collect()

@@ -5,8 +5,14 @@
 //! pipelined on one connection are appended in the order they were sent.
 //! The returned future only waits: for acks=all until the group-commit
 //! flusher has fsynced the partitions (unless the topic relaxed durability
-//! with `flush.messages` / `flush.ms`), for acks=1 not at all. acks=0 gets
-//! no response.
+//! with `flush.messages` / `flush.ms`) and, for a replicated partition,
+//! until the high watermark passed the records, so they are on disk on
+//! every in-sync replica (or `timeout_ms` ends: REQUEST_TIMED_OUT); for
+//! acks=1 not at all. acks=0 gets no response.
+//!
+//! acks=all is refused before the append with NOT_ENOUGH_REPLICAS while
+//! the ISR is smaller than `min.insync.replicas`, and answered with
+//! NOT_ENOUGH_REPLICAS_AFTER_APPEND when it shrank below that meanwhile.
 //!
 //! A refusal of single records (KIP-467) names each record by its index in
 //! the batch in `record_errors` and sums them up in `error_message`, in
@@ -15,7 +21,9 @@
 //! the one check for which Produce reads the records of a batch.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{
@@ -23,20 +31,19 @@ use kafka_protocol::messages::produce_response::{
 };
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use strom_log::batch::{self, BatchError};
-use tokio::sync::oneshot;
 
 use super::{resolve_topic, str_bytes, topic_name};
 use crate::broker::Broker;
-use crate::flusher::FlushResult;
 use crate::partition::{Appended, Partition};
 use crate::protocol::RequestContext;
 
-/// Replicas in the ISR of every partition on a single node.
-const SINGLE_NODE_ISR: usize = 1;
+/// Waits until a write is as durable as acks asks; `Err` is the error to
+/// answer instead.
+type Durable = Pin<Box<dyn Future<Output = Result<(), (ResponseError, String)>> + Send>>;
 
 struct PartitionOutcome {
     response: PartitionProduceResponse,
-    durable: Option<oneshot::Receiver<FlushResult>>,
+    durable: Option<Durable>,
 }
 
 fn failed(index: i32, error: ResponseError, message: impl Into<String>) -> PartitionOutcome {
@@ -119,6 +126,7 @@ pub fn handle(
     request: ProduceRequest,
 ) -> Option<impl Future<Output = ProduceResponse> + Send + 'static> {
     let acks = request.acks;
+    let timeout = Duration::from_millis(request.timeout_ms.clamp(0, 15 * 60 * 1000) as u64);
     let transactional_id = request.transactional_id.as_ref().map(|id| id.to_string());
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {
@@ -169,6 +177,7 @@ pub fn handle(
                         data.index,
                         data.records.as_deref(),
                         acks,
+                        timeout,
                         transactional_id.as_deref(),
                     ),
                 }
@@ -187,16 +196,8 @@ pub fn handle(
             for outcome in outcomes {
                 let mut response = outcome.response;
                 if let Some(durable) = outcome.durable {
-                    let result = durable
-                        .await
-                        .unwrap_or_else(|_| Err("flusher stopped".to_string()));
-                    if let Err(error) = result {
-                        response = failed(
-                            response.index,
-                            ResponseError::KafkaStorageError,
-                            format!("the write could not be made durable: {error}"),
-                        )
-                        .response;
+                    if let Err((error, message)) = durable.await {
+                        response = failed(response.index, error, message).response;
                     }
                 }
                 partitions.push(response);
@@ -244,6 +245,7 @@ fn append(
     index: i32,
     records: Option<&[u8]>,
     acks: i16,
+    timeout: Duration,
     transactional_id: Option<&str>,
 ) -> PartitionOutcome {
     let settings = partition.settings();
@@ -331,13 +333,14 @@ fn append(
             ),
         );
     }
-    if acks == -1 && settings.min_insync_replicas > SINGLE_NODE_ISR {
+    let in_sync = partition.in_sync_replicas();
+    if acks == -1 && settings.min_insync_replicas > in_sync {
         return failed(
             index,
             ResponseError::NotEnoughReplicas,
             format!(
-                "min.insync.replicas is {} but the partition has {SINGLE_NODE_ISR} in-sync replica",
-                settings.min_insync_replicas
+                "min.insync.replicas is {} but {}-{} has {in_sync} in-sync replica(s); bring its replicas back or lower min.insync.replicas",
+                settings.min_insync_replicas, partition.topic, partition.index
             ),
         );
     }
@@ -397,10 +400,26 @@ fn append(
             return failed(index, ResponseError::KafkaStorageError, error.to_string());
         }
     };
-    let durable = if settings.strict_durability() {
-        if acks == -1 {
-            Some(broker.flusher.flush(partition.clone(), durable_offset))
+    let replicated = partition.isr().is_some();
+    let durable: Option<Durable> = if settings.strict_durability() {
+        if acks == -1 && !replicated {
+            let flushed = broker.flusher.flush(partition.clone(), durable_offset);
+            Some(Box::pin(async move {
+                match flushed.await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(error)) => Err((
+                        ResponseError::KafkaStorageError,
+                        format!("the write could not be made durable: {error}"),
+                    )),
+                    Err(_) => Err((
+                        ResponseError::KafkaStorageError,
+                        "the write could not be made durable: flusher stopped".to_string(),
+                    )),
+                }
+            }))
         } else {
+            // A replicated partition's leader counts its fsynced end
+            // towards the high watermark that acks=all waits for.
             broker
                 .flusher
                 .flush_in_background(partition.clone(), durable_offset);
@@ -409,6 +428,12 @@ fn append(
     } else {
         schedule_relaxed_flush(broker, partition, durable_offset);
         None
+    };
+    let durable = match acks == -1 && replicated {
+        true => {
+            Some(Box::pin(partition.clone().wait_replicated(durable_offset, timeout)) as Durable)
+        }
+        false => durable,
     };
     PartitionOutcome {
         response: PartitionProduceResponse::default()
