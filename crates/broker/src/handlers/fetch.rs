@@ -89,6 +89,20 @@ fn replica_of(context: &RequestContext, request: &FetchRequest) -> Option<Replic
 }
 
 impl PartitionResult {
+    /// A result with nothing found yet.
+    fn new(key: &SessionPartition) -> PartitionResult {
+        PartitionResult {
+            key: key.clone(),
+            error: None,
+            high_watermark: -1,
+            last_stable_offset: -1,
+            log_start_offset: -1,
+            records: None,
+            aborted: Vec::new(),
+            diverging: None,
+        }
+    }
+
     /// An error, or a divergence to report: answered without waiting.
     fn is_error(&self) -> bool {
         self.error.is_some() || self.diverging.is_some()
@@ -354,22 +368,9 @@ fn read_partitions(
         .iter()
         .zip(handles)
         .map(|((key, state), handle)| {
-            let mut result = PartitionResult {
-                key: key.clone(),
-                error: None,
-                high_watermark: -1,
-                last_stable_offset: -1,
-                log_start_offset: -1,
-                records: None,
-                aborted: Vec::new(),
-                diverging: None,
-            };
+            let mut result = PartitionResult::new(key);
             let Some(partition) = handle else {
-                result.error = Some(if uses_topic_ids && key.topic.is_empty() {
-                    ResponseError::UnknownTopicId
-                } else {
-                    broker.topics.not_here(&key.topic, key.partition)
-                });
+                result.error = Some(not_here(broker, key, uses_topic_ids));
                 return result;
             };
             if !partition.is_leader() {
@@ -403,6 +404,16 @@ fn read_partitions(
             result
         })
         .collect()
+}
+
+/// Why a partition is not held here: an unknown topic id, or what
+/// [`crate::topics::Topics::not_here`] says.
+fn not_here(broker: &Broker, key: &SessionPartition, uses_topic_ids: bool) -> ResponseError {
+    if uses_topic_ids && key.topic.is_empty() {
+        ResponseError::UnknownTopicId
+    } else {
+        broker.topics.not_here(&key.topic, key.partition)
+    }
 }
 
 /// Puts what a read found into `result`, counting its bytes.
@@ -456,22 +467,9 @@ fn read_for_replica(
         .zip(epochs)
         .zip(handles)
         .map(|(((key, state), epochs), handle)| {
-            let mut result = PartitionResult {
-                key: key.clone(),
-                error: None,
-                high_watermark: -1,
-                last_stable_offset: -1,
-                log_start_offset: -1,
-                records: None,
-                aborted: Vec::new(),
-                diverging: None,
-            };
+            let mut result = PartitionResult::new(key);
             let Some(partition) = handle else {
-                result.error = Some(if key.topic.is_empty() {
-                    ResponseError::UnknownTopicId
-                } else {
-                    broker.topics.not_here(&key.topic, key.partition)
-                });
+                result.error = Some(not_here(broker, key, true));
                 return result;
             };
             let epoch = partition.leader_epoch();
