@@ -118,8 +118,10 @@ impl Partition {
         } = identity;
         let dir = partition_dir(data_dir, &topic, index);
         let now = now_ms();
+        // The epoch starts in the epoch cache only if this node leads
+        // (`apply_state`): a follower's cache lists the epochs of batches
+        // it holds, which it names to its leader when it fetches.
         let mut log = Log::open(&dir, settings.log, files, recovery, now)?;
-        log.assign_leader_epoch(leader_epoch);
         let producers = load_producers(&dir, &mut log, now)?;
         let end = log.log_end_offset();
         let start = log.log_start_offset();

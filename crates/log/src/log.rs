@@ -680,6 +680,14 @@ impl Log {
     pub fn truncate_to(&mut self, offset: i64, now_ms: i64) -> Result<(), LogError> {
         self.check_online()?;
         if offset >= self.log_end_offset() {
+            // Nothing to cut, but an epoch this node assigned as a leader
+            // without writing a batch in it may stand at the end (Kafka's
+            // truncateTo drops it too): a follower must not name it as its
+            // last fetched epoch, or its leader finds it diverged forever.
+            let end = self.log_end_offset();
+            if self.epochs.truncate_from_end(end) {
+                self.write_epochs(true)?;
+            }
             return Ok(());
         }
         let files = self.files.clone();

@@ -240,6 +240,14 @@ fn run(steps: Vec<Step>) {
                 let offset = harness.next_offset();
                 harness.log_start = harness.log_start.min(offset);
                 harness.log().truncate_to(offset, 0).unwrap();
+                // Also when nothing was cut: an epoch assigned without a
+                // batch in it is gone, so a follower's last fetched epoch is
+                // that of its last batch.
+                let left = harness.log().leader_epochs().entries().to_vec();
+                assert!(
+                    left.iter().all(|e| e.start_offset < offset),
+                    "epochs starting at or past the truncation offset {offset} remain: {left:?}"
+                );
             }
             Step::TornTail { garbage, partial } => {
                 harness.log().flush().unwrap();
@@ -432,5 +440,28 @@ fn epochs_survive_a_crash_after_a_roll_and_a_truncation() {
         append(),
         Step::Truncate { keep_percent: 75 },
         Step::Reopen { clean: false },
+    ]);
+}
+
+/// A leader that assigned its epoch and wrote nothing in it, then follows:
+/// truncating to its own log end drops that epoch, as Kafka's truncateTo
+/// does (a follower naming it as its last fetched epoch was told it
+/// diverged, truncated to where it already ended, and asked again, forever).
+#[test]
+fn truncating_to_the_log_end_drops_an_epoch_without_batches() {
+    let append = || Step::Append {
+        count: 2,
+        timestamp: 0,
+        payload: 0,
+    };
+    run(vec![
+        append(),
+        Step::NewEpoch {
+            increase: 2,
+            assign: true,
+        },
+        Step::Truncate { keep_percent: 100 },
+        append(),
+        Step::Reopen { clean: true },
     ]);
 }
