@@ -404,6 +404,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         }
     }
     tokio::spawn(crate::groups::Groups::run_timer(broker.clone()));
+    tokio::spawn(crate::groups::Groups::run_loader(broker.clone()));
     tokio::spawn(crate::transactions::Transactions::run_timer(broker.clone()));
     if broker.config.overrides.get_bool("log.cleaner.enable") {
         tokio::spawn(run_cleaner(broker.clone(), shutdown_receiver.clone()));
@@ -543,6 +544,8 @@ fn spawn_reconciler(
             while let Some(batch) = applied.blocking_recv() {
                 broker.topics.reconcile(&batch, &broker.partitions);
                 broker.replica_fetchers.update(&broker, &runtime);
+                // Coordinators follow their partitions' leadership.
+                broker.groups.leadership_changed.notify_one();
             }
         })
         .expect("starting the reconciler thread");

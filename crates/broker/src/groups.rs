@@ -3,14 +3,22 @@
 //! and keeps group state in the internal compacted topic
 //! `__consumer_offsets`, from which it is rebuilt at startup.
 //!
-//! Every group is coordinated by this broker (the only one); the group's
-//! partition of `__consumer_offsets` is Kafka's
-//! `abs(groupId.hashCode()) % offsets.topic.num.partitions`.
+//! A group's coordinator is the leader of the group's partition of
+//! `__consumer_offsets` (Kafka's `abs(groupId.hashCode()) %
+//! offsets.topic.num.partitions`). The coordinator follows that
+//! leadership ([`Groups::follow_leadership`], run after every committed metadata batch):
+//! a partition this node starts to lead, or leads in a new leader epoch, is
+//! replayed into the coordinator (requests for its groups are answered
+//! COORDINATOR_LOAD_IN_PROGRESS meanwhile); one it stops leading is
+//! unloaded (its groups forgotten here, members waiting in a rebalance told
+//! NOT_COORDINATOR), and requests for its groups are answered
+//! NOT_COORDINATOR, so clients ask FindCoordinator again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use kafka_protocol::error::ResponseError;
 use strom_coordinator::consumer_group::{
     ConsumerGroupConfig, ConsumerGroupError, ConsumerGroups, HeartbeatRequest as ConsumerHeartbeat,
     HeartbeatResponse as ConsumerHeartbeatResponse, TopicView,
@@ -25,7 +33,7 @@ use tokio::sync::{oneshot, Notify};
 
 use crate::broker::Broker;
 use crate::internal_topics;
-use crate::partition::now_ms;
+use crate::partition::{now_ms, Partition};
 use crate::topics::TopicError;
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -45,8 +53,15 @@ pub struct Groups {
     next_request: AtomicU64,
     /// Wakes the timer when deadlines may have moved.
     pub changed: Notify,
-    /// Set once `__consumer_offsets` is created or loaded.
+    /// Set once `__consumer_offsets` exists.
     offsets_topic: tokio::sync::OnceCell<()>,
+    /// The partitions of `__consumer_offsets` whose groups are loaded here,
+    /// with the leader epoch each was loaded in.
+    loaded: Mutex<HashMap<i32, i32>>,
+    /// One load or unload pass at a time.
+    syncing: tokio::sync::Mutex<()>,
+    /// Leadership may have moved: wakes [`Groups::run_loader`].
+    pub leadership_changed: Notify,
 }
 
 impl Groups {
@@ -58,6 +73,118 @@ impl Groups {
             next_request: AtomicU64::new(1),
             changed: Notify::new(),
             offsets_topic: tokio::sync::OnceCell::const_new(),
+            loaded: Mutex::new(HashMap::new()),
+            syncing: tokio::sync::Mutex::const_new(()),
+            leadership_changed: Notify::new(),
+        }
+    }
+
+    fn loaded(&self) -> std::sync::MutexGuard<'_, HashMap<i32, i32>> {
+        self.loaded.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether this node coordinates `group_id` now: creates
+    /// `__consumer_offsets` on first use and loads the group's partition
+    /// if this node leads it but has not loaded it yet. `Err` is what to
+    /// answer: NOT_COORDINATOR (another broker leads the partition),
+    /// COORDINATOR_LOAD_IN_PROGRESS or COORDINATOR_NOT_AVAILABLE.
+    pub async fn coordinate(
+        &self,
+        broker: &Arc<Broker>,
+        group_id: &str,
+    ) -> Result<(), ResponseError> {
+        if let Err(error) = self.ensure_ready(broker).await {
+            tracing::warn!(group = group_id, message = %error.message, "the group coordinator is not available");
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        match self.owns(broker, group_id) {
+            Err(ResponseError::CoordinatorLoadInProgress) => {
+                self.follow_leadership(broker).await;
+                self.owns(broker, group_id)
+            }
+            outcome => outcome,
+        }
+    }
+
+    /// [`Groups::coordinate`] without creating or loading anything.
+    fn owns(&self, broker: &Broker, group_id: &str) -> Result<(), ResponseError> {
+        let partitions = broker
+            .partitions
+            .topic(OFFSETS_TOPIC)
+            .ok_or(ResponseError::CoordinatorNotAvailable)?;
+        let index = group_records::partition_for(group_id, partitions.count() as i32);
+        let partition = partitions
+            .get(index)
+            .filter(|partition| partition.is_leader())
+            .ok_or(ResponseError::NotCoordinator)?;
+        match self.loaded().get(&index) {
+            Some(epoch) if *epoch == partition.leader_epoch() => Ok(()),
+            _ => Err(ResponseError::CoordinatorLoadInProgress),
+        }
+    }
+
+    /// Makes the loaded groups follow leadership: unloads the partitions of
+    /// `__consumer_offsets` this node no longer leads (or leads in a newer
+    /// epoch) and loads those it leads, reading each to its log end (a new
+    /// leader keeps its whole log; what its followers lack they fetch).
+    pub async fn follow_leadership(&self, broker: &Arc<Broker>) {
+        let _turn = self.syncing.lock().await;
+        let Some(partitions) = broker.partitions.topic(OFFSETS_TOPIC) else {
+            return;
+        };
+        let count = partitions.count() as i32;
+        let mut unload = Vec::new();
+        let mut to_load: Vec<Arc<Partition>> = Vec::new();
+        {
+            let loaded = self.loaded();
+            for index in 0..count {
+                let leading = partitions.get(index).filter(|p| p.is_leader());
+                match (leading, loaded.get(&index)) {
+                    (Some(partition), Some(epoch)) if *epoch == partition.leader_epoch() => {}
+                    // Unloaded first: whatever a request raced into memory
+                    // for its groups since they were last loaded goes.
+                    (Some(partition), _) => {
+                        unload.push(index);
+                        to_load.push(partition.clone());
+                    }
+                    (None, Some(_)) => unload.push(index),
+                    (None, None) => {}
+                }
+            }
+        }
+        for index in unload {
+            self.loaded().remove(&index);
+            let owned = |group: &str| group_records::partition_for(group, count) == index;
+            let actions = self.coordinator().unload(owned);
+            self.consumer_groups().unload(owned);
+            self.perform(broker, actions).await;
+        }
+        for partition in to_load {
+            let epoch = partition.leader_epoch();
+            let loader = broker.clone();
+            let replayed = partition.clone();
+            let loaded = tokio::task::spawn_blocking(move || load(&loader, &replayed, count)).await;
+            if loaded.is_err() {
+                tracing::error!(
+                    partition = partition.index,
+                    "loading a __consumer_offsets partition failed"
+                );
+                continue;
+            }
+            if partition.is_leader() && partition.leader_epoch() == epoch {
+                self.loaded().insert(partition.index, epoch);
+            }
+        }
+    }
+
+    /// Syncs the loaded groups with leadership whenever it may have moved,
+    /// until the process ends.
+    pub async fn run_loader(broker: Arc<Broker>) {
+        loop {
+            broker.groups.leadership_changed.notified().await;
+            if broker.groups.offsets_topic.initialized() {
+                broker.groups.follow_leadership(&broker).await;
+            }
         }
     }
 
@@ -261,89 +388,82 @@ impl Groups {
         }
     }
 
-    /// Creates `__consumer_offsets` on first use, or loads it once after a
-    /// restart, replaying its records into the coordinator.
-    /// After the first success this is a lock-free check.
+    /// Creates `__consumer_offsets` on first use, then loads the
+    /// partitions this node leads. After the first success the creation is
+    /// a lock-free check.
     pub async fn ensure_ready(&self, broker: &Arc<Broker>) -> Result<(), TopicError> {
+        let created = self.offsets_topic.initialized();
         self.offsets_topic
-            .get_or_try_init(|| prepare_offsets_topic(broker))
-            .await
-            .map(|_| ())
+            .get_or_try_init(|| {
+                internal_topics::create(broker, OFFSETS_TOPIC, "offsets.topic.num.partitions")
+            })
+            .await?;
+        if !created {
+            self.follow_leadership(broker).await;
+        }
+        Ok(())
     }
 }
 
-/// Creates `__consumer_offsets`, or replays it into the coordinator if it exists.
-async fn prepare_offsets_topic(broker: &Arc<Broker>) -> Result<(), TopicError> {
-    internal_topics::create_or_load(broker, OFFSETS_TOPIC, "offsets.topic.num.partitions", load)
-        .await
-        .map(|_| ())
-}
-
-/// Replays every partition of `__consumer_offsets` into the coordinator.
-/// Offsets committed inside a transaction wait for its marker.
-fn load(broker: &Broker) {
-    let Some(partitions) = broker.partitions.topic(OFFSETS_TOPIC) else {
-        return;
-    };
+/// Replays one partition of `__consumer_offsets` (of `count`) into the
+/// coordinator. Offsets committed inside a transaction wait for its marker.
+fn load(broker: &Broker, partition: &Partition, count: i32) {
     let now = now_ms();
     let mut coordinator = broker.groups.coordinator();
-    let mut records = 0u64;
-    let count = partitions.count() as i32;
-    for partition in partitions.iter() {
-        let here = |group: &str| group_records::partition_for(group, count) == partition.index;
-        records += internal_topics::replay(OFFSETS_TOPIC, partition, |record| {
-            let Some(key) = &record.key else { return };
-            if record.control {
-                if let Some(control) = ControlType::from_key(key) {
-                    let commit = control == ControlType::Commit;
-                    coordinator.complete_transaction(record.producer_id, commit, here);
-                }
-                return;
+    let here = |group: &str| group_records::partition_for(group, count) == partition.index;
+    let records = internal_topics::replay(OFFSETS_TOPIC, partition, |record| {
+        let Some(key) = &record.key else { return };
+        if record.control {
+            if let Some(control) = ControlType::from_key(key) {
+                let commit = control == ControlType::Commit;
+                coordinator.complete_transaction(record.producer_id, commit, here);
             }
-            match group_records::decode(key, record.value.as_deref()) {
-                Some(GroupRecord::Offset {
-                    group_id,
-                    topic,
-                    partition,
-                    committed: Some(committed),
-                }) if record.transactional => coordinator.stage_transactional_offset(
-                    record.producer_id,
-                    &group_id,
-                    &topic,
-                    partition,
-                    committed,
-                ),
-                Some(GroupRecord::Offset {
-                    group_id,
-                    topic,
-                    partition,
-                    committed: Some(committed),
-                }) => {
-                    coordinator.commit(&group_id, &topic, partition, committed);
-                }
-                Some(GroupRecord::Offset {
-                    group_id,
-                    topic,
-                    partition,
-                    committed: None,
-                }) => {
-                    coordinator.delete_offset(&group_id, &topic, partition);
-                }
-                Some(GroupRecord::Metadata {
-                    group: Some(group), ..
-                }) => coordinator.restore_group(now, group),
-                Some(GroupRecord::Metadata {
-                    group_id,
-                    group: None,
-                }) => coordinator.forget_group(&group_id),
-                None => {}
+            return;
+        }
+        match group_records::decode(key, record.value.as_deref()) {
+            Some(GroupRecord::Offset {
+                group_id,
+                topic,
+                partition,
+                committed: Some(committed),
+            }) if record.transactional => coordinator.stage_transactional_offset(
+                record.producer_id,
+                &group_id,
+                &topic,
+                partition,
+                committed,
+            ),
+            Some(GroupRecord::Offset {
+                group_id,
+                topic,
+                partition,
+                committed: Some(committed),
+            }) => {
+                coordinator.commit(&group_id, &topic, partition, committed);
             }
-        });
-    }
+            Some(GroupRecord::Offset {
+                group_id,
+                topic,
+                partition,
+                committed: None,
+            }) => {
+                coordinator.delete_offset(&group_id, &topic, partition);
+            }
+            Some(GroupRecord::Metadata {
+                group: Some(group), ..
+            }) => coordinator.restore_group(now, group),
+            Some(GroupRecord::Metadata {
+                group_id,
+                group: None,
+            }) => coordinator.forget_group(&group_id),
+            None => {}
+        }
+    });
     tracing::info!(
+        partition = partition.index,
+        leader_epoch = partition.leader_epoch(),
         records,
-        groups = coordinator.group_ids().len(),
-        "loaded consumer groups from __consumer_offsets"
+        "loaded the consumer groups of a __consumer_offsets partition this broker leads"
     );
 }
 

@@ -65,6 +65,18 @@ async fn create_if_missing(
     }
 }
 
+/// Creates the internal topic `name` (`partitions_config` names its
+/// partition count) unless it exists.
+pub async fn create(
+    broker: &Arc<Broker>,
+    name: &str,
+    partitions_config: &str,
+) -> Result<(), TopicError> {
+    create_if_missing(broker, name, partitions_config)
+        .await
+        .map(|_| ())
+}
+
 /// The partition of internal topic `topic` that `key` (a group or
 /// transactional id) belongs to: Kafka's `abs(hashCode) % partitions`.
 pub fn partition_for_key(broker: &Broker, topic: &str, key: &str) -> Option<Arc<Partition>> {
@@ -97,14 +109,17 @@ pub async fn create_or_load(
     Ok(true)
 }
 
-/// Visits every record of a partition below its high watermark, control
-/// records (transaction markers) included. Returns how many it visited.
+/// Visits every record of a partition its coordinator leads, control
+/// records (transaction markers) included, up to the log end: a leader
+/// keeps its whole log, and the high watermark of a new leader only
+/// reaches the end once its followers fetched it. Returns how many it
+/// visited.
 pub fn replay(topic: &str, partition: &Partition, mut visit: impl FnMut(&Record)) -> u64 {
     let mut offset = partition.log_start_offset();
-    let end = partition.high_watermark();
+    let end = partition.log_end_offset();
     let mut records = 0u64;
     while offset < end {
-        let slice = match partition.read(offset, 1 << 20, true) {
+        let slice = match partition.read_for_replica(offset, 1 << 20, true) {
             Ok(Some(slice)) => slice,
             Ok(None) => break,
             Err(error) => {
@@ -163,12 +178,17 @@ pub async fn durable(durable: Durable) -> Result<(), String> {
 
 /// Resolves once `partition` is durable up to `end`: fsynced here, and on
 /// every in-sync replica when it is replicated (the acks=all rule).
-pub fn durable_at(broker: &Broker, partition: Arc<Partition>, end: i64) -> Durable {
-    if partition.isr().is_some() {
+pub fn durable_at(
+    broker: &Broker,
+    partition: Arc<Partition>,
+    end: i64,
+    leader_epoch: i32,
+) -> Durable {
+    if partition.is_replicated() {
         broker.flusher.flush_in_background(partition.clone(), end);
         return Box::pin(async move {
             partition
-                .wait_replicated(end, REPLICATION_TIMEOUT)
+                .wait_replicated(end, leader_epoch, REPLICATION_TIMEOUT)
                 .await
                 .map_err(|(_, message)| message)
         });
@@ -223,6 +243,7 @@ pub fn append_now(
     let mut bytes = buffer.to_vec();
     // The broker's own writes carry no sequence.
     strom_log::batch::set_base_sequence(&mut bytes, -1);
+    let leader_epoch = partition.leader_epoch();
     let end = match partition
         .append(&mut bytes)
         .map_err(|error| error.to_string())?
@@ -231,5 +252,5 @@ pub fn append_now(
         Appended::Rejected(error) => return Err(format!("refused: {error:?}")),
         other => return Err(format!("unexpected append outcome {other:?}")),
     };
-    Ok(durable_at(broker, partition, end))
+    Ok(durable_at(broker, partition, end, leader_epoch))
 }

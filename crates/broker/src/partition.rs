@@ -56,6 +56,9 @@ pub struct Partition {
     leader_epoch: AtomicI32,
     /// This node leads the partition (else it is led elsewhere or by nobody).
     is_leader: AtomicBool,
+    /// The partition has other replicas: acks=all waits for the high
+    /// watermark, which only a leader's replication state moves.
+    replicated: AtomicBool,
     dir: PathBuf,
     log: Mutex<Log>,
     /// Idempotent producers' sequences; locked before `log` when both are.
@@ -132,6 +135,7 @@ impl Partition {
             index,
             leader_epoch: AtomicI32::new(leader_epoch),
             is_leader: AtomicBool::new(true),
+            replicated: AtomicBool::new(replicated),
             dir,
             log: Mutex::new(log),
             producers: Mutex::new(producers),
@@ -164,6 +168,11 @@ impl Partition {
         self.is_leader.load(Ordering::Acquire)
     }
 
+    /// The committed metadata gives the partition more than one replica.
+    pub fn is_replicated(&self) -> bool {
+        self.replicated.load(Ordering::Acquire)
+    }
+
     /// Takes the committed state of the partition: its leader epoch, and
     /// whether this node leads (`node_id == leader`). A leader starts its
     /// epoch in the log's epoch cache, so OffsetForLeaderEpoch answers for
@@ -186,6 +195,8 @@ impl Partition {
             return;
         }
         let leads = leader == node_id;
+        self.replicated
+            .store(state.replicas.len() > 1, Ordering::Release);
         self.leader_epoch
             .store(state.leader_epoch, Ordering::Release);
         self.is_leader.store(leads, Ordering::Release);
@@ -248,12 +259,12 @@ impl Partition {
         }
     }
 
-    /// Raises the high watermark; wakes waiting fetches and produces if it
-    /// moved.
+    /// Raises the high watermark to the leader's; wakes waiting fetches
+    /// and produces (the leader's own high watermark, which acks=all reads,
+    /// may have moved even where the published one stayed).
     fn raise_high_watermark(&self, to: i64) {
-        if self.high_watermark.fetch_max(to, Ordering::AcqRel) < to {
-            self.data_arrived.notify_waiters();
-        }
+        self.high_watermark.fetch_max(to, Ordering::AcqRel);
+        self.data_arrived.notify_waiters();
     }
 
     /// After an fsync: the leader counts the newly durable records.
@@ -261,11 +272,14 @@ impl Partition {
         let log = self.log();
         let mut replication = self.replication();
         if let Some(leading) = replication.as_mut() {
+            let before = leading.high_watermark();
             leading.on_local_log(log.log_end_offset(), self.durable_end(&log));
             let high_watermark = leading.high_watermark();
             drop(replication);
             drop(log);
-            self.raise_high_watermark(high_watermark);
+            if high_watermark != before {
+                self.raise_high_watermark(high_watermark);
+            }
         }
     }
 
@@ -275,13 +289,6 @@ impl Partition {
         self.replication()
             .as_ref()
             .map_or(1, |leading| leading.isr().len())
-    }
-
-    /// The committed ISR, if this node leads a replicated partition.
-    pub fn isr(&self) -> Option<Vec<i32>> {
-        self.replication()
-            .as_ref()
-            .map(|leading| leading.isr().to_vec())
     }
 
     /// A follower's fetch from `offset` (everything below it is durable
@@ -304,11 +311,14 @@ impl Partition {
         let mut replication = self.replication();
         let leading = replication.as_mut()?;
         leading.set_min_insync_replicas(self.settings().min_insync_replicas);
+        let before = leading.high_watermark();
         let proposal = leading.tick(now_ms);
         // An expansion counts its new member at once.
         let high_watermark = leading.high_watermark();
         drop(replication);
-        self.raise_high_watermark(high_watermark);
+        if high_watermark != before {
+            self.raise_high_watermark(high_watermark);
+        }
         proposal
     }
 
@@ -319,10 +329,13 @@ impl Partition {
         }
     }
 
-    /// How an acks=all produce whose records end before `end_offset`
-    /// stands; `Err` when it never will be acknowledged here.
-    pub fn acks_all(&self, end_offset: i64) -> Result<AcksAll, ResponseError> {
-        if !self.is_leader() {
+    /// How an acks=all produce whose records end before `end_offset`,
+    /// written in `leader_epoch`, stands; `Err` when it never will be
+    /// acknowledged here: also once the epoch moved on, even if this node
+    /// leads again (the leader in between may never have had the records,
+    /// and this node may have truncated them since).
+    pub fn acks_all(&self, end_offset: i64, leader_epoch: i32) -> Result<AcksAll, ResponseError> {
+        if !self.is_leader() || self.leader_epoch() != leader_epoch {
             return Err(ResponseError::NotLeaderOrFollower);
         }
         if self.log().is_offline() {
@@ -339,11 +352,12 @@ impl Partition {
         })
     }
 
-    /// Waits until the high watermark passes `end_offset`: the records are
-    /// on disk on every in-sync replica.
+    /// Waits until the high watermark passes `end_offset`, in
+    /// `leader_epoch`: the records are on disk on every in-sync replica.
     pub async fn wait_replicated(
         self: Arc<Self>,
         end_offset: i64,
+        leader_epoch: i32,
         timeout: std::time::Duration,
     ) -> Result<(), (ResponseError, String)> {
         let partition = self;
@@ -354,7 +368,7 @@ impl Partition {
             let changed = partition.data_arrived.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            match partition.acks_all(end_offset) {
+            match partition.acks_all(end_offset, leader_epoch) {
                 Ok(AcksAll::Acknowledged) => return Ok(()),
                 Ok(AcksAll::NotEnoughReplicasAfterAppend) => {
                     return Err((
@@ -527,7 +541,8 @@ impl Partition {
         Ok(())
     }
 
-    /// Reads whole batches from `offset` up to the log end, for a follower.
+    /// Reads whole batches from `offset` up to the log end, for a follower
+    /// (or a coordinator replaying the partition it leads).
     pub fn read_for_replica(
         &self,
         offset: i64,
@@ -979,5 +994,76 @@ impl PartitionRegistry {
             .values()
             .flat_map(|partitions| partitions.iter().cloned())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::configs::BrokerOverrides;
+    use strom_log::batch::testing;
+
+    fn state(leader_epoch: i32, isr: &[i32]) -> PartitionState {
+        PartitionState {
+            leader_epoch,
+            partition_epoch: leader_epoch,
+            replicas: vec![1, 2, 3],
+            isr: isr.to_vec(),
+        }
+    }
+
+    /// Node 1 leads in epoch 1 and appends; leadership goes to node 2 and
+    /// comes back in epoch 3. The write of epoch 1 waits on, its replicas
+    /// all fetch past it in epoch 3: it is still never acknowledged, since
+    /// the leader of epoch 2 may never have had it (this node may since
+    /// have truncated it and written other records at its offsets).
+    #[test]
+    fn an_acks_all_write_is_never_acknowledged_once_the_leader_epoch_it_was_written_in_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings =
+            BrokerOverrides::from_static(Default::default()).topic_settings(&Default::default());
+        let identity = PartitionIdentity {
+            topic: "t".to_string(),
+            topic_id: Uuid::nil(),
+            index: 0,
+            leader_epoch: 0,
+            replicated: true,
+        };
+        let partition = Partition::open(
+            dir.path(),
+            identity,
+            settings,
+            FileCache::new(16),
+            Recovery::Clean,
+        )
+        .unwrap();
+        partition.apply_state(1, 1, &state(1, &[1, 2, 3]), 30_000);
+        assert!(partition.is_leader() && partition.is_replicated());
+        let end = match partition.append(&mut testing::batch(1, 0, b"x")).unwrap() {
+            Appended::Written(info) => info.last_offset + 1,
+            other => panic!("unexpected {other:?}"),
+        };
+        assert_eq!(partition.acks_all(end, 1), Ok(AcksAll::Waiting));
+
+        partition.apply_state(1, 2, &state(2, &[2, 3]), 30_000);
+        assert_eq!(
+            partition.acks_all(end, 1),
+            Err(ResponseError::NotLeaderOrFollower)
+        );
+        partition.apply_state(1, 1, &state(3, &[1, 2, 3]), 30_000);
+        partition.log().flush().unwrap();
+        partition.on_flushed();
+        partition.on_replica_fetch(2, end, -1);
+        partition.on_replica_fetch(3, end, -1);
+        assert!(
+            partition.high_watermark() >= end,
+            "every replica is past the write"
+        );
+        assert_eq!(
+            partition.acks_all(end, 1),
+            Err(ResponseError::NotLeaderOrFollower),
+            "a write of an ended epoch is acknowledged"
+        );
+        assert_eq!(partition.acks_all(end, 3), Ok(AcksAll::Acknowledged));
     }
 }

@@ -382,9 +382,10 @@ fn record(broker: &Arc<Broker>, transactional_id: &str) -> Result<Durable, Refus
 fn settled(broker: &Arc<Broker>, transactional_id: &str) -> Result<Durable, Refused> {
     let partition = internal_topics::partition_for_key(broker, TRANSACTION_TOPIC, transactional_id)
         .ok_or_else(|| unavailable("__transaction_state does not exist"))?;
+    let leader_epoch = partition.leader_epoch();
     let end = partition.log_end_offset();
     Ok(Durable {
-        flushed: internal_topics::durable_at(broker, partition, end),
+        flushed: internal_topics::durable_at(broker, partition, end, leader_epoch),
         transactional_id: transactional_id.to_string(),
     })
 }

@@ -244,6 +244,13 @@ impl ConsumerGroups {
         self.groups.keys().cloned().collect()
     }
 
+    /// Drops every group `owned` picks: this coordinator stopped leading
+    /// their partition of `__consumer_offsets`. Their members' next
+    /// heartbeats, sent to the new coordinator, find no member and rejoin.
+    pub fn unload(&mut self, owned: impl Fn(&str) -> bool) {
+        self.groups.retain(|group_id, _| !owned(group_id));
+    }
+
     /// ConsumerGroupHeartbeat.
     pub fn heartbeat(
         &mut self,

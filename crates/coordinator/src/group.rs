@@ -16,6 +16,9 @@ pub enum GroupError {
     NonEmptyGroup,
     MemberIdRequired,
     FencedInstanceId,
+    /// The group's partition of `__consumer_offsets` moved to another
+    /// broker while the request waited.
+    NotCoordinator,
 }
 
 impl GroupError {
@@ -32,6 +35,7 @@ impl GroupError {
             GroupError::NonEmptyGroup => 68,
             GroupError::MemberIdRequired => 79,
             GroupError::FencedInstanceId => 82,
+            GroupError::NotCoordinator => 16,
         }
     }
 }
@@ -903,6 +907,50 @@ impl GroupCoordinator {
     pub fn forget_group(&mut self, group_id: &str) {
         self.groups.remove(group_id);
     }
+
+    /// Drops every group `owned` picks, with its offsets and the offsets
+    /// its transactions staged: this coordinator stopped leading their
+    /// partition of `__consumer_offsets` (or is about to load it anew).
+    /// Members waiting in JoinGroup or SyncGroup are answered
+    /// NOT_COORDINATOR, so they look for the new coordinator.
+    pub fn unload(&mut self, owned: impl Fn(&str) -> bool) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let dropped: Vec<String> = self.groups.keys().filter(|id| owned(id)).cloned().collect();
+        for group_id in dropped {
+            let Some(group) = self.groups.remove(&group_id) else {
+                continue;
+            };
+            for member in group.members.into_values() {
+                if let Some(request_id) = member.awaiting_join {
+                    actions.push(Action::Join {
+                        request_id,
+                        response: JoinResponse {
+                            error: Some(GroupError::NotCoordinator),
+                            generation_id: -1,
+                            member_id: member.member_id.clone(),
+                            ..JoinResponse::default()
+                        },
+                    });
+                }
+                if let Some(request_id) = member.awaiting_sync {
+                    actions.push(Action::Sync {
+                        request_id,
+                        response: SyncResponse {
+                            error: Some(GroupError::NotCoordinator),
+                            ..SyncResponse::default()
+                        },
+                    });
+                }
+            }
+        }
+        self.offsets.retain(|group_id, _| !owned(group_id));
+        for staged in self.pending_txn_offsets.values_mut() {
+            staged.retain(|(group_id, _, _), _| !owned(group_id));
+        }
+        self.pending_txn_offsets
+            .retain(|_, staged| !staged.is_empty());
+        actions
+    }
 }
 
 /// A group's persisted state.
@@ -1192,6 +1240,61 @@ mod tests {
                 _ => None,
             })
             .expect("a sync response")
+    }
+
+    /// The coordinator loses the group's partition while a member waits in
+    /// JoinGroup: the member is told NOT_COORDINATOR, and the group, its
+    /// offsets and what its transactions staged are gone; other groups stay.
+    #[test]
+    fn unloading_answers_waiting_members_not_coordinator_and_forgets_only_the_unloaded_groups() {
+        let mut coordinator = coordinator();
+        let a =
+            join_response(&coordinator.join(0, 1, "g", join("", None, &["range"])), 1).member_id;
+        let joined = coordinator.join(0, 2, "g", join(&a, None, &["range"]));
+        assert_eq!(join_response(&joined, 2).generation_id, 1);
+        let b =
+            join_response(&coordinator.join(1, 3, "g", join("", None, &["range"])), 3).member_id;
+        assert!(
+            coordinator
+                .join(1, 4, "g", join(&b, None, &["range"]))
+                .is_empty(),
+            "b waits for a to rejoin"
+        );
+        let offset = CommittedOffset {
+            offset: 7,
+            leader_epoch: 0,
+            metadata: String::new(),
+            commit_timestamp_ms: 0,
+        };
+        coordinator.commit("g", "t", 0, offset.clone());
+        coordinator.commit("other", "t", 0, offset.clone());
+        coordinator.stage_transactional_offset(9, "g", "t", 1, offset.clone());
+        coordinator.stage_transactional_offset(9, "other", "t", 1, offset.clone());
+
+        let actions = coordinator.unload(|group| group == "g");
+        let waiting = join_response(&actions, 4);
+        assert_eq!(waiting.error, Some(GroupError::NotCoordinator));
+        assert_eq!(waiting.error.map(GroupError::code), Some(16));
+        assert!(coordinator.group("g").is_none());
+        assert!(coordinator.offsets("g").is_none());
+        assert_eq!(coordinator.group_ids(), vec!["other".to_string()]);
+        coordinator.complete_transaction(9, true, |_| true);
+        assert_eq!(
+            coordinator.offsets("other").map(|o| o.len()),
+            Some(2),
+            "other keeps its offset and gains the staged one"
+        );
+        assert_eq!(
+            coordinator
+                .offsets("other")
+                .and_then(|o| o.get(&("t".to_string(), 1))),
+            Some(&offset),
+            "other's staged offset is kept"
+        );
+        assert!(
+            coordinator.offsets("g").is_none(),
+            "g's staged offset went with g"
+        );
     }
 
     /// Two members join, the leader assigns, both get their assignment.

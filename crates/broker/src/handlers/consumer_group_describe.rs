@@ -37,7 +37,10 @@ pub async fn handle(
     _context: &RequestContext,
     request: ConsumerGroupDescribeRequest,
 ) -> ConsumerGroupDescribeResponse {
-    let _ = broker.groups.ensure_ready(&broker).await;
+    let mut errors = Vec::with_capacity(request.group_ids.len());
+    for group_id in &request.group_ids {
+        errors.push(broker.groups.coordinate(&broker, group_id).await.err());
+    }
     // KIP-430: when asked, what the client may do with each group it finds.
     let operations = request
         .include_authorized_operations
@@ -47,8 +50,12 @@ pub async fn handle(
     let described = request
         .group_ids
         .into_iter()
-        .map(|group_id| {
+        .zip(errors)
+        .map(|(group_id, error)| {
             let answer = DescribedGroup::default().with_group_id(group_id.clone());
+            if let Some(error) = error {
+                return answer.with_error_code(error.code());
+            }
             let Some(group) = groups.group(&group_id) else {
                 return answer
                     .with_error_code(kafka_protocol::error::ResponseError::GroupIdNotFound.code())

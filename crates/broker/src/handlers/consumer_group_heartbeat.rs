@@ -40,11 +40,17 @@ pub async fn handle(
             .with_error_message(Some(str_bytes(message)))
             .with_member_epoch(-1)
     };
-    if broker.groups.ensure_ready(&broker).await.is_err() {
-        return failed(
-            kafka_protocol::error::ResponseError::CoordinatorNotAvailable.code(),
-            "coordinator loading",
-        );
+    if let Err(error) = broker.groups.coordinate(&broker, &request.group_id).await {
+        let message = match error {
+            kafka_protocol::error::ResponseError::NotCoordinator => {
+                "this broker is not the group's coordinator; ask FindCoordinator"
+            }
+            kafka_protocol::error::ResponseError::CoordinatorLoadInProgress => {
+                "this broker is loading the group's partition of __consumer_offsets"
+            }
+            _ => "the group coordinator is not available",
+        };
+        return failed(error.code(), message);
     }
     let view = topic_view(&broker);
     let by_id: BTreeMap<Uuid, String> = view

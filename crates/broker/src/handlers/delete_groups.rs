@@ -15,9 +15,16 @@ pub async fn handle(
     _context: &RequestContext,
     request: DeleteGroupsRequest,
 ) -> DeleteGroupsResponse {
-    let _ = broker.groups.ensure_ready(&broker).await;
     let mut results = Vec::with_capacity(request.groups_names.len());
     for group_id in request.groups_names {
+        if let Err(error) = broker.groups.coordinate(&broker, &group_id).await {
+            results.push(
+                DeletableGroupResult::default()
+                    .with_group_id(group_id)
+                    .with_error_code(error.code()),
+            );
+            continue;
+        }
         let (outcome, tombstones) = {
             let mut coordinator = broker.groups.coordinator();
             let offsets: Vec<(String, i32)> = coordinator

@@ -16,15 +16,22 @@ pub async fn handle(
     context: &RequestContext,
     request: DescribeGroupsRequest,
 ) -> DescribeGroupsResponse {
-    let _ = broker.groups.ensure_ready(&broker).await;
+    let mut errors = Vec::with_capacity(request.groups.len());
+    for group_id in &request.groups {
+        errors.push(broker.groups.coordinate(&broker, group_id).await.err());
+    }
     let operations = (context.api_version >= 3 && request.include_authorized_operations)
         .then(|| authorized_operations(Resource::Group));
     let coordinator = broker.groups.coordinator();
     let groups = request
         .groups
         .into_iter()
-        .map(|group_id| {
+        .zip(errors)
+        .map(|(group_id, error)| {
             let mut described = DescribedGroup::default().with_group_id(group_id.clone());
+            if let Some(error) = error {
+                return described.with_error_code(error.code());
+            }
             if let Some(operations) = operations {
                 described = described.with_authorized_operations(operations);
             }

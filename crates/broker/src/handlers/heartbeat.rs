@@ -13,6 +13,9 @@ pub async fn handle(
     _context: &RequestContext,
     request: HeartbeatRequest,
 ) -> HeartbeatResponse {
+    if let Err(error) = broker.groups.coordinate(&broker, &request.group_id).await {
+        return HeartbeatResponse::default().with_error_code(error.code());
+    }
     let result = broker.groups.coordinator().heartbeat(
         now_ms(),
         &request.group_id,

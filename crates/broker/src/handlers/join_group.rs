@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 use strom_coordinator::JoinRequest;
@@ -16,12 +15,11 @@ pub async fn handle(
     context: &RequestContext,
     request: JoinGroupRequest,
 ) -> JoinGroupResponse {
-    if let Err(error) = broker.groups.ensure_ready(&broker).await {
+    if let Err(error) = broker.groups.coordinate(&broker, &request.group_id).await {
         return JoinGroupResponse::default()
-            .with_error_code(ResponseError::CoordinatorNotAvailable.code())
+            .with_error_code(error.code())
             .with_generation_id(-1)
-            .with_member_id(request.member_id)
-            .with_leader(str_bytes(error.message));
+            .with_member_id(request.member_id);
     }
     let join = JoinRequest {
         member_id: request.member_id.to_string(),

@@ -15,6 +15,9 @@ pub async fn handle(
     context: &RequestContext,
     request: LeaveGroupRequest,
 ) -> LeaveGroupResponse {
+    if let Err(error) = broker.groups.coordinate(&broker, &request.group_id).await {
+        return LeaveGroupResponse::default().with_error_code(error.code());
+    }
     let leaving: Vec<(String, Option<String>)> = if context.api_version >= 3 {
         request
             .members

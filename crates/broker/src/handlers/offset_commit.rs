@@ -23,8 +23,8 @@ pub async fn handle(
     request: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
     let group_id = request.group_id.to_string();
-    let check = match broker.groups.ensure_ready(&broker).await {
-        Err(_) => Err(ResponseError::CoordinatorNotAvailable.code()),
+    let check = match broker.groups.coordinate(&broker, &group_id).await {
+        Err(error) => Err(error.code()),
         Ok(()) => broker.groups.check_commit(
             &group_id,
             &request.member_id,

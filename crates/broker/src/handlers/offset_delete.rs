@@ -47,8 +47,10 @@ pub async fn handle(
     _context: &RequestContext,
     request: OffsetDeleteRequest,
 ) -> OffsetDeleteResponse {
-    let _ = broker.groups.ensure_ready(&broker).await;
     let group_id = request.group_id.to_string();
+    if let Err(error) = broker.groups.coordinate(&broker, &group_id).await {
+        return OffsetDeleteResponse::default().with_error_code(error.code());
+    }
     if broker.groups.coordinator().state_of(&group_id).is_none() {
         return OffsetDeleteResponse::default()
             .with_error_code(ResponseError::GroupIdNotFound.code());

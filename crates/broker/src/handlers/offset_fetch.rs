@@ -73,17 +73,28 @@ pub async fn handle(
     context: &RequestContext,
     request: OffsetFetchRequest,
 ) -> OffsetFetchResponse {
-    let ready = broker.groups.ensure_ready(&broker).await.is_ok();
-    let error = if ready {
-        0
-    } else {
-        ResponseError::CoordinatorLoadInProgress.code()
-    };
     if context.api_version >= 8 {
+        // Each group answers for itself: its coordinator may be elsewhere.
+        let mut errors = Vec::with_capacity(request.groups.len());
+        for group in &request.groups {
+            errors.push(
+                broker
+                    .groups
+                    .coordinate(&broker, &group.group_id)
+                    .await
+                    .err(),
+            );
+        }
         let groups = request
             .groups
             .into_iter()
-            .map(|group| {
+            .zip(errors)
+            .map(|(group, error)| {
+                if let Some(error) = error {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(group.group_id)
+                        .with_error_code(error.code());
+                }
                 let wanted = group.topics.map(|topics| {
                     topics
                         .into_iter()
@@ -113,10 +124,12 @@ pub async fn handle(
                 OffsetFetchResponseGroup::default()
                     .with_group_id(group.group_id)
                     .with_topics(topics)
-                    .with_error_code(error)
             })
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
+    }
+    if let Err(error) = broker.groups.coordinate(&broker, &request.group_id).await {
+        return OffsetFetchResponse::default().with_error_code(error.code());
     }
     let wanted = request.topics.map(|topics| {
         topics
@@ -150,9 +163,5 @@ pub async fn handle(
                 )
         })
         .collect();
-    let mut response = OffsetFetchResponse::default().with_topics(topics);
-    if context.api_version >= 2 {
-        response = response.with_error_code(error);
-    }
-    response
+    OffsetFetchResponse::default().with_topics(topics)
 }

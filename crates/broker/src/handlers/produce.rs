@@ -344,6 +344,10 @@ fn append(
             ),
         );
     }
+    // The epoch this write is made in: an acks=all answer waits for it to
+    // be replicated in this epoch, and is refused if leadership moved on
+    // meanwhile (even back to this node), since the new leader may lack it.
+    let leader_epoch = partition.leader_epoch();
     let not_admitted = std::cell::Cell::new(false);
     let admit = |header: &batch::BatchHeader| {
         let verdict =
@@ -400,7 +404,7 @@ fn append(
             return failed(index, ResponseError::KafkaStorageError, error.to_string());
         }
     };
-    let replicated = partition.isr().is_some();
+    let replicated = partition.is_replicated();
     let durable: Option<Durable> = if settings.strict_durability() {
         if acks == -1 && !replicated {
             let flushed = broker.flusher.flush(partition.clone(), durable_offset);
@@ -430,9 +434,11 @@ fn append(
         None
     };
     let durable = match acks == -1 && replicated {
-        true => {
-            Some(Box::pin(partition.clone().wait_replicated(durable_offset, timeout)) as Durable)
-        }
+        true => Some(Box::pin(partition.clone().wait_replicated(
+            durable_offset,
+            leader_epoch,
+            timeout,
+        )) as Durable),
         false => durable,
     };
     PartitionOutcome {

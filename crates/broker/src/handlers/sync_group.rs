@@ -14,6 +14,9 @@ pub async fn handle(
     context: &RequestContext,
     request: SyncGroupRequest,
 ) -> SyncGroupResponse {
+    if let Err(error) = broker.groups.coordinate(&broker, &request.group_id).await {
+        return SyncGroupResponse::default().with_error_code(error.code());
+    }
     let sync = SyncRequest {
         member_id: request.member_id.to_string(),
         group_instance_id: request.group_instance_id.map(|id| id.to_string()),

@@ -64,9 +64,9 @@ async fn commit(
     let epoch = request.producer_epoch;
     broker
         .groups
-        .ensure_ready(broker)
+        .coordinate(broker, &group_id)
         .await
-        .map_err(|_| ResponseError::CoordinatorNotAvailable.code())?;
+        .map_err(|error| error.code())?;
     // AddOffsetsToTxn must have put the group's partition in the transaction.
     let partition = offsets_partition(broker, &group_id)
         .ok_or(ResponseError::CoordinatorNotAvailable.code())?;
