@@ -41,7 +41,7 @@ import pytest
 
 from checker import OK, History, check
 from cluster import Cluster, cluster_factory
-from conftest import ck_produce, ck_producer, read_segment, segments, wait_until
+from conftest import ck_admin, ck_produce, ck_producer, read_segment, segments, wait_until
 from test_replication import create_replicated_topic, elect_preferred, read_everything, wait_for_isr, wait_for_leader
 
 # The fixture is imported so that pytest finds it; listed here so that pyflakes counts it used.
@@ -594,3 +594,57 @@ def test_a_follower_cut_off_from_its_leader_only_leaves_the_isr_acks_all_goes_on
         acknowledged = [op for op in history.sends if op.status == OK and op.partition == p]
         assert len(final[p]) >= len(acknowledged)
         assert_replicas_identical(cluster, topic, partitions)
+
+
+
+def test_a_follower_whose_log_ends_below_its_leaders_log_start_starts_over_there_and_rejoins_the_isr(cluster_factory):
+    """A follower is stopped; meanwhile its leader takes more records and DeleteRecords
+    moves the leader's log start past everything the follower has. Restarted, the follower
+    is told its fetch offset is out of range, starts its log over at the leader's log start
+    (at the batch that holds it), catches up and rejoins the ISR. After a clean stop its
+    batches are the leader's, byte for byte, from the batch holding the leader's log start
+    on, and `strom verify` finds its log intact."""
+    from confluent_kafka import TopicPartition
+
+    cluster = cluster_factory(3, settings=LAG)
+    with explained(cluster):
+        topic = "behind-start"
+        create_replicated_topic(cluster, topic, partitions=1, config={"segment.bytes": "16384"})
+        view = wait_for_isr(cluster, topic)
+        leader, replicas, _ = view[0]
+        follower = next(r for r in replicas if r != leader)
+        producer = ck_producer(cluster.bootstrap, acks="all")
+
+        def produce(prefix: bytes, count: int):
+            records = [{"value": b"%s%05d" % (prefix, i), "partition": 0} for i in range(count)]
+            ck_produce(cluster.bootstrap, topic, records, producer=producer)
+
+        produce(b"a", 100)
+        cluster[follower].stop()
+        wait_for_isr(cluster, topic, isr=set(replicas) - {follower})
+        produce(b"b", 2000)
+        admin = ck_admin(cluster.bootstrap)
+        deleted = admin.delete_records([TopicPartition(topic, 0, 1500)])
+        low = next(iter(deleted.values())).result(30)
+        assert low.low_watermark == 1500, f"DeleteRecords left the log start at {low.low_watermark}"
+
+        cluster[follower].start()
+        wait_for_isr(cluster, topic, timeout=60)
+        produce(b"c", 100)
+        wait_for_isr(cluster, topic, timeout=60)
+        for node in cluster.nodes.values():
+            node.stop()
+        theirs = [b for seg in segments(cluster[leader].partition_dir(topic, 0)) for b in read_segment(seg)]
+        mine = [b for seg in segments(cluster[follower].partition_dir(topic, 0)) for b in read_segment(seg)]
+        assert mine, f"node {follower} holds no batches of {topic}-0"
+        first = mine[0]
+        assert first.base_offset <= 1500 < first.base_offset + first.last_offset_delta + 1, (
+            f"node {follower}'s log starts with the batch at {first.base_offset}, not the one holding the leader's log start 1500"
+        )
+        assert mine[0].base_offset > 99, f"node {follower} kept records below the leader's log start: {mine[0]}"
+        expected = [b.raw for b in theirs if b.base_offset >= first.base_offset]
+        assert [b.raw for b in mine] == expected, (
+            f"node {follower}'s {len(mine)} batches differ from leader {leader}'s {len(expected)} from offset {first.base_offset}"
+        )
+        assert mine[-1].base_offset + mine[-1].last_offset_delta + 1 == 2200
+        cluster[follower].assert_verify_ok(f"on node {follower}")

@@ -488,6 +488,21 @@ impl Partition {
             return Ok(None);
         }
         let now = now_ms();
+        // A log started over at its leader's log start (which need not be
+        // a batch boundary) is given the batch holding that offset first:
+        // the log starts over once more, at that batch (Kafka does the same
+        // on its UnexpectedAppendOffsetException).
+        let end = log.log_end_offset();
+        if log.log_start_offset() == end {
+            let first = strom_log::batch::BatchHeader::parse(bytes)?;
+            if first.base_offset < end && end < first.next_offset() {
+                log.truncate_fully_and_start_at(first.base_offset, now)?;
+                self.log_start_offset
+                    .store(first.base_offset, Ordering::Release);
+                self.high_watermark
+                    .fetch_min(first.base_offset, Ordering::AcqRel);
+            }
+        }
         let appended = log.append_replicated(bytes, now)?;
         let mut rest = bytes;
         for info in &appended {
@@ -536,6 +551,43 @@ impl Partition {
         );
         let end = log.log_end_offset();
         self.high_watermark.fetch_min(end, Ordering::AcqRel);
+        self.log_start_offset
+            .store(log.log_start_offset(), Ordering::Release);
+        Ok(())
+    }
+
+    /// A follower whose log ends below its leader's log start drops its
+    /// log and starts over, empty, at `offset`, the leader's log start; its
+    /// producer state starts empty too. Does nothing when this node leads
+    /// now or the epoch moved on.
+    pub fn restart_replica_at(&self, offset: i64, fetched_epoch: i32) -> Result<(), LogError> {
+        let mut producers = self.producers();
+        let mut log = self.log();
+        if self.is_leader() || self.leader_epoch() != fetched_epoch {
+            return Ok(());
+        }
+        log.truncate_fully_and_start_at(offset, now_ms())?;
+        producer_state::delete_snapshots(&self.dir);
+        *producers = ProducerStates::default();
+        self.first_unstable_offset
+            .store(i64::MAX, Ordering::Release);
+        self.high_watermark.store(offset, Ordering::Release);
+        self.log_start_offset.store(offset, Ordering::Release);
+        Ok(())
+    }
+
+    /// A follower moves its log start up to its leader's (DeleteRecords or
+    /// retention there), as far as its own log reaches.
+    pub fn follow_log_start(&self, leader_log_start_offset: i64) -> Result<(), LogError> {
+        if leader_log_start_offset <= self.log_start_offset() {
+            return Ok(());
+        }
+        let mut log = self.log();
+        if self.is_leader() {
+            return Ok(());
+        }
+        let to = leader_log_start_offset.min(log.log_end_offset());
+        log.delete_records_before(to)?;
         self.log_start_offset
             .store(log.log_start_offset(), Ordering::Release);
         Ok(())

@@ -420,6 +420,13 @@ pub fn write_snapshot(dir: &Path, offset: i64, bytes: &[u8]) -> std::io::Result<
     Ok(())
 }
 
+/// Deletes every snapshot (the log started over: none describes it).
+pub fn delete_snapshots(dir: &Path) {
+    for offset in snapshot_offsets(dir) {
+        let _ = std::fs::remove_file(snapshot_path(dir, offset));
+    }
+}
+
 /// The newest valid snapshot at or below `log_end_offset`. Snapshots past
 /// the log's end (their records were lost in a crash) are deleted, and so
 /// are temporary files that never became snapshots.

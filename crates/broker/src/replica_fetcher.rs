@@ -13,8 +13,9 @@
 //!                                                            is on disk)
 //! ```
 //!
-//! A follower asks for more only once what it has is on disk (unless the
-//! topic relaxed durability), so the leader may count a fetch offset as
+//! A follower asks for more only once what it has is on disk (whatever
+//! the topic's flush settings: the leader's and the follower's view of them
+//! may differ for a moment), so the leader may count a fetch offset as
 //! durable: that is what makes an acks=all write "on disk on every in-sync
 //! replica". After every committed metadata batch [`ReplicaFetchers::update`]
 //! regroups the partitions by leader: fetchers start, change their
@@ -30,6 +31,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
 use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse};
@@ -145,12 +147,13 @@ impl ReplicaFetchers {
 async fn fetch_from(broker: Arc<Broker>, leader: i32, mut assigned: watch::Receiver<Assignment>) {
     let mut connection: Option<PeerConnection> = None;
     let mut failures = 0u32;
+    let mut round = 0usize;
     loop {
         if failures > 0 {
             tokio::time::sleep(FETCH_BACKOFF).await;
         }
         let assignment = assigned.borrow_and_update().clone();
-        let partitions: Vec<Arc<Partition>> = assignment
+        let mut partitions: Vec<Arc<Partition>> = assignment
             .partitions
             .into_iter()
             .filter(|p| !p.is_leader() && !p.log().is_offline())
@@ -159,6 +162,23 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32, mut assigned: watch::Recei
             if assigned.changed().await.is_err() {
                 return;
             }
+            continue;
+        }
+        // Only the first partition with data may get a batch larger than
+        // its share of the response (KIP-74), and the response fills up in
+        // request order: each round starts at another partition, so none
+        // starves behind its neighbours (Kafka moves fetched ones to the end).
+        round = round.wrapping_add(1);
+        let first = round % partitions.len();
+        partitions.rotate_left(first);
+        // A fetch offset tells the leader everything below it is on disk
+        // here (that is what the high watermark counts), so whatever was
+        // appended is fsynced first, whatever the topic's flush settings say
+        // and however the last append ended. A partition whose fsync failed
+        // went offline and is not fetched.
+        let partitions = durable_before_fetching(&broker, partitions).await;
+        if partitions.is_empty() {
+            failures += 1;
             continue;
         }
         if connection
@@ -224,12 +244,6 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32, mut assigned: watch::Recei
             failed(&mut failures, leader, "applying a fetch response panicked");
             continue;
         };
-        // Durable before the next fetch tells the leader so.
-        for (partition, end) in &outcome.appended {
-            if partition.settings().strict_durability() {
-                let _ = broker.flusher.flush(partition.clone(), *end).await;
-            }
-        }
         for (partition, high_watermark) in &outcome.high_watermarks {
             partition.follow_high_watermark(*high_watermark);
         }
@@ -239,6 +253,30 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32, mut assigned: watch::Recei
             failures = 0;
         }
     }
+}
+
+/// Fsyncs what each partition holds past its flushed offset (group
+/// commit: all are asked at once) and returns those that are durable to
+/// their log end.
+async fn durable_before_fetching(
+    broker: &Broker,
+    partitions: Vec<Arc<Partition>>,
+) -> Vec<Arc<Partition>> {
+    let flushes = partitions.into_iter().map(|partition| {
+        let end = partition.log_end_offset();
+        let flushed = broker.flusher.flush(partition.clone(), end);
+        async move {
+            match flushed.await {
+                Ok(Ok(())) => Some(partition),
+                Ok(Err(error)) => {
+                    tracing::error!(topic = %partition.topic, partition = partition.index, %error, "a follower's fsync failed; the partition is offline here");
+                    None
+                }
+                Err(_) => None,
+            }
+        }
+    });
+    join_all(flushes).await.into_iter().flatten().collect()
 }
 
 /// Counts a failed round and logs it, the first time and then every 50th.
@@ -291,8 +329,6 @@ fn fetch_request(broker: &Broker, partitions: &[Arc<Partition>], epochs: &[i32])
 /// What one response did.
 #[derive(Default)]
 struct Applied {
-    /// Partitions that appended, with their new log end.
-    appended: Vec<(Arc<Partition>, i64)>,
     /// The leader's high watermark for each partition answered without error.
     high_watermarks: Vec<(Arc<Partition>, i64)>,
     /// A partition's error says to wait before fetching again.
@@ -333,12 +369,30 @@ fn apply_response(
                     applied.must_back_off = true;
                     continue;
                 }
+                Some(ResponseError::OffsetOutOfRange)
+                    if partition.log_end_offset() < data.log_start_offset =>
+                {
+                    // Everything here is below what the leader still has
+                    // (retention or DeleteRecords there, or this node was
+                    // away long): start over at the leader's log start.
+                    tracing::info!(
+                        partition = %name(),
+                        log_end = partition.log_end_offset(),
+                        leader_log_start_offset = data.log_start_offset,
+                        "this follower's log ends below its leader's log start; starting it over there"
+                    );
+                    if let Err(error) = partition.restart_replica_at(data.log_start_offset, epoch) {
+                        tracing::error!(partition = %name(), %error, "starting a follower's log over failed");
+                        applied.must_back_off = true;
+                    }
+                    continue;
+                }
                 Some(ResponseError::OffsetOutOfRange) => {
                     tracing::error!(
                         partition = %name(),
                         fetch_offset = partition.log_end_offset(),
                         leader_log_start_offset = data.log_start_offset,
-                        "this follower's log is outside its leader's; it cannot follow until its directory for the partition is removed and fetched anew"
+                        "the leader refused this follower's fetch position as out of range"
                     );
                     applied.must_back_off = true;
                     continue;
@@ -372,7 +426,8 @@ fn apply_response(
             }
             if let Some(records) = data.records.as_ref().filter(|r| !r.is_empty()) {
                 match partition.append_replicated(records, epoch) {
-                    Ok(Some(end)) => applied.appended.push((partition.clone(), end)),
+                    // Fsynced before the next fetch (`durable_before_fetching`).
+                    Ok(Some(_)) => {}
                     Ok(None) => continue,
                     Err(error) => {
                         tracing::error!(partition = %name(), %error, "appending fetched records failed");
@@ -380,6 +435,11 @@ fn apply_response(
                         continue;
                     }
                 }
+            }
+            if let Err(error) = partition.follow_log_start(data.log_start_offset) {
+                tracing::error!(partition = %name(), %error, "moving a follower's log start failed");
+                applied.must_back_off = true;
+                continue;
             }
             applied
                 .high_watermarks

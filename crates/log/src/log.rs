@@ -723,6 +723,34 @@ impl Log {
         sync_dir(&self.dir)
     }
 
+    /// Drops every record and starts the log over, empty, at `offset`
+    /// (Kafka's `truncateFullyAndStartAt`): a follower whose log ends below
+    /// its leader's log start has nothing the leader still serves next to
+    /// it. Segments go first, then the empty one at `offset` is made, then
+    /// the start is recorded: a crash anywhere in between opens a log that
+    /// still ends below the leader's start, so the follower does this again.
+    pub fn truncate_fully_and_start_at(
+        &mut self,
+        offset: i64,
+        now_ms: i64,
+    ) -> Result<(), LogError> {
+        self.check_online()?;
+        assert!(offset >= 0, "a log cannot start at {offset}");
+        let files = self.files.clone();
+        for (_, segment) in std::mem::take(&mut self.segments) {
+            segment.delete_files(&files)?;
+        }
+        self.segments
+            .insert(offset, Segment::create(&self.dir, offset, &files, now_ms)?);
+        sync_dir(&self.dir)?;
+        write_log_start_checkpoint(&self.dir, offset)?;
+        self.log_start_offset = offset;
+        self.flushed_offset = offset;
+        self.epochs = LeaderEpochCache::default();
+        self.write_epochs(true)?;
+        sync_dir(&self.dir)
+    }
+
     /// Makes `offset` the log start offset (Kafka's DeleteRecords): records
     /// below it can no longer be read, and segments wholly below it are
     /// deleted. The new start is persisted before this returns.
