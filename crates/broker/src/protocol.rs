@@ -377,4 +377,5 @@ api_table! {
     ElectLeaders => ElectLeadersRequest, handlers::elect_leaders::handle;
     AlterPartitionReassignments => AlterPartitionReassignmentsRequest, handlers::alter_partition_reassignments::handle;
     ListPartitionReassignments => ListPartitionReassignmentsRequest, handlers::list_partition_reassignments::handle;
+    WriteTxnMarkers => WriteTxnMarkersRequest, handlers::write_txn_markers::handle;
 }

@@ -294,7 +294,9 @@ impl Transactions {
             }
             let now = now_ms();
             let timed_out = broker.transactions.coordinator().timed_out(now);
-            for transactional_id in timed_out {
+            // Only the coordinator acts: another broker's copy of a
+            // transaction may be stale.
+            for transactional_id in timed_out.into_iter().filter(|id| coordinates(&broker, id)) {
                 let (job, claim, durable) = {
                     let _guard = broker.transactions.writes.lock().await;
                     let job = broker
@@ -414,7 +416,12 @@ fn state_not_recorded(transactional_id: &str, error: String) -> Refused {
 /// state claims its markers, so a job is never finished twice at once.
 fn resume_prepared(broker: &Arc<Broker>) {
     let prepared = broker.transactions.coordinator().pending_markers();
-    for job in prepared {
+    // Only the coordinator writes markers: another broker's copy of a
+    // transaction may be stale.
+    for job in prepared
+        .into_iter()
+        .filter(|job| coordinates(broker, &job.transactional_id))
+    {
         let claim = broker.transactions.claim(&job);
         if claim.is_some() {
             tokio::spawn(finish(broker.clone(), job, claim));
@@ -461,74 +468,47 @@ async fn finish(broker: Arc<Broker>, job: MarkerJob, claim: Option<Claim>) -> Re
 }
 
 async fn write_markers(broker: &Arc<Broker>, job: &MarkerJob, claim: Claim) -> Result<(), Refused> {
-    let control = if job.commit {
-        ControlType::Commit
-    } else {
-        ControlType::Abort
-    };
-    let mut flushes = Vec::with_capacity(job.partitions.len());
-    // Partitions of __consumer_offsets that received a marker.
-    let mut offsets_marked = Vec::new();
-    for (topic, index) in &job.partitions {
-        let Some(partition) = broker.partitions.get(topic, *index) else {
-            // Deleted since: nothing left to mark.
-            continue;
-        };
-        let written = partition.write_marker(
+    let mut pending: Vec<(String, i32)> = job.partitions.to_vec();
+    let deadline = tokio::time::Instant::now() + MARKER_RETRY_WINDOW;
+    loop {
+        // The partitions led here first, then the others from their leaders.
+        let local = write_local_markers(
+            broker,
             job.producer_id,
             job.producer_epoch,
-            control,
+            job.commit,
             COORDINATOR_EPOCH,
-        );
-        match written {
-            Ok(Ok(end)) => {
-                if topic == OFFSETS_TOPIC {
-                    offsets_marked.push(*index);
+            &pending,
+        )
+        .await;
+        let mut failed = None;
+        pending = pending
+            .into_iter()
+            .zip(local)
+            .filter_map(|(partition, outcome)| match outcome {
+                MarkerOutcome::Done => None,
+                MarkerOutcome::NotLeader => Some(partition),
+                MarkerOutcome::Failed(error) => {
+                    failed = Some(error);
+                    Some(partition)
                 }
-                flushes.push(broker.flusher.flush(partition, end));
-            }
-            Ok(Err(error)) => {
-                // A newer epoch already wrote there: this marker is moot.
-                tracing::warn!(
-                    topic,
-                    partition = index,
-                    ?error,
-                    "transaction marker refused"
-                );
-            }
-            Err(error) => {
-                tracing::error!(topic, partition = index, %error, "could not write a transaction marker");
-                return Err(Refused {
-                    error: ResponseError::KafkaStorageError,
-                    message: format!("could not write the transaction marker to {topic}-{index}"),
-                });
-            }
+            })
+            .collect();
+        if !pending.is_empty() {
+            pending = send_markers(broker, job, pending).await;
         }
-    }
-    for flushed in join_all(flushes).await {
-        if let Err(error) = flushed
-            .map_err(|_| "flusher stopped".to_string())
-            .and_then(|result| result)
-        {
+        if pending.is_empty() {
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let error = failed.unwrap_or(ResponseError::NotLeaderOrFollower);
+            tracing::warn!(transactional_id = %job.transactional_id, ?pending, ?error, "transaction markers not written yet; trying again later");
             return Err(Refused {
-                error: ResponseError::KafkaStorageError,
-                message: format!("a transaction marker could not be made durable: {error}"),
+                error: ResponseError::CoordinatorNotAvailable,
+                message: format!("the transaction's markers could not be written to {pending:?} yet ({error:?}); it completes once they are"),
             });
         }
-    }
-    // The markers are durable: the offsets the transaction committed to
-    // groups in those partitions settle, as a replay would settle them.
-    if !offsets_marked.is_empty() {
-        let count = broker
-            .partitions
-            .topic(OFFSETS_TOPIC)
-            .map_or(0, |partitions| partitions.count() as i32);
-        broker
-            .groups
-            .coordinator()
-            .complete_transaction(job.producer_id, job.commit, |group| {
-                offsets_marked.contains(&partition_for(group, count))
-            });
+        tokio::time::sleep(MARKER_RETRY_BACKOFF).await;
     }
     let durable = {
         let _guard = broker.transactions.writes.lock().await;
@@ -547,6 +527,256 @@ async fn write_markers(broker: &Arc<Broker>, job: &MarkerJob, claim: Claim) -> R
         Some(durable) => durable?.wait().await,
         None => Ok(()),
     }
+}
+
+/// How long one attempt to write a transaction's markers goes on before
+/// the timer's next pass takes it up again, and the pause between rounds.
+const MARKER_RETRY_WINDOW: std::time::Duration = std::time::Duration::from_secs(30);
+const MARKER_RETRY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// What writing a marker into one partition came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkerOutcome {
+    /// Written and durable on every in-sync replica; or moot (a newer
+    /// producer epoch already wrote there, or the topic is gone).
+    Done,
+    /// This node does not lead the partition (or stopped leading it
+    /// before the marker was replicated): its leader must write it.
+    NotLeader,
+    /// The write failed here; the marker is written again later.
+    Failed(ResponseError),
+}
+
+/// Writes a COMMIT or ABORT marker for `producer_id` into each of
+/// `partitions` this node leads, and waits until each is durable on every
+/// in-sync replica (markers are written with acks=all, as in Kafka). A
+/// marker in a partition of `__consumer_offsets` settles the offsets the
+/// transaction staged for the groups there. Returns each partition's
+/// outcome, in order. The transaction coordinator calls this for its own
+/// partitions; WriteTxnMarkers, from the coordinator on another broker,
+/// for the partitions led here.
+pub async fn write_local_markers(
+    broker: &Arc<Broker>,
+    producer_id: i64,
+    producer_epoch: i16,
+    commit: bool,
+    coordinator_epoch: i32,
+    partitions: &[(String, i32)],
+) -> Vec<MarkerOutcome> {
+    let control = if commit {
+        ControlType::Commit
+    } else {
+        ControlType::Abort
+    };
+    let mut outcomes = Vec::with_capacity(partitions.len());
+    let mut waits = Vec::new();
+    for (at, (topic, index)) in partitions.iter().enumerate() {
+        let partition = match broker.partitions.get(topic, *index) {
+            Some(partition) if partition.is_leader() => partition,
+            Some(_) => {
+                outcomes.push(MarkerOutcome::NotLeader);
+                continue;
+            }
+            None if broker.topics.not_here(topic, *index) == ResponseError::NotLeaderOrFollower => {
+                outcomes.push(MarkerOutcome::NotLeader);
+                continue;
+            }
+            None => {
+                // Deleted since: nothing left to mark.
+                outcomes.push(MarkerOutcome::Done);
+                continue;
+            }
+        };
+        let leader_epoch = partition.leader_epoch();
+        match partition.write_marker(producer_id, producer_epoch, control, coordinator_epoch) {
+            Ok(Ok(end)) => {
+                outcomes.push(MarkerOutcome::Done);
+                waits.push((
+                    at,
+                    internal_topics::durable_at(broker, partition, end, leader_epoch),
+                ));
+            }
+            Ok(Err(ResponseError::NotLeaderOrFollower)) => outcomes.push(MarkerOutcome::NotLeader),
+            Ok(Err(error)) => {
+                // A newer epoch already wrote there: this marker is moot.
+                tracing::warn!(
+                    topic,
+                    partition = index,
+                    ?error,
+                    "transaction marker refused"
+                );
+                outcomes.push(MarkerOutcome::Done);
+            }
+            Err(error) => {
+                tracing::error!(topic, partition = index, %error, "could not write a transaction marker");
+                outcomes.push(MarkerOutcome::Failed(ResponseError::KafkaStorageError));
+            }
+        }
+    }
+    let (places, durables): (Vec<usize>, Vec<_>) = waits.into_iter().unzip();
+    let mut offsets_marked = Vec::new();
+    for (at, durable) in places.into_iter().zip(join_all(durables).await) {
+        let (topic, index) = &partitions[at];
+        match durable {
+            Ok(()) if topic == OFFSETS_TOPIC => offsets_marked.push(*index),
+            Ok(()) => {}
+            Err(error) => {
+                tracing::warn!(topic, partition = index, %error, "a transaction marker did not become durable");
+                outcomes[at] = MarkerOutcome::NotLeader;
+            }
+        }
+    }
+    // The markers are durable: the offsets the transaction committed to
+    // groups in those partitions settle, as a replay would settle them.
+    if !offsets_marked.is_empty() {
+        let count = broker
+            .partitions
+            .topic(OFFSETS_TOPIC)
+            .map_or(0, |partitions| partitions.count() as i32);
+        broker
+            .groups
+            .coordinator()
+            .complete_transaction(producer_id, commit, |group| {
+                offsets_marked.contains(&partition_for(group, count))
+            });
+    }
+    outcomes
+}
+
+/// Sends the markers of `job` for `partitions`, which other brokers lead,
+/// to their leaders (WriteTxnMarkers), one request per leader; returns the
+/// partitions still to be marked.
+async fn send_markers(
+    broker: &Arc<Broker>,
+    job: &MarkerJob,
+    partitions: Vec<(String, i32)>,
+) -> Vec<(String, i32)> {
+    let mut by_leader: std::collections::BTreeMap<(i32, String), Vec<(String, i32)>> =
+        std::collections::BTreeMap::new();
+    let mut pending = Vec::new();
+    for (topic, index) in partitions {
+        match broker.topics.leader_of(&topic, index) {
+            Some(leader) if leader.node_id != broker.node_id() => by_leader
+                .entry((leader.node_id, format!("{}:{}", leader.host, leader.port)))
+                .or_default()
+                .push((topic, index)),
+            // No leader now, or this node leads it since: the next round.
+            _ => pending.push((topic, index)),
+        }
+    }
+    let sends = by_leader
+        .into_iter()
+        .map(|((leader, address), partitions)| async move {
+            let outcome = send_markers_to(&address, job, &partitions).await;
+            (leader, partitions, outcome)
+        });
+    for (leader, partitions, outcome) in join_all(sends).await {
+        match outcome {
+            Ok(codes) => {
+                for ((topic, index), code) in partitions.into_iter().zip(codes) {
+                    match ResponseError::try_from_code(code) {
+                        None => {}
+                        Some(
+                            ResponseError::NotLeaderOrFollower
+                            | ResponseError::UnknownTopicOrPartition
+                            | ResponseError::KafkaStorageError
+                            | ResponseError::RequestTimedOut
+                            | ResponseError::NotEnoughReplicas
+                            | ResponseError::NotEnoughReplicasAfterAppend,
+                        ) => pending.push((topic, index)),
+                        Some(error) => {
+                            // Refused for good there (a newer producer epoch
+                            // wrote): the marker is moot.
+                            tracing::warn!(
+                                topic,
+                                partition = index,
+                                leader,
+                                ?error,
+                                "transaction marker refused by the partition's leader"
+                            );
+                        }
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::debug!(leader, %error, "sending transaction markers failed");
+                pending.extend(partitions);
+            }
+        }
+    }
+    pending
+}
+
+/// One WriteTxnMarkers request to the broker at `address`: the error code
+/// of each of `partitions`, in order.
+async fn send_markers_to(
+    address: &str,
+    job: &MarkerJob,
+    partitions: &[(String, i32)],
+) -> anyhow::Result<Vec<i16>> {
+    use kafka_protocol::messages::write_txn_markers_request::{
+        WritableTxnMarker, WritableTxnMarkerTopic,
+    };
+    use kafka_protocol::messages::{
+        ApiKey, ProducerId, TopicName, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
+    };
+    use kafka_protocol::protocol::StrBytes;
+
+    let mut topics: Vec<WritableTxnMarkerTopic> = Vec::new();
+    for (topic, index) in partitions {
+        match topics.iter_mut().find(|t| t.name.as_str() == topic) {
+            Some(entry) => entry.partition_indexes.push(*index),
+            None => topics.push(
+                WritableTxnMarkerTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(topic.clone())))
+                    .with_partition_indexes(vec![*index]),
+            ),
+        }
+    }
+    let request =
+        WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
+            .with_producer_id(ProducerId(job.producer_id))
+            .with_producer_epoch(job.producer_epoch)
+            .with_transaction_result(job.commit)
+            .with_coordinator_epoch(COORDINATOR_EPOCH)
+            .with_topics(topics)]);
+    let call = async {
+        let mut peer =
+            crate::peer::PeerConnection::connect(address, "strom-txn-markers".to_string()).await?;
+        peer.call::<_, WriteTxnMarkersResponse>(ApiKey::WriteTxnMarkers, 1, &request)
+            .await
+    };
+    let response = tokio::time::timeout(MARKER_RETRY_WINDOW, call)
+        .await
+        .map_err(|_| anyhow::anyhow!("{address} did not answer WriteTxnMarkers in time"))??;
+    let answered: std::collections::HashMap<(String, i32), i16> = response
+        .markers
+        .into_iter()
+        .flat_map(|marker| marker.topics)
+        .flat_map(|topic| {
+            let name = topic.name.to_string();
+            topic
+                .partitions
+                .into_iter()
+                .map(move |p| ((name.clone(), p.partition_index), p.error_code))
+        })
+        .collect();
+    Ok(partitions
+        .iter()
+        .map(|key| {
+            answered
+                .get(key)
+                .copied()
+                .unwrap_or(ResponseError::UnknownServerError.code())
+        })
+        .collect())
+}
+
+/// Is this node the transaction coordinator of `transactional_id` (the
+/// leader of its `__transaction_state` partition)?
+pub fn coordinates(broker: &Broker, transactional_id: &str) -> bool {
+    internal_topics::partition_for_key(broker, TRANSACTION_TOPIC, transactional_id)
+        .is_some_and(|partition| partition.is_leader())
 }
 
 /// Replays `__transaction_state` into the coordinator.

@@ -456,12 +456,18 @@ fn append(
 /// verification, asked of the coordinator in-process), so a zombie's late
 /// write cannot open a transaction that nothing would ever end. Later
 /// batches have their epoch checked with their sequence by the partition.
+/// When another broker coordinates the transaction the batch is admitted
+/// unverified, as Kafka before 3.6 did (asking that broker is not built
+/// yet).
 fn verify_transactional(
     broker: &Broker,
     partition: &Partition,
     header: &batch::BatchHeader,
     transactional_id: &str,
 ) -> Result<(), ResponseError> {
+    if !crate::transactions::coordinates(broker, transactional_id) {
+        return Ok(());
+    }
     let topic_partition = (partition.topic.clone(), partition.index);
     broker
         .transactions

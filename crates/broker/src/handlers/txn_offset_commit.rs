@@ -70,11 +70,15 @@ async fn commit(
     // AddOffsetsToTxn must have put the group's partition in the transaction.
     let partition = offsets_partition(broker, &group_id)
         .ok_or(ResponseError::CoordinatorNotAvailable.code())?;
-    broker
-        .transactions
-        .coordinator()
-        .verify(&transactional_id, producer_id, epoch, &partition)
-        .map_err(|error| Refused::from(error).code(context.api_version >= 3))?;
+    // Verified where this broker coordinates the transaction too; another
+    // broker's transactions are taken on trust (asking it is not built yet).
+    if crate::transactions::coordinates(broker, &transactional_id) {
+        broker
+            .transactions
+            .coordinator()
+            .verify(&transactional_id, producer_id, epoch, &partition)
+            .map_err(|error| Refused::from(error).code(context.api_version >= 3))?;
+    }
     // With consumer group metadata (v3+), a zombie member is refused.
     if context.api_version >= 3 && request.generation_id >= 0 {
         broker.groups.check_commit(

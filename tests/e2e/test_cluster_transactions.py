@@ -1,0 +1,139 @@
+"""Transactions across the brokers of a cluster of real `strom serve` nodes.
+
+A transaction's coordinator is the leader of its transactional id's partition of
+`__transaction_state`; the partitions it writes to are led by any broker. Ending it, the
+coordinator writes the COMMIT or ABORT markers into the partitions it leads and has the
+other partitions' leaders write theirs (WriteTxnMarkers), each durable on every in-sync
+replica before the transaction is recorded complete. Offsets sent to a transaction land
+in the group's partition of `__consumer_offsets` on whichever broker leads it.
+
+Deadlines only keep a broken cluster from hanging the suite; they are never assertions
+about speed.
+"""
+
+from __future__ import annotations
+
+import time
+
+from cluster import cluster_factory
+from conftest import ck_consumer, ck_producer, watermarks
+from test_replication import create_replicated_topic, wait_for_isr
+
+# The fixture is imported so that pytest finds it; listed here so that pyflakes counts it used.
+__all__ = ["cluster_factory"]
+
+SETTINGS = {
+    "transaction.state.log.num.partitions": "3",
+    "offsets.topic.num.partitions": "3",
+    "replica.lag.time.max.ms": "2000",
+}
+
+
+def read_committed(bootstrap: str, topic: str, partitions: int, timeout: float = 60) -> dict:
+    """partition -> values a read_committed consumer finds, read until its position reaches
+    each partition's high watermark (so the last stable offset passed every marker)."""
+    from confluent_kafka import TopicPartition
+
+    ends = {p: high for p, (_, high) in watermarks(bootstrap, topic, range(partitions)).items()}
+    consumer = ck_consumer(bootstrap, **{"isolation.level": "read_committed"})
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    values: dict = {p: [] for p in range(partitions)}
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            positions = {tp.partition: tp.offset for tp in consumer.position([TopicPartition(topic, p) for p in range(partitions)])}
+            if all(positions[p] >= ends[p] for p in range(partitions)):
+                return values
+            assert time.monotonic() < deadline, (
+                f"a read_committed consumer stopped at {positions} below the high watermarks {ends}: "
+                "a transaction's marker is missing"
+            )
+            for record in consumer.consume(num_messages=500, timeout=0.5):
+                if record.error() is None:
+                    values[record.partition()].append(record.value())
+    finally:
+        consumer.close()
+
+
+def test_a_transaction_over_partitions_led_by_every_broker_commits_and_aborts_everywhere(cluster_factory):
+    """A transactional producer (librdkafka) writes to three partitions led by three
+    different brokers: a committed transaction, an aborted one, and another committed one.
+    A read_committed consumer reads every partition to its high watermark (so every
+    marker was written, by the coordinator itself or by the partition's leader through
+    WriteTxnMarkers) and finds the committed records only, in order."""
+    cluster = cluster_factory(3, settings=SETTINGS)
+    topic, partitions = "payments", 3
+    create_replicated_topic(cluster, topic, partitions=partitions, config={"min.insync.replicas": "2"})
+    view = wait_for_isr(cluster, topic)
+    leaders = {leader for leader, _, _ in view.values()}
+    assert len(leaders) == 3, f"the partitions of {topic!r} are not led by three brokers: {view}"
+
+    producer = ck_producer(cluster.bootstrap, **{"transactional.id": "cluster-payments", "transaction.timeout.ms": 60000, "enable.idempotence": True})
+    producer.init_transactions(30)
+
+    def transaction(prefix: bytes, commit: bool):
+        producer.begin_transaction()
+        for i in range(30):
+            producer.produce(topic, value=b"%s-%03d" % (prefix, i), partition=i % partitions)
+        if commit:
+            producer.commit_transaction(60)
+        else:
+            producer.abort_transaction(60)
+
+    transaction(b"first", commit=True)
+    transaction(b"aborted", commit=False)
+    transaction(b"second", commit=True)
+
+    found = read_committed(cluster.bootstrap, topic, partitions)
+    for p in range(partitions):
+        expected = [b"%s-%03d" % (prefix, i) for prefix in (b"first", b"second") for i in range(30) if i % partitions == p]
+        assert found[p] == expected, f"{topic}-{p} (led by node {view[p][0]}) read_committed: {found[p]}"
+
+
+def test_offsets_sent_to_a_transaction_are_committed_by_the_groups_coordinator_on_another_broker(cluster_factory):
+    """A consume-transform-produce loop (librdkafka): records read by a group are copied
+    into another topic in transactions that also commit the group's offsets
+    (send_offsets_to_transaction). The group's coordinator and the transaction's need not
+    be the same broker; after the commits the group's committed offsets are the ends of
+    its input, and the copies are all there, read_committed."""
+    from confluent_kafka import TopicPartition
+
+    cluster = cluster_factory(3, settings=SETTINGS)
+    source, sink, partitions = "orders", "orders-copy", 3
+    for name in (source, sink):
+        create_replicated_topic(cluster, name, partitions=partitions, config={"min.insync.replicas": "2"})
+        wait_for_isr(cluster, name)
+    plain = ck_producer(cluster.bootstrap, acks="all")
+    for i in range(90):
+        plain.produce(source, value=b"o-%03d" % i, partition=i % partitions)
+    assert plain.flush(30) == 0
+
+    group = "copier"
+    consumer = ck_consumer(
+        cluster.bootstrap,
+        **{"group.id": group, "isolation.level": "read_committed", "enable.auto.commit": False},
+    )
+    consumer.subscribe([source])
+    producer = ck_producer(cluster.bootstrap, **{"transactional.id": "copier-1", "transaction.timeout.ms": 60000, "enable.idempotence": True})
+    producer.init_transactions(30)
+    copied = 0
+    try:
+        deadline = time.monotonic() + 90
+        while copied < 90:
+            assert time.monotonic() < deadline, f"only {copied} of 90 records copied"
+            records = [r for r in consumer.consume(num_messages=30, timeout=0.5) if r.error() is None]
+            if not records:
+                continue
+            producer.begin_transaction()
+            for r in records:
+                producer.produce(sink, value=r.value(), partition=r.partition())
+            positions = consumer.position(consumer.assignment())
+            producer.send_offsets_to_transaction(positions, consumer.consumer_group_metadata(), 30)
+            producer.commit_transaction(60)
+            copied += len(records)
+        committed = consumer.committed([TopicPartition(source, p) for p in range(partitions)], timeout=30)
+    finally:
+        consumer.close()
+    assert {tp.partition: tp.offset for tp in committed} == {p: 30 for p in range(partitions)}
+    found = read_committed(cluster.bootstrap, sink, partitions)
+    assert sorted(v for values in found.values() for v in values) == [b"o-%03d" % i for i in range(90)]
