@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 
 from cluster import cluster_factory
-from conftest import ck_consumer, ck_producer, watermarks
+from conftest import ck_consumer, ck_producer, wait_until, watermarks
 from test_replication import create_replicated_topic, wait_for_isr
 
 # The fixture is imported so that pytest finds it; listed here so that pyflakes counts it used.
@@ -137,3 +137,59 @@ def test_offsets_sent_to_a_transaction_are_committed_by_the_groups_coordinator_o
     assert {tp.partition: tp.offset for tp in committed} == {p: 30 for p in range(partitions)}
     found = read_committed(cluster.bootstrap, sink, partitions)
     assert sorted(v for values in found.values() for v in values) == [b"o-%03d" % i for i in range(90)]
+
+
+def java_partition(key: str, partitions: int) -> int:
+    """Kafka's partition of a group or transactional id: abs(String.hashCode) % partitions."""
+    h = 0
+    for c in key:
+        h = (31 * h + ord(c)) & 0xFFFFFFFF
+    if h >= 2**31:
+        h -= 2**32
+    return (abs(h) if h != -(2**31) else 0) % partitions
+
+
+def test_a_killed_transaction_coordinator_is_replaced_by_a_replica_that_knows_the_transactions(cluster_factory):
+    """A transactional producer commits a transaction; the broker leading its
+    transactional id's partition of __transaction_state (its coordinator) is killed -9.
+    Another replica leads that partition, loads it, and coordinates the same producer: its
+    next transactions commit and abort as asked, and a read_committed consumer finds the
+    committed records only, in every partition."""
+    cluster = cluster_factory(3, settings=SETTINGS)
+    topic, partitions, transactional_id = "ledger", 3, "ledger-writer"
+    create_replicated_topic(cluster, topic, partitions=partitions, config={"min.insync.replicas": "2"})
+    wait_for_isr(cluster, topic)
+    producer = ck_producer(
+        cluster.bootstrap,
+        **{"transactional.id": transactional_id, "transaction.timeout.ms": 60000, "enable.idempotence": True},
+    )
+    producer.init_transactions(30)
+
+    def transaction(prefix: bytes, commit: bool):
+        producer.begin_transaction()
+        for i in range(30):
+            producer.produce(topic, value=b"%s-%03d" % (prefix, i), partition=i % partitions)
+        if commit:
+            producer.commit_transaction(60)
+        else:
+            producer.abort_transaction(60)
+
+    transaction(b"before", commit=True)
+    state_partition = java_partition(transactional_id, 3)
+    victim = cluster.leader("__transaction_state", state_partition)
+    print(f"{transactional_id!r} is coordinated by node {victim} (__transaction_state-{state_partition}); killing it")
+    cluster[victim].kill9()
+    survivor = cluster.running()[0]
+    wait_until(
+        lambda: cluster.leader("__transaction_state", state_partition, via=survivor) not in (victim, -1),
+        60,
+        f"a new leader of __transaction_state-{state_partition}",
+    )
+    transaction(b"after", commit=True)
+    transaction(b"aborted", commit=False)
+    transaction(b"last", commit=True)
+
+    found = read_committed(survivor.bootstrap, topic, partitions)
+    for p in range(partitions):
+        expected = [b"%s-%03d" % (prefix, i) for prefix in (b"before", b"after", b"last") for i in range(30) if i % partitions == p]
+        assert found[p] == expected, f"{topic}-{p} read_committed after the coordinator failover: {found[p]}"

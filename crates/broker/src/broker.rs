@@ -74,6 +74,9 @@ pub struct Broker {
     pub partitions: PartitionRegistry,
     pub flusher: Flusher,
     pub replica_fetchers: crate::replica_fetcher::ReplicaFetchers,
+    /// Committed metadata may have moved partition leadership: wakes the
+    /// coordinators' loader.
+    pub leadership_changed: tokio::sync::Notify,
     pub fetch_sessions: FetchSessionCache,
     pub groups: crate::groups::Groups,
     pub transactions: crate::transactions::Transactions,
@@ -355,6 +358,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         partitions,
         flusher: Flusher::start(sync_files),
         replica_fetchers: Default::default(),
+        leadership_changed: tokio::sync::Notify::new(),
         files,
         splice_files: Arc::new(Semaphore::new(splice_files)),
         request_memory: Arc::new(Semaphore::new(request_memory_bytes as usize)),
@@ -404,7 +408,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         }
     }
     tokio::spawn(crate::groups::Groups::run_timer(broker.clone()));
-    tokio::spawn(crate::groups::Groups::run_loader(broker.clone()));
+    tokio::spawn(follow_leadership(broker.clone()));
     tokio::spawn(crate::transactions::Transactions::run_timer(broker.clone()));
     if broker.config.overrides.get_bool("log.cleaner.enable") {
         tokio::spawn(run_cleaner(broker.clone(), shutdown_receiver.clone()));
@@ -533,6 +537,17 @@ async fn heartbeats(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
 /// Applies committed metadata batches to this node's partitions, one at a
 /// time in commit order, on a thread of its own (opening and removing
 /// partitions is file I/O), then points the followers at their leaders.
+/// The coordinators follow their partitions' leadership: after every
+/// committed metadata batch each loads the partitions of its internal topic
+/// this node now leads and unloads those it no longer does.
+async fn follow_leadership(broker: Arc<Broker>) {
+    loop {
+        broker.leadership_changed.notified().await;
+        broker.groups.follow_leadership(&broker).await;
+        broker.transactions.follow_leadership(&broker).await;
+    }
+}
+
 fn spawn_reconciler(
     broker: Arc<Broker>,
     mut applied: tokio::sync::mpsc::UnboundedReceiver<strom_quorum::Applied>,
@@ -545,7 +560,7 @@ fn spawn_reconciler(
                 broker.topics.reconcile(&batch, &broker.partitions);
                 broker.replica_fetchers.update(&broker, &runtime);
                 // Coordinators follow their partitions' leadership.
-                broker.groups.leadership_changed.notify_one();
+                broker.leadership_changed.notify_one();
             }
         })
         .expect("starting the reconciler thread");

@@ -32,6 +32,7 @@ use strom_log::batch::ControlType;
 use tokio::sync::{oneshot, Notify};
 
 use crate::broker::Broker;
+use crate::coordinator_loads::Loads;
 use crate::internal_topics;
 use crate::partition::{now_ms, Partition};
 use crate::topics::TopicError;
@@ -55,13 +56,8 @@ pub struct Groups {
     pub changed: Notify,
     /// Set once `__consumer_offsets` exists.
     offsets_topic: tokio::sync::OnceCell<()>,
-    /// The partitions of `__consumer_offsets` whose groups are loaded here,
-    /// with the leader epoch each was loaded in.
-    loaded: Mutex<HashMap<i32, i32>>,
-    /// One load or unload pass at a time.
-    syncing: tokio::sync::Mutex<()>,
-    /// Leadership may have moved: wakes [`Groups::run_loader`].
-    pub leadership_changed: Notify,
+    /// The partitions of `__consumer_offsets` whose groups are loaded here.
+    loads: Loads,
 }
 
 impl Groups {
@@ -73,14 +69,8 @@ impl Groups {
             next_request: AtomicU64::new(1),
             changed: Notify::new(),
             offsets_topic: tokio::sync::OnceCell::const_new(),
-            loaded: Mutex::new(HashMap::new()),
-            syncing: tokio::sync::Mutex::const_new(()),
-            leadership_changed: Notify::new(),
+            loads: Loads::default(),
         }
-    }
-
-    fn loaded(&self) -> std::sync::MutexGuard<'_, HashMap<i32, i32>> {
-        self.loaded.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether this node coordinates `group_id` now: creates
@@ -113,14 +103,7 @@ impl Groups {
             .topic(OFFSETS_TOPIC)
             .ok_or(ResponseError::CoordinatorNotAvailable)?;
         let index = group_records::partition_for(group_id, partitions.count() as i32);
-        let partition = partitions
-            .get(index)
-            .filter(|partition| partition.is_leader())
-            .ok_or(ResponseError::NotCoordinator)?;
-        match self.loaded().get(&index) {
-            Some(epoch) if *epoch == partition.leader_epoch() => Ok(()),
-            _ => Err(ResponseError::CoordinatorLoadInProgress),
-        }
+        self.loads.owns(&partitions, index)
     }
 
     /// Makes the loaded groups follow leadership: unloads the partitions of
@@ -128,38 +111,19 @@ impl Groups {
     /// epoch) and loads those it leads, reading each to its log end (a new
     /// leader keeps its whole log; what its followers lack they fetch).
     pub async fn follow_leadership(&self, broker: &Arc<Broker>) {
-        let _turn = self.syncing.lock().await;
+        let _turn = self.loads.turn.lock().await;
         let Some(partitions) = broker.partitions.topic(OFFSETS_TOPIC) else {
             return;
         };
         let count = partitions.count() as i32;
-        let mut unload = Vec::new();
-        let mut to_load: Vec<Arc<Partition>> = Vec::new();
-        {
-            let loaded = self.loaded();
-            for index in 0..count {
-                let leading = partitions.get(index).filter(|p| p.is_leader());
-                match (leading, loaded.get(&index)) {
-                    (Some(partition), Some(epoch)) if *epoch == partition.leader_epoch() => {}
-                    // Unloaded first: whatever a request raced into memory
-                    // for its groups since they were last loaded goes.
-                    (Some(partition), _) => {
-                        unload.push(index);
-                        to_load.push(partition.clone());
-                    }
-                    (None, Some(_)) => unload.push(index),
-                    (None, None) => {}
-                }
-            }
-        }
-        for index in unload {
-            self.loaded().remove(&index);
+        let plan = self.loads.plan(&partitions);
+        for index in plan.unload {
             let owned = |group: &str| group_records::partition_for(group, count) == index;
             let actions = self.coordinator().unload(owned);
             self.consumer_groups().unload(owned);
             self.perform(broker, actions).await;
         }
-        for partition in to_load {
+        for partition in plan.load {
             let epoch = partition.leader_epoch();
             let loader = broker.clone();
             let replayed = partition.clone();
@@ -171,20 +135,7 @@ impl Groups {
                 );
                 continue;
             }
-            if partition.is_leader() && partition.leader_epoch() == epoch {
-                self.loaded().insert(partition.index, epoch);
-            }
-        }
-    }
-
-    /// Syncs the loaded groups with leadership whenever it may have moved,
-    /// until the process ends.
-    pub async fn run_loader(broker: Arc<Broker>) {
-        loop {
-            broker.groups.leadership_changed.notified().await;
-            if broker.groups.offsets_topic.initialized() {
-                broker.groups.follow_leadership(&broker).await;
-            }
+            self.loads.mark_loaded(&partition, epoch);
         }
     }
 

@@ -85,30 +85,6 @@ pub fn partition_for_key(broker: &Broker, topic: &str, key: &str) -> Option<Arc<
     partitions.get(index).cloned()
 }
 
-/// Creates internal topic `topic` (`partitions_config` names its partition
-/// count) if missing; if it existed, replays it with `load` on a blocking
-/// thread. Returns whether it existed (and was loaded).
-pub async fn create_or_load(
-    broker: &Arc<Broker>,
-    topic: &str,
-    partitions_config: &str,
-    load: fn(&Broker),
-) -> Result<bool, TopicError> {
-    if !create_if_missing(broker, topic, partitions_config).await? {
-        return Ok(false);
-    }
-    let loader = broker.clone();
-    tokio::task::spawn_blocking(move || load(&loader))
-        .await
-        .map_err(|_| {
-            TopicError::new(
-                ResponseError::CoordinatorLoadInProgress,
-                format!("loading {topic} failed"),
-            )
-        })?;
-    Ok(true)
-}
-
 /// Visits every record of a partition its coordinator leads, control
 /// records (transaction markers) included, up to the log end: a leader
 /// keeps its whole log, and the high watermark of a new leader only

@@ -13,7 +13,8 @@
 //! * [`replica_fetcher`]: followers fetching from their leaders, and the
 //!   leaders' ISR changes;
 //! * [`groups`] and [`transactions`]: the runtimes around the coordinators'
-//!   state machines, keeping their state in [`internal_topics`];
+//!   state machines, keeping their state in [`internal_topics`] and
+//!   following their partitions' leadership ([`coordinator_loads`]);
 //! * `strom-log` below, for storage; `strom-controller` for metadata.
 //!
 //! Record batches stay bytes from socket to disk and back: the produce path
@@ -25,6 +26,7 @@ pub mod authorization;
 pub mod broker;
 pub mod config;
 pub mod configs;
+pub mod coordinator_loads;
 pub mod fetch_session;
 pub mod flusher;
 pub mod groups;

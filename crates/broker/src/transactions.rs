@@ -29,6 +29,7 @@ use strom_log::batch::ControlType;
 use tokio::sync::OnceCell;
 
 use crate::broker::Broker;
+use crate::coordinator_loads::Loads;
 use crate::groups::OFFSETS_TOPIC;
 use crate::internal_topics;
 use crate::partition::now_ms;
@@ -46,7 +47,10 @@ pub struct Transactions {
     writes: tokio::sync::Mutex<()>,
     /// Transactional ids whose markers are being written right now.
     finishing: Arc<Mutex<HashSet<String>>>,
+    /// Set once `__transaction_state` exists.
     ready: OnceCell<()>,
+    /// The partitions of `__transaction_state` loaded here.
+    loads: Loads,
 }
 
 /// A refusal: a Kafka error and what to tell the client.
@@ -113,6 +117,7 @@ impl Transactions {
             writes: tokio::sync::Mutex::new(()),
             finishing: Arc::default(),
             ready: OnceCell::const_new(),
+            loads: Loads::default(),
         }
     }
 
@@ -120,32 +125,92 @@ impl Transactions {
         self.coordinator.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Creates `__transaction_state` on first use, or loads it once after a
-    /// restart and finishes the transactions that were being completed.
+    /// Creates `__transaction_state` on first use, then loads the
+    /// partitions this node leads.
     pub async fn ensure_ready(&self, broker: &Arc<Broker>) -> Result<(), TopicError> {
+        let created = self.ready.initialized();
         self.ready
-            .get_or_try_init(|| async {
-                let loaded = internal_topics::create_or_load(
+            .get_or_try_init(|| {
+                internal_topics::create(
                     broker,
                     TRANSACTION_TOPIC,
                     "transaction.state.log.num.partitions",
-                    load,
                 )
-                .await?;
-                if loaded {
-                    let _guard = broker.transactions.writes.lock().await;
-                    resume_prepared(broker);
-                }
-                Ok(())
             })
-            .await
-            .map(|_| ())
+            .await?;
+        if !created {
+            self.follow_leadership(broker).await;
+        }
+        Ok(())
     }
 
-    async fn ready(&self, broker: &Arc<Broker>) -> Result<(), Refused> {
+    /// Whether this node coordinates `transactional_id` now (see
+    /// [`Loads::owns`]), after creating the topic on first use and loading
+    /// the id's partition if it leads it but has not loaded it yet.
+    async fn ready(&self, broker: &Arc<Broker>, transactional_id: &str) -> Result<(), Refused> {
         self.ensure_ready(broker)
             .await
-            .map_err(|error| unavailable(error.message))
+            .map_err(|error| unavailable(error.message))?;
+        let owns = || {
+            let partitions = broker
+                .partitions
+                .topic(TRANSACTION_TOPIC)
+                .ok_or(ResponseError::CoordinatorNotAvailable)?;
+            let index = partition_for(transactional_id, partitions.count() as i32);
+            self.loads.owns(&partitions, index)
+        };
+        let owned = match owns() {
+            Err(ResponseError::CoordinatorLoadInProgress) => {
+                self.follow_leadership(broker).await;
+                owns()
+            }
+            outcome => outcome,
+        };
+        owned.map_err(|error| Refused {
+            error,
+            message: match error {
+                ResponseError::NotCoordinator => format!(
+                    "this broker is not the coordinator of transactional id '{transactional_id}'; ask FindCoordinator"
+                ),
+                _ => format!("loading the state of transactional id '{transactional_id}'; retry"),
+            },
+        })
+    }
+
+    /// Makes the loaded transactions follow leadership: forgets the ids of
+    /// the partitions of `__transaction_state` this node no longer leads
+    /// (or leads in a newer epoch), loads those it leads (to the log end),
+    /// and finishes the prepared transactions among them.
+    pub async fn follow_leadership(&self, broker: &Arc<Broker>) {
+        let _turn = self.loads.turn.lock().await;
+        let Some(partitions) = broker.partitions.topic(TRANSACTION_TOPIC) else {
+            return;
+        };
+        let count = partitions.count() as i32;
+        let plan = self.loads.plan(&partitions);
+        for index in &plan.unload {
+            self.coordinator()
+                .unload(|id| partition_for(id, count) == *index);
+        }
+        if plan.load.is_empty() {
+            return;
+        }
+        for partition in plan.load {
+            let epoch = partition.leader_epoch();
+            let loader = broker.clone();
+            let replayed = partition.clone();
+            let loaded = tokio::task::spawn_blocking(move || load(&loader, &replayed)).await;
+            if loaded.is_err() {
+                tracing::error!(
+                    partition = partition.index,
+                    "loading a __transaction_state partition failed"
+                );
+                continue;
+            }
+            self.loads.mark_loaded(&partition, epoch);
+        }
+        let _guard = self.writes.lock().await;
+        resume_prepared(broker);
     }
 
     /// InitProducerId with a transactional id: a producer id and a new
@@ -157,7 +222,7 @@ impl Transactions {
         timeout_ms: i32,
         mut expected: Option<(i64, i16)>,
     ) -> Result<(i64, i16), Refused> {
-        self.ready(broker).await?;
+        self.ready(broker, transactional_id).await?;
         let mut allocated = None;
         loop {
             let guard = self.writes.lock().await;
@@ -215,7 +280,7 @@ impl Transactions {
         producer: (i64, i16),
         partitions: &[TopicPartition],
     ) -> Result<(), Refused> {
-        self.ready(broker).await?;
+        self.ready(broker, transactional_id).await?;
         let guard = self.writes.lock().await;
         let changed = self.coordinator().add_partitions(
             now_ms(),
@@ -241,7 +306,7 @@ impl Transactions {
         producer: (i64, i16),
         commit: bool,
     ) -> Result<(), Refused> {
-        self.ready(broker).await?;
+        self.ready(broker, transactional_id).await?;
         let guard = self.writes.lock().await;
         let outcome =
             self.coordinator()
@@ -779,26 +844,21 @@ pub fn coordinates(broker: &Broker, transactional_id: &str) -> bool {
         .is_some_and(|partition| partition.is_leader())
 }
 
-/// Replays `__transaction_state` into the coordinator.
-fn load(broker: &Broker) {
-    let Some(partitions) = broker.partitions.topic(TRANSACTION_TOPIC) else {
-        return;
-    };
+/// Replays one partition of `__transaction_state` into the coordinator.
+fn load(broker: &Broker, partition: &crate::partition::Partition) {
     let mut coordinator = broker.transactions.coordinator();
-    let mut records = 0u64;
-    for partition in partitions.iter() {
-        records += internal_topics::replay(TRANSACTION_TOPIC, partition, |record| {
-            let Some(key) = &record.key else { return };
-            match txn::decode_transaction(key, record.value.as_deref()) {
-                Some((_, Some(metadata))) => coordinator.restore(metadata),
-                Some((transactional_id, None)) => coordinator.forget(&transactional_id),
-                None => {}
-            }
-        });
-    }
+    let records = internal_topics::replay(TRANSACTION_TOPIC, partition, |record| {
+        let Some(key) = &record.key else { return };
+        match txn::decode_transaction(key, record.value.as_deref()) {
+            Some((_, Some(metadata))) => coordinator.restore(metadata),
+            Some((transactional_id, None)) => coordinator.forget(&transactional_id),
+            None => {}
+        }
+    });
     tracing::info!(
+        partition = partition.index,
+        leader_epoch = partition.leader_epoch(),
         records,
-        transactional_ids = coordinator.all().count(),
-        "loaded transactions from __transaction_state"
+        "loaded the transactions of a __transaction_state partition this broker leads"
     );
 }

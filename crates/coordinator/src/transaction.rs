@@ -199,6 +199,13 @@ impl TransactionCoordinator {
         self.transactions.remove(transactional_id);
     }
 
+    /// Forgets every transactional id `owned` picks: this coordinator
+    /// stopped leading their partition of `__transaction_state` (or is
+    /// about to load it anew).
+    pub fn unload(&mut self, owned: impl Fn(&str) -> bool) {
+        self.transactions.retain(|id, _| !owned(id));
+    }
+
     /// InitProducerId with a transactional id. `expected` is the producer's
     /// current id and epoch when it asks to bump its epoch (KIP-360);
     /// `allocate` hands out a new producer id.

@@ -1,0 +1,84 @@
+//! Which partitions of a coordinator's internal topic (`__consumer_offsets`,
+//! `__transaction_state`) this node has loaded, and in which leader epoch:
+//! the bookkeeping the group and the transaction coordinators share as they
+//! follow their partitions' leadership. A coordinator serves a key (a group
+//! or transactional id) only while it leads the key's partition and has
+//! loaded it in the current leader epoch.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use kafka_protocol::error::ResponseError;
+
+use crate::partition::{Partition, TopicPartitions};
+
+#[derive(Default)]
+pub struct Loads {
+    /// Partition index -> the leader epoch it was loaded in.
+    loaded: Mutex<HashMap<i32, i32>>,
+    /// One load or unload pass at a time.
+    pub turn: tokio::sync::Mutex<()>,
+}
+
+/// What a pass must do: unload these partitions, then load those.
+pub struct Plan {
+    pub unload: Vec<i32>,
+    pub load: Vec<Arc<Partition>>,
+}
+
+impl Loads {
+    fn loaded(&self) -> MutexGuard<'_, HashMap<i32, i32>> {
+        self.loaded.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the coordinator may serve a key of partition `index` now:
+    /// NOT_COORDINATOR unless this node leads it, COORDINATOR_LOAD_IN_PROGRESS
+    /// until it is loaded in the current leader epoch.
+    pub fn owns(&self, partitions: &TopicPartitions, index: i32) -> Result<(), ResponseError> {
+        let partition = partitions
+            .get(index)
+            .filter(|partition| partition.is_leader())
+            .ok_or(ResponseError::NotCoordinator)?;
+        match self.loaded().get(&index) {
+            Some(epoch) if *epoch == partition.leader_epoch() => Ok(()),
+            _ => Err(ResponseError::CoordinatorLoadInProgress),
+        }
+    }
+
+    /// The partitions no longer led here, or led in a newer epoch than they
+    /// were loaded in, are forgotten and to be unloaded; those led here and
+    /// not loaded in the current epoch are to be loaded (after an unload,
+    /// which drops whatever a request raced into memory for their keys).
+    pub fn plan(&self, partitions: &TopicPartitions) -> Plan {
+        let mut loaded = self.loaded();
+        let mut plan = Plan {
+            unload: Vec::new(),
+            load: Vec::new(),
+        };
+        for index in 0..partitions.count() as i32 {
+            let leading = partitions.get(index).filter(|p| p.is_leader());
+            match (leading, loaded.get(&index)) {
+                (Some(partition), Some(epoch)) if *epoch == partition.leader_epoch() => {}
+                (Some(partition), _) => {
+                    loaded.remove(&index);
+                    plan.unload.push(index);
+                    plan.load.push(partition.clone());
+                }
+                (None, Some(_)) => {
+                    loaded.remove(&index);
+                    plan.unload.push(index);
+                }
+                (None, None) => {}
+            }
+        }
+        plan
+    }
+
+    /// `partition` was loaded while it led in `leader_epoch`: recorded, if
+    /// it still does.
+    pub fn mark_loaded(&self, partition: &Partition, leader_epoch: i32) {
+        if partition.is_leader() && partition.leader_epoch() == leader_epoch {
+            self.loaded().insert(partition.index, leader_epoch);
+        }
+    }
+}
