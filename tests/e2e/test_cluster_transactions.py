@@ -29,6 +29,28 @@ SETTINGS = {
 }
 
 
+def transactional_producer(bootstrap: str, transactional_id: str):
+    """A librdkafka transactional producer, its transactions initialized."""
+    producer = ck_producer(
+        bootstrap,
+        **{"transactional.id": transactional_id, "transaction.timeout.ms": 60000, "enable.idempotence": True},
+    )
+    producer.init_transactions(30)
+    return producer
+
+
+def transaction(producer, topic: str, partitions: int, prefix: bytes, commit: bool):
+    """One transaction of 30 records `<prefix>-<i>` round robin over the partitions,
+    committed or aborted."""
+    producer.begin_transaction()
+    for i in range(30):
+        producer.produce(topic, value=b"%s-%03d" % (prefix, i), partition=i % partitions)
+    if commit:
+        producer.commit_transaction(60)
+    else:
+        producer.abort_transaction(60)
+
+
 def read_committed(bootstrap: str, topic: str, partitions: int, timeout: float = 60) -> dict:
     """partition -> values a read_committed consumer finds, read until its position reaches
     each partition's high watermark (so the last stable offset passed every marker)."""
@@ -68,21 +90,10 @@ def test_a_transaction_over_partitions_led_by_every_broker_commits_and_aborts_ev
     leaders = {leader for leader, _, _ in view.values()}
     assert len(leaders) == 3, f"the partitions of {topic!r} are not led by three brokers: {view}"
 
-    producer = ck_producer(cluster.bootstrap, **{"transactional.id": "cluster-payments", "transaction.timeout.ms": 60000, "enable.idempotence": True})
-    producer.init_transactions(30)
-
-    def transaction(prefix: bytes, commit: bool):
-        producer.begin_transaction()
-        for i in range(30):
-            producer.produce(topic, value=b"%s-%03d" % (prefix, i), partition=i % partitions)
-        if commit:
-            producer.commit_transaction(60)
-        else:
-            producer.abort_transaction(60)
-
-    transaction(b"first", commit=True)
-    transaction(b"aborted", commit=False)
-    transaction(b"second", commit=True)
+    producer = transactional_producer(cluster.bootstrap, "cluster-payments")
+    transaction(producer, topic, partitions, b"first", commit=True)
+    transaction(producer, topic, partitions, b"aborted", commit=False)
+    transaction(producer, topic, partitions, b"second", commit=True)
 
     found = read_committed(cluster.bootstrap, topic, partitions)
     for p in range(partitions):
@@ -114,8 +125,7 @@ def test_offsets_sent_to_a_transaction_are_committed_by_the_groups_coordinator_o
         **{"group.id": group, "isolation.level": "read_committed", "enable.auto.commit": False},
     )
     consumer.subscribe([source])
-    producer = ck_producer(cluster.bootstrap, **{"transactional.id": "copier-1", "transaction.timeout.ms": 60000, "enable.idempotence": True})
-    producer.init_transactions(30)
+    producer = transactional_producer(cluster.bootstrap, "copier-1")
     copied = 0
     try:
         deadline = time.monotonic() + 90
@@ -159,22 +169,8 @@ def test_a_killed_transaction_coordinator_is_replaced_by_a_replica_that_knows_th
     topic, partitions, transactional_id = "ledger", 3, "ledger-writer"
     create_replicated_topic(cluster, topic, partitions=partitions, config={"min.insync.replicas": "2"})
     wait_for_isr(cluster, topic)
-    producer = ck_producer(
-        cluster.bootstrap,
-        **{"transactional.id": transactional_id, "transaction.timeout.ms": 60000, "enable.idempotence": True},
-    )
-    producer.init_transactions(30)
-
-    def transaction(prefix: bytes, commit: bool):
-        producer.begin_transaction()
-        for i in range(30):
-            producer.produce(topic, value=b"%s-%03d" % (prefix, i), partition=i % partitions)
-        if commit:
-            producer.commit_transaction(60)
-        else:
-            producer.abort_transaction(60)
-
-    transaction(b"before", commit=True)
+    producer = transactional_producer(cluster.bootstrap, transactional_id)
+    transaction(producer, topic, partitions, b"before", commit=True)
     state_partition = java_partition(transactional_id, 3)
     victim = cluster.leader("__transaction_state", state_partition)
     print(f"{transactional_id!r} is coordinated by node {victim} (__transaction_state-{state_partition}); killing it")
@@ -185,9 +181,9 @@ def test_a_killed_transaction_coordinator_is_replaced_by_a_replica_that_knows_th
         60,
         f"a new leader of __transaction_state-{state_partition}",
     )
-    transaction(b"after", commit=True)
-    transaction(b"aborted", commit=False)
-    transaction(b"last", commit=True)
+    transaction(producer, topic, partitions, b"after", commit=True)
+    transaction(producer, topic, partitions, b"aborted", commit=False)
+    transaction(producer, topic, partitions, b"last", commit=True)
 
     found = read_committed(survivor.bootstrap, topic, partitions)
     for p in range(partitions):

@@ -38,13 +38,13 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import threading
 import time
 from typing import Callable, Optional
 
 import pytest
 
 from checker import OK, History, check
+from workloads import StreamingProducer
 from cluster import Cluster, cluster_factory
 from conftest import (
     assert_partition_logs_equal,
@@ -337,72 +337,6 @@ def test_min_insync_replicas_refuses_acks_all_writes_once_too_few_replicas_are_i
     assert [v for v in values if v != b"refused"] == list(acked), f"the log holds {values}"
 
 
-class AckingProducer(threading.Thread):
-    """An idempotent acks=all producer sending unique values round robin over the partitions
-    until told to stop, each send and its outcome recorded in the history (an error is
-    indeterminate: the record may or may not be stored)."""
-
-    def __init__(self, bootstrap: str, topic: str, partitions: int, history: History, stop: threading.Event):
-        super().__init__(daemon=True)
-        self.bootstrap = bootstrap
-        self.topic = topic
-        self.partitions = partitions
-        self.history = history
-        self.stop_event = stop
-        self.lock = threading.Lock()
-        self.acked = 0
-        self.errors: list[str] = []
-        self.leftover: Optional[int] = None
-        self.exc: Optional[BaseException] = None
-
-    def n_acked(self) -> int:
-        with self.lock:
-            return self.acked
-
-    def run(self):
-        try:
-            self._run()
-        except BaseException as e:  # noqa: BLE001 - surfaced by the test
-            self.exc = e
-
-    def _run(self):
-        producer = ck_producer(
-            self.bootstrap,
-            **{
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": 2,
-                # Long enough to outlast a failover: librdkafka retries until then.
-                "message.timeout.ms": 45000,
-                "reconnect.backoff.max.ms": 500,
-            },
-        )
-
-        seq = 0
-        while not self.stop_event.is_set():
-            op = self.history.send("idempotent", b"r%07d" % seq, seq % self.partitions)
-
-            def report(err, msg, op=op):
-                if err is None:
-                    self.history.ok(op, msg.partition(), msg.offset())
-                    with self.lock:
-                        self.acked += 1
-                else:
-                    self.history.info(op, str(err))
-                    with self.lock:
-                        self.errors.append(str(err))
-
-            while True:
-                try:
-                    producer.produce(self.topic, key=b"k%d" % (seq % 7), value=op.value, partition=op.partition, on_delivery=report)
-                    break
-                except BufferError:
-                    producer.poll(0.05)
-            seq += 1
-            producer.poll(0.001)  # delivery reports, and a pace two cores can take
-        self.leftover = producer.flush(60)
-
-
 def test_no_acknowledged_write_is_lost_or_duplicated_when_the_leader_is_killed_mid_stream(cluster_factory):
     """An idempotent acks=all producer writes continuously to three partitions while the
     leader of partition 0 is killed -9. Once a new leader is elected and the producer,
@@ -420,25 +354,17 @@ def test_no_acknowledged_write_is_lost_or_duplicated_when_the_leader_is_killed_m
     assert old == replicas[0], f"a new partition is led by its first replica (replicas {replicas}, leader {old})"
 
     history = History()
-    stop = threading.Event()
-    producer = AckingProducer(cluster.bootstrap, topic, partitions, history, stop)
+    producer = StreamingProducer(cluster.bootstrap, topic, partitions, history)
     producer.start()
     try:
-        wait_until(lambda: producer.n_acked() >= 500 or producer.exc, 60, "500 acknowledged records before the kill")
+        producer.wait_acked(500, "500 acknowledged records before the kill")
         cluster[old].kill9()
-        at_kill = producer.n_acked()
+        at_kill = producer.acked()
         wait_for_leader(cluster, topic, 0, lambda leader: leader != old, f"a leader of {topic}-0 other than node {old}")
-        wait_until(
-            lambda: producer.n_acked() >= at_kill + 500 or producer.exc,
-            60,
-            f"500 more acknowledged records after the kill (acknowledged {at_kill} before it; errors {producer.errors[:3]})",
-        )
+        producer.wait_acked(at_kill + 500, f"500 more acknowledged records after the kill ({at_kill} before it)")
     finally:
-        stop.set()
-        producer.join(90)
-    assert not producer.is_alive(), "the producer did not finish"
-    assert producer.exc is None, f"the producer crashed: {producer.exc!r}"
-    assert producer.leftover == 0, f"{producer.leftover} records without a delivery report"
+        producer.stop_event.set()
+    producer.finish()
 
     final = read_everything(cluster, topic, partitions, history)
     report = check(history, final)
