@@ -6,7 +6,9 @@ controller makes an in-sync replica the partition's leader; that broker loads th
 partition (COORDINATOR_LOAD_IN_PROGRESS meanwhile) and coordinates the group from then on,
 with every offset committed before the failover; the clients find it through
 FindCoordinator. A broker that does not lead the group's partition answers the group's
-requests with NOT_COORDINATOR.
+requests with NOT_COORDINATOR. A rolling restart with controlled shutdown moves every
+leadership, partitions' and coordinators', away from each node before it stops: clients
+writing and reading through it see no error at all.
 
 Deadlines only keep a broken cluster from hanging the suite; they are never assertions
 about speed.
@@ -15,11 +17,15 @@ about speed.
 from __future__ import annotations
 
 import socket
+import threading
 import time
+from typing import Optional
 
+from checker import History, check
 from cluster import Cluster, cluster_factory
-from conftest import ck_admin, ck_consumer, ck_produce, ck_producer, wait_until
-from test_replication import create_replicated_topic, wait_for_isr
+from conftest import ck_admin, ck_consumer, ck_produce, ck_producer, wait_until, watermarks
+from test_replication import create_replicated_topic, read_everything, wait_for_isr
+from workloads import StreamingProducer
 
 # The fixture is imported so that pytest finds it; listed here so that pyflakes counts it used.
 __all__ = ["cluster_factory"]
@@ -173,3 +179,115 @@ def test_a_group_whose_coordinator_is_killed_finds_the_new_one_and_resumes_from_
                 f"node {node.node_id} answers {group!r}'s OffsetFetch, but node {coordinator} coordinates it"
             )
     assert offset_fetch_error(cluster[coordinator], group, topic) == 0
+
+
+class CommittingConsumer(threading.Thread):
+    """A consumer group member (librdkafka) that reads and commits synchronously after
+    every poll that returned records, until told to stop; it keeps every value it read and
+    every error that surfaced (from a poll or a commit)."""
+
+    def __init__(self, bootstrap: str, topic: str, group: str):
+        super().__init__(daemon=True)
+        self.bootstrap, self.topic, self.group = bootstrap, topic, group
+        self.values: set = set()
+        self.errors: list[str] = []
+        self.stop_event = threading.Event()
+        self.exc: Optional[BaseException] = None
+
+    def run(self):
+        from confluent_kafka import KafkaException
+
+        consumer = ck_consumer(
+            self.bootstrap,
+            **{
+                "group.id": self.group,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": True,
+                "session.timeout.ms": 10000,
+                "heartbeat.interval.ms": 500,
+                "topic.metadata.refresh.interval.ms": 1000,
+            },
+        )
+        try:
+            consumer.subscribe([self.topic])
+            while not self.stop_event.is_set():
+                records = consumer.consume(num_messages=200, timeout=0.2)
+                good = []
+                for r in records:
+                    if r.error() is None:
+                        good.append(r)
+                    else:
+                        self.errors.append(f"poll: {r.error()}")
+                self.values.update(r.value() for r in good)
+                if good:
+                    try:
+                        consumer.commit(asynchronous=False)
+                    except KafkaException as e:
+                        self.errors.append(f"commit: {e}")
+        except BaseException as e:  # noqa: BLE001 - surfaced by the test
+            self.exc = e
+        finally:
+            consumer.close()
+
+
+def test_a_rolling_restart_with_controlled_shutdown_under_load_surfaces_no_errors_and_loses_nothing(cluster_factory):
+    """Every node in turn is stopped with SIGTERM (controlled shutdown: the controller moves
+    its leaderships, partitions' and coordinators', before it exits) and started again,
+    while an idempotent acks=all producer writes and a consumer group reads and commits.
+    Neither client sees an error; every acknowledged record is stored once at its offset
+    (checker.py); the group reads every record, and its committed offsets are the ends of
+    the partitions."""
+    from confluent_kafka import TopicPartition
+
+    cluster = cluster_factory(3, settings=SETTINGS)
+    topic, group, partitions = "rolling", "rolling-readers", 3
+    create_replicated_topic(cluster, topic, partitions=partitions, config={"min.insync.replicas": "2"})
+    wait_for_isr(cluster, topic)
+    for node in cluster.nodes.values():
+        node.keep_port()
+    bootstrap = cluster.bootstrap
+
+    history = History()
+    producer = StreamingProducer(bootstrap, topic, partitions, history)
+    consumer = CommittingConsumer(bootstrap, topic, group)
+    producer.start()
+    consumer.start()
+    try:
+        producer.wait_acked(300, "300 acknowledged records before the rolling restart")
+        for node in list(cluster.nodes.values()):
+            at = producer.acked()
+            node.stop()
+            print(f"node {node.node_id} stopped cleanly")
+            producer.wait_acked(at + 200, f"200 more acknowledged records while node {node.node_id} is down")
+            node.start()
+            cluster.wait_for_brokers(3)
+            wait_for_isr(cluster, topic, timeout=60)
+            wait_for_isr(cluster, "__consumer_offsets", timeout=60)
+        producer.wait_acked(producer.acked() + 200, "200 more acknowledged records after the rolling restart")
+    finally:
+        producer.stop_event.set()
+    producer.finish()
+    assert producer.errors == [], f"the producer saw errors: {producer.errors[:5]}"
+
+    final = read_everything(cluster, topic, partitions, history)
+    report = check(history, final)
+    print(report.summary())
+    report.assert_clean()
+    every = {value for records in final.values() for _, value in records}
+    wait_until(
+        lambda: consumer.exc is not None or every <= consumer.values,
+        60,
+        f"the group to read all {len(every)} records",
+    )
+    consumer.stop_event.set()
+    consumer.join(30)
+    assert consumer.exc is None, f"the consumer crashed: {consumer.exc!r}"
+    assert consumer.errors == [], f"the consumer saw errors: {consumer.errors[:5]}"
+
+    ends = {p: high for p, (_, high) in watermarks(cluster.bootstrap, topic, range(partitions)).items()}
+    checker = ck_consumer(cluster.bootstrap, **{"group.id": group})
+    try:
+        committed = {tp.partition: tp.offset for tp in checker.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=30)}
+    finally:
+        checker.close()
+    assert committed == ends, f"the group's committed offsets {committed} are not the ends of {topic!r} {ends}"
