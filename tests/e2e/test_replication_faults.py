@@ -560,3 +560,49 @@ def test_a_follower_whose_log_ends_below_its_leaders_log_start_starts_over_there
         )
         assert mine[-1].base_offset + mine[-1].last_offset_delta + 1 == 2200
         cluster[follower].assert_verify_ok(f"on node {follower}")
+
+
+def test_kill_9_of_partition_leaders_round_after_round_under_load_loses_no_acknowledged_write(cluster_factory):
+    """Six rounds, each killing -9 the leader of one partition (the next partition each
+    round, so the victims change) while an idempotent acks=all producer writes to all three:
+    each time an ISR member takes over and the partition takes 100 more acknowledged
+    records, then the victim restarts and rejoins the ISR. At the end every acknowledged
+    record is stored exactly once at its offset (checker.py) and every replica holds its
+    leader's batches byte for byte."""
+    cluster = cluster_factory(3, settings=LAG)
+    with explained(cluster):
+        topic = "many-failovers"
+        partitions = 3
+        create_replicated_topic(cluster, topic, partitions=partitions, config=GUARDED)
+        wait_for_isr(cluster, topic)
+        for node in cluster.nodes.values():
+            node.keep_port()
+        history = History()
+        producer = StreamingProducer(cluster.bootstrap, topic, partitions, history)
+        producer.start()
+        victims = []
+        try:
+            producer.wait_acked(300, "300 acknowledged records before the first kill")
+            for round in range(6):
+                p = round % partitions
+                view = wait_for_isr(cluster, topic, timeout=60)
+                victim = view[p][0]
+                at = producer.acked(p)
+                cluster[victim].kill9()
+                new = wait_for_leader(
+                    cluster, topic, p, lambda leader: leader not in (victim, -1), f"round {round}: a leader of {topic}-{p} other than node {victim}"
+                )
+                assert new in view[p][2], f"round {round}: node {new} leads {topic}-{p} but was not in its ISR {view[p][2]}"
+                producer.wait_acked(at + 100, f"round {round}: 100 more records on {topic}-{p} through node {new}", partition=p)
+                cluster[victim].start()
+                cluster.wait_for_brokers(3)
+                victims.append(victim)
+            wait_for_isr(cluster, topic, timeout=60)
+            producer.wait_acked(producer.acked() + 100, "100 more acknowledged records after the last round")
+        finally:
+            producer.stop_event.set()
+        producer.finish()
+        print(f"victims, round by round: {victims}")
+        assert len(set(victims)) >= 2, f"every round killed the same node: {victims}"
+        check_clean(cluster, topic, partitions, history)
+        assert_replicas_identical(cluster, topic, partitions)
