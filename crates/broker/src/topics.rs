@@ -518,6 +518,30 @@ impl Topics {
         }
     }
 
+    /// KIP-951's hint for a client told NOT_LEADER_OR_FOLLOWER or
+    /// FENCED_LEADER_EPOCH: the partition's current leader and leader epoch
+    /// and, when that leader is live, where it listens; `None` when the
+    /// partition has no leader or does not exist.
+    pub fn current_leader(
+        &self,
+        topic: &str,
+        index: i32,
+    ) -> Option<(i32, i32, Option<LiveBroker>)> {
+        let (leader, leader_epoch) = self.quorum.read(|image| {
+            let partition = image
+                .topics
+                .get(topic)?
+                .partitions
+                .get(usize::try_from(index).ok()?)?;
+            (partition.leader >= 0).then_some((partition.leader, partition.leader_epoch))
+        })?;
+        let endpoint = self
+            .live_brokers()
+            .into_iter()
+            .find(|broker| broker.node_id == leader);
+        Some((leader, leader_epoch, endpoint))
+    }
+
     /// The live broker leading partition `index` of `topic`, if any.
     pub fn leader_of(&self, topic: &str, index: i32) -> Option<LiveBroker> {
         let leader = self.quorum.read(|image| {

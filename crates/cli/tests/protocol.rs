@@ -1560,3 +1560,171 @@ fn authorized_operations_are_reported_only_when_asked_for() {
         (8096, i32::MIN)
     );
 }
+
+/// Three `strom serve` nodes on loopback, each a broker and a controller
+/// quorum voter, started together (voters wait for each other).
+fn start_cluster() -> Vec<Broker> {
+    let controller_ports: Vec<u16> = (0..3)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
+        .collect();
+    let voters = controller_ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| format!("{}@127.0.0.1:{port}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut children = Vec::new();
+    for (i, port) in controller_ports.iter().enumerate() {
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_strom"))
+            .args(["serve", "--listeners", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(["--node-id", &(i + 1).to_string()])
+            .args(["--controller-listener", &format!("127.0.0.1:{port}")])
+            .args(["--controller-quorum-voters", &voters])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("strom starts");
+        children.push((child, dir));
+    }
+    children
+        .into_iter()
+        .map(|(mut child, dir)| {
+            let stdout = child.stdout.take().unwrap();
+            let mut lines = BufReader::new(stdout).lines();
+            let address = loop {
+                let line = lines.next().expect("banner").unwrap();
+                if let Some(rest) = line.trim().strip_prefix("listening on ") {
+                    break rest.split_whitespace().next().unwrap().to_string();
+                }
+            };
+            std::thread::spawn(move || for _ in lines {});
+            Broker {
+                child,
+                address,
+                dir: Some(dir),
+            }
+        })
+        .collect()
+}
+
+/// KIP-951: a broker that does not lead a partition answers Produce and
+/// Fetch for it with NOT_LEADER_OR_FOLLOWER, the partition's current
+/// leader and leader epoch, and that leader's endpoint, so a client goes
+/// there without asking for metadata first.
+#[test]
+fn a_broker_that_does_not_lead_a_partition_names_its_leader_in_produce_and_fetch_answers() {
+    let nodes = start_cluster();
+    let mut client = nodes[0].connect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let all_brokers = |client: &mut Client| {
+        let request = MetadataRequest::default().with_topics(None);
+        let response: MetadataResponse = client.call(ApiKey::Metadata, 12, &request);
+        response.brokers.len()
+    };
+    while all_brokers(&mut client) < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the three nodes did not form a cluster"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    create_topic(&mut client, "hinted", 3);
+    let (topic_id, leaders) = loop {
+        use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+        let request = MetadataRequest::default().with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(topic_name("hinted"))),
+        ]));
+        let response: MetadataResponse = client.call(ApiKey::Metadata, 12, &request);
+        let topic = &response.topics[0];
+        let leaders: Vec<(i32, i32)> = topic
+            .partitions
+            .iter()
+            .map(|p| (p.leader_id.0, p.leader_epoch))
+            .collect();
+        if leaders.len() == 3 && leaders.iter().all(|(leader, _)| *leader > 0) {
+            break (topic.topic_id, leaders);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no leaders for 'hinted': {leaders:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Node 1 (the client's) and a partition another node leads.
+    let (partition, (leader, leader_epoch)) = leaders
+        .iter()
+        .copied()
+        .enumerate()
+        .find(|(_, (leader, _))| *leader != 1)
+        .expect("three partitions on three brokers: one is led elsewhere");
+    let leader_address = &nodes[leader as usize - 1].address;
+    let leader_port: i32 = leader_address.rsplit(':').next().unwrap().parse().unwrap();
+
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic_name("hinted"))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition as i32)
+                .with_records(Some(records(&["misdirected"])))])]);
+    let response: ProduceResponse = client.call(ApiKey::Produce, 11, &request);
+    let answer = &response.responses[0].partition_responses[0];
+    assert_eq!(answer.error_code, 6, "NOT_LEADER_OR_FOLLOWER");
+    assert_eq!(
+        (
+            answer.current_leader.leader_id.0,
+            answer.current_leader.leader_epoch
+        ),
+        (leader, leader_epoch)
+    );
+    let endpoint = response
+        .node_endpoints
+        .iter()
+        .find(|e| e.node_id.0 == leader)
+        .expect("the leader's endpoint in the Produce answer");
+    assert_eq!(
+        (endpoint.host.as_str(), endpoint.port),
+        ("127.0.0.1", leader_port)
+    );
+
+    let request = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic_id(topic_id)
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(partition as i32)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)])]);
+    let response: FetchResponse = client.call(ApiKey::Fetch, 16, &request);
+    let answer = &response.responses[0].partitions[0];
+    assert_eq!(answer.error_code, 6, "NOT_LEADER_OR_FOLLOWER");
+    assert_eq!(
+        (
+            answer.current_leader.leader_id.0,
+            answer.current_leader.leader_epoch
+        ),
+        (leader, leader_epoch)
+    );
+    assert!(
+        response
+            .node_endpoints
+            .iter()
+            .any(|e| e.node_id.0 == leader && e.port == leader_port),
+        "the leader's endpoint in the Fetch answer: {:?}",
+        response.node_endpoints
+    );
+}

@@ -34,15 +34,16 @@ use bytes::Bytes;
 use futures_util::future::select_all;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{
-    AbortedTransaction, EpochEndOffset, FetchableTopicResponse, PartitionData,
+    AbortedTransaction, EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint,
+    PartitionData,
 };
-use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId};
 use strom_log::{AbortedTxn, LogError};
 use tokio::sync::Semaphore;
 use tokio::time::{Duration, Instant};
 use uuid::Uuid;
 
-use super::{resolve_topic, topic_name};
+use super::{leader_hint, resolve_topic, str_bytes, topic_name};
 use crate::broker::Broker;
 use crate::fetch_session::{PartitionState, SessionPartition, SessionPlan};
 use crate::partition::Partition;
@@ -260,6 +261,7 @@ pub async fn handle(
     let (splices, placeholders) = Splices::new(slices);
     let mut sent = Vec::new();
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    let mut endpoints: Vec<NodeEndpoint> = Vec::new();
     for ((result, state), records) in results.into_iter().zip(states).zip(placeholders) {
         let changed = result.is_error()
             || !records.is_empty()
@@ -293,7 +295,7 @@ pub async fn handle(
                     .collect()
             }))
             .with_records(Some(records));
-        let data = match result.diverging {
+        let mut data = match result.diverging {
             Some((epoch, end_offset)) => data.with_diverging_epoch(
                 EpochEndOffset::default()
                     .with_epoch(epoch)
@@ -301,6 +303,29 @@ pub async fn handle(
             ),
             None => data,
         };
+        if let Some((leader, epoch, endpoint)) = leader_hint(
+            &broker,
+            &result.key.topic,
+            result.key.partition,
+            data.error_code,
+        ) {
+            data.current_leader = LeaderIdAndEpoch::default()
+                .with_leader_id(BrokerId(leader))
+                .with_leader_epoch(epoch);
+            if let Some(live) = endpoint.filter(|live| {
+                endpoints
+                    .iter()
+                    .all(|known| known.node_id.0 != live.node_id)
+            }) {
+                endpoints.push(
+                    NodeEndpoint::default()
+                        .with_node_id(BrokerId(live.node_id))
+                        .with_host(str_bytes(live.host))
+                        .with_port(i32::from(live.port))
+                        .with_rack(live.rack.map(str_bytes)),
+                );
+            }
+        }
         let same_topic = topics.last().is_some_and(|last| {
             last.topic.as_str() == result.key.topic && last.topic_id == result.key.topic_id
         });
@@ -320,7 +345,8 @@ pub async fn handle(
     }
     let response = FetchResponse::default()
         .with_session_id(session_id)
-        .with_responses(topics);
+        .with_responses(topics)
+        .with_node_endpoints(endpoints);
     (response, splices)
 }
 

@@ -78,3 +78,24 @@ pub(crate) fn error_fields(
 pub(crate) fn str_bytes(text: impl Into<String>) -> StrBytes {
     StrBytes::from_string(text.into())
 }
+
+/// KIP-951: a partition refused with NOT_LEADER_OR_FOLLOWER or
+/// FENCED_LEADER_EPOCH names its current leader and leader epoch (and the
+/// leader's endpoint, when live), so the client moves there without a
+/// metadata round trip. `None` for other errors, or without a leader.
+pub(crate) fn leader_hint(
+    broker: &Broker,
+    topic: &str,
+    index: i32,
+    error_code: i16,
+) -> Option<(i32, i32, Option<crate::topics::LiveBroker>)> {
+    use kafka_protocol::error::ResponseError;
+    let moved = [
+        ResponseError::NotLeaderOrFollower.code(),
+        ResponseError::FencedLeaderEpoch.code(),
+    ];
+    if !moved.contains(&error_code) {
+        return None;
+    }
+    broker.topics.current_leader(topic, index)
+}

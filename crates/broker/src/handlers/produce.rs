@@ -27,12 +27,13 @@ use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{
-    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse,
+    TopicProduceResponse,
 };
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 use strom_log::batch::{self, BatchError};
 
-use super::{resolve_topic, str_bytes, topic_name};
+use super::{leader_hint, resolve_topic, str_bytes, topic_name};
 use crate::broker::Broker;
 use crate::partition::{Appended, Partition};
 use crate::protocol::RequestContext;
@@ -189,8 +190,10 @@ pub fn handle(
     if acks == 0 {
         return None;
     }
+    let broker = broker.clone();
     Some(async move {
         let mut responses = Vec::with_capacity(topics.len());
+        let mut endpoints: Vec<NodeEndpoint> = Vec::new();
         for (name, topic_id, outcomes) in topics {
             let mut partitions = Vec::with_capacity(outcomes.len());
             for outcome in outcomes {
@@ -198,6 +201,26 @@ pub fn handle(
                 if let Some(durable) = outcome.durable {
                     if let Err((error, message)) = durable.await {
                         response = failed(response.index, error, message).response;
+                    }
+                }
+                if let Some((leader, epoch, endpoint)) =
+                    leader_hint(&broker, &name, response.index, response.error_code)
+                {
+                    response.current_leader = LeaderIdAndEpoch::default()
+                        .with_leader_id(BrokerId(leader))
+                        .with_leader_epoch(epoch);
+                    if let Some(live) = endpoint.filter(|live| {
+                        endpoints
+                            .iter()
+                            .all(|known| known.node_id.0 != live.node_id)
+                    }) {
+                        endpoints.push(
+                            NodeEndpoint::default()
+                                .with_node_id(BrokerId(live.node_id))
+                                .with_host(str_bytes(live.host))
+                                .with_port(i32::from(live.port))
+                                .with_rack(live.rack.map(str_bytes)),
+                        );
                     }
                 }
                 partitions.push(response);
@@ -209,7 +232,9 @@ pub fn handle(
                     .with_partition_responses(partitions),
             );
         }
-        ProduceResponse::default().with_responses(responses)
+        ProduceResponse::default()
+            .with_responses(responses)
+            .with_node_endpoints(endpoints)
     })
 }
 
