@@ -39,7 +39,7 @@ import re
 import shutil
 import subprocess
 import time
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 import pytest
 
@@ -86,26 +86,35 @@ def create_replicated_topic(
         wait_for_topic(node.bootstrap, name, partitions)
 
 
-def partition_views(cluster: Cluster, topic: str) -> dict:
-    """Each running node's view of the topic: node id -> {partition: (leader, replicas, sorted ISR)},
-    or None where the node does not list the topic."""
+def partition_views(cluster: Cluster, topic: str, nodes: Optional[Iterable[int]] = None) -> dict:
+    """Each named node's (by default every running node's) view of the topic: node id ->
+    {partition: (leader, replicas, sorted ISR)}, or None where the node does not list it."""
+    node_ids = list(nodes) if nodes is not None else [n.node_id for n in cluster.running()]
     views = {}
-    for node in cluster.running():
-        t = cluster.metadata(node).topics.get(topic)
+    for node_id in node_ids:
+        t = cluster.metadata(cluster[node_id]).topics.get(topic)
         if t is None or t.error is not None:
-            views[node.node_id] = None
+            views[node_id] = None
         else:
-            views[node.node_id] = {i: (p.leader, list(p.replicas), sorted(p.isrs)) for i, p in t.partitions.items()}
+            views[node_id] = {i: (p.leader, list(p.replicas), sorted(p.isrs)) for i, p in t.partitions.items()}
     return views
 
 
-def wait_for_views(cluster: Cluster, topic: str, accept: Callable[[dict], bool], what: str, timeout: float = 60.0) -> dict:
-    """Until every running node shows the same partitions of `topic` and accept(view) holds;
-    returns that view {partition: (leader, replicas, isr)}. On a timeout, says what each node showed."""
+def wait_for_views(
+    cluster: Cluster,
+    topic: str,
+    accept: Callable[[dict], bool],
+    what: str,
+    timeout: float = 60.0,
+    nodes: Optional[Iterable[int]] = None,
+) -> dict:
+    """Until the named nodes (by default every running node) show the same partitions of
+    `topic` and accept(view) holds; returns that view {partition: (leader, replicas, isr)}.
+    On a timeout, says what each node showed."""
     last: dict = {}
 
     def agreed():
-        views = partition_views(cluster, topic)
+        views = partition_views(cluster, topic, nodes)
         last.clear()
         last.update(views)
         shown = list(views.values())

@@ -35,15 +35,22 @@ import contextlib
 import re
 import threading
 from collections import Counter
-from typing import Callable, Iterable, Optional
+from typing import Optional
 
 import pytest
 
 from checker import OK, History, check
 from workloads import StreamingProducer
 from cluster import Cluster, cluster_factory
-from conftest import ck_admin, ck_produce, ck_producer, read_segment, segments, wait_until
-from test_replication import create_replicated_topic, elect_preferred, read_everything, wait_for_isr, wait_for_leader
+from conftest import ck_admin, ck_produce, ck_producer, read_segment, segments
+from test_replication import (
+    create_replicated_topic,
+    elect_preferred,
+    read_everything,
+    wait_for_isr,
+    wait_for_leader,
+    wait_for_views,
+)
 
 # The fixture is imported so that pytest finds it; listed here so that pyflakes counts it used.
 __all__ = ["cluster_factory"]
@@ -59,46 +66,6 @@ DEPOSED = b"pinned-to-the-deposed-leader"
 # Helpers
 # --------------------------------------------------------------------------------------
 
-
-def views_of(cluster: Cluster, node_ids: Iterable[int], topic: str) -> dict:
-    """node id -> {partition: (leader, replicas, sorted ISR)} as each named node's Metadata
-    shows the topic (None where it does not list it)."""
-    views = {}
-    for node_id in node_ids:
-        t = cluster.metadata(cluster[node_id]).topics.get(topic)
-        if t is None or t.error is not None:
-            views[node_id] = None
-        else:
-            views[node_id] = {i: (p.leader, list(p.replicas), sorted(p.isrs)) for i, p in t.partitions.items()}
-    return views
-
-
-def wait_for_agreement(
-    cluster: Cluster,
-    topic: str,
-    accept: Callable[[dict], bool],
-    what: str,
-    nodes: Optional[Iterable[int]] = None,
-    timeout: float = 60.0,
-) -> dict:
-    """Until the named nodes (by default every running node) show the same partitions of
-    `topic` and accept(view) holds; returns that view {partition: (leader, replicas, isr)}."""
-    node_ids = list(nodes) if nodes is not None else [n.node_id for n in cluster.running()]
-    last: dict = {}
-
-    def agreed():
-        views = views_of(cluster, node_ids, topic)
-        last.clear()
-        last.update(views)
-        shown = list(views.values())
-        if not shown or any(v is None for v in shown) or any(v != shown[0] for v in shown):
-            return None
-        return shown[0] if accept(shown[0]) else None
-
-    try:
-        return wait_until(agreed, timeout, what, interval=0.2)
-    except AssertionError as e:
-        raise AssertionError(f"{e}\nlast seen (node -> partition -> (leader, replicas, isr)): {last}") from None
 
 TIMESTAMP_RE = re.compile(r"\d{4}-\d\d-\d\dT[\d:.]+Z\s*")
 
@@ -274,7 +241,7 @@ def test_a_leader_cut_off_from_the_other_nodes_acknowledges_nothing_is_replaced_
             if want_controller:
                 new_controller = cluster.wait_for_new_controller(old)
                 print(f"node {old}, cut off, was the active controller; node {new_controller} is now")
-            new_view = wait_for_agreement(
+            new_view = wait_for_views(
                 cluster,
                 topic,
                 lambda v: v[p][0] not in (old, -1),
@@ -439,7 +406,7 @@ def test_no_acknowledged_write_is_lost_when_every_node_is_killed_9_at_once_and_r
             print(f"{at_kill} records acknowledged when every node was killed")
 
             cluster.start()
-            wait_for_agreement(
+            wait_for_views(
                 cluster,
                 topic,
                 lambda v: all(leader in cluster.nodes for leader, _, _ in v.values()),
@@ -484,7 +451,7 @@ def test_a_follower_cut_off_from_its_leader_only_leaves_the_isr_acks_all_goes_on
         try:
             producer.wait_acked(300, "300 acknowledged records before the cut")
             cluster.network.cut(leader, follower)
-            shrunk = wait_for_agreement(
+            shrunk = wait_for_views(
                 cluster,
                 topic,
                 lambda v: v[p][2] == sorted({leader, controller}),

@@ -54,16 +54,7 @@ impl Broker {
             .stderr(Stdio::null())
             .spawn()
             .expect("strom starts");
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let address = loop {
-            let line = lines.next().expect("banner").unwrap();
-            if let Some(rest) = line.trim().strip_prefix("listening on ") {
-                break rest.split_whitespace().next().unwrap().to_string();
-            }
-        };
-        // Keep draining stdout so the broker never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let address = listening_address(&mut child);
         Broker {
             child,
             address,
@@ -81,6 +72,21 @@ impl Broker {
             correlation_id: 0,
         }
     }
+}
+
+/// The address a started `strom serve` prints in its banner; its output
+/// is drained from then on, so the broker never blocks on a full pipe.
+fn listening_address(child: &mut Child) -> String {
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let address = loop {
+        let line = lines.next().expect("banner").unwrap();
+        if let Some(rest) = line.trim().strip_prefix("listening on ") {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    address
 }
 
 impl Drop for Broker {
@@ -1597,15 +1603,7 @@ fn start_cluster() -> Vec<Broker> {
     children
         .into_iter()
         .map(|(mut child, dir)| {
-            let stdout = child.stdout.take().unwrap();
-            let mut lines = BufReader::new(stdout).lines();
-            let address = loop {
-                let line = lines.next().expect("banner").unwrap();
-                if let Some(rest) = line.trim().strip_prefix("listening on ") {
-                    break rest.split_whitespace().next().unwrap().to_string();
-                }
-            };
-            std::thread::spawn(move || for _ in lines {});
+            let address = listening_address(&mut child);
             Broker {
                 child,
                 address,

@@ -43,7 +43,7 @@ use tokio::sync::Semaphore;
 use tokio::time::{Duration, Instant};
 use uuid::Uuid;
 
-use super::{leader_hint, resolve_topic, str_bytes, topic_name};
+use super::{resolve_topic, str_bytes, topic_name, LeaderHints};
 use crate::broker::Broker;
 use crate::fetch_session::{PartitionState, SessionPartition, SessionPlan};
 use crate::partition::Partition;
@@ -261,7 +261,7 @@ pub async fn handle(
     let (splices, placeholders) = Splices::new(slices);
     let mut sent = Vec::new();
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
-    let mut endpoints: Vec<NodeEndpoint> = Vec::new();
+    let mut hints = LeaderHints::default();
     for ((result, state), records) in results.into_iter().zip(states).zip(placeholders) {
         let changed = result.is_error()
             || !records.is_empty()
@@ -303,7 +303,7 @@ pub async fn handle(
             ),
             None => data,
         };
-        if let Some((leader, epoch, endpoint)) = leader_hint(
+        if let Some((leader, epoch)) = hints.for_partition(
             &broker,
             &result.key.topic,
             result.key.partition,
@@ -312,19 +312,6 @@ pub async fn handle(
             data.current_leader = LeaderIdAndEpoch::default()
                 .with_leader_id(BrokerId(leader))
                 .with_leader_epoch(epoch);
-            if let Some(live) = endpoint.filter(|live| {
-                endpoints
-                    .iter()
-                    .all(|known| known.node_id.0 != live.node_id)
-            }) {
-                endpoints.push(
-                    NodeEndpoint::default()
-                        .with_node_id(BrokerId(live.node_id))
-                        .with_host(str_bytes(live.host))
-                        .with_port(i32::from(live.port))
-                        .with_rack(live.rack.map(str_bytes)),
-                );
-            }
         }
         let same_topic = topics.last().is_some_and(|last| {
             last.topic.as_str() == result.key.topic && last.topic_id == result.key.topic_id
@@ -343,10 +330,17 @@ pub async fn handle(
     if session_id != 0 {
         broker.fetch_sessions.record_sent(session_id, &sent);
     }
+    let endpoints = hints.endpoints.into_iter().map(|live| {
+        NodeEndpoint::default()
+            .with_node_id(BrokerId(live.node_id))
+            .with_host(str_bytes(live.host))
+            .with_port(i32::from(live.port))
+            .with_rack(live.rack.map(str_bytes))
+    });
     let response = FetchResponse::default()
         .with_session_id(session_id)
         .with_responses(topics)
-        .with_node_endpoints(endpoints);
+        .with_node_endpoints(endpoints.collect());
     (response, splices)
 }
 

@@ -79,23 +79,43 @@ pub(crate) fn str_bytes(text: impl Into<String>) -> StrBytes {
     StrBytes::from_string(text.into())
 }
 
-/// KIP-951: a partition refused with NOT_LEADER_OR_FOLLOWER or
-/// FENCED_LEADER_EPOCH names its current leader and leader epoch (and the
-/// leader's endpoint, when live), so the client moves there without a
-/// metadata round trip. `None` for other errors, or without a leader.
-pub(crate) fn leader_hint(
-    broker: &Broker,
-    topic: &str,
-    index: i32,
-    error_code: i16,
-) -> Option<(i32, i32, Option<crate::topics::LiveBroker>)> {
-    use kafka_protocol::error::ResponseError;
-    let moved = [
-        ResponseError::NotLeaderOrFollower.code(),
-        ResponseError::FencedLeaderEpoch.code(),
-    ];
-    if !moved.contains(&error_code) {
-        return None;
+/// KIP-951's hints for one response: a partition refused with
+/// NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH names its current leader
+/// and leader epoch, and the response lists those leaders' endpoints (once
+/// each), so the client moves there without a metadata round trip.
+#[derive(Default)]
+pub(crate) struct LeaderHints {
+    pub endpoints: Vec<crate::topics::LiveBroker>,
+}
+
+impl LeaderHints {
+    /// The (leader, leader epoch) to name for a partition answered with
+    /// `error_code`; `None` for other errors, or without a leader.
+    pub fn for_partition(
+        &mut self,
+        broker: &Broker,
+        topic: &str,
+        index: i32,
+        error_code: i16,
+    ) -> Option<(i32, i32)> {
+        use kafka_protocol::error::ResponseError;
+        let moved = [
+            ResponseError::NotLeaderOrFollower.code(),
+            ResponseError::FencedLeaderEpoch.code(),
+        ];
+        if !moved.contains(&error_code) {
+            return None;
+        }
+        let (leader, leader_epoch, endpoint) = broker.topics.current_leader(topic, index)?;
+        if let Some(live) = endpoint {
+            if self
+                .endpoints
+                .iter()
+                .all(|known| known.node_id != live.node_id)
+            {
+                self.endpoints.push(live);
+            }
+        }
+        Some((leader, leader_epoch))
     }
-    broker.topics.current_leader(topic, index)
 }

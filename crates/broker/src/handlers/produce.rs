@@ -33,7 +33,7 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 use strom_log::batch::{self, BatchError};
 
-use super::{leader_hint, resolve_topic, str_bytes, topic_name};
+use super::{resolve_topic, str_bytes, topic_name, LeaderHints};
 use crate::broker::Broker;
 use crate::partition::{Appended, Partition};
 use crate::protocol::RequestContext;
@@ -193,7 +193,7 @@ pub fn handle(
     let broker = broker.clone();
     Some(async move {
         let mut responses = Vec::with_capacity(topics.len());
-        let mut endpoints: Vec<NodeEndpoint> = Vec::new();
+        let mut hints = LeaderHints::default();
         for (name, topic_id, outcomes) in topics {
             let mut partitions = Vec::with_capacity(outcomes.len());
             for outcome in outcomes {
@@ -203,25 +203,12 @@ pub fn handle(
                         response = failed(response.index, error, message).response;
                     }
                 }
-                if let Some((leader, epoch, endpoint)) =
-                    leader_hint(&broker, &name, response.index, response.error_code)
+                if let Some((leader, epoch)) =
+                    hints.for_partition(&broker, &name, response.index, response.error_code)
                 {
                     response.current_leader = LeaderIdAndEpoch::default()
                         .with_leader_id(BrokerId(leader))
                         .with_leader_epoch(epoch);
-                    if let Some(live) = endpoint.filter(|live| {
-                        endpoints
-                            .iter()
-                            .all(|known| known.node_id.0 != live.node_id)
-                    }) {
-                        endpoints.push(
-                            NodeEndpoint::default()
-                                .with_node_id(BrokerId(live.node_id))
-                                .with_host(str_bytes(live.host))
-                                .with_port(i32::from(live.port))
-                                .with_rack(live.rack.map(str_bytes)),
-                        );
-                    }
                 }
                 partitions.push(response);
             }
@@ -232,9 +219,16 @@ pub fn handle(
                     .with_partition_responses(partitions),
             );
         }
+        let endpoints = hints.endpoints.into_iter().map(|live| {
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(live.node_id))
+                .with_host(str_bytes(live.host))
+                .with_port(i32::from(live.port))
+                .with_rack(live.rack.map(str_bytes))
+        });
         ProduceResponse::default()
             .with_responses(responses)
-            .with_node_endpoints(endpoints)
+            .with_node_endpoints(endpoints.collect())
     })
 }
 
