@@ -371,11 +371,12 @@ fn api_versions_lists_what_is_served_and_answers_too_new_versions_at_v0() {
         ApiKey::Fetch,
         ApiKey::Metadata,
         ApiKey::ListOffsets,
+        ApiKey::WriteTxnMarkers,
     ] {
         assert!(keys.contains(&(key as i16)), "{key:?} is advertised");
     }
     assert!(
-        !keys.contains(&(ApiKey::WriteTxnMarkers as i16)),
+        !keys.contains(&(ApiKey::CreateAcls as i16)),
         "unimplemented APIs are absent"
     );
     let end_txn = response
