@@ -346,8 +346,10 @@ impl Controller {
                 continue;
             }
             let eligible = self.image.broker(member.node_id).is_some_and(|broker| {
-                broker.is_usable()
-                    && (member.broker_epoch == -1 || member.broker_epoch == broker.broker_epoch)
+                // A new member names the broker epoch it fetched under:
+                // only the current incarnation may join (-1, no epoch, is
+                // refused, unlike Kafka's AlterPartition before v3).
+                broker.is_usable() && member.broker_epoch == broker.broker_epoch
             });
             if !eligible {
                 return refuse(

@@ -274,10 +274,14 @@ impl Leader {
                 .filter(|m| !lagging.contains(m))
                 .collect()
         } else {
+            // A new member must have fetched under a known broker epoch:
+            // the controller checks it, so that a restarted replica cannot
+            // join on a claim its earlier incarnation made.
             let joining = self.replicas.iter().copied().find(|r| {
                 !self.isr.contains(r)
                     && self.followers.get(r).is_some_and(|f| {
-                        f.durable_offset >= self.high_watermark
+                        f.broker_epoch >= 0
+                            && f.durable_offset >= self.high_watermark
                             && f.durable_offset >= self.epoch_start_offset
                     })
             })?;

@@ -127,6 +127,23 @@ fn a_caught_up_follower_is_proposed_in_and_counted_at_once() {
     assert!(leader.tick(60).is_some());
 }
 
+/// A follower whose fetches carry no broker epoch (an old fetch version, or
+/// sent before its broker registered) is not proposed for the ISR, however
+/// caught up: the controller could not tell which incarnation made the claim.
+#[test]
+fn a_follower_without_a_broker_epoch_is_not_proposed_in() {
+    let mut leader = leader(&[1, 2], 1);
+    leader.on_local_log(150, 150);
+    leader.on_fetch(2, 150, 11, 10);
+    leader.on_fetch(3, 150, -1, 10);
+    assert_eq!(leader.tick(20), None);
+    leader.on_fetch(3, 150, 12, 30);
+    let proposal = leader
+        .tick(40)
+        .expect("an expansion once the epoch is known");
+    assert_eq!(proposal.isr.iter().find(|(m, _)| *m == 3), Some(&(3, 12)));
+}
+
 #[test]
 fn a_replaced_leader_learns_it_from_the_metadata() {
     let mut leader = leader(&[1, 2, 3], 2);
