@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use kafka_protocol::error::ResponseError;
 
+use crate::broker::Broker;
 use crate::partition::{Partition, TopicPartitions};
 
 #[derive(Default)]
@@ -74,11 +75,32 @@ impl Loads {
         plan
     }
 
-    /// `partition` was loaded while it led in `leader_epoch`: recorded, if
-    /// it still does.
-    pub fn mark_loaded(&self, partition: &Partition, leader_epoch: i32) {
-        if partition.is_leader() && partition.leader_epoch() == leader_epoch {
-            self.loaded().insert(partition.index, leader_epoch);
+    /// Replays each of `partitions` of `topic` into its coordinator with
+    /// `load` (on a blocking thread), and records it loaded in the leader
+    /// epoch it was read in, if this node still leads it in that epoch.
+    pub async fn load(
+        &self,
+        broker: &Arc<Broker>,
+        topic: &str,
+        partitions: Vec<Arc<Partition>>,
+        load: impl Fn(&Broker, &Partition) + Send + Copy + 'static,
+    ) {
+        for partition in partitions {
+            let epoch = partition.leader_epoch();
+            let loader = broker.clone();
+            let replayed = partition.clone();
+            let loaded = tokio::task::spawn_blocking(move || load(&loader, &replayed)).await;
+            if loaded.is_err() {
+                tracing::error!(
+                    topic,
+                    partition = partition.index,
+                    "loading a coordinator's partition failed"
+                );
+                continue;
+            }
+            if partition.is_leader() && partition.leader_epoch() == epoch {
+                self.loaded().insert(partition.index, epoch);
+            }
         }
     }
 }

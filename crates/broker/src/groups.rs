@@ -123,20 +123,14 @@ impl Groups {
             self.consumer_groups().unload(owned);
             self.perform(broker, actions).await;
         }
-        for partition in plan.load {
-            let epoch = partition.leader_epoch();
-            let loader = broker.clone();
-            let replayed = partition.clone();
-            let loaded = tokio::task::spawn_blocking(move || load(&loader, &replayed, count)).await;
-            if loaded.is_err() {
-                tracing::error!(
-                    partition = partition.index,
-                    "loading a __consumer_offsets partition failed"
-                );
-                continue;
-            }
-            self.loads.mark_loaded(&partition, epoch);
-        }
+        self.loads
+            .load(
+                broker,
+                OFFSETS_TOPIC,
+                plan.load,
+                move |broker, partition| load(broker, partition, count),
+            )
+            .await;
     }
 
     pub fn coordinator(&self) -> std::sync::MutexGuard<'_, GroupCoordinator> {

@@ -195,20 +195,9 @@ impl Transactions {
         if plan.load.is_empty() {
             return;
         }
-        for partition in plan.load {
-            let epoch = partition.leader_epoch();
-            let loader = broker.clone();
-            let replayed = partition.clone();
-            let loaded = tokio::task::spawn_blocking(move || load(&loader, &replayed)).await;
-            if loaded.is_err() {
-                tracing::error!(
-                    partition = partition.index,
-                    "loading a __transaction_state partition failed"
-                );
-                continue;
-            }
-            self.loads.mark_loaded(&partition, epoch);
-        }
+        self.loads
+            .load(broker, TRANSACTION_TOPIC, plan.load, load)
+            .await;
         let _guard = self.writes.lock().await;
         resume_prepared(broker);
     }
