@@ -26,7 +26,10 @@ What the tests show:
   after a clean stop; `strom verify` counts the same records on each node), with the
   replication factor taken from `default.replication.factor`;
 - with a follower in the ISR paused (SIGSTOP), a record the leader wrote is not served
-  past the high watermark and an acks=all write is not acknowledged until it resumes.
+  past the high watermark and an acks=all write is not acknowledged until it resumes;
+- every replica checkpoints its partitions' high watermarks in its data directory
+  (`replication-offset-checkpoint`, Kafka's name and format), and after kill -9 of every
+  node and a restart, the checkpoints never show less.
 
 Clusters whose tests kill two nodes have five voters, so that the controller quorum keeps
 its majority. Deadlines only keep a broken cluster from hanging the suite; they are never
@@ -510,3 +513,53 @@ def test_a_record_past_the_high_watermark_is_not_served_and_acks_all_waits_while
         assert [value for _, value in seen[10:]] == [b"past-the-high-watermark", b"acks-all-waits"], seen[10:]
     finally:
         consumer.close()
+
+
+def checkpointed_high_watermarks(node) -> dict:
+    """(topic, partition) -> high watermark, from the node's replication-offset-checkpoint."""
+    path = node.data_dir / "replication-offset-checkpoint"
+    if not path.exists():
+        return {}
+    lines = path.read_text().splitlines()
+    assert lines[0] == "0", f"unknown checkpoint version in {path}: {lines[:2]}"
+    assert int(lines[1]) == len(lines) - 2, f"{path} announces {lines[1]} entries and holds {len(lines) - 2}"
+    entries = {}
+    for line in lines[2:]:
+        topic, partition, offset = line.split(" ")
+        entries[(topic, int(partition))] = int(offset)
+    return entries
+
+
+def test_every_replica_checkpoints_its_high_watermarks_and_a_crash_of_every_node_never_sets_them_back(cluster_factory):
+    """After acks=all writes, each node's checkpoint lists both partitions of a three-replica
+    topic at the acknowledged end (followers learn it from their leader's next fetch
+    response). Every node killed -9: the files survive at those ends; restarted, every
+    acknowledged record is served and the checkpoints written since show the same ends.
+    (That a partition reopens at its checkpointed high watermark is a unit test in
+    partition.rs: here followers relearn it from their leaders too soon to tell.)"""
+    cluster = cluster_factory(3, settings={**LAG, "replica.high.watermark.checkpoint.interval.ms": "100"})
+    topic = "checkpointed"
+    create_replicated_topic(cluster, topic, partitions=2)
+    wait_for_isr(cluster, topic)
+    records = keyed("hw", 300, 2)
+    sent = ck_produce(cluster.bootstrap, topic, records, producer=idempotent_producer(cluster))
+    ends = {p: 1 + max(r.offset for r in sent if r.partition == p) for p in (0, 1)}
+
+    def all_at_the_ends():
+        return all(
+            checkpointed_high_watermarks(node).get((topic, p)) == end for node in cluster.running() for p, end in ends.items()
+        )
+
+    wait_until(all_at_the_ends, 30, f"every node's checkpoint to show {topic} at {ends}", interval=0.1)
+    for node in cluster.nodes.values():
+        node.kill9()
+    for node in cluster.nodes.values():
+        assert all(checkpointed_high_watermarks(node)[(topic, p)] == end for p, end in ends.items())
+    cluster.start()
+    wait_for_isr(cluster, topic)
+    consumed = ck_consume(cluster.bootstrap, topic, [0, 1], expected=300, timeout=60)
+    assert_partition_logs_equal(sent, consumed)
+    time.sleep(0.5)  # a few more checkpoint intervals
+    for node in cluster.nodes.values():
+        shown = checkpointed_high_watermarks(node)
+        assert {p: shown.get((topic, p)) for p in ends} == ends, f"node {node.node_id}'s checkpoint went back: {shown}"

@@ -72,6 +72,8 @@ pub struct Broker {
     pub advertised_port: i32,
     pub topics: Topics,
     pub partitions: PartitionRegistry,
+    /// The replicated partitions' high watermarks on disk (hw_checkpoint).
+    pub hw_checkpoint: Arc<crate::hw_checkpoint::Checkpoint>,
     pub flusher: Flusher,
     pub replica_fetchers: crate::replica_fetcher::ReplicaFetchers,
     /// Committed metadata may have moved partition leadership: wakes the
@@ -292,11 +294,17 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
             config.overrides.get_i64("request.timeout.ms").max(1000) as u64
         ),
     );
+    let hw_checkpoint = Arc::new(crate::hw_checkpoint::Checkpoint::open(&data_dir));
     let topics = Topics::new(
         config.node_id,
         config.overrides.clone(),
         quorum.clone(),
-        ReplicaManager::new(config.node_id, data_dir.clone(), files.clone()),
+        ReplicaManager::new(
+            config.node_id,
+            data_dir.clone(),
+            files.clone(),
+            hw_checkpoint.clone(),
+        ),
     );
     let partitions = PartitionRegistry::default();
     let registration = Registration {
@@ -356,6 +364,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         config,
         topics,
         partitions,
+        hw_checkpoint,
         flusher: Flusher::start(sync_files),
         replica_fetchers: Default::default(),
         leadership_changed: tokio::sync::Notify::new(),
@@ -376,6 +385,12 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         shutdown_receiver.clone(),
         "producer.id.expiration.check.interval.ms",
         expire_producer_ids,
+    ));
+    tokio::spawn(periodically(
+        broker.clone(),
+        shutdown_receiver.clone(),
+        "replica.high.watermark.checkpoint.interval.ms",
+        checkpoint_high_watermarks,
     ));
     broker
         .replica_fetchers
@@ -701,6 +716,27 @@ fn enforce_retention(broker: &Broker) {
     }
 }
 
+/// Writes the replicated partitions' high watermarks to the checkpoint
+/// (every `replica.high.watermark.checkpoint.interval.ms`, and at clean
+/// shutdown) if they moved.
+fn checkpoint_high_watermarks(broker: &Broker) {
+    let entries = broker
+        .partitions
+        .all()
+        .into_iter()
+        .filter(|partition| partition.is_replicated())
+        .map(|partition| {
+            (
+                partition.topic.clone(),
+                partition.index,
+                partition.high_watermark(),
+            )
+        });
+    if let Err(error) = broker.hw_checkpoint.write(entries) {
+        tracing::warn!(%error, "could not write the high-watermark checkpoint; replicated partitions that open from it start further back");
+    }
+}
+
 /// Forgets producers idle longer than `producer.id.expiration.ms` (every
 /// `producer.id.expiration.check.interval.ms`).
 fn expire_producer_ids(broker: &Broker) {
@@ -859,6 +895,7 @@ impl RunningBroker {
                     tracing::warn!(topic = %partition.topic, partition = partition.index, %error, "no producer state snapshot at shutdown; the next start replays the log");
                 }
             }
+            checkpoint_high_watermarks(&broker);
             // One sync for the snapshots and indexes written above, rather
             // than an fsync for each of thousands of small files.
             sync_file_system(&data_dir)?;

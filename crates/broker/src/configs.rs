@@ -268,10 +268,10 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     ConfigDef {
         name: "broker.session.timeout.ms",
         kind: ConfigType::Int,
-        default: "9000",
+        default: "4000",
         broker_synonym: None,
         validator: Validator::AtLeast(1),
-        documentation: "A broker that has not heartbeated to the controller for this long is fenced: it leaves every ISR and loses its leaderships.",
+        documentation: "A broker that has not heartbeated to the controller for this long is fenced: it leaves every ISR and loses its leaderships. Kafka's default is 9000, sized for JVM pauses; Strom has none, so it fails over sooner.",
     },
     ConfigDef {
         name: "controller.quorum.election.timeout.ms",
@@ -284,10 +284,10 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     ConfigDef {
         name: "broker.heartbeat.interval.ms",
         kind: ConfigType::Int,
-        default: "2000",
+        default: "500",
         broker_synonym: None,
         validator: Validator::AtLeast(1),
-        documentation: "How often a broker heartbeats to the controller.",
+        documentation: "How often a broker heartbeats to the controller (Kafka's default is 2000; Strom's is an eighth of its session timeout).",
     },
     ConfigDef {
         name: "auto.leader.rebalance.enable",
@@ -336,6 +336,14 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         broker_synonym: None,
         validator: Validator::AtLeast(16),
         documentation: "Most segment and index files held open at once (Strom-specific): three quarters for the file cache, an eighth for fetch responses being sent, an eighth for fsyncs in flight.",
+    },
+    ConfigDef {
+        name: "replica.high.watermark.checkpoint.interval.ms",
+        kind: ConfigType::Long,
+        default: "5000",
+        broker_synonym: None,
+        validator: Validator::AtLeast(1),
+        documentation: "How often the high watermarks of replicated partitions are written to the data directory's replication-offset-checkpoint, where they start after a restart.",
     },
     ConfigDef {
         name: "log.retention.check.interval.ms",

@@ -249,6 +249,7 @@ mod tests {
             index,
             leader_epoch: 0,
             replicated: false,
+            checkpointed_high_watermark: None,
         };
         Arc::new(
             Partition::open(dir, identity, settings, FileCache::new(16), Recovery::Clean).unwrap(),

@@ -31,6 +31,7 @@ pub mod fetch_session;
 pub mod flusher;
 pub mod groups;
 pub mod handlers;
+pub mod hw_checkpoint;
 pub mod internal_topics;
 pub mod partition;
 mod peer;

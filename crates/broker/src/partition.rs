@@ -31,6 +31,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::configs::TopicSettings;
+use crate::hw_checkpoint;
 use crate::producer_state::{
     self, EndedTransaction, Origin, ProducerStates, ProducerSummary, Verdict,
 };
@@ -94,9 +95,11 @@ pub struct PartitionIdentity {
     pub index: i32,
     pub leader_epoch: i32,
     /// The partition has other replicas: its high watermark starts at the
-    /// log start and is learned from the replicas, since records past it
-    /// may never have been committed.
+    /// checkpointed one (or the log start) and is learned from the
+    /// replicas, since records past it may never have been committed.
     pub replicated: bool,
+    /// The high watermark in the checkpoint, if it had one.
+    pub checkpointed_high_watermark: Option<i64>,
 }
 
 /// Directory of a partition: `<data dir>/<topic>-<partition>`, as in Kafka.
@@ -118,6 +121,7 @@ impl Partition {
             index,
             leader_epoch,
             replicated,
+            checkpointed_high_watermark,
         } = identity;
         let dir = partition_dir(data_dir, &topic, index);
         let now = now_ms();
@@ -139,7 +143,12 @@ impl Partition {
             dir,
             log: Mutex::new(log),
             producers: Mutex::new(producers),
-            high_watermark: AtomicI64::new(if replicated { start } else { end }),
+            high_watermark: AtomicI64::new(match replicated {
+                true => {
+                    hw_checkpoint::opening_high_watermark(checkpointed_high_watermark, start, end)
+                }
+                false => end,
+            }),
             first_unstable_offset: AtomicI64::new(first_unstable),
             replication: Mutex::new(None),
             log_start_offset: AtomicI64::new(start),
@@ -1064,14 +1073,7 @@ mod tests {
         }
     }
 
-    /// Node 1 leads in epoch 1 and appends; leadership goes to node 2 and
-    /// comes back in epoch 3. The write of epoch 1 waits on, its replicas
-    /// all fetch past it in epoch 3: it is still never acknowledged, since
-    /// the leader of epoch 2 may never have had it (this node may since
-    /// have truncated it and written other records at its offsets).
-    #[test]
-    fn an_acks_all_write_is_never_acknowledged_once_the_leader_epoch_it_was_written_in_ended() {
-        let dir = tempfile::tempdir().unwrap();
+    fn open_replicated(dir: &Path, checkpointed_high_watermark: Option<i64>) -> Partition {
         let settings =
             BrokerOverrides::from_static(Default::default()).topic_settings(&Default::default());
         let identity = PartitionIdentity {
@@ -1080,15 +1082,38 @@ mod tests {
             index: 0,
             leader_epoch: 0,
             replicated: true,
+            checkpointed_high_watermark,
         };
-        let partition = Partition::open(
-            dir.path(),
-            identity,
-            settings,
-            FileCache::new(16),
-            Recovery::Clean,
-        )
-        .unwrap();
+        Partition::open(dir, identity, settings, FileCache::new(16), Recovery::Clean).unwrap()
+    }
+
+    /// A replicated partition reopens at its checkpointed high watermark
+    /// (within its log), and at its log start without one: records past it
+    /// may never have been committed.
+    #[test]
+    fn a_replicated_partition_reopens_at_its_checkpointed_high_watermark() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let partition = open_replicated(dir.path(), None);
+            for _ in 0..5 {
+                partition.append(&mut testing::batch(1, 0, b"x")).unwrap();
+            }
+            partition.log().flush().unwrap();
+        }
+        assert_eq!(open_replicated(dir.path(), None).high_watermark(), 0);
+        assert_eq!(open_replicated(dir.path(), Some(3)).high_watermark(), 3);
+        assert_eq!(open_replicated(dir.path(), Some(9)).high_watermark(), 5);
+    }
+
+    /// Node 1 leads in epoch 1 and appends; leadership goes to node 2 and
+    /// comes back in epoch 3. The write of epoch 1 waits on, its replicas
+    /// all fetch past it in epoch 3: it is still never acknowledged, since
+    /// the leader of epoch 2 may never have had it (this node may since
+    /// have truncated it and written other records at its offsets).
+    #[test]
+    fn an_acks_all_write_is_never_acknowledged_once_the_leader_epoch_it_was_written_in_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let partition = open_replicated(dir.path(), None);
         partition.apply_state(1, 1, &state(1, &[1, 2, 3]), 30_000);
         assert!(partition.is_leader() && partition.is_replicated());
         let end = match partition.append(&mut testing::batch(1, 0, b"x")).unwrap() {

@@ -24,12 +24,15 @@ use strom_log::{FileCache, LogError, Recovery};
 use strom_metadata::{MetadataImage, MetadataRecord, TopicMetadata};
 
 use crate::configs::BrokerOverrides;
+use crate::hw_checkpoint::Checkpoint;
 use crate::partition::{Partition, PartitionIdentity, PartitionRegistry, TopicPartitions};
 
 pub struct ReplicaManager {
     node_id: i32,
     data_dir: PathBuf,
     files: FileCache,
+    /// High watermarks for replicated partitions as they open.
+    checkpoint: Arc<Checkpoint>,
     reconciling: Mutex<()>,
     /// Set once [`ReplicaManager::open_all`] has recovered the partitions;
     /// records committed before (this broker's registration) are in the
@@ -56,11 +59,17 @@ fn as_in(names: BTreeSet<String>, image: &MetadataImage) -> Vec<(String, Option<
 }
 
 impl ReplicaManager {
-    pub fn new(node_id: i32, data_dir: PathBuf, files: FileCache) -> ReplicaManager {
+    pub fn new(
+        node_id: i32,
+        data_dir: PathBuf,
+        files: FileCache,
+        checkpoint: Arc<Checkpoint>,
+    ) -> ReplicaManager {
         ReplicaManager {
             node_id,
             data_dir,
             files,
+            checkpoint,
             reconciling: Mutex::new(()),
             opened: AtomicBool::new(false),
         }
@@ -137,6 +146,7 @@ impl ReplicaManager {
             .map(|(name, topic)| (name.clone(), Some(topic.clone())))
             .collect();
         self.reconcile(topics, configs, registry, recovery)?;
+        self.checkpoint.forget_unopened();
         self.opened.store(true, Ordering::Release);
         Ok(())
     }
@@ -225,12 +235,16 @@ impl ReplicaManager {
         configs: &BrokerOverrides,
         recovery: Recovery,
     ) -> Result<Partition, LogError> {
+        let replicated = topic.partitions[index].replicas.len() > 1;
         let identity = PartitionIdentity {
             topic: topic.name.clone(),
             topic_id: topic.topic_id,
             index: index as i32,
             leader_epoch: topic.partitions[index].leader_epoch,
-            replicated: topic.partitions[index].replicas.len() > 1,
+            replicated,
+            checkpointed_high_watermark: replicated
+                .then(|| self.checkpoint.take(&topic.name, index as i32))
+                .flatten(),
         };
         Partition::open(
             &self.data_dir,

@@ -84,6 +84,12 @@ pub struct BenchArgs {
     /// Where --limits writes its test file.
     #[arg(long, default_value = ".")]
     data_dir: std::path::PathBuf,
+    /// Also write one line per acknowledged record to FILE: the time it was
+    /// sent and the time its acknowledgement came, in microseconds since the
+    /// Unix epoch (for measuring failover: the first write sent after a kill
+    /// to be acknowledged). Written out every second and at the end.
+    #[arg(long, value_name = "FILE")]
+    ack_log: Option<std::path::PathBuf>,
 }
 
 /// Produce-ack latencies, recorded by the delivery callback.
@@ -91,6 +97,20 @@ struct Acks {
     latency: Mutex<Histogram<u64>>,
     delivered: AtomicU64,
     failed: AtomicU64,
+    /// `--ack-log`: "sent acknowledged" per record, in Unix microseconds.
+    log: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
+}
+
+impl Acks {
+    fn flush_log(&self) -> CliResult {
+        if let Some(log) = &self.log {
+            log.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .flush()
+                .map_err(|e| CliError::Failed(format!("cannot write the ack log: {e}")))?;
+        }
+        Ok(())
+    }
 }
 
 /// The producers' context: hands delivery reports to the shared [`Acks`].
@@ -105,11 +125,20 @@ impl ProducerContext for AckContext {
     fn delivery(&self, result: &DeliveryResult<'_>, sent: Box<Instant>) {
         let acks = &self.0;
         match result {
-            Ok(_) => {
+            Ok(message) => {
                 let micros = sent.elapsed().as_micros() as u64;
                 let mut latency = acks.latency.lock().unwrap_or_else(|p| p.into_inner());
                 let _ = latency.record(micros.max(1));
                 acks.delivered.fetch_add(1, Ordering::Relaxed);
+                if let Some(log) = &acks.log {
+                    // Every value starts with the time it was sent (see produce_and_consume).
+                    let sent_at = message
+                        .payload()
+                        .and_then(|p| p.get(..8))
+                        .map_or(0, |b| u64::from_be_bytes(b.try_into().unwrap_or_default()));
+                    let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+                    let _ = writeln!(log, "{sent_at} {}", now_micros());
+                }
             }
             Err(_) => {
                 acks.failed.fetch_add(1, Ordering::Relaxed);
@@ -297,6 +326,14 @@ fn produce_and_consume(
         latency: Mutex::new(histogram()),
         delivered: AtomicU64::new(0),
         failed: AtomicU64::new(0),
+        log: match &args.ack_log {
+            Some(path) => Some(Mutex::new(std::io::BufWriter::new(
+                std::fs::File::create(path).map_err(|e| {
+                    CliError::Failed(format!("cannot create {}: {e}", path.display()))
+                })?,
+            ))),
+            None => None,
+        },
     });
     let mut config = client.client_config()?;
     config
@@ -380,11 +417,13 @@ fn produce_and_consume(
             );
             last_delivered = delivered;
             last_report = Instant::now();
+            acks.flush_log()?;
         }
     }
     for producer in &producers {
         let _ = producer.flush(Duration::from_secs(60));
     }
+    acks.flush_log()?;
     let produce_seconds = started.elapsed().as_secs_f64();
     if args.consumers > 0 {
         let deadline = Instant::now() + Duration::from_secs(30);

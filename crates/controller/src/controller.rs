@@ -38,7 +38,7 @@ pub struct ControllerConfig {
 impl Default for ControllerConfig {
     fn default() -> ControllerConfig {
         ControllerConfig {
-            session_timeout_ms: 9_000,
+            session_timeout_ms: 4_000,
             default_replication_factor: 1,
             default_partitions: 1,
             unclean_leader_election: false,

@@ -312,6 +312,14 @@ impl Leader {
             return false;
         }
         assert!(state.partition_epoch >= self.partition_epoch);
+        // A member that left (fenced by the controller, or shrunk out for
+        // lag) rejoins only on a fetch made after it left: what it fetched
+        // before proves nothing about the broker it is now, if it lives.
+        for left in self.isr.iter().filter(|m| !state.isr.contains(m)) {
+            if let Some(follower) = self.followers.get_mut(left) {
+                follower.broker_epoch = -1;
+            }
+        }
         self.partition_epoch = state.partition_epoch;
         self.isr = state.isr.clone();
         self.pending = None;

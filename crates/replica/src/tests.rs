@@ -144,6 +144,22 @@ fn a_follower_without_a_broker_epoch_is_not_proposed_in() {
     assert_eq!(proposal.isr.iter().find(|(m, _)| *m == 3), Some(&(3, 12)));
 }
 
+/// A member the controller removed (its broker was fenced) is not proposed
+/// back on the strength of fetches it made before: a dead broker's last
+/// fetch would otherwise look caught up on a quiet partition forever.
+#[test]
+fn a_member_removed_by_the_controller_rejoins_only_after_fetching_again() {
+    let mut leader = leader(&[1, 2, 3], 2);
+    leader.on_local_log(150, 150);
+    leader.on_fetch(2, 150, 11, 10);
+    leader.on_fetch(3, 150, 12, 10);
+    assert!(leader.on_committed(&state(&[1, 2], 8)), "3 was fenced");
+    assert_eq!(leader.tick(20), None, "3 has not fetched since");
+    leader.on_fetch(3, 150, 13, 30);
+    let proposal = leader.tick(40).expect("an expansion after a new fetch");
+    assert_eq!(proposal.isr.iter().find(|(m, _)| *m == 3), Some(&(3, 13)));
+}
+
 #[test]
 fn a_replaced_leader_learns_it_from_the_metadata() {
     let mut leader = leader(&[1, 2, 3], 2);
