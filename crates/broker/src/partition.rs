@@ -332,9 +332,17 @@ impl Partition {
     }
 
     /// The controller refused (or never answered) the pending ISR change.
-    pub fn isr_change_refused(&self) {
-        if let Some(leading) = self.replication().as_mut() {
-            leading.on_refused();
+    pub fn isr_change_refused(
+        &self,
+        proposal: &strom_replica::IsrProposal,
+        refusal: strom_replica::Refusal,
+    ) {
+        if let Some(leading) = self
+            .replication()
+            .as_mut()
+            .filter(|leading| leading.leader_epoch() == proposal.leader_epoch)
+        {
+            leading.on_refused(proposal, refusal);
         }
     }
 

@@ -475,7 +475,15 @@ pub async fn run_isr_changes(broker: Arc<Broker>, mut shutdown: watch::Receiver<
                 }
                 Err(error) => {
                     tracing::warn!(topic = %partition.topic, partition = partition.index, ?isr, message = %error.message, "the controller did not take an ISR change; proposing again later");
-                    partition.isr_change_refused();
+                    // Only a refusal of the proposal as it stood means nothing
+                    // changed; anything else may have been committed.
+                    let refusal = match error.error {
+                        ResponseError::IneligibleReplica | ResponseError::InvalidRequest => {
+                            strom_replica::Refusal::NotApplied
+                        }
+                        _ => strom_replica::Refusal::Unknown,
+                    };
+                    partition.isr_change_refused(&proposal, refusal);
                 }
             }
         }

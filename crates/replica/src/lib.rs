@@ -62,6 +62,22 @@ pub struct IsrProposal {
     pub isr: Vec<(i32, i64)>,
 }
 
+/// Why a proposal did not come back as the committed ISR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The controller refused it as it stood (an ineligible replica, an
+    /// invalid request): nothing changed, so the next tick proposes again
+    /// from the committed state.
+    NotApplied,
+    /// The outcome is unknown (the request or its answer was lost, or timed
+    /// out), or the controller holds a newer partition: the proposal may have
+    /// been committed, and the metadata will say. Until then it stays pending,
+    /// still counted in the maximal ISR (reverting to the committed ISR could
+    /// let the high watermark pass a member the controller just added), and
+    /// the next tick sends it again (Kafka's AlterPartition retries).
+    Unknown,
+}
+
 /// How an acks=all produce stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AcksAll {
@@ -89,6 +105,8 @@ pub struct Leader {
     isr: Vec<i32>,
     /// The ISR proposed and not yet committed or refused.
     pending: Option<Vec<i32>>,
+    /// The pending proposal, to send again after an unknown outcome.
+    resend: Option<IsrProposal>,
     followers: BTreeMap<i32, Follower>,
     /// The leader's own log: its end, and what of it is fsynced.
     log_end: i64,
@@ -152,6 +170,7 @@ impl Leader {
             replicas: state.replicas.clone(),
             isr: state.isr.clone(),
             pending: None,
+            resend: None,
             followers,
             log_end,
             durable_end,
@@ -257,7 +276,7 @@ impl Leader {
     /// this leader epoch).
     pub fn tick(&mut self, now_ms: i64) -> Option<IsrProposal> {
         if self.pending.is_some() {
-            return None;
+            return self.resend.take();
         }
         let lag = self.config.replica_lag_time_max_ms;
         let lagging: Vec<i32> = self
@@ -296,22 +315,30 @@ impl Leader {
             true => -1,
             false => self.followers[&member].broker_epoch,
         };
-        Some(IsrProposal {
+        let proposal = IsrProposal {
             leader_epoch: self.leader_epoch,
             partition_epoch: self.partition_epoch,
             isr: proposed.iter().map(|&m| (m, epoch_of(m))).collect(),
-        })
+        };
+        self.resend = None;
+        Some(proposal)
     }
 
     /// The controller committed a change of this partition (or the leader
     /// read it from the metadata): takes the new ISR and partition epoch and
-    /// ends the pending proposal. Returns false when this node no longer
-    /// leads in this epoch: the caller makes it a follower.
+    /// ends the pending proposal. The state it already has (the metadata
+    /// touched the topic, not this partition) changes nothing: the pending
+    /// proposal may still be committed, so it stays counted. Returns false
+    /// when this node no longer leads in this epoch: the caller makes it a
+    /// follower.
     pub fn on_committed(&mut self, state: &PartitionState) -> bool {
         if state.leader_epoch != self.leader_epoch {
             return false;
         }
         assert!(state.partition_epoch >= self.partition_epoch);
+        if state.partition_epoch == self.partition_epoch {
+            return true;
+        }
         // A member that left (fenced by the controller, or shrunk out for
         // lag) rejoins only on a fetch made after it left: what it fetched
         // before proves nothing about the broker it is now, if it lives.
@@ -323,15 +350,21 @@ impl Leader {
         self.partition_epoch = state.partition_epoch;
         self.isr = state.isr.clone();
         self.pending = None;
+        self.resend = None;
         self.advance();
         true
     }
 
-    /// The controller refused the pending proposal (a stale partition
-    /// epoch, an ineligible member): it is dropped, and the next tick
-    /// proposes again from the committed state.
-    pub fn on_refused(&mut self) {
-        self.pending = None;
+    /// The pending proposal (`proposal`, as `tick` gave it) did not come
+    /// back committed; see [`Refusal`].
+    pub fn on_refused(&mut self, proposal: &IsrProposal, refusal: Refusal) {
+        if self.pending.is_none() || proposal.partition_epoch != self.partition_epoch {
+            return; // settled meanwhile
+        }
+        match refusal {
+            Refusal::NotApplied => self.pending = None,
+            Refusal::Unknown => self.resend = Some(proposal.clone()),
+        }
     }
 
     /// Whether an acks=all produce may append: the ISR must have at least

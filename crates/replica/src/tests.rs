@@ -123,8 +123,32 @@ fn a_caught_up_follower_is_proposed_in_and_counted_at_once() {
         "the joining member already counts"
     );
     // The controller refused it (say, 3 restarted meanwhile): proposed again.
-    leader.on_refused();
+    leader.on_refused(&proposal, Refusal::NotApplied);
     assert!(leader.tick(60).is_some());
+}
+
+/// An expansion whose outcome is unknown (the answer was lost, or the
+/// controller already holds a newer partition epoch) may have been
+/// committed: the joining member still counts for the high watermark, and
+/// the same proposal goes out again until the metadata settles it. Found by
+/// the replication simulation: reverting to the committed ISR let the high
+/// watermark pass a member the controller had just added.
+#[test]
+fn an_expansion_of_unknown_outcome_stays_counted_and_is_sent_again() {
+    let mut leader = leader(&[1, 2], 1);
+    leader.on_local_log(150, 150);
+    leader.on_fetch(2, 150, 11, 10);
+    leader.on_fetch(3, 150, 12, 10);
+    let proposal = leader.tick(20).expect("an expansion");
+    leader.on_local_log(160, 160);
+    leader.on_fetch(2, 160, 11, 30);
+    leader.on_refused(&proposal, Refusal::Unknown);
+    assert_eq!(leader.high_watermark(), 150, "3 still counts");
+    assert_eq!(leader.tick(40), Some(proposal.clone()), "sent again");
+    assert_eq!(leader.tick(50), None, "once per unknown outcome");
+    assert!(leader.on_committed(&state(&[1, 2, 3], 8)));
+    leader.on_fetch(3, 160, 12, 60);
+    assert_eq!(leader.high_watermark(), 160);
 }
 
 /// A follower whose fetches carry no broker epoch (an old fetch version, or
@@ -169,4 +193,26 @@ fn a_replaced_leader_learns_it_from_the_metadata() {
         !leader.on_committed(&newer),
         "another epoch: become a follower"
     );
+}
+
+/// The metadata touched the topic (another partition's ISR, a config) and
+/// hands the leader the state it already has: a pending expansion stays
+/// pending and counted, since the controller may yet commit it. Found by the
+/// replication simulation: clearing it let the high watermark pass the
+/// joining member, which the controller then added.
+#[test]
+fn the_same_committed_state_again_keeps_a_pending_expansion_counted() {
+    let mut leader = leader(&[1, 2], 1);
+    leader.on_local_log(150, 150);
+    leader.on_fetch(2, 150, 11, 10);
+    leader.on_fetch(3, 150, 12, 10);
+    leader.tick(20).expect("an expansion");
+    assert!(
+        leader.on_committed(&state(&[1, 2], 7)),
+        "the same state again"
+    );
+    leader.on_local_log(160, 160);
+    leader.on_fetch(2, 160, 11, 30);
+    assert_eq!(leader.high_watermark(), 150, "3 still counts");
+    assert_eq!(leader.tick(40), None, "still pending");
 }

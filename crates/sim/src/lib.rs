@@ -21,10 +21,12 @@
 //! add every caught-up replica: then every partition must have a leader and
 //! every broker must be unfenced.
 //!
-//! The replica side (followers' fetch positions, the high watermark) joins
-//! the simulation when its pure core exists.
+//! The replica side (followers' fetch positions, truncation, the high
+//! watermark, acks=all) is [`replication`]'s simulation.
 
 use std::collections::{BTreeMap, VecDeque};
+
+pub mod replication;
 
 use strom_controller::{
     invariants, AlterPartition, Controller, ControllerConfig, ElectionType, Heartbeat, IsrMember,
