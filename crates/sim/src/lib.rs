@@ -62,6 +62,21 @@ impl Rng {
     }
 }
 
+/// A new incarnation of broker `node` on the disk `directory_id`.
+pub(crate) fn registration(rng: &mut Rng, node: i32, directory_id: Uuid) -> Registration {
+    Registration {
+        node_id: node,
+        incarnation_id: Uuid::from_u128(rng.next_u64() as u128),
+        endpoints: vec![Endpoint {
+            name: "PLAINTEXT".into(),
+            host: "127.0.0.1".into(),
+            port: 9000 + node as u16,
+        }],
+        rack: None,
+        directory_id,
+    }
+}
+
 const SESSION_MS: i64 = 1_000;
 const BROKERS: i32 = 4;
 
@@ -223,22 +238,8 @@ impl Simulation {
         }
     }
 
-    fn registration(&mut self, node: i32) -> Registration {
-        Registration {
-            node_id: node,
-            incarnation_id: Uuid::from_u128(self.rng.next_u64() as u128),
-            endpoints: vec![Endpoint {
-                name: "PLAINTEXT".into(),
-                host: "127.0.0.1".into(),
-                port: 9000 + node as u16,
-            }],
-            rack: None,
-            directory_id: self.brokers[&node].directory_id,
-        }
-    }
-
     fn start(&mut self, node: i32) {
-        let registration = self.registration(node);
+        let registration = registration(&mut self.rng, node, self.brokers[&node].directory_id);
         // Refused while another live process has the id: retried later.
         if let Ok(decision) = self.controller.register_broker(registration, self.now) {
             self.commit(decision.records);

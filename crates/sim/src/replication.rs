@@ -35,10 +35,10 @@ use std::collections::{BTreeMap, VecDeque};
 
 use strom_controller::{
     invariants, AlterPartition, Controller, ControllerConfig, ErrorKind, Heartbeat, IsrMember,
-    NewTopic, Registration,
+    NewTopic,
 };
 use strom_log::LeaderEpochCache;
-use strom_metadata::{Endpoint, MetadataImage, MetadataRecord, NO_LEADER};
+use strom_metadata::{MetadataImage, MetadataRecord, NO_LEADER};
 use strom_replica::{
     check_fetch, truncation, AcksAll, FetchPosition, IsrProposal, Leader, PartitionState, Refusal,
     ReplicaConfig,
@@ -275,17 +275,8 @@ impl ReplicationSimulation {
 
     /// A process starts on the replica's disk: a new incarnation.
     fn start(&mut self, node: i32) {
-        let registration = Registration {
-            node_id: node,
-            incarnation_id: Uuid::from_u128(self.rng.next_u64() as u128),
-            endpoints: vec![Endpoint {
-                name: "PLAINTEXT".into(),
-                host: "127.0.0.1".into(),
-                port: 9000 + node as u16,
-            }],
-            rack: None,
-            directory_id: self.replicas[&node].directory_id,
-        };
+        let registration =
+            crate::registration(&mut self.rng, node, self.replicas[&node].directory_id);
         if let Ok(decision) = self.controller.register_broker(registration, self.now) {
             self.commit(decision.records);
             let replica = self.replicas.get_mut(&node).expect("a replica");
