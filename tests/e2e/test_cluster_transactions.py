@@ -7,6 +7,11 @@ other partitions' leaders write theirs (WriteTxnMarkers), each durable on every 
 replica before the transaction is recorded complete. Offsets sent to a transaction land
 in the group's partition of `__consumer_offsets` on whichever broker leads it.
 
+A consume-transform-produce loop (txn_transformer.py) keeps its exactly-once promise when
+the broker coordinating its transactions is killed -9 under it and the loop itself is
+killed -9 mid-way: a read_committed consumer of the output finds every input record
+exactly once, in input order, and no record of an aborted transaction.
+
 Deadlines only keep a broken cluster from hanging the suite; they are never assertions
 about speed.
 """
@@ -15,9 +20,12 @@ from __future__ import annotations
 
 import time
 
+from collections import Counter
+
 from cluster import cluster_factory
-from conftest import ck_consumer, ck_producer, wait_until, watermarks
+from conftest import ck_consumer, ck_produce, ck_producer, wait_until, watermarks
 from test_replication import create_replicated_topic, wait_for_isr
+from test_transactions import Transformer, View, input_index
 
 # The fixture is imported so that pytest finds it; listed here so that pyflakes counts it used.
 __all__ = ["cluster_factory"]
@@ -189,3 +197,77 @@ def test_a_killed_transaction_coordinator_is_replaced_by_a_replica_that_knows_th
     for p in range(partitions):
         expected = [b"%s-%03d" % (prefix, i) for prefix in (b"before", b"after", b"last") for i in range(30) if i % partitions == p]
         assert found[p] == expected, f"{topic}-{p} read_committed after the coordinator failover: {found[p]}"
+
+
+def test_a_transactional_copy_is_exactly_once_when_its_coordinator_and_then_the_copy_itself_are_killed(
+    cluster_factory, tmp_path
+):
+    """txn_transformer.py copies 6,000 records (read_committed in, a transaction per 200
+    records with the consumer's offsets, a seeded fifth aborted on purpose). Mid-way the
+    broker coordinating its transactional id is killed -9; the copy goes on (a new run
+    takes over if librdkafka gave up on the old one), and later the copy itself is killed
+    -9 and started again. The read_committed output holds every input record exactly
+    once, in input order per partition, and nothing else: no duplicate, no record of an
+    aborted transaction, no part of a transaction without the rest."""
+    records, batch = 6_000, 200
+    cluster = cluster_factory(3, settings=SETTINGS)
+    for topic in ("copy-in", "copy-out"):
+        create_replicated_topic(cluster, topic, partitions=3, config={"min.insync.replicas": "2"})
+        wait_for_isr(cluster, topic)
+    ck_produce(cluster.bootstrap, "copy-in", [
+        {"key": str(i).encode(), "value": f"in-{i}".encode(), "partition": i % 3} for i in range(records)
+    ])
+    runs: list[Transformer] = []
+
+    def run(seed: int) -> Transformer:
+        args = ["copy-in", "copy-out", "copiers", "copier", "--seed", str(seed), "--expected", str(records),
+                "--batch", str(batch)]
+        t = Transformer(cluster.bootstrap, tmp_path, f"run-{len(runs) + 1}", args)
+        runs.append(t)
+        t.wait_for(lambda: t.events("start"), 90, f"{t.name} to fetch its offsets")
+        return t
+
+    def until_committed(at_least: int):
+        """The current run commits past `at_least` input records; a run that gave up (a
+        fatal error after the broker kill) is replaced by a new one."""
+        deadline = time.monotonic() + 180
+        while runs[-1].last_committed() < at_least:
+            assert time.monotonic() < deadline, runs[-1].describe()
+            if runs[-1].proc.poll() is not None:
+                assert runs[-1].events("fatal"), f"{runs[-1].name} stopped without a fatal error\n{runs[-1].describe()}"
+                run(len(runs) + 1)
+            time.sleep(0.05)
+
+    try:
+        run(1)
+        until_committed(1_500)
+        state_partition = java_partition("copier", 3)
+        victim = cluster.leader("__transaction_state", state_partition)
+        print(f"'copier' is coordinated by node {victim}; killing it")
+        cluster[victim].kill9()
+        until_committed(3_500)
+        runs[-1].kill9()
+        cluster[victim].start()
+        last = run(len(runs) + 1)
+        assert last.finish(240) == 0, last.describe()
+        assert last.events("done") == [["done", str(records)]], last.describe()
+        assert sum(int(line[2]) for t in runs for line in t.events("aborted")) > 0, "no transaction was aborted"
+
+        committed = View(cluster.bootstrap, "copy-out", range(3), "read_committed")
+        try:
+            committed.read_to(committed.high_watermarks(), timeout=120)
+            values = [r.value for r in committed.records]
+            twice = [v for v, n in Counter(values).items() if n > 1]
+            assert not twice, f"{len(twice)} input records are committed more than once, e.g. {twice[:5]}"
+            indexes = [input_index(r.value) for r in committed.records]
+            missing = set(range(records)) - set(indexes)
+            assert not missing, f"{len(missing)} input records are missing, e.g. {sorted(missing)[:5]}"
+            for p in range(3):
+                sequence = [i for r, i in zip(committed.records, indexes) if r.partition == p]
+                assert sequence == sorted(sequence), f"copy-out-{p} is not in input order"
+                assert all(i % 3 == p for i in sequence), f"copy-out-{p} holds another partition's records"
+        finally:
+            committed.close()
+    finally:
+        for t in runs:
+            t.close()

@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use kafka_protocol::error::ResponseError;
@@ -86,6 +86,11 @@ pub struct Partition {
     aborted_index_incomplete: AtomicBool,
     /// Woken whenever the high watermark moves, for long-polling fetches.
     pub data_arrived: Notify,
+    /// Transaction markers this process wrote here as leader: a batch
+    /// verified with a remote transaction coordinator is admitted only if
+    /// none landed while it was being verified (the transaction may have
+    /// ended meanwhile). Changed under the producer-state lock.
+    markers_written: AtomicU64,
 }
 
 /// Which partition a [`Partition`] is.
@@ -157,6 +162,7 @@ impl Partition {
             flush_scheduled: AtomicBool::new(false),
             aborted_index_incomplete: AtomicBool::new(false),
             data_arrived: Notify::new(),
+            markers_written: AtomicU64::new(0),
         })
     }
 
@@ -708,9 +714,23 @@ impl Partition {
             coordinator_epoch,
             now_ms(),
         );
+        // Counted before the write, under the producer-state lock that
+        // appends check it under: a failed write only costs a retry.
+        self.markers_written.fetch_add(1, Ordering::AcqRel);
         Ok(self
             .write(producers, &mut batch, Some(control))?
             .map(|info| info.last_offset + 1))
+    }
+
+    /// How many transaction markers this process wrote here as leader.
+    pub fn markers_written(&self) -> u64 {
+        self.markers_written.load(Ordering::Acquire)
+    }
+
+    /// Whether `producer_id` has a transaction open in this partition (its
+    /// next transactional batch needs no verification).
+    pub fn has_open_transaction(&self, producer_id: i64) -> bool {
+        self.producers().has_open_transaction(producer_id)
     }
 
     /// Writes an admitted batch (or a marker saying `marker`) under the

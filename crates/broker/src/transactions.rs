@@ -147,7 +147,11 @@ impl Transactions {
     /// Whether this node coordinates `transactional_id` now (see
     /// [`Loads::owns`]), after creating the topic on first use and loading
     /// the id's partition if it leads it but has not loaded it yet.
-    async fn ready(&self, broker: &Arc<Broker>, transactional_id: &str) -> Result<(), Refused> {
+    pub(crate) async fn ready(
+        &self,
+        broker: &Arc<Broker>,
+        transactional_id: &str,
+    ) -> Result<(), Refused> {
         self.ensure_ready(broker)
             .await
             .map_err(|error| unavailable(error.message))?;
@@ -824,6 +828,96 @@ async fn send_markers_to(
                 .unwrap_or(ResponseError::UnknownServerError.code())
         })
         .collect())
+}
+
+/// How long a partition leader waits for another broker's answer to a
+/// KIP-890 verification before telling the writer to retry.
+const VERIFY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// KIP-890 verification by a partition leader whose transaction
+/// coordinator is another broker: AddPartitionsToTxn v4 with `verify_only`,
+/// asking whether `partition` is in `transactional_id`'s open transaction
+/// under this producer. The coordinator's refusal comes back as its error
+/// (PRODUCER_FENCED, INVALID_PRODUCER_ID_MAPPING, INVALID_TXN_STATE);
+/// COORDINATOR_NOT_AVAILABLE when it cannot be asked now (no leader for
+/// its `__transaction_state` partition, unreachable, loading, moved): the
+/// writer retries.
+pub async fn verify_remotely(
+    broker: &Broker,
+    transactional_id: &str,
+    producer: (i64, i16),
+    partition: &TopicPartition,
+) -> Result<(), ResponseError> {
+    use kafka_protocol::messages::add_partitions_to_txn_request::{
+        AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
+    };
+    use kafka_protocol::messages::{
+        AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, ProducerId, TopicName,
+        TransactionalId,
+    };
+    use kafka_protocol::protocol::StrBytes;
+
+    let unavailable = ResponseError::CoordinatorNotAvailable;
+    let count = broker
+        .topics
+        .topic(TRANSACTION_TOPIC)
+        .map_or(0, |topic| topic.partitions.len());
+    if count == 0 {
+        return Err(unavailable);
+    }
+    let index = partition_for(transactional_id, count as i32);
+    let leader = broker
+        .topics
+        .leader_of(TRANSACTION_TOPIC, index)
+        .ok_or(unavailable)?;
+    let address = format!("{}:{}", leader.host, leader.port);
+    let request = AddPartitionsToTxnRequest::default().with_transactions(vec![
+        AddPartitionsToTxnTransaction::default()
+            .with_transactional_id(TransactionalId(StrBytes::from_string(
+                transactional_id.to_string(),
+            )))
+            .with_producer_id(ProducerId(producer.0))
+            .with_producer_epoch(producer.1)
+            .with_verify_only(true)
+            .with_topics(vec![AddPartitionsToTxnTopic::default()
+                .with_name(TopicName(StrBytes::from_string(partition.0.clone())))
+                .with_partitions(vec![partition.1])]),
+    ]);
+    let call = async {
+        let mut peer =
+            crate::peer::PeerConnection::connect(&address, "strom-txn-verify".to_string()).await?;
+        peer.call::<_, AddPartitionsToTxnResponse>(ApiKey::AddPartitionsToTxn, 4, &request)
+            .await
+    };
+    let response = match tokio::time::timeout(VERIFY_TIMEOUT, call).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => {
+            tracing::debug!(coordinator = leader.node_id, %error, "transaction verification failed");
+            return Err(unavailable);
+        }
+        Err(_) => return Err(unavailable),
+    };
+    let code = match ResponseError::try_from_code(response.error_code) {
+        Some(_) => response.error_code,
+        None => response
+            .results_by_transaction
+            .iter()
+            .flat_map(|transaction| &transaction.topic_results)
+            .flat_map(|topic| &topic.results_by_partition)
+            .map(|result| result.partition_error_code)
+            .next()
+            .unwrap_or(ResponseError::UnknownServerError.code()),
+    };
+    match ResponseError::try_from_code(code) {
+        None => Ok(()),
+        Some(
+            refused @ (ResponseError::ProducerFenced
+            | ResponseError::InvalidProducerEpoch
+            | ResponseError::InvalidProducerIdMapping
+            | ResponseError::InvalidTxnState),
+        ) => Err(refused),
+        Some(_) => Err(unavailable),
+    }
 }
 
 /// Is this node the transaction coordinator of `transactional_id` (the

@@ -1618,45 +1618,62 @@ fn start_cluster() -> Vec<Broker> {
 /// Fetch for it with NOT_LEADER_OR_FOLLOWER, the partition's current
 /// leader and leader epoch, and that leader's endpoint, so a client goes
 /// there without asking for metadata first.
-#[test]
-fn a_broker_that_does_not_lead_a_partition_names_its_leader_in_produce_and_fetch_answers() {
-    let nodes = start_cluster();
-    let mut client = nodes[0].connect();
+/// Until every node of the cluster is in the metadata `client` gets.
+fn wait_for_cluster(client: &mut Client, nodes: usize) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    let all_brokers = |client: &mut Client| {
+    loop {
         let request = MetadataRequest::default().with_topics(None);
         let response: MetadataResponse = client.call(ApiKey::Metadata, 12, &request);
-        response.brokers.len()
-    };
-    while all_brokers(&mut client) < 3 {
+        if response.brokers.len() >= nodes {
+            return;
+        }
         assert!(
             Instant::now() < deadline,
-            "the three nodes did not form a cluster"
+            "the {nodes} nodes did not form a cluster"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    create_topic(&mut client, "hinted", 3);
-    let (topic_id, leaders) = loop {
-        use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+}
+
+/// The topic's metadata and, per partition, its leader and leader epoch,
+/// once all `partitions` have a leader.
+fn partition_leaders(
+    client: &mut Client,
+    topic: &str,
+    partitions: usize,
+) -> (metadata_response::MetadataResponseTopic, Vec<(i32, i32)>) {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
         let request = MetadataRequest::default().with_topics(Some(vec![
-            MetadataRequestTopic::default().with_name(Some(topic_name("hinted"))),
+            MetadataRequestTopic::default().with_name(Some(topic_name(topic))),
         ]));
         let response: MetadataResponse = client.call(ApiKey::Metadata, 12, &request);
-        let topic = &response.topics[0];
-        let leaders: Vec<(i32, i32)> = topic
+        let metadata = &response.topics[0];
+        let leaders: Vec<(i32, i32)> = metadata
             .partitions
             .iter()
             .map(|p| (p.leader_id.0, p.leader_epoch))
             .collect();
-        if leaders.len() == 3 && leaders.iter().all(|(leader, _)| *leader > 0) {
-            break (topic.topic_id, leaders);
+        if leaders.len() == partitions && leaders.iter().all(|(leader, _)| *leader > 0) {
+            return (metadata.clone(), leaders);
         }
         assert!(
             Instant::now() < deadline,
-            "no leaders for 'hinted': {leaders:?}"
+            "no leaders for '{topic}': {leaders:?}"
         );
         std::thread::sleep(Duration::from_millis(100));
-    };
+    }
+}
+
+#[test]
+fn a_broker_that_does_not_lead_a_partition_names_its_leader_in_produce_and_fetch_answers() {
+    let nodes = start_cluster();
+    let mut client = nodes[0].connect();
+    wait_for_cluster(&mut client, 3);
+    create_topic(&mut client, "hinted", 3);
+    let (topic, leaders) = partition_leaders(&mut client, "hinted", 3);
+    let topic_id = topic.topic_id;
     // Node 1 (the client's) and a partition another node leads.
     let (partition, (leader, leader_epoch)) = leaders
         .iter()
@@ -1726,4 +1743,107 @@ fn a_broker_that_does_not_lead_a_partition_names_its_leader_in_produce_and_fetch
         "the leader's endpoint in the Fetch answer: {:?}",
         response.node_endpoints
     );
+}
+
+/// KIP-890 across brokers: a partition leader that does not coordinate the
+/// transaction asks its coordinator (AddPartitionsToTxn verify_only) before
+/// it lets a batch open a transaction. A batch for a partition the
+/// transaction never added is refused with INVALID_TXN_STATE, so it cannot
+/// leave a transaction open that no marker would ever end; one for an added
+/// partition is written.
+#[test]
+fn a_leader_verifies_a_transactions_first_batch_with_a_coordinator_on_another_broker() {
+    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+    let nodes = start_cluster();
+    let mut client = nodes[0].connect();
+    wait_for_cluster(&mut client, 3);
+    create_topic(&mut client, "ledger", 6);
+    let (_, leaders) = partition_leaders(&mut client, "ledger", 6);
+
+    // The coordinator, once __transaction_state exists and is led.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let coordinator = loop {
+        let found: FindCoordinatorResponse = client.call(
+            ApiKey::FindCoordinator,
+            3,
+            &FindCoordinatorRequest::default()
+                .with_key(StrBytes::from_string("ledger-tx".into()))
+                .with_key_type(1),
+        );
+        if found.error_code == 0 {
+            break found.node_id.0;
+        }
+        assert!(Instant::now() < deadline, "no transaction coordinator");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut at_coordinator = nodes[coordinator as usize - 1].connect();
+    let (id, epoch) = loop {
+        let init: InitProducerIdResponse = at_coordinator.call(
+            ApiKey::InitProducerId,
+            4,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(Some(txn_id("ledger-tx")))
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        );
+        if init.error_code == 0 {
+            break (init.producer_id.0, init.producer_epoch);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "InitProducerId: {}",
+            init.error_code
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+
+    // Two partitions led by other brokers: one joins the transaction.
+    let elsewhere: Vec<(i32, i32)> = leaders
+        .iter()
+        .enumerate()
+        .filter(|(_, (leader, _))| *leader != coordinator)
+        .map(|(partition, (leader, _))| (partition as i32, *leader))
+        .take(2)
+        .collect();
+    assert_eq!(
+        elsewhere.len(),
+        2,
+        "six partitions on three brokers: {leaders:?}"
+    );
+    let (added, outside) = (elsewhere[0], elsewhere[1]);
+    let add: AddPartitionsToTxnResponse = at_coordinator.call(
+        ApiKey::AddPartitionsToTxn,
+        3,
+        &AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(txn_id("ledger-tx"))
+            .with_v3_and_below_producer_id(ProducerId(id))
+            .with_v3_and_below_producer_epoch(epoch)
+            .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
+                .with_name(topic_name("ledger"))
+                .with_partitions(vec![added.0])]),
+    );
+    assert_eq!(
+        add.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code,
+        0
+    );
+
+    let mut at_outside = nodes[outside.1 as usize - 1].connect();
+    let refused = produce_in(
+        &mut at_outside,
+        Some("ledger-tx"),
+        "ledger",
+        outside.0,
+        encode_records(&["late"], id, epoch, 0, true),
+    );
+    assert_eq!(refused.0, 48, "INVALID_TXN_STATE: {:?}", refused.2);
+    let mut at_added = nodes[added.1 as usize - 1].connect();
+    let written = produce_in(
+        &mut at_added,
+        Some("ledger-tx"),
+        "ledger",
+        added.0,
+        encode_records(&["kept"], id, epoch, 0, true),
+    );
+    assert_eq!(written.0, 0, "{:?}", written.2);
 }

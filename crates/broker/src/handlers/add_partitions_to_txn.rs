@@ -59,9 +59,15 @@ async fn add(
                 .map(|partition| (topic.name.to_string(), *partition))
         })
         .collect();
+    // Partitions of the cluster, wherever they are led (this node may hold
+    // no replica of them).
     let unknown: Vec<&TopicPartition> = requested
         .iter()
-        .filter(|(topic, partition)| broker.partitions.get(topic, *partition).is_none())
+        .filter(|(topic, partition)| {
+            broker.topics.topic(topic).is_none_or(|metadata| {
+                usize::try_from(*partition).map_or(true, |p| p >= metadata.partitions.len())
+            })
+        })
         .collect();
     let errors: Vec<i16> = if !unknown.is_empty() {
         // Nothing is added if any partition is unknown, as in Kafka.
@@ -76,15 +82,20 @@ async fn add(
             })
             .collect()
     } else if transaction.verify_only {
-        let coordinator = broker.transactions.coordinator();
-        requested
-            .iter()
-            .map(|partition| {
-                coordinator
-                    .verify(&transactional_id, producer.0, producer.1, partition)
-                    .map_or_else(|error| error.code(), |()| 0)
-            })
-            .collect()
+        match broker.transactions.ready(broker, &transactional_id).await {
+            Err(refused) => vec![refused.error.code(); requested.len()],
+            Ok(()) => {
+                let coordinator = broker.transactions.coordinator();
+                requested
+                    .iter()
+                    .map(|partition| {
+                        coordinator
+                            .verify(&transactional_id, producer.0, producer.1, partition)
+                            .map_or_else(|error| error.code(), |()| 0)
+                    })
+                    .collect()
+            }
+        }
     } else {
         let code = match broker
             .transactions

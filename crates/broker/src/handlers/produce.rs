@@ -367,10 +367,24 @@ fn append(
     // be replicated in this epoch, and is refused if leadership moved on
     // meanwhile (even back to this node), since the new leader may lack it.
     let leader_epoch = partition.leader_epoch();
+    let transactional_id = transactional_id.unwrap_or("");
+    // A transaction's first batch here, coordinated by another broker: asked
+    // of it before the append; admitted only if no marker landed meanwhile.
+    let verified_remotely =
+        match verify_with_remote_coordinator(broker, partition, &header, transactional_id) {
+            None => None,
+            Some(Ok(markers)) => Some(markers),
+            Some(Err(error)) => {
+                return failed(index, error, unverified(partition, transactional_id, error));
+            }
+        };
     let not_admitted = std::cell::Cell::new(false);
     let admit = |header: &batch::BatchHeader| {
-        let verdict =
-            verify_transactional(broker, partition, header, transactional_id.unwrap_or(""));
+        let verdict = match verified_remotely {
+            Some(markers) if partition.markers_written() == markers => Ok(()),
+            Some(_) => Err(ResponseError::NotEnoughReplicas),
+            None => verify_transactional(broker, partition, header, transactional_id),
+        };
         not_admitted.set(verdict.is_err());
         verdict
     };
@@ -390,16 +404,7 @@ fn append(
             base_offset + header.last_offset_delta as i64 + 1,
         ),
         Ok(Appended::Rejected(error)) if not_admitted.get() => {
-            return failed(
-                index,
-                error,
-                format!(
-                    "partition {}-{} is not part of transactional id '{}''s open transaction",
-                    partition.topic,
-                    partition.index,
-                    transactional_id.unwrap_or("")
-                ),
-            );
+            return failed(index, error, unverified(partition, transactional_id, error));
         }
         Ok(Appended::Rejected(ResponseError::NotLeaderOrFollower)) => {
             return failed(
@@ -472,12 +477,12 @@ fn append(
 
 /// A transaction's first batch in a partition is admitted only if the
 /// partition was added to the producer's open transaction (KIP-890's
-/// verification, asked of the coordinator in-process), so a zombie's late
-/// write cannot open a transaction that nothing would ever end. Later
-/// batches have their epoch checked with their sequence by the partition.
-/// When another broker coordinates the transaction the batch is admitted
-/// unverified, as Kafka before 3.6 did (asking that broker is not built
-/// yet).
+/// verification), so a zombie's late write cannot open a transaction that
+/// nothing would ever end. Later batches have their epoch checked with
+/// their sequence by the partition. Where this node coordinates the
+/// transaction, the coordinator is asked in-process, under the partition's
+/// producer-state lock; otherwise [`verify_with_remote_coordinator`] asked
+/// it before the append.
 fn verify_transactional(
     broker: &Broker,
     partition: &Partition,
@@ -505,6 +510,62 @@ fn verify_transactional(
                 _ => ResponseError::InvalidTxnState,
             }
         })
+}
+
+/// What a writer is told when its transaction's first batch here was not
+/// admitted.
+fn unverified(partition: &Partition, transactional_id: &str, error: ResponseError) -> String {
+    match error {
+        ResponseError::NotEnoughReplicas => format!(
+            "could not verify transactional id '{transactional_id}' with its coordinator, or a transaction marker reached {}-{} meanwhile; retry",
+            partition.topic, partition.index
+        ),
+        _ => format!(
+            "partition {}-{} is not part of transactional id '{transactional_id}''s open transaction",
+            partition.topic, partition.index
+        ),
+    }
+}
+
+/// KIP-890 verification of a batch that opens a transaction here when
+/// another broker coordinates it (`None`: no such batch): AddPartitionsToTxn
+/// `verify_only` to that broker, waited for on this connection's reading
+/// thread so that the connection's later requests still append after this
+/// one (a produce answered later would let the transaction's next batch
+/// overtake its first). Ok carries the partition's marker count at the
+/// question. A coordinator that cannot be asked now is NOT_ENOUGH_REPLICAS,
+/// which producers retry, as Kafka answers.
+fn verify_with_remote_coordinator(
+    broker: &Broker,
+    partition: &Partition,
+    header: &batch::BatchHeader,
+    transactional_id: &str,
+) -> Option<Result<u64, ResponseError>> {
+    if !header.is_transactional()
+        || header.is_control()
+        || crate::transactions::coordinates(broker, transactional_id)
+        || partition.has_open_transaction(header.producer_id)
+    {
+        return None;
+    }
+    let runtime = tokio::runtime::Handle::try_current().ok()?;
+    if runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+        return None; // tests on one thread: verified in-process or not at all
+    }
+    let markers = partition.markers_written();
+    let topic_partition = (partition.topic.clone(), partition.index);
+    let asked = crate::transactions::verify_remotely(
+        broker,
+        transactional_id,
+        (header.producer_id, header.producer_epoch),
+        &topic_partition,
+    );
+    let verdict = tokio::task::block_in_place(|| runtime.block_on(asked));
+    Some(verdict.map(|()| markers).map_err(|error| match error {
+        ResponseError::CoordinatorNotAvailable => ResponseError::NotEnoughReplicas,
+        ResponseError::ProducerFenced => ResponseError::InvalidProducerEpoch,
+        other => other,
+    }))
 }
 
 /// Relaxed durability (`flush.messages` / `flush.ms` set on the topic):

@@ -70,14 +70,29 @@ async fn commit(
     // AddOffsetsToTxn must have put the group's partition in the transaction.
     let partition = offsets_partition(broker, &group_id)
         .ok_or(ResponseError::CoordinatorNotAvailable.code())?;
-    // Verified where this broker coordinates the transaction too; another
-    // broker's transactions are taken on trust (asking it is not built yet).
+    // KIP-890: the offsets partition must be in the open transaction, as its
+    // coordinator (here or another broker) says.
+    let knows_fenced = context.api_version >= 3;
     if crate::transactions::coordinates(broker, &transactional_id) {
         broker
             .transactions
             .coordinator()
             .verify(&transactional_id, producer_id, epoch, &partition)
-            .map_err(|error| Refused::from(error).code(context.api_version >= 3))?;
+            .map_err(|error| Refused::from(error).code(knows_fenced))?;
+    } else {
+        crate::transactions::verify_remotely(
+            broker,
+            &transactional_id,
+            (producer_id, epoch),
+            &partition,
+        )
+        .await
+        .map_err(|error| match error {
+            ResponseError::ProducerFenced if !knows_fenced => {
+                ResponseError::InvalidProducerEpoch.code()
+            }
+            other => other.code(),
+        })?;
     }
     // With consumer group metadata (v3+), a zombie member is refused.
     if context.api_version >= 3 && request.generation_id >= 0 {
