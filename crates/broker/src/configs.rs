@@ -795,10 +795,6 @@ const KAFKA_BROKER_CONFIGS: &[(&str, ConfigType)] = &[
     ("replica.fetch.min.bytes", ConfigType::Int),
     ("replica.fetch.response.max.bytes", ConfigType::Int),
     ("replica.fetch.wait.max.ms", ConfigType::Int),
-    (
-        "replica.high.watermark.checkpoint.interval.ms",
-        ConfigType::Long,
-    ),
     ("replica.selector.class", ConfigType::String),
     ("replica.socket.receive.buffer.bytes", ConfigType::Int),
     ("replica.socket.timeout.ms", ConfigType::Int),

@@ -46,6 +46,13 @@ impl Loads {
         }
     }
 
+    /// The leader epoch partition `index` is led and loaded in, if it is:
+    /// the coordinator epoch of its keys, which their markers carry.
+    pub fn epoch(&self, partitions: &TopicPartitions, index: i32) -> Option<i32> {
+        self.owns(partitions, index).ok()?;
+        self.loaded().get(&index).copied()
+    }
+
     /// The partitions no longer led here, or led in a newer epoch than they
     /// were loaded in, are forgotten and to be unloaded; those led here and
     /// not loaded in the current epoch are to be loaded (after an unload,

@@ -146,6 +146,10 @@ impl Checkpoint {
         &self,
         partitions: impl IntoIterator<Item = (String, i32, i64)>,
     ) -> std::io::Result<()> {
+        // One writer at a time, each reading the high watermarks only once
+        // it is its turn: a slow periodic write cannot put older values over
+        // the shutdown's.
+        let mut written = lock(&self.written);
         let mut entries = lock(&self.unopened).clone();
         entries.extend(
             partitions
@@ -153,7 +157,6 @@ impl Checkpoint {
                 .map(|(topic, index, hw)| ((topic, index), hw)),
         );
         let text = encode(&entries);
-        let mut written = lock(&self.written);
         if *written != text {
             write(&self.data_dir, &text)?;
             *written = text;

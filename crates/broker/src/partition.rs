@@ -18,11 +18,11 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use kafka_protocol::error::ResponseError;
-use strom_log::batch::ControlType;
+use strom_log::batch::{ControlType, Marker};
 use strom_log::{
     AbortedTxn, AppendInfo, AppendOptions, FileCache, Log, LogError, ReadSlice, Recovery,
 };
@@ -86,11 +86,6 @@ pub struct Partition {
     aborted_index_incomplete: AtomicBool,
     /// Woken whenever the high watermark moves, for long-polling fetches.
     pub data_arrived: Notify,
-    /// Transaction markers this process wrote here as leader: a batch
-    /// verified with a remote transaction coordinator is admitted only if
-    /// none landed while it was being verified (the transaction may have
-    /// ended meanwhile). Changed under the producer-state lock.
-    markers_written: AtomicU64,
 }
 
 /// Which partition a [`Partition`] is.
@@ -162,7 +157,6 @@ impl Partition {
             flush_scheduled: AtomicBool::new(false),
             aborted_index_incomplete: AtomicBool::new(false),
             data_arrived: Notify::new(),
-            markers_written: AtomicU64::new(0),
         })
     }
 
@@ -531,7 +525,7 @@ impl Partition {
         for info in &appended {
             let (batch, tail) = rest.split_at(info.header.total_size().min(rest.len()));
             rest = tail;
-            let marker = strom_log::batch::control_type(batch);
+            let marker = strom_log::batch::marker(batch);
             if let Some(ended) = producers.record(&info.header, marker, now) {
                 if let Some(entry) = aborted_entry(&ended, &info.header, &producers) {
                     log.add_aborted(entry)?;
@@ -648,7 +642,7 @@ impl Partition {
     /// transaction state) and advances the high watermark. Such a batch may
     /// carry a producer id without a sequence: only its epoch is checked.
     pub fn append(&self, batch: &mut [u8]) -> Result<Appended, LogError> {
-        self.append_checked(batch, Origin::Broker, |_| Ok(()))
+        self.append_checked(batch, Origin::Broker, |_, _| Ok(()))
     }
 
     /// Appends a client's batch: one from an idempotent producer is checked
@@ -656,11 +650,13 @@ impl Partition {
     /// transaction here must first be admitted by `admit` (KIP-890's
     /// verification). It is asked under the same lock that transaction
     /// markers take, so a marker written meanwhile cannot slip between the
-    /// verdict and the append and leave a transaction open that nobody ends.
+    /// verdict and the append and leave a transaction open that nobody ends;
+    /// it is told where the transaction stands now (the leader epoch and the
+    /// producer's marker count, see [`Partition::transaction_guard`]).
     pub fn append_from_client(
         &self,
         batch: &mut [u8],
-        admit: impl FnOnce(&strom_log::batch::BatchHeader) -> Result<(), ResponseError>,
+        admit: impl FnOnce(&strom_log::batch::BatchHeader, (i32, u64)) -> Result<(), ResponseError>,
     ) -> Result<Appended, LogError> {
         self.append_checked(batch, Origin::Client, admit)
     }
@@ -669,7 +665,7 @@ impl Partition {
         &self,
         batch: &mut [u8],
         origin: Origin,
-        admit: impl FnOnce(&strom_log::batch::BatchHeader) -> Result<(), ResponseError>,
+        admit: impl FnOnce(&strom_log::batch::BatchHeader, (i32, u64)) -> Result<(), ResponseError>,
     ) -> Result<Appended, LogError> {
         let header = strom_log::batch::BatchHeader::parse(batch)?;
         let producers = self.producers();
@@ -677,7 +673,8 @@ impl Partition {
             && !header.is_control()
             && !producers.has_open_transaction(header.producer_id)
         {
-            if let Err(error) = admit(&header) {
+            let guard = (self.leader_epoch(), producers.markers(header.producer_id));
+            if let Err(error) = admit(&header, guard) {
                 return Ok(Appended::Rejected(error));
             }
         }
@@ -704,7 +701,7 @@ impl Partition {
         coordinator_epoch: i32,
     ) -> Result<Result<i64, kafka_protocol::error::ResponseError>, LogError> {
         let producers = self.producers();
-        if let Err(error) = producers.check_marker(producer_id, producer_epoch) {
+        if let Err(error) = producers.check_marker(producer_id, producer_epoch, coordinator_epoch) {
             return Ok(Err(error));
         }
         let mut batch = strom_log::batch::control_batch(
@@ -714,17 +711,25 @@ impl Partition {
             coordinator_epoch,
             now_ms(),
         );
-        // Counted before the write, under the producer-state lock that
-        // appends check it under: a failed write only costs a retry.
-        self.markers_written.fetch_add(1, Ordering::AcqRel);
         Ok(self
-            .write(producers, &mut batch, Some(control))?
+            .write(
+                producers,
+                &mut batch,
+                Some(Marker {
+                    control,
+                    coordinator_epoch,
+                }),
+            )?
             .map(|info| info.last_offset + 1))
     }
 
-    /// How many transaction markers this process wrote here as leader.
-    pub fn markers_written(&self) -> u64 {
-        self.markers_written.load(Ordering::Acquire)
+    /// Where a transaction of `producer_id` stands here, for a verification
+    /// made away from the producer-state lock: the leader epoch and the
+    /// producer's marker count (any marker, written here or fetched from
+    /// another leader, changes it).
+    pub fn transaction_guard(&self, producer_id: i64) -> (i32, u64) {
+        let producers = self.producers();
+        (self.leader_epoch(), producers.markers(producer_id))
     }
 
     /// Whether `producer_id` has a transaction open in this partition (its
@@ -742,7 +747,7 @@ impl Partition {
         &self,
         mut producers: MutexGuard<'_, ProducerStates>,
         batch: &mut [u8],
-        marker: Option<ControlType>,
+        marker: Option<Marker>,
     ) -> Result<Result<AppendInfo, ResponseError>, LogError> {
         let now = now_ms();
         let log_append_time_ms = self.settings().log_append_time.then_some(now);

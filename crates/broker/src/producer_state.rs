@@ -22,20 +22,22 @@
 //! Snapshot file layout (big-endian), checked by CRC-32C:
 //!
 //! ```text
-//! magic "STROMPS2" | crc u32 (of what follows) | offset i64 | producers u32 |
+//! magic "STROMPS3" | crc u32 (of what follows) | offset i64 | producers u32 |
 //!   per producer: id i64 | epoch i16 | open transaction's first offset i64 (-1) |
 //!                 last timestamp i64 | last written (broker clock, ms) i64 |
+//!                 coordinator epoch i32 (-1) |
 //!                 batches u8 | per batch: first seq i32 | last seq i32 | base offset i64
 //! ```
 //!
-//! "STROMPS1" snapshots (before the timestamps) are still read; their
-//! producers count as last written when the snapshot is loaded.
+//! Older snapshots are still read: "STROMPS2" (before the coordinator
+//! epoch, which then is unknown) and "STROMPS1" (before the timestamps too;
+//! its producers count as last written when the snapshot is loaded).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 
 use kafka_protocol::error::ResponseError;
-use strom_log::batch::{BatchHeader, ControlType};
+use strom_log::batch::{BatchHeader, Marker};
 
 /// Batches remembered per producer, as in Kafka.
 const REMEMBERED_BATCHES: usize = 5;
@@ -47,7 +49,7 @@ struct BatchMeta {
     base_offset: i64,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct Producer {
     epoch: i16,
     batches: VecDeque<BatchMeta>,
@@ -57,6 +59,28 @@ struct Producer {
     last_timestamp: i64,
     /// When the broker last wrote (or replayed) one of its batches.
     last_written_ms: i64,
+    /// The coordinator epoch of its latest marker here (-1: none known):
+    /// a marker from an older coordinator is refused.
+    coordinator_epoch: i32,
+    /// Markers recorded for it since this process loaded the partition,
+    /// written here as leader or fetched as follower (not snapshotted): a
+    /// batch verified with a remote coordinator is admitted only if none
+    /// came meanwhile, since its transaction may have ended.
+    markers: u64,
+}
+
+impl Default for Producer {
+    fn default() -> Producer {
+        Producer {
+            epoch: 0,
+            batches: VecDeque::new(),
+            open_transaction: None,
+            last_timestamp: -1,
+            last_written_ms: 0,
+            coordinator_epoch: -1,
+            markers: 0,
+        }
+    }
 }
 
 /// One producer's state in a partition, as DescribeProducers reports it.
@@ -69,6 +93,8 @@ pub struct ProducerSummary {
     pub last_timestamp: i64,
     /// First offset of its open transaction, -1 if none.
     pub transaction_start_offset: i64,
+    /// The coordinator epoch of its latest marker here, -1 if none.
+    pub coordinator_epoch: i32,
 }
 
 /// A transaction that a marker just ended in this partition.
@@ -76,7 +102,7 @@ pub struct ProducerSummary {
 pub struct EndedTransaction {
     pub producer_id: i64,
     pub first_offset: i64,
-    pub control: ControlType,
+    pub control: strom_log::batch::ControlType,
 }
 
 /// What to do with an incoming batch.
@@ -181,7 +207,7 @@ impl ProducerStates {
     pub fn record(
         &mut self,
         header: &BatchHeader,
-        marker: Option<ControlType>,
+        marker: Option<Marker>,
         now_ms: i64,
     ) -> Option<EndedTransaction> {
         if header.producer_id < 0 {
@@ -199,12 +225,17 @@ impl ProducerStates {
             producer.batches.clear();
         }
         if header.is_control() {
+            producer.markers += 1;
+            if let Some(marker) = marker {
+                producer.coordinator_epoch =
+                    producer.coordinator_epoch.max(marker.coordinator_epoch);
+            }
             let first_offset = producer.open_transaction.take()?;
             self.open.remove(&(first_offset, header.producer_id));
-            return marker.map(|control| EndedTransaction {
+            return marker.map(|marker| EndedTransaction {
                 producer_id: header.producer_id,
                 first_offset,
-                control,
+                control: marker.control,
             });
         }
         if header.is_transactional() && producer.open_transaction.is_none() {
@@ -224,12 +255,32 @@ impl ProducerStates {
         None
     }
 
-    /// May a marker for this producer at this epoch be written?
-    pub fn check_marker(&self, producer_id: i64, epoch: i16) -> Result<(), ResponseError> {
+    /// May a marker for this producer at this epoch, from a coordinator in
+    /// `coordinator_epoch`, be written? Not from an older producer epoch,
+    /// nor from a coordinator older than the one whose marker came last
+    /// (TRANSACTION_COORDINATOR_FENCED: it was deposed, and its successor
+    /// decides the transaction).
+    pub fn check_marker(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        coordinator_epoch: i32,
+    ) -> Result<(), ResponseError> {
         match self.producers.get(&producer_id) {
             Some(producer) if epoch < producer.epoch => Err(ResponseError::InvalidProducerEpoch),
+            Some(producer) if coordinator_epoch < producer.coordinator_epoch => {
+                Err(ResponseError::TransactionCoordinatorFenced)
+            }
             _ => Ok(()),
         }
+    }
+
+    /// How many markers were recorded for the producer since this process
+    /// loaded the partition (see `Producer::markers`).
+    pub fn markers(&self, producer_id: i64) -> u64 {
+        self.producers
+            .get(&producer_id)
+            .map_or(0, |producer| producer.markers)
     }
 
     /// Does the producer have a transaction open in this partition?
@@ -270,6 +321,7 @@ impl ProducerStates {
                     .map_or(-1, |batch| batch.last_sequence),
                 last_timestamp: producer.last_timestamp,
                 transaction_start_offset: producer.open_transaction.unwrap_or(-1),
+                coordinator_epoch: producer.coordinator_epoch,
             })
             .collect();
         summaries.sort_by_key(|summary| summary.producer_id);
@@ -277,7 +329,9 @@ impl ProducerStates {
     }
 }
 
-const SNAPSHOT_MAGIC: &[u8; 8] = b"STROMPS2";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"STROMPS3";
+/// The layout before the coordinator epoch.
+const SNAPSHOT_MAGIC_V2: &[u8; 8] = b"STROMPS2";
 /// The layout before the timestamps.
 const SNAPSHOT_MAGIC_V1: &[u8; 8] = b"STROMPS1";
 const SNAPSHOT_SUFFIX: &str = ".snapshot";
@@ -298,6 +352,7 @@ impl ProducerStates {
             body.extend_from_slice(&producer.open_transaction.unwrap_or(-1).to_be_bytes());
             body.extend_from_slice(&producer.last_timestamp.to_be_bytes());
             body.extend_from_slice(&producer.last_written_ms.to_be_bytes());
+            body.extend_from_slice(&producer.coordinator_epoch.to_be_bytes());
             body.push(producer.batches.len() as u8);
             for batch in &producer.batches {
                 body.extend_from_slice(&batch.first_sequence.to_be_bytes());
@@ -315,9 +370,12 @@ impl ProducerStates {
     /// `loaded_at_ms` stands for the last write of producers in an old
     /// snapshot that does not record it.
     pub fn decode_snapshot(bytes: &[u8], loaded_at_ms: i64) -> Option<(i64, ProducerStates)> {
-        let (rest, timestamps) = match bytes.strip_prefix(SNAPSHOT_MAGIC) {
-            Some(rest) => (rest, true),
-            None => (bytes.strip_prefix(SNAPSHOT_MAGIC_V1)?, false),
+        let (rest, version) = if let Some(rest) = bytes.strip_prefix(SNAPSHOT_MAGIC) {
+            (rest, 3)
+        } else if let Some(rest) = bytes.strip_prefix(SNAPSHOT_MAGIC_V2) {
+            (rest, 2)
+        } else {
+            (bytes.strip_prefix(SNAPSHOT_MAGIC_V1)?, 1)
         };
         let (crc, body) = rest.split_first_chunk::<4>()?;
         if u32::from_be_bytes(*crc) != crc32c::crc32c(body) {
@@ -338,11 +396,12 @@ impl ProducerStates {
             let id = i64_of(take(8)?);
             let epoch = i16::from_be_bytes(take(2)?.try_into().ok()?);
             let open = i64_of(take(8)?);
-            let (last_timestamp, last_written_ms) = if timestamps {
+            let (last_timestamp, last_written_ms) = if version >= 2 {
                 (i64_of(take(8)?), i64_of(take(8)?))
             } else {
                 (-1, loaded_at_ms)
             };
+            let coordinator_epoch = if version >= 3 { i32_of(take(4)?) } else { -1 };
             let batches = take(1)?[0];
             let mut producer = Producer {
                 epoch,
@@ -350,6 +409,8 @@ impl ProducerStates {
                 open_transaction: (open >= 0).then_some(open),
                 last_timestamp,
                 last_written_ms,
+                coordinator_epoch,
+                markers: 0,
             };
             for _ in 0..batches {
                 producer.batches.push_back(BatchMeta {
@@ -547,7 +608,7 @@ mod tests {
         // A marker that bumped the epoch left no batches to go on from.
         let mut fenced = batch(7, 3, -1, 1, 1);
         fenced.attributes |= 0x30;
-        states.record(&fenced, Some(ControlType::Abort), 0);
+        states.record(&fenced, Some(abort(0)), 0);
         assert_eq!(
             states.check(&batch(7, 3, -1, 1, -1), Origin::Client),
             Verdict::Reject(ResponseError::InvalidRecord),
@@ -589,6 +650,7 @@ mod tests {
                     last_sequence: 1,
                     last_timestamp: 1_000,
                     transaction_start_offset: 13,
+                    coordinator_epoch: -1,
                 },
                 ProducerSummary {
                     producer_id: 3,
@@ -596,6 +658,7 @@ mod tests {
                     last_sequence: 0,
                     last_timestamp: 7,
                     transaction_start_offset: -1,
+                    coordinator_epoch: -1,
                 },
             ]
         );
@@ -610,6 +673,41 @@ mod tests {
             restored.describe(),
             described,
             "the snapshot keeps timestamps"
+        );
+    }
+
+    fn abort(coordinator_epoch: i32) -> Marker {
+        Marker {
+            control: strom_log::batch::ControlType::Abort,
+            coordinator_epoch,
+        }
+    }
+
+    /// A marker from a coordinator older than the one whose marker came
+    /// last is refused; the coordinator epoch survives a snapshot.
+    #[test]
+    fn a_deposed_coordinators_marker_is_fenced_and_the_epoch_is_snapshotted() {
+        let mut states = ProducerStates::default();
+        let mut transactional = batch(4, 1, 0, 1, 0);
+        transactional.attributes |= 0x10;
+        states.record(&transactional, None, 0);
+        assert_eq!(
+            states.check_marker(4, 1, 0),
+            Ok(()),
+            "no marker yet: any epoch"
+        );
+        let mut marker = batch(4, 1, -1, 1, 1);
+        marker.attributes |= 0x30;
+        states.record(&marker, Some(abort(3)), 0);
+        assert_eq!(
+            states.check_marker(4, 1, 2),
+            Err(ResponseError::TransactionCoordinatorFenced)
+        );
+        assert_eq!(states.check_marker(4, 1, 3), Ok(()));
+        let (_, restored) = ProducerStates::decode_snapshot(&states.encode_snapshot(2), 0).unwrap();
+        assert_eq!(
+            restored.check_marker(4, 1, 2),
+            Err(ResponseError::TransactionCoordinatorFenced)
         );
     }
 

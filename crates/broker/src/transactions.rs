@@ -37,9 +37,6 @@ use crate::topics::TopicError;
 
 pub const TRANSACTION_TOPIC: &str = "__transaction_state";
 
-/// Coordinator epoch written into markers: one coordinator, never moved.
-const COORDINATOR_EPOCH: i32 = 0;
-
 pub struct Transactions {
     coordinator: Mutex<TransactionCoordinator>,
     /// Held from a state change until its record is written, so that records
@@ -179,6 +176,15 @@ impl Transactions {
                 _ => format!("loading the state of transactional id '{transactional_id}'; retry"),
             },
         })
+    }
+
+    /// The coordinator epoch of `transactional_id` here (the leader epoch
+    /// its partition of `__transaction_state` is led and loaded in), or
+    /// `None` when this node does not coordinate it now.
+    fn coordinator_epoch(&self, broker: &Broker, transactional_id: &str) -> Option<i32> {
+        let partitions = broker.partitions.topic(TRANSACTION_TOPIC)?;
+        let index = partition_for(transactional_id, partitions.count() as i32);
+        self.loads.epoch(&partitions, index)
     }
 
     /// Makes the loaded transactions follow leadership: forgets the ids of
@@ -529,13 +535,29 @@ async fn write_markers(broker: &Arc<Broker>, job: &MarkerJob, claim: Claim) -> R
     let mut pending: Vec<(String, i32)> = job.partitions.to_vec();
     let deadline = tokio::time::Instant::now() + MARKER_RETRY_WINDOW;
     loop {
+        // Markers carry the coordinator epoch (the leader epoch of the id's
+        // partition of __transaction_state): a partition refuses those of a
+        // coordinator older than the last it heard from. One that no longer
+        // coordinates stops; its successor completes the transaction.
+        let Some(coordinator_epoch) = broker
+            .transactions
+            .coordinator_epoch(broker, &job.transactional_id)
+        else {
+            return Err(Refused {
+                error: ResponseError::NotCoordinator,
+                message: format!(
+                    "this broker no longer coordinates transactional id '{}'; its new coordinator completes the transaction",
+                    job.transactional_id
+                ),
+            });
+        };
         // The partitions led here first, then the others from their leaders.
         let local = write_local_markers(
             broker,
             job.producer_id,
             job.producer_epoch,
             job.commit,
-            COORDINATOR_EPOCH,
+            coordinator_epoch,
             &pending,
         )
         .await;
@@ -553,7 +575,7 @@ async fn write_markers(broker: &Arc<Broker>, job: &MarkerJob, claim: Claim) -> R
             })
             .collect();
         if !pending.is_empty() {
-            pending = send_markers(broker, job, pending).await;
+            pending = send_markers(broker, job, coordinator_epoch, pending).await;
         }
         if pending.is_empty() {
             break;
@@ -655,8 +677,21 @@ pub async fn write_local_markers(
                 ));
             }
             Ok(Err(ResponseError::NotLeaderOrFollower)) => outcomes.push(MarkerOutcome::NotLeader),
+            Ok(Err(ResponseError::TransactionCoordinatorFenced)) => {
+                // A newer coordinator wrote there: the one asking is deposed
+                // (it stops once it learns so), and is told.
+                tracing::warn!(
+                    topic,
+                    partition = index,
+                    coordinator_epoch,
+                    "transaction marker from a deposed coordinator refused"
+                );
+                outcomes.push(MarkerOutcome::Failed(
+                    ResponseError::TransactionCoordinatorFenced,
+                ));
+            }
             Ok(Err(error)) => {
-                // A newer epoch already wrote there: this marker is moot.
+                // A newer producer epoch already wrote there: this marker is moot.
                 tracing::warn!(
                     topic,
                     partition = index,
@@ -707,6 +742,7 @@ pub async fn write_local_markers(
 async fn send_markers(
     broker: &Arc<Broker>,
     job: &MarkerJob,
+    coordinator_epoch: i32,
     partitions: Vec<(String, i32)>,
 ) -> Vec<(String, i32)> {
     let mut by_leader: std::collections::BTreeMap<(i32, String), Vec<(String, i32)>> =
@@ -725,7 +761,7 @@ async fn send_markers(
     let sends = by_leader
         .into_iter()
         .map(|((leader, address), partitions)| async move {
-            let outcome = send_markers_to(&address, job, &partitions).await;
+            let outcome = send_markers_to(&address, job, coordinator_epoch, &partitions).await;
             (leader, partitions, outcome)
         });
     for (leader, partitions, outcome) in join_all(sends).await {
@@ -770,6 +806,7 @@ async fn send_markers(
 async fn send_markers_to(
     address: &str,
     job: &MarkerJob,
+    coordinator_epoch: i32,
     partitions: &[(String, i32)],
 ) -> anyhow::Result<Vec<i16>> {
     use kafka_protocol::messages::write_txn_markers_request::{
@@ -796,7 +833,7 @@ async fn send_markers_to(
             .with_producer_id(ProducerId(job.producer_id))
             .with_producer_epoch(job.producer_epoch)
             .with_transaction_result(job.commit)
-            .with_coordinator_epoch(COORDINATOR_EPOCH)
+            .with_coordinator_epoch(coordinator_epoch)
             .with_topics(topics)]);
     let call = async {
         let mut peer =
@@ -866,10 +903,13 @@ pub async fn verify_remotely(
         return Err(unavailable);
     }
     let index = partition_for(transactional_id, count as i32);
-    let leader = broker
-        .topics
-        .leader_of(TRANSACTION_TOPIC, index)
-        .ok_or(unavailable)?;
+    let Some(leader) = broker.topics.leader_of(TRANSACTION_TOPIC, index) else {
+        tracing::debug!(
+            transactional_id,
+            "no leader for the transactional id's coordinator partition"
+        );
+        return Err(unavailable);
+    };
     let address = format!("{}:{}", leader.host, leader.port);
     let request = AddPartitionsToTxnRequest::default().with_transactions(vec![
         AddPartitionsToTxnTransaction::default()
@@ -895,7 +935,14 @@ pub async fn verify_remotely(
             tracing::debug!(coordinator = leader.node_id, %error, "transaction verification failed");
             return Err(unavailable);
         }
-        Err(_) => return Err(unavailable),
+        Err(_) => {
+            tracing::debug!(
+                transactional_id,
+                coordinator = leader.node_id,
+                "transaction verification timed out"
+            );
+            return Err(unavailable);
+        }
     };
     let code = match ResponseError::try_from_code(response.error_code) {
         Some(_) => response.error_code,
@@ -908,6 +955,9 @@ pub async fn verify_remotely(
             .next()
             .unwrap_or(ResponseError::UnknownServerError.code()),
     };
+    if code != 0 {
+        tracing::debug!(transactional_id, coordinator = leader.node_id, topic = %partition.0, partition = partition.1, code, "the transaction coordinator did not verify a partition");
+    }
     match ResponseError::try_from_code(code) {
         None => Ok(()),
         Some(

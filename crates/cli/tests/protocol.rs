@@ -1847,3 +1847,74 @@ fn a_leader_verifies_a_transactions_first_batch_with_a_coordinator_on_another_br
     );
     assert_eq!(written.0, 0, "{:?}", written.2);
 }
+
+/// Markers carry their coordinator's epoch: once a partition took a marker
+/// for a producer from coordinator epoch 9, one from an older coordinator
+/// (a deposed one that has not learned it) is refused with
+/// TRANSACTION_COORDINATOR_FENCED, and DescribeProducers reports the epoch.
+#[test]
+fn a_marker_from_an_older_coordinator_epoch_is_fenced() {
+    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+    use kafka_protocol::messages::describe_producers_request::TopicRequest;
+    use kafka_protocol::messages::write_txn_markers_request::{
+        WritableTxnMarker, WritableTxnMarkerTopic,
+    };
+    let broker = Broker::start();
+    let mut client = broker.connect();
+    create_topic(&mut client, "fenced", 1);
+    let (id, epoch) = init_transactional_producer(&mut client, "fence-tx");
+    let add: AddPartitionsToTxnResponse = client.call(
+        ApiKey::AddPartitionsToTxn,
+        3,
+        &AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(txn_id("fence-tx"))
+            .with_v3_and_below_producer_id(ProducerId(id))
+            .with_v3_and_below_producer_epoch(epoch)
+            .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
+                .with_name(topic_name("fenced"))
+                .with_partitions(vec![0])]),
+    );
+    assert_eq!(
+        add.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code,
+        0
+    );
+    let written = produce_in(
+        &mut client,
+        Some("fence-tx"),
+        "fenced",
+        0,
+        encode_records(&["x"], id, epoch, 0, true),
+    );
+    assert_eq!(written.0, 0, "{:?}", written.2);
+
+    let mut marker = |coordinator_epoch: i32| -> i16 {
+        let request =
+            WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
+                .with_producer_id(ProducerId(id))
+                .with_producer_epoch(epoch)
+                .with_transaction_result(false)
+                .with_coordinator_epoch(coordinator_epoch)
+                .with_topics(vec![WritableTxnMarkerTopic::default()
+                    .with_name(topic_name("fenced"))
+                    .with_partition_indexes(vec![0])])]);
+        let response: WriteTxnMarkersResponse = client.call(ApiKey::WriteTxnMarkers, 1, &request);
+        response.markers[0].topics[0].partitions[0].error_code
+    };
+    assert_eq!(marker(9), 0);
+    assert_eq!(marker(3), 52, "TRANSACTION_COORDINATOR_FENCED");
+    assert_eq!(marker(9), 0, "the same coordinator again");
+
+    let described: DescribeProducersResponse = client.call(
+        ApiKey::DescribeProducers,
+        0,
+        &DescribeProducersRequest::default().with_topics(vec![TopicRequest::default()
+            .with_name(topic_name("fenced"))
+            .with_partition_indexes(vec![0])]),
+    );
+    let producer = described.topics[0].partitions[0]
+        .active_producers
+        .iter()
+        .find(|p| p.producer_id.0 == id)
+        .expect("the producer is described");
+    assert_eq!(producer.coordinator_epoch, 9);
+}

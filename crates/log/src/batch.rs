@@ -402,15 +402,41 @@ pub fn control_batch(
     batch
 }
 
+/// A transaction marker: what it ends the transaction with, and the epoch
+/// of the coordinator that wrote it (markers of an older coordinator epoch
+/// are refused after it, so a deposed coordinator cannot end a transaction
+/// its successor decided otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Marker {
+    pub control: ControlType,
+    pub coordinator_epoch: i32,
+}
+
 /// The marker a control batch carries; `None` for any other batch or a
-/// marker this version does not know.
-pub fn control_type(batch: &[u8]) -> Option<ControlType> {
+/// marker this version does not know. A value too short to hold the
+/// coordinator epoch reads as epoch -1 (unknown).
+pub fn marker(batch: &[u8]) -> Option<Marker> {
     let header = BatchHeader::parse(batch).ok()?;
     if !header.is_control() {
         return None;
     }
-    let (_, records) = crate::records::parse_records(batch).ok()?;
-    ControlType::from_key(records.first()?.key.as_deref()?)
+    let (bytes, records) = crate::records::parse_records(batch).ok()?;
+    let record = records.first()?;
+    let control = ControlType::from_key(record.key.as_deref()?)?;
+    let coordinator_epoch = record
+        .value
+        .clone()
+        .and_then(|value| bytes.get(value)?.get(2..6)?.try_into().ok())
+        .map_or(-1, i32::from_be_bytes);
+    Some(Marker {
+        control,
+        coordinator_epoch,
+    })
+}
+
+/// What [`marker`] says the batch ends a transaction with.
+pub fn control_type(batch: &[u8]) -> Option<ControlType> {
+    marker(batch).map(|marker| marker.control)
 }
 
 /// Builders for tests of this crate and of crates above it.

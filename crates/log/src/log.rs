@@ -11,7 +11,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::batch::{self, BatchHeader, ControlType};
+use crate::batch::{self, BatchHeader};
 use crate::cleaner::{self, CleanPlan, CleanerConfig, PlannedSegment};
 use crate::error::LogError;
 use crate::files::FileCache;
@@ -867,7 +867,7 @@ impl Log {
     pub fn for_each_batch_header(
         &self,
         from: i64,
-        mut visit: impl FnMut(&BatchHeader, Option<ControlType>),
+        mut visit: impl FnMut(&BatchHeader, Option<batch::Marker>),
     ) -> Result<(), LogError> {
         if from >= self.log_end_offset() {
             return Ok(()); // nothing after `from` (a clean shutdown's snapshot)
@@ -896,7 +896,7 @@ impl Log {
                     control.resize(header.total_size(), 0);
                     file.read_exact_at(&mut control, position)
                         .map_err(|e| LogError::io("read", &segment.log_path, e))?;
-                    batch::control_type(&control)
+                    batch::marker(&control)
                 } else {
                     None
                 };

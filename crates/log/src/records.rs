@@ -35,6 +35,8 @@ pub struct RecordView {
     pub key: Option<Vec<u8>>,
     /// A record whose value is null deletes its key.
     pub is_tombstone: bool,
+    /// Where its value lies in the records bytes (`None`: null).
+    pub value: Option<std::ops::Range<usize>>,
     /// Where the whole record lies in the records bytes.
     pub range: std::ops::Range<usize>,
 }
@@ -90,7 +92,9 @@ fn parse_record(bytes: &[u8], at: &mut usize, header: &BatchHeader) -> Option<Re
     skip(body, &mut cursor, key_length)?;
     let key = (key_length >= 0).then(|| body[key_start..cursor].to_vec());
     let value_length = read_varlong(body, &mut cursor)?;
+    let value_start = cursor;
     skip(body, &mut cursor, value_length)?;
+    let value = (value_length >= 0).then_some(value_start..cursor);
     *at = end;
     let timestamp = if header.is_log_append_time() {
         header.max_timestamp
@@ -102,6 +106,7 @@ fn parse_record(bytes: &[u8], at: &mut usize, header: &BatchHeader) -> Option<Re
         timestamp,
         key,
         is_tombstone: value_length < 0,
+        value,
         range: start..end,
     })
 }

@@ -88,13 +88,13 @@ fn aborted_transactions_are_found_by_range_across_rolls_and_reopens() {
 }
 
 #[test]
-fn a_marker_visit_reports_its_type_and_starts_at_the_requested_offset() {
+fn a_marker_visit_reports_its_type_and_coordinator_epoch_and_starts_at_the_requested_offset() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(dir.path(), Recovery::Clean);
     log.append(&mut testing::batch(2, 0, b""), options())
         .unwrap();
     log.append(
-        &mut batch::control_batch(1, 0, ControlType::Commit, 0, 0),
+        &mut batch::control_batch(1, 0, ControlType::Commit, 7, 0),
         options(),
     )
     .unwrap();
@@ -105,8 +105,10 @@ fn a_marker_visit_reports_its_type_and_starts_at_the_requested_offset() {
     )
     .unwrap();
     let mut seen = Vec::new();
-    log.for_each_batch_header(0, |header, marker| seen.push((header.base_offset, marker)))
-        .unwrap();
+    log.for_each_batch_header(0, |header, marker| {
+        seen.push((header.base_offset, marker.map(|m| m.control)))
+    })
+    .unwrap();
     assert_eq!(
         seen,
         vec![
@@ -115,9 +117,17 @@ fn a_marker_visit_reports_its_type_and_starts_at_the_requested_offset() {
             (3, Some(ControlType::Abort))
         ]
     );
+    let mut epochs = Vec::new();
+    log.for_each_batch_header(0, |_, marker| {
+        epochs.extend(marker.map(|m| m.coordinator_epoch))
+    })
+    .unwrap();
+    assert_eq!(epochs, vec![7, 0]);
     seen.clear();
-    log.for_each_batch_header(2, |header, marker| seen.push((header.base_offset, marker)))
-        .unwrap();
+    log.for_each_batch_header(2, |header, marker| {
+        seen.push((header.base_offset, marker.map(|m| m.control)))
+    })
+    .unwrap();
     assert_eq!(
         seen,
         vec![

@@ -362,7 +362,17 @@ impl Leader {
             return; // settled meanwhile
         }
         match refusal {
-            Refusal::NotApplied => self.pending = None,
+            Refusal::NotApplied => {
+                // A joiner the controller refused (fenced, restarted) must
+                // fetch again before it is proposed again.
+                for joiner in self.pending.take().into_iter().flatten() {
+                    if !self.isr.contains(&joiner) {
+                        if let Some(follower) = self.followers.get_mut(&joiner) {
+                            follower.broker_epoch = -1;
+                        }
+                    }
+                }
+            }
             Refusal::Unknown => self.resend = Some(proposal.clone()),
         }
     }

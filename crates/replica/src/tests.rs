@@ -122,9 +122,13 @@ fn a_caught_up_follower_is_proposed_in_and_counted_at_once() {
         150,
         "the joining member already counts"
     );
-    // The controller refused it (say, 3 restarted meanwhile): proposed again.
+    // The controller refused it (say, 3 restarted meanwhile): proposed
+    // again once 3 fetched again, under the epoch it has now.
     leader.on_refused(&proposal, Refusal::NotApplied);
-    assert!(leader.tick(60).is_some());
+    assert_eq!(leader.tick(60), None, "not on its old fetches");
+    leader.on_fetch(3, 160, 13, 70);
+    let again = leader.tick(80).expect("proposed again");
+    assert_eq!(again.isr.iter().find(|(m, _)| *m == 3), Some(&(3, 13)));
 }
 
 /// An expansion whose outcome is unknown (the answer was lost, or the

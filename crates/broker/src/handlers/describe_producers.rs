@@ -55,8 +55,7 @@ fn describe(broker: &Broker, topic: &str, index: i32) -> PartitionResponse {
                 .with_producer_epoch(producer.epoch as i32)
                 .with_last_sequence(producer.last_sequence)
                 .with_last_timestamp(producer.last_timestamp)
-                // Markers' coordinator epochs are not kept per producer.
-                .with_coordinator_epoch(-1)
+                .with_coordinator_epoch(producer.coordinator_epoch)
                 .with_current_txn_start_offset(producer.transaction_start_offset)
         })
         .collect();

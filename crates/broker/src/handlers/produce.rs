@@ -379,10 +379,15 @@ fn append(
             }
         };
     let not_admitted = std::cell::Cell::new(false);
-    let admit = |header: &batch::BatchHeader| {
+    let admit = |header: &batch::BatchHeader, now: (i32, u64)| {
         let verdict = match verified_remotely {
-            Some(markers) if partition.markers_written() == markers => Ok(()),
-            Some(_) => Err(ResponseError::NotEnoughReplicas),
+            // No marker for this producer (from any leader) and no change of
+            // leader since the coordinator answered.
+            Some(then) if then == now => Ok(()),
+            Some(then) => {
+                tracing::debug!(topic = %partition.topic, partition = partition.index, ?then, ?now, "a transaction's first batch waits: a marker or a new leader came while it was verified");
+                Err(ResponseError::NotEnoughReplicas)
+            }
             None => verify_transactional(broker, partition, header, transactional_id),
         };
         not_admitted.set(verdict.is_err());
@@ -490,7 +495,11 @@ fn verify_transactional(
     transactional_id: &str,
 ) -> Result<(), ResponseError> {
     if !crate::transactions::coordinates(broker, transactional_id) {
-        return Ok(());
+        // Not asked remotely before the lock (its transaction here looked
+        // open then, or the coordinator moved away since): never admitted
+        // unverified; the producer retries and is asked about properly.
+        tracing::debug!(topic = %partition.topic, partition = partition.index, transactional_id, "a transaction's first batch was not verified before the append; retry");
+        return Err(ResponseError::NotEnoughReplicas);
     }
     let topic_partition = (partition.topic.clone(), partition.index);
     broker
@@ -532,15 +541,15 @@ fn unverified(partition: &Partition, transactional_id: &str, error: ResponseErro
 /// `verify_only` to that broker, waited for on this connection's reading
 /// thread so that the connection's later requests still append after this
 /// one (a produce answered later would let the transaction's next batch
-/// overtake its first). Ok carries the partition's marker count at the
-/// question. A coordinator that cannot be asked now is NOT_ENOUGH_REPLICAS,
+/// overtake its first). Ok carries where the transaction stood when it was
+/// asked ([`Partition::transaction_guard`]). A coordinator that cannot be asked now is NOT_ENOUGH_REPLICAS,
 /// which producers retry, as Kafka answers.
 fn verify_with_remote_coordinator(
     broker: &Broker,
     partition: &Partition,
     header: &batch::BatchHeader,
     transactional_id: &str,
-) -> Option<Result<u64, ResponseError>> {
+) -> Option<Result<(i32, u64), ResponseError>> {
     if !header.is_transactional()
         || header.is_control()
         || crate::transactions::coordinates(broker, transactional_id)
@@ -550,9 +559,9 @@ fn verify_with_remote_coordinator(
     }
     let runtime = tokio::runtime::Handle::try_current().ok()?;
     if runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
-        return None; // tests on one thread: verified in-process or not at all
+        return None; // one thread cannot wait here: the in-lock check refuses it (retriable)
     }
-    let markers = partition.markers_written();
+    let guard = partition.transaction_guard(header.producer_id);
     let topic_partition = (partition.topic.clone(), partition.index);
     let asked = crate::transactions::verify_remotely(
         broker,
@@ -561,7 +570,7 @@ fn verify_with_remote_coordinator(
         &topic_partition,
     );
     let verdict = tokio::task::block_in_place(|| runtime.block_on(asked));
-    Some(verdict.map(|()| markers).map_err(|error| match error {
+    Some(verdict.map(|()| guard).map_err(|error| match error {
         ResponseError::CoordinatorNotAvailable => ResponseError::NotEnoughReplicas,
         ResponseError::ProducerFenced => ResponseError::InvalidProducerEpoch,
         other => other,
