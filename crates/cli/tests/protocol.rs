@@ -635,15 +635,7 @@ fn init_transactional_producer(client: &mut Client, transactional_id: &str) -> (
             .with_key_type(1),
     );
     assert_eq!(coordinator.error_code, 0);
-    let init: InitProducerIdResponse = client.call(
-        ApiKey::InitProducerId,
-        4,
-        &InitProducerIdRequest::default()
-            .with_transactional_id(Some(txn_id(transactional_id)))
-            .with_transaction_timeout_ms(60_000)
-            .with_producer_id(ProducerId(-1))
-            .with_producer_epoch(-1),
-    );
+    let init = init_producer_id(client, transactional_id);
     assert_eq!(init.error_code, 0);
     (init.producer_id.0, init.producer_epoch)
 }
@@ -654,6 +646,42 @@ fn txn_id(id: &str) -> TransactionalId {
 
 fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.into()))
+}
+
+/// AddPartitionsToTxn v3 of one partition: its error code.
+fn add_partition_to_txn(
+    client: &mut Client,
+    transactional_id: &str,
+    (id, epoch): (i64, i16),
+    topic: &str,
+    partition: i32,
+) -> i16 {
+    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+    let add: AddPartitionsToTxnResponse = client.call(
+        ApiKey::AddPartitionsToTxn,
+        3,
+        &AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(txn_id(transactional_id))
+            .with_v3_and_below_producer_id(ProducerId(id))
+            .with_v3_and_below_producer_epoch(epoch)
+            .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
+                .with_name(topic_name(topic))
+                .with_partitions(vec![partition])]),
+    );
+    add.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code
+}
+
+/// InitProducerId for a transactional id, as its coordinator answers.
+fn init_producer_id(client: &mut Client, transactional_id: &str) -> InitProducerIdResponse {
+    client.call(
+        ApiKey::InitProducerId,
+        4,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(Some(txn_id(transactional_id)))
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    )
 }
 
 #[test]
@@ -667,19 +695,8 @@ fn a_partition_outside_the_transaction_is_refused_and_aborted_records_are_listed
     let (id, epoch) = init_transactional_producer(&mut client, "tx");
 
     // Only partition 0 joins the transaction.
-    let add: AddPartitionsToTxnResponse = client.call(
-        ApiKey::AddPartitionsToTxn,
-        3,
-        &AddPartitionsToTxnRequest::default()
-            .with_v3_and_below_transactional_id(txn_id("tx"))
-            .with_v3_and_below_producer_id(ProducerId(id))
-            .with_v3_and_below_producer_epoch(epoch)
-            .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
-                .with_name(topic_name("sessions"))
-                .with_partitions(vec![0])]),
-    );
     assert_eq!(
-        add.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code,
+        add_partition_to_txn(&mut client, "tx", (id, epoch), "sessions", 0),
         0
     );
 
@@ -1753,7 +1770,6 @@ fn a_broker_that_does_not_lead_a_partition_names_its_leader_in_produce_and_fetch
 /// partition is written.
 #[test]
 fn a_leader_verifies_a_transactions_first_batch_with_a_coordinator_on_another_broker() {
-    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
     let nodes = start_cluster();
     let mut client = nodes[0].connect();
     wait_for_cluster(&mut client, 3);
@@ -1778,15 +1794,7 @@ fn a_leader_verifies_a_transactions_first_batch_with_a_coordinator_on_another_br
     };
     let mut at_coordinator = nodes[coordinator as usize - 1].connect();
     let (id, epoch) = loop {
-        let init: InitProducerIdResponse = at_coordinator.call(
-            ApiKey::InitProducerId,
-            4,
-            &InitProducerIdRequest::default()
-                .with_transactional_id(Some(txn_id("ledger-tx")))
-                .with_transaction_timeout_ms(60_000)
-                .with_producer_id(ProducerId(-1))
-                .with_producer_epoch(-1),
-        );
+        let init = init_producer_id(&mut at_coordinator, "ledger-tx");
         if init.error_code == 0 {
             break (init.producer_id.0, init.producer_epoch);
         }
@@ -1812,19 +1820,14 @@ fn a_leader_verifies_a_transactions_first_batch_with_a_coordinator_on_another_br
         "six partitions on three brokers: {leaders:?}"
     );
     let (added, outside) = (elsewhere[0], elsewhere[1]);
-    let add: AddPartitionsToTxnResponse = at_coordinator.call(
-        ApiKey::AddPartitionsToTxn,
-        3,
-        &AddPartitionsToTxnRequest::default()
-            .with_v3_and_below_transactional_id(txn_id("ledger-tx"))
-            .with_v3_and_below_producer_id(ProducerId(id))
-            .with_v3_and_below_producer_epoch(epoch)
-            .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
-                .with_name(topic_name("ledger"))
-                .with_partitions(vec![added.0])]),
-    );
     assert_eq!(
-        add.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code,
+        add_partition_to_txn(
+            &mut at_coordinator,
+            "ledger-tx",
+            (id, epoch),
+            "ledger",
+            added.0
+        ),
         0
     );
 
@@ -1854,7 +1857,6 @@ fn a_leader_verifies_a_transactions_first_batch_with_a_coordinator_on_another_br
 /// TRANSACTION_COORDINATOR_FENCED, and DescribeProducers reports the epoch.
 #[test]
 fn a_marker_from_an_older_coordinator_epoch_is_fenced() {
-    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
     use kafka_protocol::messages::describe_producers_request::TopicRequest;
     use kafka_protocol::messages::write_txn_markers_request::{
         WritableTxnMarker, WritableTxnMarkerTopic,
@@ -1863,19 +1865,8 @@ fn a_marker_from_an_older_coordinator_epoch_is_fenced() {
     let mut client = broker.connect();
     create_topic(&mut client, "fenced", 1);
     let (id, epoch) = init_transactional_producer(&mut client, "fence-tx");
-    let add: AddPartitionsToTxnResponse = client.call(
-        ApiKey::AddPartitionsToTxn,
-        3,
-        &AddPartitionsToTxnRequest::default()
-            .with_v3_and_below_transactional_id(txn_id("fence-tx"))
-            .with_v3_and_below_producer_id(ProducerId(id))
-            .with_v3_and_below_producer_epoch(epoch)
-            .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
-                .with_name(topic_name("fenced"))
-                .with_partitions(vec![0])]),
-    );
     assert_eq!(
-        add.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code,
+        add_partition_to_txn(&mut client, "fence-tx", (id, epoch), "fenced", 0),
         0
     );
     let written = produce_in(
