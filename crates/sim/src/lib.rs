@@ -62,6 +62,29 @@ impl Rng {
     }
 }
 
+/// Runs the seeds: only `STROM_SIM_SEED` if it is set (a replay, its
+/// outcome printed), else `0..seeds`. A failing seed is named with the
+/// command that replays it (`test`: the test target).
+pub fn run_seeds<T: std::fmt::Debug>(
+    seeds: u64,
+    test: &str,
+    run: impl Fn(u64) -> T + std::panic::RefUnwindSafe,
+) -> Vec<T> {
+    let one = |seed: u64| match std::panic::catch_unwind(|| run(seed)) {
+        Ok(outcome) => outcome,
+        Err(panic) => {
+            eprintln!("simulation seed {seed} failed; replay it with STROM_SIM_SEED={seed} STROM_SIM_TRACE=1 cargo test -p strom-sim --test {test}");
+            std::panic::resume_unwind(panic);
+        }
+    };
+    if let Ok(seed) = std::env::var("STROM_SIM_SEED") {
+        let outcome = one(seed.parse().expect("STROM_SIM_SEED is a number"));
+        eprintln!("{outcome:?}");
+        return Vec::new();
+    }
+    (0..seeds).map(one).collect()
+}
+
 /// A new incarnation of broker `node` on the disk `directory_id`.
 pub(crate) fn registration(rng: &mut Rng, node: i32, directory_id: Uuid) -> Registration {
     Registration {

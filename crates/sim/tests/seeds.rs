@@ -6,30 +6,14 @@ use strom_sim::Simulation;
 const SEEDS: u64 = 300;
 const STEPS: usize = 1_500;
 
-fn run(seed: u64) -> strom_sim::Outcome {
-    let result = std::panic::catch_unwind(|| Simulation::new(seed).run(STEPS));
-    match result {
-        Ok(outcome) => outcome,
-        Err(panic) => {
-            eprintln!("simulation seed {seed} failed; replay it with STROM_SIM_SEED={seed} cargo test -p strom-sim");
-            std::panic::resume_unwind(panic);
-        }
-    }
-}
-
 #[test]
 fn every_seed_keeps_the_invariants_and_heals() {
-    if let Ok(seed) = std::env::var("STROM_SIM_SEED") {
-        let outcome = run(seed.parse().expect("STROM_SIM_SEED is a number"));
-        eprintln!("{outcome:?}");
-        return;
+    let outcomes = strom_sim::run_seeds(SEEDS, "seeds", |seed| Simulation::new(seed).run(STEPS));
+    if outcomes.is_empty() {
+        return; // one seed replayed
     }
-    let (mut elections, mut fencings) = (0, 0);
-    for seed in 0..SEEDS {
-        let outcome = run(seed);
-        elections += outcome.elections;
-        fencings += outcome.fencings;
-    }
+    let elections: usize = outcomes.iter().map(|o| o.elections).sum();
+    let fencings: usize = outcomes.iter().map(|o| o.fencings).sum();
     eprintln!("{SEEDS} seeds x {STEPS} steps: {elections} elections, {fencings} fencings");
     // The faults must actually happen, or the run proves nothing.
     assert!(elections > SEEDS as usize * 5, "only {elections} elections");
