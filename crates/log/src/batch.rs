@@ -434,11 +434,6 @@ pub fn marker(batch: &[u8]) -> Option<Marker> {
     })
 }
 
-/// What [`marker`] says the batch ends a transaction with.
-pub fn control_type(batch: &[u8]) -> Option<ControlType> {
-    marker(batch).map(|marker| marker.control)
-}
-
 /// Builders for tests of this crate and of crates above it.
 #[doc(hidden)]
 pub mod testing {

@@ -30,14 +30,20 @@ fn aborted(first: i64, last: i64) -> AbortedTxn {
 #[test]
 fn a_control_batch_is_a_valid_batch_that_says_what_it_marks() {
     for control in [ControlType::Abort, ControlType::Commit] {
-        let bytes = batch::control_batch(42, 3, control, 0, 1_000);
+        let bytes = batch::control_batch(42, 3, control, 5, 1_000);
         let header = batch::validate(&bytes, true).expect("a valid batch");
         assert!(header.is_control() && header.is_transactional());
         assert_eq!((header.producer_id, header.producer_epoch), (42, 3));
         assert_eq!(header.base_sequence, -1);
-        assert_eq!(batch::control_type(&bytes), Some(control));
+        assert_eq!(
+            batch::marker(&bytes),
+            Some(batch::Marker {
+                control,
+                coordinator_epoch: 5
+            })
+        );
     }
-    assert_eq!(batch::control_type(&testing::batch(1, 0, b"")), None);
+    assert_eq!(batch::marker(&testing::batch(1, 0, b"")), None);
 }
 
 #[test]
