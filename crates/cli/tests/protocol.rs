@@ -80,7 +80,10 @@ fn listening_address(child: &mut Child) -> String {
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let address = loop {
-        let line = lines.next().expect("banner").unwrap();
+        let line = lines
+            .next()
+            .expect("strom serve exited before printing its banner")
+            .unwrap();
         if let Some(rest) = line.trim().strip_prefix("listening on ") {
             break rest.split_whitespace().next().unwrap().to_string();
         }
@@ -1585,18 +1588,25 @@ fn authorized_operations_are_reported_only_when_asked_for() {
     );
 }
 
+/// A port that is free now and outside the kernel's ephemeral range
+/// (32768 and up), so no outgoing connection or `:0` listener of a test
+/// running beside this one can take it before the broker binds it.
+fn unused_fixed_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let start = 20_000 + (std::process::id() % 1000) as u16 * 12;
+    loop {
+        let port = start + NEXT.fetch_add(1, Ordering::Relaxed) % 12_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// Three `strom serve` nodes on loopback, each a broker and a controller
 /// quorum voter, started together (voters wait for each other).
 fn start_cluster() -> Vec<Broker> {
-    let controller_ports: Vec<u16> = (0..3)
-        .map(|_| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        })
-        .collect();
+    let controller_ports: Vec<u16> = (0..3).map(|_| unused_fixed_port()).collect();
     let voters = controller_ports
         .iter()
         .enumerate()

@@ -59,9 +59,18 @@ async fn leader(members: &BTreeMap<i32, Member>) -> i32 {
     panic!("no leader elected");
 }
 
+/// A loopback address free now, its port below the kernel's ephemeral range
+/// so that no outgoing connection of a test running beside this one takes
+/// it before the member binds it.
 fn free_address() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().to_string()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    loop {
+        let port = 20_000 + NEXT.fetch_add(1, Ordering::Relaxed) % 12_000;
+        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            return listener.local_addr().unwrap().to_string();
+        }
+    }
 }
 
 /// Every batch a member has received, flattened into the producer-id
