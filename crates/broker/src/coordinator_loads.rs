@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use kafka_protocol::error::ResponseError;
 
-use crate::broker::Broker;
 use crate::partition::{Partition, TopicPartitions};
 
 #[derive(Default)]
@@ -87,16 +86,15 @@ impl Loads {
     /// epoch it was read in, if this node still leads it in that epoch.
     pub async fn load(
         &self,
-        broker: &Arc<Broker>,
         topic: &str,
         partitions: Vec<Arc<Partition>>,
-        load: impl Fn(&Broker, &Partition) + Send + Copy + 'static,
+        load: impl Fn(&Partition) + Send + Clone + 'static,
     ) {
         for partition in partitions {
             let epoch = partition.leader_epoch();
-            let loader = broker.clone();
+            let load = load.clone();
             let replayed = partition.clone();
-            let loaded = tokio::task::spawn_blocking(move || load(&loader, &replayed)).await;
+            let loaded = tokio::task::spawn_blocking(move || load(&replayed)).await;
             if loaded.is_err() {
                 tracing::error!(
                     topic,

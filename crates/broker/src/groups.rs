@@ -31,11 +31,10 @@ use strom_coordinator::{
 use strom_log::batch::ControlType;
 use tokio::sync::{oneshot, Notify};
 
-use crate::broker::Broker;
 use crate::coordinator_loads::Loads;
-use crate::internal_topics;
+use crate::internal_topics::{self, InternalLog};
 use crate::partition::{now_ms, Partition};
-use crate::topics::TopicError;
+use crate::topics::{TopicError, Topics};
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
@@ -47,7 +46,8 @@ enum Waiting {
 }
 
 pub struct Groups {
-    coordinator: Mutex<GroupCoordinator>,
+    log: InternalLog,
+    coordinator: Arc<Mutex<GroupCoordinator>>,
     /// KIP-848 groups (`group.protocol=consumer`).
     consumer_groups: Mutex<ConsumerGroups>,
     waiting: Mutex<HashMap<u64, Waiting>>,
@@ -61,9 +61,14 @@ pub struct Groups {
 }
 
 impl Groups {
-    pub fn new(config: GroupConfig, consumer_config: ConsumerGroupConfig) -> Groups {
+    pub fn new(
+        log: InternalLog,
+        config: GroupConfig,
+        consumer_config: ConsumerGroupConfig,
+    ) -> Groups {
         Groups {
-            coordinator: Mutex::new(GroupCoordinator::new(config)),
+            log,
+            coordinator: Arc::new(Mutex::new(GroupCoordinator::new(config))),
             consumer_groups: Mutex::new(ConsumerGroups::new(consumer_config)),
             waiting: Mutex::new(HashMap::new()),
             next_request: AtomicU64::new(1),
@@ -78,29 +83,25 @@ impl Groups {
     /// if this node leads it but has not loaded it yet. `Err` is what to
     /// answer: NOT_COORDINATOR (another broker leads the partition),
     /// COORDINATOR_LOAD_IN_PROGRESS or COORDINATOR_NOT_AVAILABLE.
-    pub async fn coordinate(
-        &self,
-        broker: &Arc<Broker>,
-        group_id: &str,
-    ) -> Result<(), ResponseError> {
-        if let Err(error) = self.ensure_ready(broker).await {
+    pub async fn coordinate(&self, group_id: &str) -> Result<(), ResponseError> {
+        if let Err(error) = self.ensure_ready().await {
             tracing::warn!(group = group_id, message = %error.message, "the group coordinator is not available");
             return Err(ResponseError::CoordinatorNotAvailable);
         }
-        match self.owns(broker, group_id) {
+        match self.owns(group_id) {
             Err(ResponseError::CoordinatorLoadInProgress) => {
-                self.follow_leadership(broker).await;
-                self.owns(broker, group_id)
+                self.follow_leadership().await;
+                self.owns(group_id)
             }
             outcome => outcome,
         }
     }
 
     /// [`Groups::coordinate`] without creating or loading anything.
-    fn owns(&self, broker: &Broker, group_id: &str) -> Result<(), ResponseError> {
-        let partitions = broker
-            .partitions
-            .topic(OFFSETS_TOPIC)
+    fn owns(&self, group_id: &str) -> Result<(), ResponseError> {
+        let partitions = self
+            .log
+            .partitions(OFFSETS_TOPIC)
             .ok_or(ResponseError::CoordinatorNotAvailable)?;
         let index = group_records::partition_for(group_id, partitions.count() as i32);
         self.loads.owns(&partitions, index)
@@ -110,9 +111,9 @@ impl Groups {
     /// `__consumer_offsets` this node no longer leads (or leads in a newer
     /// epoch) and loads those it leads, reading each to its log end (a new
     /// leader keeps its whole log; what its followers lack they fetch).
-    pub async fn follow_leadership(&self, broker: &Arc<Broker>) {
+    pub async fn follow_leadership(&self) {
         let _turn = self.loads.turn.lock().await;
-        let Some(partitions) = broker.partitions.topic(OFFSETS_TOPIC) else {
+        let Some(partitions) = self.log.partitions(OFFSETS_TOPIC) else {
             return;
         };
         let count = partitions.count() as i32;
@@ -121,26 +122,163 @@ impl Groups {
             let owned = |group: &str| group_records::partition_for(group, count) == index;
             let actions = self.coordinator().unload(owned);
             self.consumer_groups().unload(owned);
-            self.perform(broker, actions).await;
+            self.perform(actions).await;
         }
+        let coordinator = self.coordinator.clone();
         self.loads
-            .load(
-                broker,
-                OFFSETS_TOPIC,
-                plan.load,
-                move |broker, partition| load(broker, partition, count),
-            )
+            .load(OFFSETS_TOPIC, plan.load, move |partition| {
+                load(&coordinator, partition, count)
+            })
             .await;
     }
 
-    pub fn coordinator(&self) -> std::sync::MutexGuard<'_, GroupCoordinator> {
+    fn coordinator(&self) -> std::sync::MutexGuard<'_, GroupCoordinator> {
         self.coordinator.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn consumer_groups(&self) -> std::sync::MutexGuard<'_, ConsumerGroups> {
+    fn consumer_groups(&self) -> std::sync::MutexGuard<'_, ConsumerGroups> {
         self.consumer_groups
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A look at the classic groups and committed offsets, for the requests
+    /// that describe or list them; every change goes through a method of
+    /// this runtime, which also persists it.
+    pub fn read<T>(&self, look: impl FnOnce(&GroupCoordinator) -> T) -> T {
+        look(&self.coordinator())
+    }
+
+    /// A look at the KIP-848 consumer groups.
+    pub fn read_consumer_groups<T>(&self, look: impl FnOnce(&ConsumerGroups) -> T) -> T {
+        look(&self.consumer_groups())
+    }
+
+    /// Heartbeat of a classic group's member.
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance: Option<&str>,
+        generation_id: i32,
+    ) -> Result<(), GroupError> {
+        self.coordinator()
+            .heartbeat(now_ms(), group_id, member_id, instance, generation_id)
+    }
+
+    /// LeaveGroup: each leaving member's outcome, in order.
+    pub async fn leave(
+        &self,
+        group_id: &str,
+        leaving: &[(String, Option<String>)],
+    ) -> Vec<Result<(), GroupError>> {
+        let (results, actions) = self.coordinator().leave(now_ms(), group_id, leaving);
+        self.perform(actions).await;
+        results
+    }
+
+    /// OffsetCommit, once the commit is allowed: the offsets are written
+    /// durably, then they are the group's.
+    pub async fn commit_offsets(
+        &self,
+        group_id: &str,
+        requested: Vec<RequestedOffset<'_>>,
+    ) -> Result<(), String> {
+        let (commits, records) = offsets_to_commit(group_id, requested.into_iter(), now_ms());
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.write_records(group_id, records).await?;
+        let mut coordinator = self.coordinator();
+        for (topic, partition, committed) in commits {
+            coordinator.commit(group_id, &topic, partition, committed);
+        }
+        Ok(())
+    }
+
+    /// TxnOffsetCommit, once verified: the offsets wait for `producer`'s
+    /// transaction to end. Staged before the write, as Kafka does: a marker
+    /// that lands while the write waits for its fsync settles them too. A
+    /// failed write voids them (the client aborts the transaction).
+    pub async fn commit_transactional_offsets(
+        &self,
+        group_id: &str,
+        producer: (i64, i16),
+        requested: Vec<RequestedOffset<'_>>,
+    ) -> Result<(), String> {
+        let (staged, records) = offsets_to_commit(group_id, requested.into_iter(), now_ms());
+        if records.is_empty() {
+            return Ok(());
+        }
+        {
+            let mut coordinator = self.coordinator();
+            for (topic, partition, committed) in staged {
+                coordinator
+                    .stage_transactional_offset(producer.0, group_id, &topic, partition, committed);
+            }
+        }
+        let written = self
+            .write_group_records(group_id, records, Some(producer))
+            .await;
+        if written.is_err() {
+            self.coordinator()
+                .complete_transaction(producer.0, false, |group| group == group_id);
+        }
+        written
+    }
+
+    /// The markers of `producer_id`'s transaction are durable in the
+    /// `__consumer_offsets` partitions `marked` (of `count`): the offsets it
+    /// staged for the groups there settle, as a replay would settle them.
+    pub fn complete_transaction(&self, producer_id: i64, commit: bool, marked: &[i32], count: i32) {
+        self.coordinator()
+            .complete_transaction(producer_id, commit, |group| {
+                marked.contains(&group_records::partition_for(group, count))
+            });
+    }
+
+    /// OffsetDelete of partitions the group's members do not subscribe to:
+    /// forgotten here, then tombstones written.
+    pub async fn delete_offsets(&self, group_id: &str, partitions: &[(String, i32)]) {
+        let tombstones: Vec<KeyedRecord> = {
+            let mut coordinator = self.coordinator();
+            partitions
+                .iter()
+                .map(|(topic, partition)| {
+                    coordinator.delete_offset(group_id, topic, *partition);
+                    offset_record(group_id, topic, *partition, None)
+                })
+                .collect()
+        };
+        if tombstones.is_empty() {
+            return;
+        }
+        if let Err(error) = self.write_records(group_id, tombstones).await {
+            tracing::warn!(group = %group_id, %error, "could not persist offset deletion");
+        }
+    }
+
+    /// DeleteGroups, for one group without members: forgotten with its
+    /// offsets, then tombstones written for both.
+    pub async fn delete_group(&self, group_id: &str) -> Result<(), GroupError> {
+        let tombstones = {
+            let mut coordinator = self.coordinator();
+            let offsets: Vec<(String, i32)> = coordinator
+                .offsets(group_id)
+                .map(|offsets| offsets.keys().cloned().collect())
+                .unwrap_or_default();
+            coordinator.delete_group(group_id)?;
+            let mut tombstones: Vec<KeyedRecord> = offsets
+                .iter()
+                .map(|(topic, partition)| offset_record(group_id, topic, *partition, None))
+                .collect();
+            tombstones.push((group_records::group_key(group_id), None));
+            tombstones
+        };
+        if let Err(error) = self.write_records(group_id, tombstones).await {
+            tracing::warn!(group = %group_id, %error, "could not persist group deletion");
+        }
+        Ok(())
     }
 
     /// ConsumerGroupHeartbeat. A group id is either classic or consumer.
@@ -200,19 +338,14 @@ impl Groups {
     }
 
     /// JoinGroup: resolves when the rebalance round completes.
-    pub async fn join(
-        &self,
-        broker: &Arc<Broker>,
-        group_id: &str,
-        request: JoinRequest,
-    ) -> JoinResponse {
+    pub async fn join(&self, group_id: &str, request: JoinRequest) -> JoinResponse {
         let request_id = self.next_request.fetch_add(1, Ordering::Relaxed);
         let (sender, receiver) = oneshot::channel();
         self.waiting().insert(request_id, Waiting::Join(sender));
         let actions = self
             .coordinator()
             .join(now_ms(), request_id, group_id, request);
-        self.perform(broker, actions).await;
+        self.perform(actions).await;
         receiver.await.unwrap_or_else(|_| JoinResponse {
             error: Some(GroupError::RebalanceInProgress),
             generation_id: -1,
@@ -221,19 +354,14 @@ impl Groups {
     }
 
     /// SyncGroup: followers wait for the leader's assignment.
-    pub async fn sync(
-        &self,
-        broker: &Arc<Broker>,
-        group_id: &str,
-        request: SyncRequest,
-    ) -> SyncResponse {
+    pub async fn sync(&self, group_id: &str, request: SyncRequest) -> SyncResponse {
         let request_id = self.next_request.fetch_add(1, Ordering::Relaxed);
         let (sender, receiver) = oneshot::channel();
         self.waiting().insert(request_id, Waiting::Sync(sender));
         let actions = self
             .coordinator()
             .sync(now_ms(), request_id, group_id, request);
-        self.perform(broker, actions).await;
+        self.perform(actions).await;
         receiver.await.unwrap_or_else(|_| SyncResponse {
             error: Some(GroupError::RebalanceInProgress),
             ..SyncResponse::default()
@@ -241,7 +369,7 @@ impl Groups {
     }
 
     /// Answers deferred requests and persists group state.
-    pub async fn perform(&self, broker: &Arc<Broker>, actions: Vec<Action>) {
+    pub async fn perform(&self, actions: Vec<Action>) {
         self.changed.notify_one();
         for action in actions {
             match action {
@@ -276,7 +404,7 @@ impl Groups {
                     if let Some(group) = snapshot {
                         let value = group_records::group_value(&group, now_ms());
                         let record = (group_records::group_key(&group_id), Some(value));
-                        if let Err(error) = write_records(broker, &group_id, vec![record]).await {
+                        if let Err(error) = self.write_records(&group_id, vec![record]).await {
                             tracing::warn!(group = %group_id, %error, "could not persist group metadata");
                         }
                     }
@@ -286,22 +414,20 @@ impl Groups {
     }
 
     /// Runs the coordinator's clock: session expiry and rebalance deadlines.
-    pub async fn run_timer(broker: Arc<Broker>) {
-        let overrides = &broker.config.overrides;
-        let retention_ms = overrides
-            .get_i64("offsets.retention.minutes")
+    pub async fn run_timer(self: Arc<Self>) {
+        let retention_ms = self
+            .log
+            .config_i64("offsets.retention.minutes")
             .saturating_mul(60_000);
-        let check_every_ms = overrides
-            .get_i64("offsets.retention.check.interval.ms")
+        let check_every_ms = self
+            .log
+            .config_i64("offsets.retention.check.interval.ms")
             .max(1);
         let mut next_expiry = now_ms() + check_every_ms;
         loop {
             if now_ms() >= next_expiry {
                 next_expiry = now_ms() + check_every_ms;
-                let expired = broker
-                    .groups
-                    .coordinator()
-                    .expire_offsets(now_ms(), retention_ms);
+                let expired = self.coordinator().expire_offsets(now_ms(), retention_ms);
                 let mut by_group: BTreeMap<String, Vec<KeyedRecord>> = BTreeMap::new();
                 for (group_id, topic, partition) in expired {
                     let record = offset_record(&group_id, &topic, partition, None);
@@ -309,26 +435,25 @@ impl Groups {
                 }
                 for (group_id, tombstones) in by_group {
                     tracing::info!(group = %group_id, partitions = tombstones.len(), "expired committed offsets (offsets.retention.minutes)");
-                    if let Err(error) = write_records(&broker, &group_id, tombstones).await {
+                    if let Err(error) = self.write_records(&group_id, tombstones).await {
                         tracing::warn!(group = %group_id, %error, "could not persist expired offsets");
                     }
                 }
             }
             let now = now_ms();
-            let classic = broker.groups.coordinator().next_deadline();
-            let consumer = broker.groups.consumer_groups().next_deadline();
+            let classic = self.coordinator().next_deadline();
+            let consumer = self.consumer_groups().next_deadline();
             let next = classic.into_iter().chain(consumer).min();
             let wait_ms = next.map_or(1_000, |deadline| (deadline - now).clamp(5, 1_000));
             tokio::select! {
                 _ = tokio::time::sleep(std::time::Duration::from_millis(wait_ms as u64)) => {}
-                _ = broker.groups.changed.notified() => {}
+                _ = self.changed.notified() => {}
             }
-            broker.groups.consumer_groups().tick(now_ms(), || {
-                crate::handlers::consumer_group_heartbeat::topic_view(&broker)
-            });
-            let actions = broker.groups.coordinator().tick(now_ms());
+            self.consumer_groups()
+                .tick(now_ms(), || topic_view(self.log.metadata()));
+            let actions = self.coordinator().tick(now_ms());
             if !actions.is_empty() {
-                broker.groups.perform(&broker, actions).await;
+                self.perform(actions).await;
             }
         }
     }
@@ -336,25 +461,83 @@ impl Groups {
     /// Creates `__consumer_offsets` on first use, then loads the
     /// partitions this node leads. After the first success the creation is
     /// a lock-free check.
-    pub async fn ensure_ready(&self, broker: &Arc<Broker>) -> Result<(), TopicError> {
+    pub async fn ensure_ready(&self) -> Result<(), TopicError> {
         let created = self.offsets_topic.initialized();
         self.offsets_topic
             .get_or_try_init(|| {
-                internal_topics::create(broker, OFFSETS_TOPIC, "offsets.topic.num.partitions")
+                internal_topics::create(&self.log, OFFSETS_TOPIC, "offsets.topic.num.partitions")
             })
             .await?;
         if !created {
-            self.follow_leadership(broker).await;
+            self.follow_leadership().await;
         }
         Ok(())
     }
+
+    /// Appends keyed records to the group's partition of `__consumer_offsets`
+    /// and waits until they are durable.
+    pub async fn write_records(
+        &self,
+        group_id: &str,
+        records: Vec<KeyedRecord>,
+    ) -> Result<(), String> {
+        self.write_group_records(group_id, records, None).await
+    }
+
+    /// [`Groups::write_records`], as part of `producer`'s transaction if given.
+    pub async fn write_group_records(
+        &self,
+        group_id: &str,
+        records: Vec<KeyedRecord>,
+        producer: Option<(i64, i16)>,
+    ) -> Result<(), String> {
+        let partition = self
+            .log
+            .partition_for_key(OFFSETS_TOPIC, group_id)
+            .ok_or("__consumer_offsets does not exist")?;
+        internal_topics::append(&self.log, partition, records, producer).await
+    }
+
+    /// The group's partition of `__consumer_offsets`, as a transaction names
+    /// it; `None` until the topic exists.
+    pub fn offsets_partition(&self, group_id: &str) -> Option<(String, i32)> {
+        self.log
+            .partition_for_key(OFFSETS_TOPIC, group_id)
+            .map(|partition| (OFFSETS_TOPIC.to_string(), partition.index))
+    }
+
+    /// Does this topic partition exist in the cluster? Offsets are committed
+    /// only for partitions that do; Kafka answers the others
+    /// UNKNOWN_TOPIC_OR_PARTITION. The coordinator need not hold a replica.
+    pub fn partition_exists(&self, topic: &str, partition: i32) -> bool {
+        self.log
+            .metadata()
+            .topic(topic)
+            .is_some_and(|topic| partition >= 0 && (partition as usize) < topic.partitions.len())
+    }
+}
+
+/// The topics a consumer group may subscribe to (the internal ones left
+/// out): name, id and partition count.
+pub fn topic_view(topics: &Topics) -> TopicView {
+    topics
+        .all_topics()
+        .into_iter()
+        .filter(|topic| !topic.name.starts_with("__"))
+        .map(|topic| {
+            (
+                topic.name,
+                (topic.topic_id.into_bytes(), topic.partitions.len() as i32),
+            )
+        })
+        .collect()
 }
 
 /// Replays one partition of `__consumer_offsets` (of `count`) into the
 /// coordinator. Offsets committed inside a transaction wait for its marker.
-fn load(broker: &Broker, partition: &Partition, count: i32) {
+fn load(coordinator: &Mutex<GroupCoordinator>, partition: &Partition, count: i32) {
     let now = now_ms();
-    let mut coordinator = broker.groups.coordinator();
+    let mut coordinator = coordinator.lock().unwrap_or_else(|p| p.into_inner());
     let here = |group: &str| group_records::partition_for(group, count) == partition.index;
     let records = internal_topics::replay(OFFSETS_TOPIC, partition, |record| {
         let Some(key) = &record.key else { return };
@@ -412,48 +595,13 @@ fn load(broker: &Broker, partition: &Partition, count: i32) {
     );
 }
 
-/// Appends keyed records to the group's partition of `__consumer_offsets`
-/// and waits until they are durable.
-pub async fn write_records(
-    broker: &Arc<Broker>,
-    group_id: &str,
-    records: Vec<KeyedRecord>,
-) -> Result<(), String> {
-    write_group_records(broker, group_id, records, None).await
-}
-
-/// [`write_records`], as part of `producer`'s transaction if given.
-pub async fn write_group_records(
-    broker: &Arc<Broker>,
-    group_id: &str,
-    records: Vec<KeyedRecord>,
-    producer: Option<(i64, i16)>,
-) -> Result<(), String> {
-    let partition = internal_topics::partition_for_key(broker, OFFSETS_TOPIC, group_id)
-        .ok_or("__consumer_offsets does not exist")?;
-    internal_topics::append(broker, partition, records, producer).await
-}
-
-/// The group's partition of `__consumer_offsets`, as a transaction names
-/// it; `None` until the topic exists.
-pub fn offsets_partition(broker: &Broker, group_id: &str) -> Option<(String, i32)> {
-    internal_topics::partition_for_key(broker, OFFSETS_TOPIC, group_id)
-        .map(|partition| (OFFSETS_TOPIC.to_string(), partition.index))
-}
-
-/// Does this topic partition exist? Offsets are committed only for
-/// partitions that do; Kafka answers the others UNKNOWN_TOPIC_OR_PARTITION.
-pub fn partition_exists(broker: &Broker, topic: &str, partition: i32) -> bool {
-    broker.partitions.get(topic, partition).is_some()
-}
-
 /// One partition's offset in an OffsetCommit or TxnOffsetCommit request:
 /// topic, partition, offset, leader epoch, metadata.
 pub type RequestedOffset<'a> = (&'a str, i32, i64, i32, Option<&'a str>);
 
 /// The committed offsets of a commit request, stamped `now`, and the
 /// records that persist them.
-pub fn offsets_to_commit<'a>(
+fn offsets_to_commit<'a>(
     group_id: &str,
     requested: impl Iterator<Item = RequestedOffset<'a>>,
     now: i64,
@@ -474,7 +622,7 @@ pub fn offsets_to_commit<'a>(
 }
 
 /// Builds the record for one committed offset (or its deletion).
-pub fn offset_record(
+fn offset_record(
     group_id: &str,
     topic: &str,
     partition: i32,

@@ -4,6 +4,11 @@
 //! until they are durable (fsynced here and, when the partition is
 //! replicated, on every in-sync replica), and replaying a partition at
 //! startup.
+//!
+//! [`InternalLog`] is all a coordinator runtime sees of the node it runs
+//! on: these operations, the cluster metadata (who leads what), and the
+//! node's static configs. It is built from the node's parts before the
+//! broker is, so the coordinators never depend on the broker.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,28 +22,91 @@ use std::future::Future;
 use std::pin::Pin;
 use strom_coordinator::records::partition_for;
 
-use crate::broker::Broker;
-use crate::partition::{now_ms, Appended, Partition};
-use crate::topics::{NewTopic, TopicError};
+use crate::configs::BrokerOverrides;
+use crate::flusher::Flusher;
+use crate::partition::{now_ms, Appended, Partition, PartitionRegistry, TopicPartitions};
+use crate::topics::{NewTopic, TopicError, Topics};
 
 /// A record for an internal topic: key and value (`None` deletes the key).
 pub type KeyedRecord = (Vec<u8>, Option<Vec<u8>>);
+
+/// What a coordinator runtime may use of its node: the internal topics'
+/// partitions held here, writing to them durably, the cluster metadata,
+/// and the node's static configs. Cheap to clone.
+#[derive(Clone)]
+pub struct InternalLog {
+    node_id: i32,
+    configs: Arc<BrokerOverrides>,
+    topics: Arc<Topics>,
+    partitions: Arc<PartitionRegistry>,
+    flusher: Flusher,
+}
+
+impl InternalLog {
+    pub fn new(
+        node_id: i32,
+        configs: BrokerOverrides,
+        topics: Arc<Topics>,
+        partitions: Arc<PartitionRegistry>,
+        flusher: Flusher,
+    ) -> InternalLog {
+        InternalLog {
+            node_id,
+            configs: Arc::new(configs),
+            topics,
+            partitions,
+            flusher,
+        }
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.node_id
+    }
+
+    /// A broker config as this node was started with it.
+    pub fn config_i64(&self, name: &str) -> i64 {
+        self.configs.get_i64(name)
+    }
+
+    /// The cluster metadata as this node knows it, and the controller.
+    pub fn metadata(&self) -> &Topics {
+        &self.topics
+    }
+
+    /// The partitions of `topic` held here, if any.
+    pub fn partitions(&self, topic: &str) -> Option<Arc<TopicPartitions>> {
+        self.partitions.topic(topic)
+    }
+
+    /// Partition `index` of `topic`, if this node holds a replica of it.
+    pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
+        self.partitions.get(topic, index)
+    }
+
+    /// The partition of internal topic `topic` that `key` (a group or
+    /// transactional id) belongs to: Kafka's `abs(hashCode) % partitions`.
+    pub fn partition_for_key(&self, topic: &str, key: &str) -> Option<Arc<Partition>> {
+        let partitions = self.partitions.topic(topic)?;
+        let index = partition_for(key, partitions.count() as i32);
+        partitions.get(index).cloned()
+    }
+}
 
 /// Creates the internal topic `name` with as many partitions as the broker
 /// config `partitions_config` says, unless it exists. Returns true when it
 /// already existed, so its records must be replayed.
 async fn create_if_missing(
-    broker: &Arc<Broker>,
+    log: &InternalLog,
     name: &str,
     partitions_config: &str,
 ) -> Result<bool, TopicError> {
-    if broker.topics.topic(name).is_some() {
+    if log.topics.topic(name).is_some() {
         return Ok(true);
     }
-    let partitions = broker.config.overrides.get_i64(partitions_config).max(1) as i32;
+    let partitions = log.config_i64(partitions_config).max(1) as i32;
     // Kafka's rule for internal topics: three replicas where there are three
     // brokers, fewer on smaller clusters.
-    let replication_factor = broker.topics.usable_brokers().clamp(1, 3) as i16;
+    let replication_factor = log.topics.usable_brokers().clamp(1, 3) as i16;
     let topic = NewTopic {
         name: name.to_string(),
         partitions: Some(partitions),
@@ -49,8 +117,8 @@ async fn create_if_missing(
             ("segment.bytes".to_string(), "104857600".to_string()),
         ]),
     };
-    let creator = broker.clone();
-    let created = tokio::spawn(async move { creator.topics.create(topic).await })
+    let creator = log.topics.clone();
+    let created = tokio::spawn(async move { creator.create(topic).await })
         .await
         .map_err(|_| {
             TopicError::new(
@@ -68,21 +136,13 @@ async fn create_if_missing(
 /// Creates the internal topic `name` (`partitions_config` names its
 /// partition count) unless it exists.
 pub async fn create(
-    broker: &Arc<Broker>,
+    log: &InternalLog,
     name: &str,
     partitions_config: &str,
 ) -> Result<(), TopicError> {
-    create_if_missing(broker, name, partitions_config)
+    create_if_missing(log, name, partitions_config)
         .await
         .map(|_| ())
-}
-
-/// The partition of internal topic `topic` that `key` (a group or
-/// transactional id) belongs to: Kafka's `abs(hashCode) % partitions`.
-pub fn partition_for_key(broker: &Broker, topic: &str, key: &str) -> Option<Arc<Partition>> {
-    let partitions = broker.partitions.topic(topic)?;
-    let index = partition_for(key, partitions.count() as i32);
-    partitions.get(index).cloned()
 }
 
 /// Visits every record of a partition its coordinator leads, control
@@ -133,12 +193,12 @@ pub fn replay(topic: &str, partition: &Partition, mut visit: impl FnMut(&Record)
 /// are durable. With `producer` (id, epoch) the batch is part of that
 /// producer's transaction (TxnOffsetCommit).
 pub async fn append(
-    broker: &Arc<Broker>,
+    log: &InternalLog,
     partition: Arc<Partition>,
     records: Vec<KeyedRecord>,
     producer: Option<(i64, i16)>,
 ) -> Result<(), String> {
-    durable(append_now(broker, partition, records, producer)?).await
+    durable(append_now(log, partition, records, producer)?).await
 }
 
 /// Resolves once a write is durable; `Err` says why it is not.
@@ -155,13 +215,13 @@ pub async fn durable(durable: Durable) -> Result<(), String> {
 /// Resolves once `partition` is durable up to `end`: fsynced here, and on
 /// every in-sync replica when it is replicated (the acks=all rule).
 pub fn durable_at(
-    broker: &Broker,
+    log: &InternalLog,
     partition: Arc<Partition>,
     end: i64,
     leader_epoch: i32,
 ) -> Durable {
     if partition.is_replicated() {
-        broker.flusher.flush_in_background(partition.clone(), end);
+        log.flusher.flush_in_background(partition.clone(), end);
         return Box::pin(async move {
             partition
                 .wait_replicated(end, leader_epoch, REPLICATION_TIMEOUT)
@@ -169,7 +229,7 @@ pub fn durable_at(
                 .map_err(|(_, message)| message)
         });
     }
-    let flushed = broker.flusher.flush(partition, end);
+    let flushed = log.flusher.flush(partition, end);
     Box::pin(async move { flushed.await.map_err(|_| "flusher stopped".to_string())? })
 }
 
@@ -178,7 +238,7 @@ pub fn durable_at(
 /// answers. Lets a caller that orders writes under a lock release the lock
 /// before waiting for the fsync.
 pub fn append_now(
-    broker: &Broker,
+    log: &InternalLog,
     partition: Arc<Partition>,
     records: Vec<KeyedRecord>,
     producer: Option<(i64, i16)>,
@@ -228,5 +288,5 @@ pub fn append_now(
         Appended::Rejected(error) => return Err(format!("refused: {error:?}")),
         other => return Err(format!("unexpected append outcome {other:?}")),
     };
-    Ok(durable_at(broker, partition, end, leader_epoch))
+    Ok(durable_at(log, partition, end, leader_epoch))
 }

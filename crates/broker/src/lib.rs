@@ -4,7 +4,8 @@
 //! * [`server`]: the listener and connections (framing, pipelining, bounds);
 //! * [`protocol`]: request routing, version checks, response encoding, all
 //!   through the `kafka-protocol` crate's generated codecs;
-//! * [`handlers`]: one module per Kafka API;
+//! * [`handlers`]: one module per Kafka API, working on the [`broker::Broker`]
+//!   state;
 //! * [`partition`], [`flusher`], [`fetch_session`]: the state the handlers
 //!   work on, which knows nothing about sockets;
 //! * [`topics`], [`quorum`], [`replica_manager`]: metadata changes, decided
@@ -13,9 +14,14 @@
 //! * [`replica_fetcher`]: followers fetching from their leaders, and the
 //!   leaders' ISR changes;
 //! * [`groups`] and [`transactions`]: the runtimes around the coordinators'
-//!   state machines, keeping their state in [`internal_topics`] and
-//!   following their partitions' leadership ([`coordinator_loads`]);
+//!   state machines, keeping their state in [`internal_topics`] (through an
+//!   `InternalLog`, never the whole broker) and following their partitions'
+//!   leadership ([`coordinator_loads`]);
+//! * [`node`]: startup, background tasks, clean shutdown;
 //! * `strom-log` below, for storage; `strom-controller` for metadata.
+//!
+//! Modules depend on each other one way, from storage up to [`node`]
+//! (`tests/module_layers.rs` checks it).
 //!
 //! Record batches stay bytes from socket to disk and back: the produce path
 //! validates a batch's header and CRC and patches its offsets, the fetch
@@ -33,6 +39,7 @@ pub mod groups;
 pub mod handlers;
 pub mod hw_checkpoint;
 pub mod internal_topics;
+pub mod node;
 pub mod partition;
 mod peer;
 pub mod producer_state;
@@ -45,5 +52,6 @@ pub mod server;
 pub mod topics;
 pub mod transactions;
 
-pub use broker::{start, Broker, RunningBroker, StartError};
+pub use broker::Broker;
 pub use config::{parse_voters, BrokerConfig, ProcessRoles};
+pub use node::{start, RunningBroker, StartError};

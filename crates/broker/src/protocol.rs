@@ -22,14 +22,7 @@ use crate::broker::Broker;
 use crate::handlers;
 use crate::response::{Frame, Splices, SplicingBuf};
 
-/// Who asked, and in which version: what a handler needs to answer.
-#[derive(Debug, Clone)]
-pub struct RequestContext {
-    pub api_key: ApiKey,
-    pub api_version: i16,
-    pub correlation_id: i32,
-    pub client_id: Option<String>,
-}
+pub use crate::handlers::RequestContext;
 
 /// A response on its way: the size-prefixed frame, or nothing (acks=0).
 pub type PendingResponse = Pin<Box<dyn Future<Output = Option<Frame>> + Send>>;
@@ -159,6 +152,17 @@ pub fn api_versions_response(error_code: i16) -> ApiVersionsResponse {
     ApiVersionsResponse::default()
         .with_error_code(error_code)
         .with_api_keys(api_keys)
+}
+
+/// ApiVersions: which APIs and versions this broker speaks. Versions that
+/// are too new never reach here: [`parse_header`] answers them with
+/// UNSUPPORTED_VERSION at version 0.
+async fn api_versions(
+    _broker: Arc<Broker>,
+    _context: &RequestContext,
+    _request: ApiVersionsRequest,
+) -> ApiVersionsResponse {
+    api_versions_response(0)
 }
 
 /// A request frame after its header was read and checked.
@@ -339,7 +343,7 @@ macro_rules! api_table {
 api_table! {
     ListOffsets => ListOffsetsRequest, handlers::list_offsets::handle;
     Metadata => MetadataRequest, handlers::metadata::handle;
-    ApiVersions => ApiVersionsRequest, handlers::api_versions::handle;
+    ApiVersions => ApiVersionsRequest, api_versions;
     CreateTopics => CreateTopicsRequest, handlers::create_topics::handle;
     DeleteTopics => DeleteTopicsRequest, handlers::delete_topics::handle;
     DescribeConfigs => DescribeConfigsRequest, handlers::describe_configs::handle;

@@ -347,7 +347,7 @@ impl MetadataQuorum {
         let image = self.quorum.image();
         if image.cluster_id.is_none() {
             let record = MetadataRecord::ClusterCreated {
-                cluster_id: crate::broker::new_cluster_id(),
+                cluster_id: new_cluster_id(),
             };
             if let Err(error) = self.quorum.append(vec![record], self.deadline).await {
                 return Err(match error {
@@ -363,5 +363,38 @@ impl MetadataQuorum {
             "this node is the active controller"
         );
         Ok(Controller::new(self.config.clone(), image, now))
+    }
+}
+
+/// A new cluster id: 16 random bytes in URL-safe base64 without padding, as Kafka writes them.
+fn new_cluster_id() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    let mut bits = 0u32;
+    let mut count = 0;
+    let mut id = String::new();
+    for byte in bytes {
+        bits = (bits << 8) | byte as u32;
+        count += 8;
+        while count >= 6 {
+            count -= 6;
+            id.push(ALPHABET[((bits >> count) & 63) as usize] as char);
+        }
+    }
+    if count > 0 {
+        id.push(ALPHABET[((bits << (6 - count)) & 63) as usize] as char);
+    }
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cluster_ids_look_like_kafkas() {
+        let id = super::new_cluster_id();
+        assert_eq!(id.len(), 22);
+        assert!(id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
     }
 }

@@ -39,9 +39,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::broker::Broker;
-use crate::partition::{now_ms, Partition};
+use crate::flusher::Flusher;
+use crate::partition::{now_ms, Partition, PartitionRegistry};
 use crate::peer::PeerConnection;
+use crate::topics::Topics;
 
 /// Fetch v15: topic ids, and the replica's broker epoch (ReplicaState).
 const FETCH_VERSION: i16 = 15;
@@ -69,21 +70,38 @@ struct Fetcher {
     task: JoinHandle<()>,
 }
 
+/// What the fetchers and the leaders' ISR task use of their node.
+#[derive(Clone)]
+pub struct ReplicaContext {
+    pub node_id: i32,
+    pub topics: Arc<Topics>,
+    pub partitions: Arc<PartitionRegistry>,
+    pub flusher: Flusher,
+}
+
 /// This node's fetchers, one per leader it follows.
-#[derive(Default)]
 pub struct ReplicaFetchers {
+    context: ReplicaContext,
     fetchers: Mutex<HashMap<i32, Fetcher>>,
 }
 
 impl ReplicaFetchers {
+    pub fn new(context: ReplicaContext) -> ReplicaFetchers {
+        ReplicaFetchers {
+            context,
+            fetchers: Mutex::default(),
+        }
+    }
+
     /// Regroups the partitions this node follows by their leader, as the
     /// committed metadata has them: starts, updates and stops fetchers.
     /// Called from the runtime or from the reconciler thread.
-    pub fn update(&self, broker: &Arc<Broker>, runtime: &tokio::runtime::Handle) {
-        let node_id = broker.node_id();
-        let image = broker.topics.quorum().image();
+    pub fn update(&self, runtime: &tokio::runtime::Handle) {
+        let context = &self.context;
+        let node_id = context.node_id;
+        let image = context.topics.quorum().image();
         let mut by_leader: BTreeMap<i32, Vec<Arc<Partition>>> = BTreeMap::new();
-        for partition in broker.partitions.all() {
+        for partition in context.partitions.all() {
             if partition.is_leader() || partition.log().is_offline() {
                 continue;
             }
@@ -124,7 +142,7 @@ impl ReplicaFetchers {
                 }
                 None => {
                     let (assigned, receiver) = watch::channel(assignment);
-                    let task = runtime.spawn(fetch_from(broker.clone(), leader, receiver));
+                    let task = runtime.spawn(fetch_from(context.clone(), leader, receiver));
                     fetchers.insert(leader, Fetcher { assigned, task });
                 }
             }
@@ -144,7 +162,11 @@ impl ReplicaFetchers {
 }
 
 /// One fetcher: fetches its partitions from `leader` until stopped.
-async fn fetch_from(broker: Arc<Broker>, leader: i32, mut assigned: watch::Receiver<Assignment>) {
+async fn fetch_from(
+    context: ReplicaContext,
+    leader: i32,
+    mut assigned: watch::Receiver<Assignment>,
+) {
     let mut connection: Option<PeerConnection> = None;
     let mut failures = 0u32;
     let mut round = 0usize;
@@ -176,7 +198,7 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32, mut assigned: watch::Recei
         // appended is fsynced first, whatever the topic's flush settings say
         // and however the last append ended. A partition whose fsync failed
         // went offline and is not fetched.
-        let partitions = durable_before_fetching(&broker, partitions).await;
+        let partitions = durable_before_fetching(&context, partitions).await;
         if partitions.is_empty() {
             failures += 1;
             continue;
@@ -190,7 +212,7 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32, mut assigned: watch::Recei
         let mut peer = match connection.take() {
             Some(peer) => peer,
             None => {
-                let client_id = format!("strom-replica-fetcher-{}", broker.node_id());
+                let client_id = format!("strom-replica-fetcher-{}", context.node_id);
                 let connected = tokio::time::timeout(
                     FETCH_TIMEOUT,
                     PeerConnection::connect(&assignment.address, client_id),
@@ -210,7 +232,7 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32, mut assigned: watch::Recei
             }
         };
         let epochs: Vec<i32> = partitions.iter().map(|p| p.leader_epoch()).collect();
-        let request = fetch_request(&broker, &partitions, &epochs);
+        let request = fetch_request(&context, &partitions, &epochs);
         let answered = tokio::time::timeout(
             FETCH_TIMEOUT,
             peer.call::<_, FetchResponse>(ApiKey::Fetch, FETCH_VERSION, &request),
@@ -259,12 +281,12 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32, mut assigned: watch::Recei
 /// commit: all are asked at once) and returns those that are durable to
 /// their log end.
 async fn durable_before_fetching(
-    broker: &Broker,
+    context: &ReplicaContext,
     partitions: Vec<Arc<Partition>>,
 ) -> Vec<Arc<Partition>> {
     let flushes = partitions.into_iter().map(|partition| {
         let end = partition.log_end_offset();
-        let flushed = broker.flusher.flush(partition.clone(), end);
+        let flushed = context.flusher.flush(partition.clone(), end);
         async move {
             match flushed.await {
                 Ok(Ok(())) => Some(partition),
@@ -292,7 +314,11 @@ fn failed(failures: &mut u32, leader: i32, problem: &str) {
     *failures += 1;
 }
 
-fn fetch_request(broker: &Broker, partitions: &[Arc<Partition>], epochs: &[i32]) -> FetchRequest {
+fn fetch_request(
+    context: &ReplicaContext,
+    partitions: &[Arc<Partition>],
+    epochs: &[i32],
+) -> FetchRequest {
     let mut topics: Vec<FetchTopic> = Vec::new();
     for (partition, epoch) in partitions.iter().zip(epochs) {
         let fetch = FetchPartition::default()
@@ -314,8 +340,8 @@ fn fetch_request(broker: &Broker, partitions: &[Arc<Partition>], epochs: &[i32])
     FetchRequest::default()
         .with_replica_state(
             ReplicaState::default()
-                .with_replica_id(BrokerId(broker.node_id()))
-                .with_replica_epoch(broker.topics.broker_epoch()),
+                .with_replica_id(BrokerId(context.node_id))
+                .with_replica_epoch(context.topics.broker_epoch()),
         )
         .with_max_wait_ms(FETCH_WAIT_MAX_MS)
         .with_min_bytes(FETCH_MIN_BYTES)
@@ -452,20 +478,24 @@ fn apply_response(
 /// Leaders' ISR changes: every half `replica.lag.time.max.ms`, each leader
 /// of a replicated partition proposes the change its replicas' progress
 /// calls for, one partition at a time, until shutdown.
-pub async fn run_isr_changes(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
-    let lag_ms = broker.configs().get_i64("replica.lag.time.max.ms").max(1);
+pub async fn run_isr_changes(context: ReplicaContext, mut shutdown: watch::Receiver<bool>) {
+    let lag_ms = context
+        .topics
+        .configs()
+        .get_i64("replica.lag.time.max.ms")
+        .max(1);
     let interval = Duration::from_millis((lag_ms / 2).clamp(50, 5_000) as u64);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.changed() => return,
         }
-        for partition in broker.partitions.all() {
+        for partition in context.partitions.all() {
             let Some(proposal) = partition.isr_change_due(now_ms()) else {
                 continue;
             };
             let isr: Vec<i32> = proposal.isr.iter().map(|(member, _)| *member).collect();
-            match broker
+            match context
                 .topics
                 .alter_partition(partition.topic_id, partition.index, &proposal)
                 .await

@@ -8,23 +8,25 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse};
 
 use crate::broker::Broker;
-use crate::groups::offsets_partition;
-use crate::protocol::RequestContext;
+use crate::handlers::RequestContext;
 
 pub async fn handle(
     broker: Arc<Broker>,
     context: &RequestContext,
     request: AddOffsetsToTxnRequest,
 ) -> AddOffsetsToTxnResponse {
-    let ready = broker.groups.ensure_ready(&broker).await.is_ok();
-    let Some(partition) = offsets_partition(&broker, &request.group_id).filter(|_| ready) else {
+    let ready = broker.groups.ensure_ready().await.is_ok();
+    let Some(partition) = broker
+        .groups
+        .offsets_partition(&request.group_id)
+        .filter(|_| ready)
+    else {
         return AddOffsetsToTxnResponse::default()
             .with_error_code(ResponseError::CoordinatorNotAvailable.code());
     };
     let result = broker
         .transactions
         .add_partitions(
-            &broker,
             &request.transactional_id,
             (request.producer_id.0, request.producer_epoch),
             &[partition],

@@ -16,7 +16,7 @@ use strom_coordinator::transaction::TopicPartition;
 
 use super::topic_name;
 use crate::broker::Broker;
-use crate::protocol::RequestContext;
+use crate::handlers::RequestContext;
 
 pub async fn handle(
     broker: Arc<Broker>,
@@ -82,24 +82,22 @@ async fn add(
             })
             .collect()
     } else if transaction.verify_only {
-        match broker.transactions.ready(broker, &transactional_id).await {
+        match broker.transactions.ready(&transactional_id).await {
             Err(refused) => vec![refused.error.code(); requested.len()],
-            Ok(()) => {
-                let coordinator = broker.transactions.coordinator();
-                requested
-                    .iter()
-                    .map(|partition| {
-                        coordinator
-                            .verify(&transactional_id, producer.0, producer.1, partition)
-                            .map_or_else(|error| error.code(), |()| 0)
-                    })
-                    .collect()
-            }
+            Ok(()) => requested
+                .iter()
+                .map(|partition| {
+                    broker
+                        .transactions
+                        .verify(&transactional_id, producer, partition)
+                        .map_or_else(|error| error.code(), |()| 0)
+                })
+                .collect(),
         }
     } else {
         let code = match broker
             .transactions
-            .add_partitions(broker, &transactional_id, producer, &requested)
+            .add_partitions(&transactional_id, producer, &requested)
             .await
         {
             Ok(()) => 0,

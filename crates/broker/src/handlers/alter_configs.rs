@@ -10,7 +10,7 @@ use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 use super::config_resources::{apply, ConfigResource};
 use super::error_fields;
 use crate::broker::Broker;
-use crate::protocol::RequestContext;
+use crate::handlers::RequestContext;
 
 pub async fn handle(
     broker: Arc<Broker>,

@@ -18,7 +18,7 @@ use kafka_protocol::messages::{
 
 use super::str_bytes;
 use crate::broker::Broker;
-use crate::protocol::RequestContext;
+use crate::handlers::RequestContext;
 
 pub async fn handle(
     broker: Arc<Broker>,

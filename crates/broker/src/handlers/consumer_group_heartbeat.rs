@@ -6,28 +6,12 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::consumer_group_heartbeat_response::{Assignment, TopicPartitions};
 use kafka_protocol::messages::{ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse};
-use strom_coordinator::consumer_group::{HeartbeatRequest, Partitions, TopicView};
+use strom_coordinator::consumer_group::{HeartbeatRequest, Partitions};
 use uuid::Uuid;
 
 use super::str_bytes;
 use crate::broker::Broker;
-use crate::protocol::RequestContext;
-
-/// Topic names, ids and partition counts, for the assignors.
-pub fn topic_view(broker: &Broker) -> TopicView {
-    broker
-        .topics
-        .all_topics()
-        .into_iter()
-        .filter(|topic| !topic.name.starts_with("__"))
-        .map(|topic| {
-            (
-                topic.name,
-                (topic.topic_id.into_bytes(), topic.partitions.len() as i32),
-            )
-        })
-        .collect()
-}
+use crate::handlers::RequestContext;
 
 pub async fn handle(
     broker: Arc<Broker>,
@@ -40,7 +24,7 @@ pub async fn handle(
             .with_error_message(Some(str_bytes(message)))
             .with_member_epoch(-1)
     };
-    if let Err(error) = broker.groups.coordinate(&broker, &request.group_id).await {
+    if let Err(error) = broker.groups.coordinate(&request.group_id).await {
         let message = match error {
             kafka_protocol::error::ResponseError::NotCoordinator => {
                 "this broker is not the group's coordinator; ask FindCoordinator"
@@ -52,7 +36,7 @@ pub async fn handle(
         };
         return failed(error.code(), message);
     }
-    let view = topic_view(&broker);
+    let view = crate::groups::topic_view(&broker.topics);
     let by_id: BTreeMap<Uuid, String> = view
         .iter()
         .map(|(name, (id, _))| (Uuid::from_bytes(*id), name.clone()))

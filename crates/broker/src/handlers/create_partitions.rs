@@ -8,7 +8,7 @@ use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse
 
 use super::str_bytes;
 use crate::broker::Broker;
-use crate::protocol::RequestContext;
+use crate::handlers::RequestContext;
 use crate::topics::TopicError;
 
 pub async fn handle(

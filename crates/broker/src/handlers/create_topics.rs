@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::str_bytes;
 use crate::broker::Broker;
-use crate::protocol::RequestContext;
+use crate::handlers::RequestContext;
 use crate::topics::{NewTopic, TopicError};
 
 pub async fn handle(

@@ -11,7 +11,7 @@ use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use strom_log::LogError;
 
 use crate::broker::Broker;
-use crate::protocol::RequestContext;
+use crate::handlers::RequestContext;
 
 pub async fn handle(
     broker: Arc<Broker>,

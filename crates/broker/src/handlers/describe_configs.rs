@@ -16,7 +16,7 @@ use crate::configs::{
     is_dynamic_broker_config, kafka_only_broker_configs, ConfigSource, ConfigType, ResolvedConfig,
     BROKER_CONFIGS, IDENTITY_CONFIGS, TOPIC_CONFIGS,
 };
-use crate::protocol::RequestContext;
+use crate::handlers::RequestContext;
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;

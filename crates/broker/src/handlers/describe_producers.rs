@@ -13,7 +13,7 @@ use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersRespon
 
 use super::str_bytes;
 use crate::broker::Broker;
-use crate::protocol::RequestContext;
+use crate::handlers::RequestContext;
 
 pub async fn handle(
     broker: Arc<Broker>,

@@ -15,7 +15,7 @@ use kafka_protocol::messages::{BrokerId, DescribeQuorumRequest, DescribeQuorumRe
 
 use super::{str_bytes, topic_name};
 use crate::broker::Broker;
-use crate::protocol::RequestContext;
+use crate::handlers::RequestContext;
 use crate::quorum::ReplicaView;
 
 const METADATA_TOPIC: &str = "__cluster_metadata";

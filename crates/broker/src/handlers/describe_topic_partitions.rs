@@ -23,7 +23,7 @@ use uuid::Uuid;
 use super::topic_name;
 use crate::authorization::{authorized_operations, Resource};
 use crate::broker::Broker;
-use crate::protocol::RequestContext;
+use crate::handlers::RequestContext;
 use crate::topics::validate_topic_name;
 
 pub async fn handle(

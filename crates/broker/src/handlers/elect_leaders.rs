@@ -14,7 +14,7 @@ use strom_controller::ElectionType;
 
 use super::{str_bytes, topic_name};
 use crate::broker::Broker;
-use crate::protocol::RequestContext;
+use crate::handlers::RequestContext;
 
 /// Kafka's election types: preferred (0) and unclean (1).
 const ELECTION_TYPES: [i8; 2] = [0, 1];

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use kafka_protocol::messages::{EndTxnRequest, EndTxnResponse};
 
 use crate::broker::Broker;
-use crate::protocol::RequestContext;
+use crate::handlers::RequestContext;
 
 pub async fn handle(
     broker: Arc<Broker>,
@@ -16,7 +16,6 @@ pub async fn handle(
     let result = broker
         .transactions
         .end(
-            &broker,
             &request.transactional_id,
             (request.producer_id.0, request.producer_epoch),
             request.committed,

@@ -46,8 +46,8 @@ use uuid::Uuid;
 use super::{resolve_topic, str_bytes, topic_name, LeaderHints};
 use crate::broker::Broker;
 use crate::fetch_session::{PartitionState, SessionPartition, SessionPlan};
+use crate::handlers::RequestContext;
 use crate::partition::Partition;
-use crate::protocol::RequestContext;
 use crate::response::{Located, Splices};
 
 /// One partition's part of a response.

@@ -14,7 +14,7 @@ use strom_coordinator::records::partition_for;
 use super::str_bytes;
 use crate::broker::Broker;
 use crate::groups::OFFSETS_TOPIC;
-use crate::protocol::RequestContext;
+use crate::handlers::RequestContext;
 use crate::topics::LiveBroker;
 use crate::transactions::TRANSACTION_TOPIC;
 
@@ -27,8 +27,8 @@ pub async fn handle(
     request: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
     let ready = match request.key_type {
-        GROUP => broker.groups.ensure_ready(&broker).await,
-        TRANSACTION => broker.transactions.ensure_ready(&broker).await,
+        GROUP => broker.groups.ensure_ready().await,
+        TRANSACTION => broker.transactions.ensure_ready().await,
         other => Err(crate::topics::TopicError::new(
             ResponseError::InvalidRequest,
             format!("unknown coordinator key type {other}"),

@@ -5,19 +5,17 @@ use std::sync::Arc;
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
 use crate::broker::Broker;
-use crate::partition::now_ms;
-use crate::protocol::RequestContext;
+use crate::handlers::RequestContext;
 
 pub async fn handle(
     broker: Arc<Broker>,
     _context: &RequestContext,
     request: HeartbeatRequest,
 ) -> HeartbeatResponse {
-    if let Err(error) = broker.groups.coordinate(&broker, &request.group_id).await {
+    if let Err(error) = broker.groups.coordinate(&request.group_id).await {
         return HeartbeatResponse::default().with_error_code(error.code());
     }
-    let result = broker.groups.coordinator().heartbeat(
-        now_ms(),
+    let result = broker.groups.heartbeat(
         &request.group_id,
         &request.member_id,
         request.group_instance_id.as_deref(),

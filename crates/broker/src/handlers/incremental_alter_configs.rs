@@ -13,7 +13,7 @@ use super::config_resources::{apply, ConfigResource};
 use super::error_fields;
 use crate::broker::Broker;
 use crate::configs::ConfigType;
-use crate::protocol::RequestContext;
+use crate::handlers::RequestContext;
 use crate::topics::TopicError;
 
 const SET: i8 = 0;

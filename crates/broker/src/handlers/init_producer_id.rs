@@ -10,7 +10,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
 use crate::broker::Broker;
-use crate::protocol::RequestContext;
+use crate::handlers::RequestContext;
 
 pub async fn handle(
     broker: Arc<Broker>,
@@ -26,12 +26,7 @@ pub async fn handle(
             (request.producer_id.0 >= 0).then_some((request.producer_id.0, request.producer_epoch));
         let result = broker
             .transactions
-            .init_producer_id(
-                &broker,
-                transactional_id,
-                request.transaction_timeout_ms,
-                expected,
-            )
+            .init_producer_id(transactional_id, request.transaction_timeout_ms, expected)
             .await;
         return match result {
             Ok((producer_id, epoch)) => InitProducerIdResponse::default()

@@ -8,14 +8,14 @@ use strom_coordinator::JoinRequest;
 
 use super::str_bytes;
 use crate::broker::Broker;
-use crate::protocol::RequestContext;
+use crate::handlers::RequestContext;
 
 pub async fn handle(
     broker: Arc<Broker>,
     context: &RequestContext,
     request: JoinGroupRequest,
 ) -> JoinGroupResponse {
-    if let Err(error) = broker.groups.coordinate(&broker, &request.group_id).await {
+    if let Err(error) = broker.groups.coordinate(&request.group_id).await {
         return JoinGroupResponse::default()
             .with_error_code(error.code())
             .with_generation_id(-1)
@@ -41,7 +41,7 @@ pub async fn handle(
             .collect(),
         require_known_member_id: context.api_version >= 4,
     };
-    let response = broker.groups.join(&broker, &request.group_id, join).await;
+    let response = broker.groups.join(&request.group_id, join).await;
     let members = response
         .members
         .into_iter()

@@ -7,15 +7,14 @@ use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
 use crate::broker::Broker;
-use crate::partition::now_ms;
-use crate::protocol::RequestContext;
+use crate::handlers::RequestContext;
 
 pub async fn handle(
     broker: Arc<Broker>,
     context: &RequestContext,
     request: LeaveGroupRequest,
 ) -> LeaveGroupResponse {
-    if let Err(error) = broker.groups.coordinate(&broker, &request.group_id).await {
+    if let Err(error) = broker.groups.coordinate(&request.group_id).await {
         return LeaveGroupResponse::default().with_error_code(error.code());
     }
     let leaving: Vec<(String, Option<String>)> = if context.api_version >= 3 {
@@ -32,12 +31,7 @@ pub async fn handle(
     } else {
         vec![(request.member_id.to_string(), None)]
     };
-    let (results, actions) =
-        broker
-            .groups
-            .coordinator()
-            .leave(now_ms(), &request.group_id, &leaving);
-    broker.groups.perform(&broker, actions).await;
+    let results = broker.groups.leave(&request.group_id, &leaving).await;
     if context.api_version >= 3 {
         let members = request
             .members

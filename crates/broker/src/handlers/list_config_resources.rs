@@ -14,7 +14,7 @@ use kafka_protocol::messages::{ListConfigResourcesRequest, ListConfigResourcesRe
 
 use super::str_bytes;
 use crate::broker::Broker;
-use crate::protocol::RequestContext;
+use crate::handlers::RequestContext;
 
 /// Kafka's `ConfigResource.Type` ids.
 const TOPIC: i8 = 2;
@@ -54,9 +54,11 @@ pub async fn handle(
                 resources.insert((kind, broker.node_id().to_string()));
             }
             GROUP => {
-                let _ = broker.groups.ensure_ready(&broker).await;
-                let classic = broker.groups.coordinator().group_ids();
-                let consumer = broker.groups.consumer_groups().group_ids();
+                let _ = broker.groups.ensure_ready().await;
+                let classic = broker.groups.read(|groups| groups.group_ids());
+                let consumer = broker
+                    .groups
+                    .read_consumer_groups(|groups| groups.group_ids());
                 resources.extend(classic.into_iter().chain(consumer).map(|id| (GROUP, id)));
             }
             _ => {}

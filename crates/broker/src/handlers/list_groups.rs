@@ -7,7 +7,7 @@ use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 
 use super::str_bytes;
 use crate::broker::Broker;
-use crate::protocol::RequestContext;
+use crate::handlers::RequestContext;
 
 /// One row of the answer: (group id, protocol type, state, group type).
 struct Row {
@@ -22,40 +22,42 @@ pub async fn handle(
     context: &RequestContext,
     request: ListGroupsRequest,
 ) -> ListGroupsResponse {
-    let _ = broker.groups.ensure_ready(&broker).await;
+    let _ = broker.groups.ensure_ready().await;
     let mut rows = Vec::new();
     {
-        let coordinator = broker.groups.coordinator();
-        for group_id in coordinator.group_ids() {
-            let Some(state) = coordinator.state_of(&group_id) else {
-                continue;
-            };
-            let protocol_type = coordinator
-                .group(&group_id)
-                .and_then(|group| group.protocol_type.clone())
-                .unwrap_or_else(|| "consumer".to_string());
-            rows.push(Row {
-                group_id,
-                protocol_type,
-                state: state.name(),
-                group_type: "classic",
-            });
-        }
+        broker.groups.read(|coordinator| {
+            for group_id in coordinator.group_ids() {
+                let Some(state) = coordinator.state_of(&group_id) else {
+                    continue;
+                };
+                let protocol_type = coordinator
+                    .group(&group_id)
+                    .and_then(|group| group.protocol_type.clone())
+                    .unwrap_or_else(|| "consumer".to_string());
+                rows.push(Row {
+                    group_id,
+                    protocol_type,
+                    state: state.name(),
+                    group_type: "classic",
+                });
+            }
+        });
     }
     {
-        let consumer_groups = broker.groups.consumer_groups();
-        for group_id in consumer_groups.group_ids() {
-            let Some(group) = consumer_groups.group(&group_id) else {
-                continue;
-            };
-            let state = group.state();
-            rows.push(Row {
-                group_id,
-                protocol_type: "consumer".to_string(),
-                state,
-                group_type: "consumer",
-            });
-        }
+        broker.groups.read_consumer_groups(|consumer_groups| {
+            for group_id in consumer_groups.group_ids() {
+                let Some(group) = consumer_groups.group(&group_id) else {
+                    continue;
+                };
+                let state = group.state();
+                rows.push(Row {
+                    group_id,
+                    protocol_type: "consumer".to_string(),
+                    state,
+                    group_type: "consumer",
+                });
+            }
+        });
     }
     let wanted = |filter: &[kafka_protocol::protocol::StrBytes], value: &str| {
         filter.is_empty()

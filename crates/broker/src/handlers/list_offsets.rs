@@ -14,8 +14,8 @@ use strom_log::batch::BatchHeader;
 
 use super::topic_name;
 use crate::broker::Broker;
+use crate::handlers::RequestContext;
 use crate::partition::Partition;
-use crate::protocol::RequestContext;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;

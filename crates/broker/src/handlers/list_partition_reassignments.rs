@@ -9,7 +9,7 @@ use kafka_protocol::messages::{
 };
 
 use crate::broker::Broker;
-use crate::protocol::RequestContext;
+use crate::handlers::RequestContext;
 
 pub async fn handle(
     _broker: Arc<Broker>,

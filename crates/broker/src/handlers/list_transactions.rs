@@ -14,15 +14,15 @@ use strom_coordinator::transaction::TxnState;
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::handlers::RequestContext;
 use crate::partition::now_ms;
-use crate::protocol::RequestContext;
 
 pub async fn handle(
     broker: Arc<Broker>,
     _context: &RequestContext,
     request: ListTransactionsRequest,
 ) -> ListTransactionsResponse {
-    if broker.transactions.ensure_ready(&broker).await.is_err() {
+    if broker.transactions.ensure_ready().await.is_err() {
         return ListTransactionsResponse::default()
             .with_error_code(ResponseError::CoordinatorNotAvailable.code());
     }
@@ -35,29 +35,29 @@ pub async fn handle(
         }
     }
     let now = now_ms();
-    let listed = broker
-        .transactions
-        .coordinator()
-        .all()
-        .filter(|metadata| states.is_empty() || states.contains(&metadata.state))
-        .filter(|metadata| {
-            request.producer_id_filters.is_empty()
-                || request
-                    .producer_id_filters
-                    .contains(&ProducerId(metadata.producer_id))
-        })
-        .filter(|metadata| {
-            request.duration_filter < 0
-                || (metadata.state == TxnState::Ongoing
-                    && now - metadata.start_ms >= request.duration_filter)
-        })
-        .map(|metadata| {
-            TransactionState::default()
-                .with_transactional_id(TransactionalId(str_bytes(&metadata.transactional_id)))
-                .with_producer_id(ProducerId(metadata.producer_id))
-                .with_transaction_state(str_bytes(metadata.state.name()))
-        })
-        .collect();
+    let listed = broker.transactions.read(|coordinator| {
+        coordinator
+            .all()
+            .filter(|metadata| states.is_empty() || states.contains(&metadata.state))
+            .filter(|metadata| {
+                request.producer_id_filters.is_empty()
+                    || request
+                        .producer_id_filters
+                        .contains(&ProducerId(metadata.producer_id))
+            })
+            .filter(|metadata| {
+                request.duration_filter < 0
+                    || (metadata.state == TxnState::Ongoing
+                        && now - metadata.start_ms >= request.duration_filter)
+            })
+            .map(|metadata| {
+                TransactionState::default()
+                    .with_transactional_id(TransactionalId(str_bytes(&metadata.transactional_id)))
+                    .with_producer_id(ProducerId(metadata.producer_id))
+                    .with_transaction_state(str_bytes(metadata.state.name()))
+            })
+            .collect::<Vec<_>>()
+    });
     ListTransactionsResponse::default()
         .with_unknown_state_filters(unknown)
         .with_transaction_states(listed)

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::{str_bytes, topic_name};
 use crate::authorization::{authorized_operations, Resource, NOT_REQUESTED};
 use crate::broker::Broker;
-use crate::protocol::RequestContext;
+use crate::handlers::RequestContext;
 use crate::topics::{validate_topic_name, LiveBroker, NewTopic};
 
 pub async fn handle(

@@ -1,10 +1,11 @@
 //! One module per Kafka API. Each exposes `handle(broker, context, request)`.
+//! ApiVersions, which lists the routing table, is answered by
+//! [`crate::protocol`] itself.
 
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod alter_partition_reassignments;
-pub mod api_versions;
 mod config_resources;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
@@ -45,11 +46,20 @@ pub mod sync_group;
 pub mod txn_offset_commit;
 pub mod write_txn_markers;
 
-use kafka_protocol::messages::TopicName;
+use kafka_protocol::messages::{ApiKey, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
 use crate::broker::Broker;
+
+/// Who asked, and in which version: what a handler needs to answer.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub api_key: ApiKey,
+    pub api_version: i16,
+    pub correlation_id: i32,
+    pub client_id: Option<String>,
+}
 
 /// The topic a request names: by id from the versions that use topic ids
 /// (empty if no topic has that id), else by name.

@@ -13,9 +13,8 @@ use kafka_protocol::messages::offset_commit_response::{
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
 use crate::broker::Broker;
-use crate::groups::{offsets_to_commit, partition_exists, write_records};
-use crate::partition::now_ms;
-use crate::protocol::RequestContext;
+
+use crate::handlers::RequestContext;
 
 pub async fn handle(
     broker: Arc<Broker>,
@@ -23,7 +22,7 @@ pub async fn handle(
     request: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
     let group_id = request.group_id.to_string();
-    let check = match broker.groups.coordinate(&broker, &group_id).await {
+    let check = match broker.groups.coordinate(&group_id).await {
         Err(error) => Err(error.code()),
         Ok(()) => broker.groups.check_commit(
             &group_id,
@@ -33,41 +32,41 @@ pub async fn handle(
             false,
         ),
     };
-    let requested = request.topics.iter().flat_map(|topic| {
-        let broker = &broker;
-        topic
-            .partitions
-            .iter()
-            .filter(move |partition| {
-                partition_exists(broker, &topic.name, partition.partition_index)
-            })
-            .map(|partition| {
-                (
-                    topic.name.as_str(),
-                    partition.partition_index,
-                    partition.committed_offset,
-                    partition.committed_leader_epoch,
-                    partition.committed_metadata.as_deref(),
-                )
-            })
-    });
-    let (commits, records) = offsets_to_commit(&group_id, requested, now_ms());
+    let requested: Vec<_> = request
+        .topics
+        .iter()
+        .flat_map(|topic| {
+            let broker = &broker;
+            topic
+                .partitions
+                .iter()
+                .filter(move |partition| {
+                    broker
+                        .groups
+                        .partition_exists(&topic.name, partition.partition_index)
+                })
+                .map(|partition| {
+                    (
+                        topic.name.as_str(),
+                        partition.partition_index,
+                        partition.committed_offset,
+                        partition.committed_leader_epoch,
+                        partition.committed_metadata.as_deref(),
+                    )
+                })
+        })
+        .collect();
     let outcome = match check {
         Err(code) => Err(code),
-        Ok(()) if records.is_empty() => Ok(()),
-        Ok(()) => write_records(&broker, &group_id, records)
+        Ok(()) => broker
+            .groups
+            .commit_offsets(&group_id, requested)
             .await
             .map_err(|error| {
                 tracing::error!(group = %group_id, %error, "offset commit failed");
                 ResponseError::CoordinatorNotAvailable.code()
             }),
     };
-    if outcome.is_ok() {
-        let mut coordinator = broker.groups.coordinator();
-        for (topic, partition, committed) in commits {
-            coordinator.commit(&group_id, &topic, partition, committed);
-        }
-    }
     let code = outcome.err().unwrap_or(0);
     let topics = request
         .topics
@@ -78,7 +77,7 @@ pub async fn handle(
                 .iter()
                 .map(|partition| {
                     let index = partition.partition_index;
-                    let code = if partition_exists(&broker, &topic.name, index) {
+                    let code = if broker.groups.partition_exists(&topic.name, index) {
                         code
                     } else {
                         ResponseError::UnknownTopicOrPartition.code()

@@ -14,12 +14,13 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::Decodable;
 
 use crate::broker::Broker;
-use crate::groups::{offset_record, write_records};
-use crate::protocol::RequestContext;
+use crate::handlers::RequestContext;
 
 /// Topics the group's members subscribe to (consumer protocol metadata).
-fn subscribed_topics(broker: &Broker, group_id: &str) -> Vec<String> {
-    let coordinator = broker.groups.coordinator();
+fn subscribed_topics(
+    coordinator: &strom_coordinator::GroupCoordinator,
+    group_id: &str,
+) -> Vec<String> {
     let Some(group) = coordinator.group(group_id) else {
         return Vec::new();
     };
@@ -48,15 +49,21 @@ pub async fn handle(
     request: OffsetDeleteRequest,
 ) -> OffsetDeleteResponse {
     let group_id = request.group_id.to_string();
-    if let Err(error) = broker.groups.coordinate(&broker, &group_id).await {
+    if let Err(error) = broker.groups.coordinate(&group_id).await {
         return OffsetDeleteResponse::default().with_error_code(error.code());
     }
-    if broker.groups.coordinator().state_of(&group_id).is_none() {
+    if broker
+        .groups
+        .read(|groups| groups.state_of(&group_id))
+        .is_none()
+    {
         return OffsetDeleteResponse::default()
             .with_error_code(ResponseError::GroupIdNotFound.code());
     }
-    let subscribed = subscribed_topics(&broker, &group_id);
-    let mut tombstones = Vec::new();
+    let subscribed = broker
+        .groups
+        .read(|groups| subscribed_topics(groups, &group_id));
+    let mut deleted = Vec::new();
     let mut topics = Vec::new();
     for topic in request.topics {
         let busy = subscribed
@@ -69,17 +76,7 @@ pub async fn handle(
                 let code = if busy {
                     ResponseError::GroupSubscribedToTopic.code()
                 } else {
-                    broker.groups.coordinator().delete_offset(
-                        &group_id,
-                        &topic.name,
-                        partition.partition_index,
-                    );
-                    tombstones.push(offset_record(
-                        &group_id,
-                        &topic.name,
-                        partition.partition_index,
-                        None,
-                    ));
+                    deleted.push((topic.name.to_string(), partition.partition_index));
                     0
                 };
                 OffsetDeleteResponsePartition::default()
@@ -93,10 +90,6 @@ pub async fn handle(
                 .with_partitions(partitions),
         );
     }
-    if !tombstones.is_empty() {
-        if let Err(error) = write_records(&broker, &group_id, tombstones).await {
-            tracing::warn!(group = %group_id, %error, "could not persist offset deletion");
-        }
-    }
+    broker.groups.delete_offsets(&group_id, &deleted).await;
     OffsetDeleteResponse::default().with_topics(topics)
 }

@@ -14,18 +14,17 @@ use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse};
 
 use super::{str_bytes, topic_name};
 use crate::broker::Broker;
-use crate::protocol::RequestContext;
+use crate::handlers::RequestContext;
 
 /// Per topic: (partition, offset, leader epoch, metadata, error code).
 type Answer = Vec<(String, Vec<(i32, i64, i32, String, i16)>)>;
 
 fn lookup(
-    broker: &Broker,
+    coordinator: &strom_coordinator::GroupCoordinator,
     group_id: &str,
     topics: Option<Vec<(String, Vec<i32>)>>,
     require_stable: bool,
 ) -> Answer {
-    let coordinator = broker.groups.coordinator();
     let offsets = coordinator.offsets(group_id);
     let wanted: Vec<(String, Vec<i32>)> = match topics {
         Some(topics) => topics,
@@ -77,13 +76,7 @@ pub async fn handle(
         // Each group answers for itself: its coordinator may be elsewhere.
         let mut errors = Vec::with_capacity(request.groups.len());
         for group in &request.groups {
-            errors.push(
-                broker
-                    .groups
-                    .coordinate(&broker, &group.group_id)
-                    .await
-                    .err(),
-            );
+            errors.push(broker.groups.coordinate(&group.group_id).await.err());
         }
         let groups = request
             .groups
@@ -101,7 +94,11 @@ pub async fn handle(
                         .map(|topic| (topic.name.to_string(), topic.partition_indexes))
                         .collect()
                 });
-                let topics = lookup(&broker, &group.group_id, wanted, request.require_stable)
+                let topics = broker
+                    .groups
+                    .read(|coordinator| {
+                        lookup(coordinator, &group.group_id, wanted, request.require_stable)
+                    })
                     .into_iter()
                     .map(|(topic, partitions)| {
                         OffsetFetchResponseTopics::default()
@@ -128,7 +125,7 @@ pub async fn handle(
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
     }
-    if let Err(error) = broker.groups.coordinate(&broker, &request.group_id).await {
+    if let Err(error) = broker.groups.coordinate(&request.group_id).await {
         return OffsetFetchResponse::default().with_error_code(error.code());
     }
     let wanted = request.topics.map(|topics| {
@@ -139,7 +136,9 @@ pub async fn handle(
     });
     let with_epoch = context.api_version >= 5;
     let require_stable = context.api_version >= 7 && request.require_stable;
-    let topics = lookup(&broker, &request.group_id, wanted, require_stable)
+    let topics = broker
+        .groups
+        .read(|coordinator| lookup(coordinator, &request.group_id, wanted, require_stable))
         .into_iter()
         .map(|(topic, partitions)| {
             OffsetFetchResponseTopic::default()

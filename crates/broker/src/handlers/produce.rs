@@ -35,8 +35,8 @@ use strom_log::batch::{self, BatchError};
 
 use super::{resolve_topic, str_bytes, topic_name, LeaderHints};
 use crate::broker::Broker;
+use crate::handlers::RequestContext;
 use crate::partition::{Appended, Partition};
-use crate::protocol::RequestContext;
 
 /// Waits until a write is as durable as acks asks; `Err` is the error to
 /// answer instead.
@@ -494,7 +494,7 @@ fn verify_transactional(
     header: &batch::BatchHeader,
     transactional_id: &str,
 ) -> Result<(), ResponseError> {
-    if !crate::transactions::coordinates(broker, transactional_id) {
+    if !broker.transactions.coordinates(transactional_id) {
         // Not asked remotely before the lock (its transaction here looked
         // open then, or the coordinator moved away since): never admitted
         // unverified; the producer retries and is asked about properly.
@@ -504,11 +504,9 @@ fn verify_transactional(
     let topic_partition = (partition.topic.clone(), partition.index);
     broker
         .transactions
-        .coordinator()
         .verify(
             transactional_id,
-            header.producer_id,
-            header.producer_epoch,
+            (header.producer_id, header.producer_epoch),
             &topic_partition,
         )
         .map_err(|error| {
@@ -552,7 +550,7 @@ fn verify_with_remote_coordinator(
 ) -> Option<Result<(i32, u64), ResponseError>> {
     if !header.is_transactional()
         || header.is_control()
-        || crate::transactions::coordinates(broker, transactional_id)
+        || broker.transactions.coordinates(transactional_id)
         || partition.has_open_transaction(header.producer_id)
     {
         return None;
@@ -563,8 +561,7 @@ fn verify_with_remote_coordinator(
     }
     let guard = partition.transaction_guard(header.producer_id);
     let topic_partition = (partition.topic.clone(), partition.index);
-    let asked = crate::transactions::verify_remotely(
-        broker,
+    let asked = broker.transactions.verify_remotely(
         transactional_id,
         (header.producer_id, header.producer_epoch),
         &topic_partition,

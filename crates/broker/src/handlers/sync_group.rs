@@ -7,14 +7,14 @@ use strom_coordinator::SyncRequest;
 
 use super::str_bytes;
 use crate::broker::Broker;
-use crate::protocol::RequestContext;
+use crate::handlers::RequestContext;
 
 pub async fn handle(
     broker: Arc<Broker>,
     context: &RequestContext,
     request: SyncGroupRequest,
 ) -> SyncGroupResponse {
-    if let Err(error) = broker.groups.coordinate(&broker, &request.group_id).await {
+    if let Err(error) = broker.groups.coordinate(&request.group_id).await {
         return SyncGroupResponse::default().with_error_code(error.code());
     }
     let sync = SyncRequest {
@@ -32,7 +32,7 @@ pub async fn handle(
             })
             .collect(),
     };
-    let response = broker.groups.sync(&broker, &request.group_id, sync).await;
+    let response = broker.groups.sync(&request.group_id, sync).await;
     let mut answer = SyncGroupResponse::default()
         .with_error_code(response.error.map_or(0, |error| error.code()))
         .with_assignment(response.assignment.into());

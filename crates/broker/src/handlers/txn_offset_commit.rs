@@ -15,9 +15,8 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
 use crate::broker::Broker;
-use crate::groups::{offsets_partition, offsets_to_commit, partition_exists, write_group_records};
-use crate::partition::now_ms;
-use crate::protocol::RequestContext;
+
+use crate::handlers::RequestContext;
 use crate::transactions::Refused;
 
 pub async fn handle(
@@ -35,7 +34,7 @@ pub async fn handle(
                 .iter()
                 .map(|partition| {
                     let index = partition.partition_index;
-                    let code = if partition_exists(&broker, &topic.name, index) {
+                    let code = if broker.groups.partition_exists(&topic.name, index) {
                         code
                     } else {
                         ResponseError::UnknownTopicOrPartition.code()
@@ -64,35 +63,33 @@ async fn commit(
     let epoch = request.producer_epoch;
     broker
         .groups
-        .coordinate(broker, &group_id)
+        .coordinate(&group_id)
         .await
         .map_err(|error| error.code())?;
     // AddOffsetsToTxn must have put the group's partition in the transaction.
-    let partition = offsets_partition(broker, &group_id)
+    let partition = broker
+        .groups
+        .offsets_partition(&group_id)
         .ok_or(ResponseError::CoordinatorNotAvailable.code())?;
     // KIP-890: the offsets partition must be in the open transaction, as its
     // coordinator (here or another broker) says.
     let knows_fenced = context.api_version >= 3;
-    if crate::transactions::coordinates(broker, &transactional_id) {
+    if broker.transactions.coordinates(&transactional_id) {
         broker
             .transactions
-            .coordinator()
-            .verify(&transactional_id, producer_id, epoch, &partition)
+            .verify(&transactional_id, (producer_id, epoch), &partition)
             .map_err(|error| Refused::from(error).code(knows_fenced))?;
     } else {
-        crate::transactions::verify_remotely(
-            broker,
-            &transactional_id,
-            (producer_id, epoch),
-            &partition,
-        )
-        .await
-        .map_err(|error| match error {
-            ResponseError::ProducerFenced if !knows_fenced => {
-                ResponseError::InvalidProducerEpoch.code()
-            }
-            other => other.code(),
-        })?;
+        broker
+            .transactions
+            .verify_remotely(&transactional_id, (producer_id, epoch), &partition)
+            .await
+            .map_err(|error| match error {
+                ResponseError::ProducerFenced if !knows_fenced => {
+                    ResponseError::InvalidProducerEpoch.code()
+                }
+                other => other.code(),
+            })?;
     }
     // With consumer group metadata (v3+), a zombie member is refused.
     if context.api_version >= 3 && request.generation_id >= 0 {
@@ -104,51 +101,35 @@ async fn commit(
             true,
         )?;
     }
-    let requested = request.topics.iter().flat_map(|topic| {
-        topic
-            .partitions
-            .iter()
-            .filter(move |partition| {
-                partition_exists(broker, &topic.name, partition.partition_index)
-            })
-            .map(|partition| {
-                (
-                    topic.name.as_str(),
-                    partition.partition_index,
-                    partition.committed_offset,
-                    partition.committed_leader_epoch,
-                    partition.committed_metadata.as_deref(),
-                )
-            })
-    });
-    let (staged, records) = offsets_to_commit(&group_id, requested, now_ms());
-    if records.is_empty() {
-        return Ok(());
-    }
-    // Staged before the write, as Kafka does: a marker that lands while the
-    // write waits for its fsync then settles these offsets too.
-    {
-        let mut coordinator = broker.groups.coordinator();
-        for (topic, partition, committed) in staged {
-            coordinator.stage_transactional_offset(
-                producer_id,
-                &group_id,
-                &topic,
-                partition,
-                committed,
-            );
-        }
-    }
-    write_group_records(broker, &group_id, records, Some((producer_id, epoch)))
+    let requested: Vec<_> = request
+        .topics
+        .iter()
+        .flat_map(|topic| {
+            topic
+                .partitions
+                .iter()
+                .filter(move |partition| {
+                    broker
+                        .groups
+                        .partition_exists(&topic.name, partition.partition_index)
+                })
+                .map(|partition| {
+                    (
+                        topic.name.as_str(),
+                        partition.partition_index,
+                        partition.committed_offset,
+                        partition.committed_leader_epoch,
+                        partition.committed_metadata.as_deref(),
+                    )
+                })
+        })
+        .collect();
+    broker
+        .groups
+        .commit_transactional_offsets(&group_id, (producer_id, epoch), requested)
         .await
         .map_err(|error| {
             tracing::warn!(group = %group_id, %error, "transactional offset commit failed");
-            // Not written: the group's offsets of this transaction are void
-            // (the client aborts it after this error).
-            broker
-                .groups
-                .coordinator()
-                .complete_transaction(producer_id, false, |group| group == group_id);
             ResponseError::CoordinatorNotAvailable.code()
         })
 }

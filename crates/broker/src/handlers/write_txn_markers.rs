@@ -10,8 +10,8 @@ use kafka_protocol::messages::write_txn_markers_response::{
 use kafka_protocol::messages::{WriteTxnMarkersRequest, WriteTxnMarkersResponse};
 
 use crate::broker::Broker;
-use crate::protocol::RequestContext;
-use crate::transactions::{write_local_markers, MarkerOutcome};
+use crate::handlers::RequestContext;
+use crate::transactions::MarkerOutcome;
 
 pub async fn handle(
     broker: Arc<Broker>,
@@ -30,15 +30,16 @@ pub async fn handle(
                     .map(|index| (topic.name.to_string(), *index))
             })
             .collect();
-        let outcomes = write_local_markers(
-            &broker,
-            marker.producer_id.0,
-            marker.producer_epoch,
-            marker.transaction_result,
-            marker.coordinator_epoch,
-            &partitions,
-        )
-        .await;
+        let outcomes = broker
+            .transactions
+            .write_local_markers(
+                marker.producer_id.0,
+                marker.producer_epoch,
+                marker.transaction_result,
+                marker.coordinator_epoch,
+                &partitions,
+            )
+            .await;
         let mut outcomes = partitions.iter().zip(outcomes);
         let topics = marker
             .topics
