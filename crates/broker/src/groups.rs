@@ -510,10 +510,7 @@ impl Groups {
     /// only for partitions that do; Kafka answers the others
     /// UNKNOWN_TOPIC_OR_PARTITION. The coordinator need not hold a replica.
     pub fn partition_exists(&self, topic: &str, partition: i32) -> bool {
-        self.log
-            .metadata()
-            .topic(topic)
-            .is_some_and(|topic| partition >= 0 && (partition as usize) < topic.partitions.len())
+        self.log.metadata().partition_exists(topic, partition)
     }
 }
 

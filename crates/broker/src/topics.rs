@@ -501,17 +501,21 @@ impl Topics {
         })
     }
 
-    /// What to answer for a partition that is not held here: NOT_LEADER_OR_
-    /// FOLLOWER when the cluster has it (on other brokers), else
-    /// UNKNOWN_TOPIC_OR_PARTITION.
-    pub fn not_here(&self, topic: &str, index: i32) -> ResponseError {
-        let exists = self.quorum.read(|image| {
+    /// Whether the cluster has partition `index` of `topic` (on any broker).
+    pub fn partition_exists(&self, topic: &str, index: i32) -> bool {
+        self.quorum.read(|image| {
             image
                 .topics
                 .get(topic)
                 .is_some_and(|t| usize::try_from(index).is_ok_and(|i| i < t.partitions.len()))
-        });
-        if exists {
+        })
+    }
+
+    /// What to answer for a partition that is not held here: NOT_LEADER_OR_
+    /// FOLLOWER when the cluster has it (on other brokers), else
+    /// UNKNOWN_TOPIC_OR_PARTITION.
+    pub fn not_here(&self, topic: &str, index: i32) -> ResponseError {
+        if self.partition_exists(topic, index) {
             ResponseError::NotLeaderOrFollower
         } else {
             ResponseError::UnknownTopicOrPartition

@@ -1770,6 +1770,105 @@ fn a_broker_that_does_not_lead_a_partition_names_its_leader_in_produce_and_fetch
         "the leader's endpoint in the Fetch answer: {:?}",
         response.node_endpoints
     );
+
+    // DescribeProducers is the leader's to answer, as Kafka's admin client
+    // expects.
+    use kafka_protocol::messages::describe_producers_request::TopicRequest;
+    let described: DescribeProducersResponse = client.call(
+        ApiKey::DescribeProducers,
+        0,
+        &DescribeProducersRequest::default().with_topics(vec![TopicRequest::default()
+            .with_name(topic_name("hinted"))
+            .with_partition_indexes(vec![partition as i32])]),
+    );
+    assert_eq!(
+        described.topics[0].partitions[0].error_code, 6,
+        "NOT_LEADER_OR_FOLLOWER"
+    );
+}
+
+/// The node coordinating `key` (`key_type` 0 a group, 1 a transactional
+/// id), once its internal topic exists and the key's partition is led.
+fn find_coordinator(client: &mut Client, key: &str, key_type: i8) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let found: FindCoordinatorResponse = client.call(
+            ApiKey::FindCoordinator,
+            3,
+            &FindCoordinatorRequest::default()
+                .with_key(StrBytes::from_string(key.into()))
+                .with_key_type(key_type),
+        );
+        if found.error_code == 0 {
+            return found.node_id.0;
+        }
+        assert!(Instant::now() < deadline, "no coordinator for '{key}'");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A group's coordinator takes offsets for every partition of a topic, the
+/// ones it holds no replica of too: a partition exists when the cluster
+/// metadata has it (six partitions, one replica each, on three brokers).
+#[test]
+fn a_group_coordinator_commits_offsets_of_partitions_it_holds_no_replica_of() {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    let nodes = start_cluster();
+    let mut client = nodes[0].connect();
+    wait_for_cluster(&mut client, 3);
+    create_topic(&mut client, "spread", 6);
+    let (topic, _) = partition_leaders(&mut client, "spread", 6);
+    let coordinator = find_coordinator(&mut client, "spread-readers", 0);
+    let elsewhere = topic
+        .partitions
+        .iter()
+        .filter(|p| !p.replica_nodes.iter().any(|node| node.0 == coordinator))
+        .count();
+    assert!(
+        elsewhere > 0,
+        "every partition has a replica on node {coordinator}"
+    );
+
+    let mut at_coordinator = nodes[coordinator as usize - 1].connect();
+    let partitions: Vec<i32> = (0..6).collect();
+    let request = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string("spread-readers".into())))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(topic_name("spread"))
+            .with_partitions(
+                partitions
+                    .iter()
+                    .map(|p| {
+                        OffsetCommitRequestPartition::default()
+                            .with_partition_index(*p)
+                            .with_committed_offset(100 + *p as i64)
+                    })
+                    .collect(),
+            )]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let codes = loop {
+        let committed: OffsetCommitResponse =
+            at_coordinator.call(ApiKey::OffsetCommit, 8, &request);
+        let codes: Vec<i16> = committed.topics[0]
+            .partitions
+            .iter()
+            .map(|p| p.error_code)
+            .collect();
+        // COORDINATOR_LOAD_IN_PROGRESS while __consumer_offsets loads.
+        if !codes.contains(&14) || Instant::now() > deadline {
+            break codes;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(codes, vec![0; 6]);
+    let wanted: Vec<(&str, i32)> = partitions.iter().map(|p| ("spread", *p)).collect();
+    assert_eq!(
+        committed_offsets(&mut at_coordinator, "spread-readers", &wanted),
+        vec![100, 101, 102, 103, 104, 105]
+    );
 }
 
 /// KIP-890 across brokers: a partition leader that does not coordinate the
@@ -1786,22 +1885,8 @@ fn a_leader_verifies_a_transactions_first_batch_with_a_coordinator_on_another_br
     create_topic(&mut client, "ledger", 6);
     let (_, leaders) = partition_leaders(&mut client, "ledger", 6);
 
-    // The coordinator, once __transaction_state exists and is led.
+    let coordinator = find_coordinator(&mut client, "ledger-tx", 1);
     let deadline = Instant::now() + Duration::from_secs(60);
-    let coordinator = loop {
-        let found: FindCoordinatorResponse = client.call(
-            ApiKey::FindCoordinator,
-            3,
-            &FindCoordinatorRequest::default()
-                .with_key(StrBytes::from_string("ledger-tx".into()))
-                .with_key_type(1),
-        );
-        if found.error_code == 0 {
-            break found.node_id.0;
-        }
-        assert!(Instant::now() < deadline, "no transaction coordinator");
-        std::thread::sleep(Duration::from_millis(100));
-    };
     let mut at_coordinator = nodes[coordinator as usize - 1].connect();
     let (id, epoch) = loop {
         let init = init_producer_id(&mut at_coordinator, "ledger-tx");

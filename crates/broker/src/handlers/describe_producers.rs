@@ -39,12 +39,23 @@ pub async fn handle(
 
 fn describe(broker: &Broker, topic: &str, index: i32) -> PartitionResponse {
     let response = PartitionResponse::default().with_partition_index(index);
-    let Some(partition) = broker.partitions.get(topic, index) else {
+    // The leader answers (Kafka's admin client asks it); a follower or a
+    // broker without a replica says NOT_LEADER_OR_FOLLOWER.
+    let Some(partition) = broker
+        .partitions
+        .get(topic, index)
+        .filter(|partition| partition.is_leader())
+    else {
+        let error = broker.topics.not_here(topic, index);
+        let message = match error {
+            ResponseError::NotLeaderOrFollower => {
+                format!("this broker does not lead partition {index} of topic '{topic}'; ask its leader")
+            }
+            _ => format!("there is no partition {index} of topic '{topic}'"),
+        };
         return response
-            .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-            .with_error_message(Some(str_bytes(format!(
-                "this broker has no partition {index} of topic '{topic}'"
-            ))));
+            .with_error_code(error.code())
+            .with_error_message(Some(str_bytes(message)));
     };
     let producers = partition
         .describe_producers()
