@@ -36,8 +36,10 @@ the input's end offsets (last stable offsets) at start.
 """
 
 import argparse
+import os
 import random
 import sys
+import threading
 import time
 
 from confluent_kafka import (
@@ -113,6 +115,33 @@ class Transformer:
                     time.sleep(0.2)
                     continue
                 raise
+
+    def bounded(self, what, fn, timeout_s):
+        """fn() on a thread, waited for `timeout_s`; past that the process gives up
+        ("fatal", exit 2), as an application's watchdog would, and a new run takes over.
+
+        librdkafka 2.x can block in send_offsets_to_transaction() forever, whatever its
+        timeout, when the group coordinator it cached was removed from the metadata (a
+        killed broker): confluentinc/librdkafka#5511 and #5456, open."""
+        outcome = {}
+
+        def target():
+            try:
+                outcome["value"] = fn()
+            except BaseException as exc:  # handed to the caller's thread
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=target, daemon=True)
+        worker.start()
+        worker.join(timeout_s)
+        if worker.is_alive():
+            problem = f"{what} did not return in {timeout_s} s (librdkafka#5511); giving up"
+            print(problem, file=sys.stderr, flush=True)
+            say("fatal", problem)
+            os._exit(2)
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome.get("value")
 
     def total(self, positions):
         return sum(o for o in positions.values() if o >= 0)
@@ -228,9 +257,14 @@ class Transformer:
         # The consumer's positions after this batch (what consumer.position() reports for
         # the assignment), tracked here so that they match the batch exactly.
         offsets = [TopicPartition(args.input, p, o) for p, o in sorted(self.pos.items()) if o >= 0]
+        metadata = self.consumer.consumer_group_metadata()
         self.call(
             "send_offsets_to_transaction",
-            lambda: self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), 30),
+            lambda: self.bounded(
+                "send_offsets_to_transaction",
+                lambda: self.producer.send_offsets_to_transaction(offsets, metadata, 30),
+                45,
+            ),
         )
         if stall or abort:
             # Make sure the records are in the log before the transaction is left or aborted.
