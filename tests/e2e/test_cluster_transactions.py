@@ -19,11 +19,14 @@ about speed.
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 from collections import Counter
 
 from cluster import cluster_factory
-from conftest import ck_consumer, ck_produce, ck_producer, wait_until, watermarks
+from confluent_kafka import TopicPartition
+from conftest import ck_consumer, ck_produce, ck_producer, create_topic, wait_until, watermarks
 from test_replication import create_replicated_topic, wait_for_isr
 from test_transactions import Transformer, View, input_index
 
@@ -62,7 +65,6 @@ def transaction(producer, topic: str, partitions: int, prefix: bytes, commit: bo
 def read_committed(bootstrap: str, topic: str, partitions: int, timeout: float = 60) -> dict:
     """partition -> values a read_committed consumer finds, read until its position reaches
     each partition's high watermark (so the last stable offset passed every marker)."""
-    from confluent_kafka import TopicPartition
 
     ends = {p: high for p, (_, high) in watermarks(bootstrap, topic, range(partitions)).items()}
     consumer = ck_consumer(bootstrap, **{"isolation.level": "read_committed"})
@@ -115,7 +117,6 @@ def test_offsets_sent_to_a_transaction_are_committed_by_the_groups_coordinator_o
     (send_offsets_to_transaction). The group's coordinator and the transaction's need not
     be the same broker; after the commits the group's committed offsets are the ends of
     its input, and the copies are all there, read_committed."""
-    from confluent_kafka import TopicPartition
 
     cluster = cluster_factory(3, settings=SETTINGS)
     source, sink, partitions = "orders", "orders-copy", 3
@@ -272,3 +273,54 @@ def test_a_transactional_copy_is_exactly_once_when_its_coordinator_and_then_the_
     finally:
         for t in runs:
             t.close()
+
+
+def strom_json(node, *args):
+    """`strom ARGS... --output json` through `node`, parsed."""
+    out = subprocess.run(
+        [str(node.binary), *args, "--output", "json", "--bootstrap", node.bootstrap],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, f"strom {' '.join(args)} via node {node.node_id} failed:\n{out.stderr}"
+    return json.loads(out.stdout)
+
+
+def test_the_admin_commands_gather_groups_transactions_and_producers_from_every_broker(cluster_factory):
+    """Each broker knows the groups and transactions it coordinates and the producers of the
+    partitions it leads. Asked through one node, `strom group list` and `strom transaction
+    list` gather them from every broker, `strom transaction describe` asks each id's
+    coordinator, `strom transaction describe-producers` and `strom topic describe` (sizes)
+    each partition's leader: nothing held elsewhere is missing."""
+    cluster = cluster_factory(3, settings=SETTINGS)
+    topic = "spread"
+    create_topic(cluster.bootstrap, topic, partitions=3)
+    ids = [f"writer-{i}" for i in range(6)]
+    groups = [f"readers-{i}" for i in range(6)]
+    for transactional_id in ids:
+        producer = transactional_producer(cluster.bootstrap, transactional_id)
+        transaction(producer, topic, 3, transactional_id.encode(), commit=True)
+    for group in groups:
+        consumer = ck_consumer(cluster.bootstrap, **{"group.id": group})
+        consumer.commit(offsets=[TopicPartition(topic, p, 1) for p in range(3)], asynchronous=False)
+        consumer.close()
+
+    # Held on more than one broker, so asking one broker alone would miss some.
+    def spread(internal: str, keys: list[str]) -> set[int]:
+        return {cluster.leader(internal, java_partition(key, 3)) for key in keys}
+
+    assert len(spread("__transaction_state", ids)) > 1 and len(spread("__consumer_offsets", groups)) > 1
+    assert len({cluster.leader(topic, p) for p in range(3)}) > 1
+
+    via = cluster[1]
+    listed = {row["group"] for row in strom_json(via, "group", "list")}
+    assert set(groups) <= listed, f"groups missing from `strom group list`: {set(groups) - listed}"
+    listed = {row["transactional_id"] for row in strom_json(via, "transaction", "list")}
+    assert set(ids) <= listed, f"transactions missing from `strom transaction list`: {set(ids) - listed}"
+    described = strom_json(via, "transaction", "describe", *ids)
+    assert [(d["transactional_id"], d["state"]) for d in described] == [(i, "CompleteCommit") for i in ids]
+    producers = strom_json(via, "transaction", "describe-producers", "--topic", topic)
+    assert {row["partition"] for row in producers} == {0, 1, 2}, producers
+    sizes = {p["partition"]: p["size_bytes"] for p in strom_json(via, "topic", "describe", topic)["partitions"]}
+    assert all(size > 0 for size in sizes.values()) and len(sizes) == 3, sizes

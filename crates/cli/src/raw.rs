@@ -2,7 +2,13 @@
 //! DescribeLogDirs, IncrementalAlterConfigs), sent over a plain socket with
 //! the `kafka-protocol` codecs. They are standard Kafka APIs, so these work
 //! against any Kafka-compatible broker too.
+//!
+//! In a cluster a request goes where Kafka's admin client sends it: to
+//! every broker ([`each_broker`]: ListGroups, ListTransactions,
+//! DescribeLogDirs), to a key's coordinator ([`coordinator`]), or to a
+//! partition's leader ([`leaders`]).
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -12,8 +18,9 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
 use kafka_protocol::messages::{
-    ApiKey, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, RequestHeader,
-    ResponseHeader,
+    ApiKey, FindCoordinatorRequest, FindCoordinatorResponse, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse, MetadataRequest, MetadataResponse, RequestHeader,
+    ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 
@@ -25,13 +32,15 @@ pub struct RawClient {
 }
 
 impl RawClient {
+    /// A connection to the first bootstrap broker.
     pub fn connect(args: &ClientArgs) -> CliResult<RawClient> {
+        RawClient::connect_to(args, args.bootstrap.split(',').next().unwrap_or_default())
+    }
+
+    /// A connection to the broker at `address` (host:port).
+    pub fn connect_to(args: &ClientArgs, address: &str) -> CliResult<RawClient> {
         use std::net::ToSocketAddrs;
-        let address = args
-            .bootstrap
-            .split(',')
-            .next()
-            .unwrap_or_default()
+        let address = address
             .to_socket_addrs()
             .map_err(|e| args.unreachable(e))?
             .next()
@@ -74,6 +83,95 @@ impl RawClient {
         ResponseHeader::decode(&mut body, R::header_version(version)).map_err(decode_failed)?;
         R::decode(&mut body, version).map_err(decode_failed)
     }
+}
+
+/// The cluster's brokers, node id and `host:port`, as the bootstrap
+/// broker's metadata lists them.
+pub fn brokers(raw: &mut RawClient) -> CliResult<BTreeMap<i32, String>> {
+    let response: MetadataResponse = raw.call(
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(Some(Vec::new())),
+    )?;
+    Ok(response
+        .brokers
+        .iter()
+        .map(|broker| (broker.node_id.0, format!("{}:{}", broker.host, broker.port)))
+        .collect())
+}
+
+/// A connection to broker `node_id`, wherever `brokers` says it listens.
+pub fn connect_node(
+    args: &ClientArgs,
+    brokers: &BTreeMap<i32, String>,
+    node_id: i32,
+) -> CliResult<RawClient> {
+    let address = brokers.get(&node_id).ok_or_else(|| {
+        CliError::Failed(format!(
+            "broker {node_id} is not in the cluster's metadata (down?); try again shortly"
+        ))
+    })?;
+    RawClient::connect_to(args, address)
+}
+
+/// `request` sent to every broker of the cluster: each one's answer.
+pub fn each_broker<Q, R>(
+    args: &ClientArgs,
+    key: ApiKey,
+    version: i16,
+    request: &Q,
+) -> CliResult<Vec<R>>
+where
+    Q: Encodable + HeaderVersion,
+    R: Decodable + HeaderVersion,
+{
+    let brokers = brokers(&mut RawClient::connect(args)?)?;
+    brokers
+        .values()
+        .map(|address| RawClient::connect_to(args, address)?.call(key, version, request))
+        .collect()
+}
+
+/// The broker coordinating `key`: a group (`key_type` 0) or a
+/// transactional id (1).
+pub fn coordinator(raw: &mut RawClient, key: &str, key_type: i8) -> CliResult<i32> {
+    let response: FindCoordinatorResponse = raw.call(
+        ApiKey::FindCoordinator,
+        3,
+        &FindCoordinatorRequest::default()
+            .with_key(StrBytes::from_string(key.to_string()))
+            .with_key_type(key_type),
+    )?;
+    if response.error_code != 0 {
+        return Err(CliError::Failed(format!(
+            "no coordinator for '{key}' now ({}); try again shortly",
+            error_name(response.error_code)
+        )));
+    }
+    Ok(response.node_id.0)
+}
+
+/// The leader of each partition of `topic` (-1 where there is none now);
+/// `None` if the topic does not exist.
+pub fn leaders(raw: &mut RawClient, topic: &str) -> CliResult<Option<BTreeMap<i32, i32>>> {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    let response: MetadataResponse = raw.call(
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_string(topic.to_string()))))])),
+    )?;
+    Ok(response
+        .topics
+        .iter()
+        .find(|found| found.error_code == 0)
+        .map(|found| {
+            found
+                .partitions
+                .iter()
+                .map(|p| (p.partition_index, p.leader_id.0))
+                .collect()
+        }))
 }
 
 /// A Kafka error code's name, or the number if it is not known.
@@ -215,18 +313,18 @@ pub fn create_topic(
 /// (KIP-848), from ListGroups v5.
 pub fn list_groups(client: &ClientArgs) -> CliResult<Vec<(String, String, String)>> {
     use kafka_protocol::messages::{ListGroupsRequest, ListGroupsResponse};
-    let mut raw = RawClient::connect(client)?;
-    let response: ListGroupsResponse =
-        raw.call(ApiKey::ListGroups, 5, &ListGroupsRequest::default())?;
-    if response.error_code != 0 {
+    // Each broker lists the groups it coordinates.
+    let responses: Vec<ListGroupsResponse> =
+        each_broker(client, ApiKey::ListGroups, 5, &ListGroupsRequest::default())?;
+    if let Some(failed) = responses.iter().find(|response| response.error_code != 0) {
         return Err(CliError::Failed(format!(
             "listing groups failed (error {})",
-            response.error_code
+            failed.error_code
         )));
     }
-    let mut rows: Vec<(String, String, String)> = response
-        .groups
+    let mut rows: Vec<(String, String, String)> = responses
         .into_iter()
+        .flat_map(|response| response.groups)
         .map(|group| {
             let kind = if group.group_type.is_empty() {
                 "classic".to_string()
@@ -241,5 +339,6 @@ pub fn list_groups(client: &ClientArgs) -> CliResult<Vec<(String, String, String
         })
         .collect();
     rows.sort();
+    rows.dedup_by(|a, b| a.0 == b.0);
     Ok(rows)
 }

@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::client::{key_value, CliError, CliResult, ClientArgs, Output};
 use crate::output;
-use crate::raw::{self, RawClient};
+use crate::raw;
 
 /// Create, list, inspect, change and delete topics.
 ///
@@ -231,28 +231,35 @@ fn list(client: &ClientArgs, internal: bool) -> CliResult {
     Ok(())
 }
 
-/// Partition sizes from DescribeLogDirs (missing where the broker does not say).
+/// Partition sizes from DescribeLogDirs, asked of every broker (a broker
+/// answers for the replicas it holds); the largest replica of each
+/// partition, missing where no broker says.
 fn partition_sizes(client: &ClientArgs, name: &str, partitions: i32) -> BTreeMap<i32, i64> {
-    let Ok(mut raw) = RawClient::connect(client) else {
-        return BTreeMap::new();
-    };
     let request =
         DescribeLogDirsRequest::default()
             .with_topics(Some(vec![DescribableLogDirTopic::default()
                 .with_topic(TopicName(StrBytes::from_string(name.to_string())))
                 .with_partitions((0..partitions).collect())]));
-    let Ok(response) = raw.call::<_, DescribeLogDirsResponse>(ApiKey::DescribeLogDirs, 1, &request)
-    else {
+    let Ok(responses) = raw::each_broker::<_, DescribeLogDirsResponse>(
+        client,
+        ApiKey::DescribeLogDirs,
+        1,
+        &request,
+    ) else {
         return BTreeMap::new();
     };
-    response
-        .results
+    let mut sizes = BTreeMap::new();
+    for partition in responses
         .iter()
+        .flat_map(|response| &response.results)
         .flat_map(|dir| dir.topics.iter())
         .filter(|topic| topic.name.as_str() == name)
         .flat_map(|topic| topic.partitions.iter())
-        .map(|partition| (partition.partition_index, partition.partition_size))
-        .collect()
+    {
+        let size = sizes.entry(partition.partition_index).or_insert(0);
+        *size = partition.partition_size.max(*size);
+    }
+    sizes
 }
 
 fn describe(client: &ClientArgs, name: &str) -> CliResult {

@@ -1,8 +1,8 @@
 //! `strom transaction`: list and describe transactions and the producers
 //! partitions remember, as Kafka's `kafka-transactions.sh` does, with
-//! ListTransactions, DescribeTransactions and DescribeProducers (which
-//! librdkafka does not expose) sent through [`RawClient`] to the bootstrap
-//! broker.
+//! ListTransactions (to every broker), DescribeTransactions (to each id's
+//! coordinator) and DescribeProducers (to each partition's leader), which
+//! librdkafka does not expose, sent through [`RawClient`].
 
 use clap::{Args, Subcommand};
 use kafka_protocol::messages::describe_producers_request::TopicRequest;
@@ -16,7 +16,7 @@ use serde_json::json;
 
 use crate::client::{CliError, CliResult, ClientArgs, Output};
 use crate::output;
-use crate::raw::RawClient;
+use crate::raw::{self, RawClient};
 
 /// Transactions of transactional producers: who holds one open, since when,
 /// on which partitions.
@@ -94,7 +94,7 @@ pub fn run(args: TransactionArgs, client: &ClientArgs) -> CliResult {
             state,
             producer_id,
             longer_than,
-        } => list(client, &mut raw, state, producer_id, longer_than),
+        } => list(client, state, producer_id, longer_than),
         TransactionCommand::Describe { transactional_ids } => {
             describe(client, &mut raw, transactional_ids)
         }
@@ -126,12 +126,43 @@ fn describe_producers(
         }
         partitions.sort_unstable();
     }
-    let request = DescribeProducersRequest::default().with_topics(vec![TopicRequest::default()
-        .with_name(TopicName(StrBytes::from_string(topic.clone())))
-        .with_partition_indexes(partitions)]);
-    let response: DescribeProducersResponse = raw.call(ApiKey::DescribeProducers, 0, &request)?;
+    // Each partition is asked of its leader.
+    let leaders = raw::leaders(raw, &topic)?.unwrap_or_default();
+    let brokers = raw::brokers(raw)?;
+    let mut by_leader: std::collections::BTreeMap<i32, Vec<i32>> = Default::default();
+    for partition in partitions {
+        match leaders.get(&partition) {
+            Some(leader) if *leader >= 0 => by_leader.entry(*leader).or_default().push(partition),
+            Some(_) => {
+                return Err(CliError::Failed(format!(
+                    "partition {partition} of '{topic}' has no leader now; try again shortly"
+                )))
+            }
+            None => {
+                return Err(CliError::Failed(format!(
+                    "topic '{topic}' has no partition {partition}"
+                )))
+            }
+        }
+    }
+    let mut responses = Vec::new();
+    for (leader, partitions) in by_leader {
+        let request = DescribeProducersRequest::default()
+            .with_topics(vec![TopicRequest::default()
+                .with_name(TopicName(StrBytes::from_string(topic.clone())))
+                .with_partition_indexes(partitions)]);
+        let response: DescribeProducersResponse = raw::connect_node(client, &brokers, leader)?
+            .call(ApiKey::DescribeProducers, 0, &request)?;
+        responses.push(response);
+    }
+    let mut answered: Vec<_> = responses
+        .iter()
+        .flat_map(|response| &response.topics)
+        .flat_map(|t| &t.partitions)
+        .collect();
+    answered.sort_by_key(|partition| partition.partition_index);
     let mut rows = Vec::new();
-    for partition in response.topics.iter().flat_map(|t| &t.partitions) {
+    for partition in answered {
         if partition.error_code != 0 {
             return Err(CliError::Failed(format!(
                 "partition {} of '{topic}': {}",
@@ -194,7 +225,6 @@ fn describe_producers(
 
 fn list(
     client: &ClientArgs,
-    raw: &mut RawClient,
     states: Vec<String>,
     producer_ids: Vec<i64>,
     longer_than: Option<i64>,
@@ -204,23 +234,28 @@ fn list(
         .with_state_filters(states.into_iter().map(StrBytes::from_string).collect())
         .with_producer_id_filters(producer_ids.into_iter().map(ProducerId).collect())
         .with_duration_filter(longer_than.unwrap_or(-1));
-    let response: ListTransactionsResponse =
-        raw.call(ApiKey::ListTransactions, version, &request)?;
-    if response.error_code != 0 {
+    // Each broker lists the transactions it coordinates.
+    let responses: Vec<ListTransactionsResponse> =
+        raw::each_broker(client, ApiKey::ListTransactions, version, &request)?;
+    if let Some(failed) = responses.iter().find(|response| response.error_code != 0) {
         return Err(CliError::Failed(format!(
             "listing transactions failed with error code {}",
-            response.error_code
+            failed.error_code
         )));
     }
-    if let Some(unknown) = response.unknown_state_filters.first() {
+    if let Some(unknown) = responses
+        .iter()
+        .flat_map(|response| &response.unknown_state_filters)
+        .next()
+    {
         return Err(CliError::Usage(format!(
             "unknown transaction state '{}' (states: Empty, Ongoing, PrepareCommit, PrepareAbort, CompleteCommit, CompleteAbort, Dead, PrepareEpochFence)",
             unknown.as_str()
         )));
     }
-    let mut rows: Vec<(String, i64, String)> = response
-        .transaction_states
+    let mut rows: Vec<(String, i64, String)> = responses
         .iter()
+        .flat_map(|response| &response.transaction_states)
         .map(|state| {
             (
                 state.transactional_id.to_string(),
@@ -230,6 +265,7 @@ fn list(
         })
         .collect();
     rows.sort();
+    rows.dedup_by(|a, b| a.0 == b.0);
     match client.output {
         Output::Json => output::json(&json!(rows
             .iter()
@@ -251,15 +287,23 @@ fn list(
 }
 
 fn describe(client: &ClientArgs, raw: &mut RawClient, ids: Vec<String>) -> CliResult {
-    let request = DescribeTransactionsRequest::default().with_transactional_ids(
-        ids.iter()
-            .map(|id| TransactionalId(StrBytes::from_string(id.clone())))
-            .collect(),
-    );
-    let response: DescribeTransactionsResponse =
-        raw.call(ApiKey::DescribeTransactions, 0, &request)?;
+    // Each id is asked of its coordinator.
+    let brokers = raw::brokers(raw)?;
+    let mut states = Vec::new();
+    for id in &ids {
+        let coordinator = raw::coordinator(raw, id, 1)?;
+        let request = DescribeTransactionsRequest::default()
+            .with_transactional_ids(vec![TransactionalId(StrBytes::from_string(id.clone()))]);
+        let response: DescribeTransactionsResponse = raw::connect_node(
+            client,
+            &brokers,
+            coordinator,
+        )?
+        .call(ApiKey::DescribeTransactions, 0, &request)?;
+        states.extend(response.transaction_states);
+    }
     let mut described = Vec::new();
-    for state in &response.transaction_states {
+    for state in &states {
         let id = state.transactional_id.to_string();
         match state.error_code {
             0 => {}
