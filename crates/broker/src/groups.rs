@@ -196,20 +196,38 @@ impl Groups {
         Ok(())
     }
 
-    /// TxnOffsetCommit, once verified: the offsets wait for `producer`'s
-    /// transaction to end. Staged before the write, as Kafka does: a marker
-    /// that lands while the write waits for its fsync settles them too. A
-    /// failed write voids them (the client aborts the transaction).
+    /// Where `producer`'s transaction stands in the group's partition of
+    /// `__consumer_offsets` (see [`Partition::transaction_guard`]), for a
+    /// verification made before [`Groups::commit_transactional_offsets`].
+    pub fn transaction_guard(&self, group_id: &str, producer_id: i64) -> Option<(i32, u64)> {
+        self.log
+            .partition_for_key(OFFSETS_TOPIC, group_id)
+            .map(|partition| partition.transaction_guard(producer_id))
+    }
+
+    /// TxnOffsetCommit: the offsets wait for `producer`'s transaction to
+    /// end. A write that would open the transaction in the group's
+    /// partition is made only if `admit` allows it, asked under the lock
+    /// markers take (KIP-890). Staged before the write, as Kafka does: a
+    /// marker that lands while the write waits for its fsync settles them
+    /// too. A write not made or not durable voids them (the client aborts
+    /// the transaction).
     pub async fn commit_transactional_offsets(
         &self,
         group_id: &str,
         producer: (i64, i16),
         requested: Vec<RequestedOffset<'_>>,
-    ) -> Result<(), String> {
+        admit: impl FnOnce((i32, u64)) -> Result<(), ResponseError>,
+    ) -> Result<(), internal_topics::NotWritten> {
+        use internal_topics::NotWritten;
         let (staged, records) = offsets_to_commit(group_id, requested.into_iter(), now_ms());
         if records.is_empty() {
             return Ok(());
         }
+        let partition = self
+            .log
+            .partition_for_key(OFFSETS_TOPIC, group_id)
+            .ok_or_else(|| NotWritten::Failed("__consumer_offsets does not exist".to_string()))?;
         {
             let mut coordinator = self.coordinator();
             for (topic, partition, committed) in staged {
@@ -217,9 +235,18 @@ impl Groups {
                     .stage_transactional_offset(producer.0, group_id, &topic, partition, committed);
             }
         }
-        let written = self
-            .write_group_records(group_id, records, Some(producer))
-            .await;
+        let written = match internal_topics::append_admitted(
+            &self.log,
+            partition,
+            records,
+            Some(producer),
+            admit,
+        ) {
+            Ok(durable) => internal_topics::durable(durable)
+                .await
+                .map_err(NotWritten::Failed),
+            Err(refused) => Err(refused),
+        };
         if written.is_err() {
             self.coordinator()
                 .complete_transaction(producer.0, false, |group| group == group_id);
@@ -481,21 +508,11 @@ impl Groups {
         group_id: &str,
         records: Vec<KeyedRecord>,
     ) -> Result<(), String> {
-        self.write_group_records(group_id, records, None).await
-    }
-
-    /// [`Groups::write_records`], as part of `producer`'s transaction if given.
-    pub async fn write_group_records(
-        &self,
-        group_id: &str,
-        records: Vec<KeyedRecord>,
-        producer: Option<(i64, i16)>,
-    ) -> Result<(), String> {
         let partition = self
             .log
             .partition_for_key(OFFSETS_TOPIC, group_id)
             .ok_or("__consumer_offsets does not exist")?;
-        internal_topics::append(&self.log, partition, records, producer).await
+        internal_topics::append(&self.log, partition, records, None).await
     }
 
     /// The group's partition of `__consumer_offsets`, as a transaction names

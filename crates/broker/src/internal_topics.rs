@@ -243,6 +243,32 @@ pub fn append_now(
     records: Vec<KeyedRecord>,
     producer: Option<(i64, i16)>,
 ) -> Result<Durable, String> {
+    append_admitted(log, partition, records, producer, |_| Ok(())).map_err(|error| match error {
+        NotWritten::Refused(error) => format!("refused: {error:?}"),
+        NotWritten::Failed(message) => message,
+    })
+}
+
+/// Why [`append_admitted`] wrote nothing.
+#[derive(Debug)]
+pub enum NotWritten {
+    /// `admit`, or the partition, refused the batch.
+    Refused(ResponseError),
+    /// The write failed.
+    Failed(String),
+}
+
+/// [`append_now`], where a transactional batch that would open `producer`'s
+/// transaction in `partition` is written only if `admit` allows it, asked
+/// under the lock markers take (KIP-890, see [`Partition::append_admitted`]).
+pub fn append_admitted(
+    log: &InternalLog,
+    partition: Arc<Partition>,
+    records: Vec<KeyedRecord>,
+    producer: Option<(i64, i16)>,
+    admit: impl FnOnce((i32, u64)) -> Result<(), ResponseError>,
+) -> Result<Durable, NotWritten> {
+    let failed = |error: &dyn std::fmt::Display| NotWritten::Failed(error.to_string());
     let now = now_ms();
     let (producer_id, producer_epoch) = producer.unwrap_or((-1, -1));
     let encoded: Vec<Record> = records
@@ -275,18 +301,18 @@ pub fn append_now(
             compression: Compression::None,
         },
     )
-    .map_err(|error| error.to_string())?;
+    .map_err(|error| failed(&error))?;
     let mut bytes = buffer.to_vec();
     // The broker's own writes carry no sequence.
     strom_log::batch::set_base_sequence(&mut bytes, -1);
     let leader_epoch = partition.leader_epoch();
     let end = match partition
-        .append(&mut bytes)
-        .map_err(|error| error.to_string())?
+        .append_admitted(&mut bytes, admit)
+        .map_err(|error| failed(&error))?
     {
         Appended::Written(info) => info.last_offset + 1,
-        Appended::Rejected(error) => return Err(format!("refused: {error:?}")),
-        other => return Err(format!("unexpected append outcome {other:?}")),
+        Appended::Rejected(error) => return Err(NotWritten::Refused(error)),
+        other => return Err(failed(&format!("unexpected append outcome {other:?}"))),
     };
     Ok(durable_at(log, partition, end, leader_epoch))
 }

@@ -645,6 +645,17 @@ impl Partition {
         self.append_checked(batch, Origin::Broker, |_, _| Ok(()))
     }
 
+    /// [`Partition::append`] of a transactional batch of the broker's own
+    /// (offsets a TxnOffsetCommit sends), admitted as a client's would be
+    /// (see [`Partition::append_from_client`]).
+    pub fn append_admitted(
+        &self,
+        batch: &mut [u8],
+        admit: impl FnOnce((i32, u64)) -> Result<(), ResponseError>,
+    ) -> Result<Appended, LogError> {
+        self.append_checked(batch, Origin::Broker, |_, guard| admit(guard))
+    }
+
     /// Appends a client's batch: one from an idempotent producer is checked
     /// against its sequences, and a transactional batch that would open a
     /// transaction here must first be admitted by `admit` (KIP-890's
@@ -1136,6 +1147,59 @@ mod tests {
         assert_eq!(open_replicated(dir.path(), None).high_watermark(), 0);
         assert_eq!(open_replicated(dir.path(), Some(3)).high_watermark(), 3);
         assert_eq!(open_replicated(dir.path(), Some(9)).high_watermark(), 5);
+    }
+
+    /// KIP-890 with a coordinator elsewhere: a verification made before a
+    /// marker for the producer reached the partition does not admit the
+    /// transaction's first batch after it (the marker may have ended the very
+    /// transaction that was verified); one made after it does, and a batch
+    /// that continues the open transaction is not asked about.
+    #[test]
+    fn a_verification_from_before_a_marker_does_not_admit_a_transactions_first_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let partition = open_replicated(dir.path(), None);
+        partition.apply_state(1, 1, &state(1, &[1]), 30_000);
+        let transactional = || {
+            let mut batch = testing::batch(1, 0, b"offsets");
+            testing::make_transactional(&mut batch, 7);
+            batch
+        };
+        let verified_at = |guard: (i32, u64)| {
+            move |now: (i32, u64)| {
+                if now == guard {
+                    Ok(())
+                } else {
+                    Err(ResponseError::CoordinatorNotAvailable)
+                }
+            }
+        };
+        let before = partition.transaction_guard(7);
+        partition
+            .write_marker(7, 0, ControlType::Abort, 0)
+            .unwrap()
+            .unwrap();
+        let refused = partition
+            .append_admitted(&mut transactional(), verified_at(before))
+            .unwrap();
+        assert!(
+            matches!(
+                refused,
+                Appended::Rejected(ResponseError::CoordinatorNotAvailable)
+            ),
+            "{refused:?}"
+        );
+
+        let after = partition.transaction_guard(7);
+        let admitted = partition
+            .append_admitted(&mut transactional(), verified_at(after))
+            .unwrap();
+        assert!(matches!(admitted, Appended::Written(_)), "{admitted:?}");
+        let continued = partition
+            .append_admitted(&mut transactional(), |_| {
+                panic!("asked about an open transaction")
+            })
+            .unwrap();
+        assert!(matches!(continued, Appended::Written(_)), "{continued:?}");
     }
 
     /// Node 1 leads in epoch 1 and appends; leadership goes to node 2 and

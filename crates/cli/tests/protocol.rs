@@ -674,6 +674,45 @@ fn add_partition_to_txn(
     add.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code
 }
 
+/// AddOffsetsToTxn: `group`'s partition of `__consumer_offsets` joins the
+/// transaction.
+fn add_offsets_to_txn(
+    client: &mut Client,
+    transactional_id: &str,
+    (id, epoch): (i64, i16),
+    group: &str,
+) -> i16 {
+    let added: AddOffsetsToTxnResponse = client.call(
+        ApiKey::AddOffsetsToTxn,
+        3,
+        &AddOffsetsToTxnRequest::default()
+            .with_transactional_id(txn_id(transactional_id))
+            .with_producer_id(ProducerId(id))
+            .with_producer_epoch(epoch)
+            .with_group_id(GroupId(StrBytes::from_string(group.into()))),
+    );
+    added.error_code
+}
+
+/// EndTxn: commit or abort.
+fn end_txn(
+    client: &mut Client,
+    transactional_id: &str,
+    (id, epoch): (i64, i16),
+    commit: bool,
+) -> i16 {
+    let end: EndTxnResponse = client.call(
+        ApiKey::EndTxn,
+        3,
+        &EndTxnRequest::default()
+            .with_transactional_id(txn_id(transactional_id))
+            .with_producer_id(ProducerId(id))
+            .with_producer_epoch(epoch)
+            .with_committed(commit),
+    );
+    end.error_code
+}
+
 /// InitProducerId for a transactional id, as its coordinator answers.
 fn init_producer_id(client: &mut Client, transactional_id: &str) -> InitProducerIdResponse {
     client.call(
@@ -747,16 +786,7 @@ fn a_partition_outside_the_transaction_is_refused_and_aborted_records_are_listed
         encode_records(&["t1", "t2"], id, epoch, 0, true),
     );
     assert_eq!((inside.0, inside.1), (0, before + 1), "{:?}", inside.2);
-    let end: EndTxnResponse = client.call(
-        ApiKey::EndTxn,
-        3,
-        &EndTxnRequest::default()
-            .with_transactional_id(txn_id("tx"))
-            .with_producer_id(ProducerId(id))
-            .with_producer_epoch(epoch)
-            .with_committed(false),
-    );
-    assert_eq!(end.error_code, 0);
+    assert_eq!(end_txn(&mut client, "tx", (id, epoch), false), 0);
 
     // read_committed: the aborted transaction is listed with its first offset;
     // the last stable offset is past the marker.
@@ -1009,16 +1039,10 @@ fn offsets_for_topics_or_partitions_that_do_not_exist_are_refused_per_partition(
     // Phase 2: the same offsets inside a transaction (TxnOffsetCommit), then
     // committed: only the existing partition's offset becomes the group's.
     let (id, epoch) = init_transactional_producer(&mut client, "offsets-tx");
-    let added: AddOffsetsToTxnResponse = client.call(
-        ApiKey::AddOffsetsToTxn,
-        3,
-        &AddOffsetsToTxnRequest::default()
-            .with_transactional_id(txn_id("offsets-tx"))
-            .with_producer_id(ProducerId(id))
-            .with_producer_epoch(epoch)
-            .with_group_id(GroupId(StrBytes::from_static_str("in-txn"))),
+    assert_eq!(
+        add_offsets_to_txn(&mut client, "offsets-tx", (id, epoch), "in-txn"),
+        0
     );
-    assert_eq!(added.error_code, 0);
     let txn_topic = |name: &str, partitions: &[i32]| {
         TxnOffsetCommitRequestTopic::default()
             .with_name(topic_name(name))
@@ -1058,16 +1082,7 @@ fn offsets_for_topics_or_partitions_that_do_not_exist_are_refused_per_partition(
         })
         .collect();
     assert_eq!(codes, vec![(0, 0), (1, 3), (0, 3)]);
-    let end: EndTxnResponse = client.call(
-        ApiKey::EndTxn,
-        3,
-        &EndTxnRequest::default()
-            .with_transactional_id(txn_id("offsets-tx"))
-            .with_producer_id(ProducerId(id))
-            .with_producer_epoch(epoch)
-            .with_committed(true),
-    );
-    assert_eq!(end.error_code, 0);
+    assert_eq!(end_txn(&mut client, "offsets-tx", (id, epoch), true), 0);
     assert_eq!(
         committed_offsets(&mut client, "in-txn", &wanted),
         [7, -1, -1]
@@ -1944,6 +1959,80 @@ fn a_leader_verifies_a_transactions_first_batch_with_a_coordinator_on_another_br
         encode_records(&["kept"], id, epoch, 0, true),
     );
     assert_eq!(written.0, 0, "{:?}", written.2);
+}
+
+/// TxnOffsetCommit at a group coordinator that does not coordinate the
+/// transaction: the group's partition must be in the open transaction, as
+/// the transaction's coordinator on another broker says (KIP-890). Before
+/// AddOffsetsToTxn the offsets are refused with INVALID_TXN_STATE; after it
+/// they are staged, and the COMMIT marker, written there by the other
+/// broker's request, makes them the group's.
+#[test]
+fn a_group_coordinator_verifies_transactional_offsets_with_a_coordinator_on_another_broker() {
+    use kafka_protocol::messages::txn_offset_commit_request::{
+        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    };
+    let nodes = start_cluster();
+    let mut client = nodes[0].connect();
+    wait_for_cluster(&mut client, 3);
+    create_topic(&mut client, "source", 1);
+    let txn_coordinator = find_coordinator(&mut client, "copy-tx", 1);
+    let (group, group_coordinator) = (0..50)
+        .map(|i| format!("copiers-{i}"))
+        .map(|group| {
+            let coordinator = find_coordinator(&mut client, &group, 0);
+            (group, coordinator)
+        })
+        .find(|(_, coordinator)| *coordinator != txn_coordinator)
+        .expect("a group coordinated by another broker than the transaction");
+    let mut at_txn = nodes[txn_coordinator as usize - 1].connect();
+    let mut at_group = nodes[group_coordinator as usize - 1].connect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let producer = loop {
+        let init = init_producer_id(&mut at_txn, "copy-tx");
+        if init.error_code == 0 {
+            break (init.producer_id.0, init.producer_epoch);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "InitProducerId: {}",
+            init.error_code
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut commit_offset = |offset: i64| {
+        let staged: TxnOffsetCommitResponse = at_group.call(
+            ApiKey::TxnOffsetCommit,
+            3,
+            &TxnOffsetCommitRequest::default()
+                .with_transactional_id(txn_id("copy-tx"))
+                .with_group_id(GroupId(StrBytes::from_string(group.clone())))
+                .with_producer_id(ProducerId(producer.0))
+                .with_producer_epoch(producer.1)
+                .with_generation_id(-1)
+                .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+                    .with_name(topic_name("source"))
+                    .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(offset)])]),
+        );
+        staged.topics[0].partitions[0].error_code
+    };
+    assert_eq!(
+        commit_offset(5),
+        48,
+        "INVALID_TXN_STATE before AddOffsetsToTxn"
+    );
+    assert_eq!(
+        add_offsets_to_txn(&mut at_txn, "copy-tx", producer, &group),
+        0
+    );
+    assert_eq!(commit_offset(5), 0);
+    assert_eq!(end_txn(&mut at_txn, "copy-tx", producer, true), 0);
+    assert_eq!(
+        committed_offsets(&mut at_group, &group, &[("source", 0)]),
+        [5]
+    );
 }
 
 /// Markers carry their coordinator's epoch: once a partition took a marker

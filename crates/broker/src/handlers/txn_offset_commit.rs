@@ -17,6 +17,7 @@ use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 use crate::broker::Broker;
 
 use crate::handlers::RequestContext;
+use crate::internal_topics::NotWritten;
 use crate::transactions::Refused;
 
 pub async fn handle(
@@ -74,23 +75,47 @@ async fn commit(
     // KIP-890: the offsets partition must be in the open transaction, as its
     // coordinator (here or another broker) says.
     let knows_fenced = context.api_version >= 3;
-    if broker.transactions.coordinates(&transactional_id) {
+    let code = |error: ResponseError| match error {
+        ResponseError::ProducerFenced if !knows_fenced => {
+            ResponseError::InvalidProducerEpoch.code()
+        }
+        other => other.code(),
+    };
+    let local = broker.transactions.coordinates(&transactional_id);
+    let verify_here = || {
         broker
             .transactions
             .verify(&transactional_id, (producer_id, epoch), &partition)
-            .map_err(|error| Refused::from(error).code(knows_fenced))?;
+            .map_err(|error| Refused::from(error).error)
+    };
+    // Asked again, under the lock markers take, when the write would open
+    // the transaction in the group's partition: a coordinator here is asked
+    // in-process; a remote coordinator's verdict holds only if no marker for
+    // the producer and no new leader came to the partition since it was
+    // asked (else the producer retries).
+    let verified_remotely = if local {
+        verify_here().map_err(code)?;
+        None
     } else {
+        let guard = broker
+            .groups
+            .transaction_guard(&group_id, producer_id)
+            .ok_or(ResponseError::CoordinatorNotAvailable.code())?;
         broker
             .transactions
             .verify_remotely(&transactional_id, (producer_id, epoch), &partition)
             .await
-            .map_err(|error| match error {
-                ResponseError::ProducerFenced if !knows_fenced => {
-                    ResponseError::InvalidProducerEpoch.code()
-                }
-                other => other.code(),
-            })?;
-    }
+            .map_err(code)?;
+        Some(guard)
+    };
+    let admit = |now: (i32, u64)| match verified_remotely {
+        None => verify_here(),
+        Some(guard) if guard == now => Ok(()),
+        Some(_) => {
+            tracing::debug!(group = %group_id, transactional_id, "a transaction marker or a new leader reached the group's partition during verification; retry");
+            Err(ResponseError::CoordinatorNotAvailable)
+        }
+    };
     // With consumer group metadata (v3+), a zombie member is refused.
     if context.api_version >= 3 && request.generation_id >= 0 {
         broker.groups.check_commit(
@@ -126,10 +151,13 @@ async fn commit(
         .collect();
     broker
         .groups
-        .commit_transactional_offsets(&group_id, (producer_id, epoch), requested)
+        .commit_transactional_offsets(&group_id, (producer_id, epoch), requested, admit)
         .await
-        .map_err(|error| {
-            tracing::warn!(group = %group_id, %error, "transactional offset commit failed");
-            ResponseError::CoordinatorNotAvailable.code()
+        .map_err(|error| match error {
+            NotWritten::Refused(error) => code(error),
+            NotWritten::Failed(message) => {
+                tracing::warn!(group = %group_id, %message, "transactional offset commit failed");
+                ResponseError::CoordinatorNotAvailable.code()
+            }
         })
 }
