@@ -512,7 +512,7 @@ impl Groups {
             .log
             .partition_for_key(OFFSETS_TOPIC, group_id)
             .ok_or("__consumer_offsets does not exist")?;
-        internal_topics::append(&self.log, partition, records, None).await
+        internal_topics::append(&self.log, partition, records).await
     }
 
     /// The group's partition of `__consumer_offsets`, as a transaction names

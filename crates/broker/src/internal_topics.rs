@@ -190,15 +190,13 @@ pub fn replay(topic: &str, partition: &Partition, mut visit: impl FnMut(&Record)
 }
 
 /// Appends keyed records, as one batch, to `partition` and waits until they
-/// are durable. With `producer` (id, epoch) the batch is part of that
-/// producer's transaction (TxnOffsetCommit).
+/// are durable.
 pub async fn append(
     log: &InternalLog,
     partition: Arc<Partition>,
     records: Vec<KeyedRecord>,
-    producer: Option<(i64, i16)>,
 ) -> Result<(), String> {
-    durable(append_now(log, partition, records, producer)?).await
+    durable(append_now(log, partition, records)?).await
 }
 
 /// Resolves once a write is durable; `Err` says why it is not.
@@ -241,9 +239,8 @@ pub fn append_now(
     log: &InternalLog,
     partition: Arc<Partition>,
     records: Vec<KeyedRecord>,
-    producer: Option<(i64, i16)>,
 ) -> Result<Durable, String> {
-    append_admitted(log, partition, records, producer, |_| Ok(())).map_err(|error| match error {
+    append_admitted(log, partition, records, None, |_| Ok(())).map_err(|error| match error {
         NotWritten::Refused(error) => format!("refused: {error:?}"),
         NotWritten::Failed(message) => message,
     })
@@ -258,7 +255,8 @@ pub enum NotWritten {
     Failed(String),
 }
 
-/// [`append_now`], where a transactional batch that would open `producer`'s
+/// [`append_now`], with `producer` (id, epoch) as part of that producer's
+/// transaction (TxnOffsetCommit), where a transactional batch that would open `producer`'s
 /// transaction in `partition` is written only if `admit` allows it, asked
 /// under the lock markers take (KIP-890, see [`Partition::append_admitted`]).
 pub fn append_admitted(

@@ -453,7 +453,7 @@ impl Transactions {
             .log
             .partition_for_key(TRANSACTION_TOPIC, transactional_id)
             .ok_or_else(|| unavailable("__transaction_state does not exist"))?;
-        internal_topics::append_now(&self.log, partition, vec![record], None)
+        internal_topics::append_now(&self.log, partition, vec![record])
             .map(|flushed| Durable {
                 flushed,
                 transactional_id: transactional_id.to_string(),
