@@ -10,6 +10,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use kafka_protocol::error::ResponseError;
 
+use strom_coordinator::records::partition_for;
+
+use crate::internal_topics::InternalLog;
 use crate::partition::{Partition, TopicPartitions};
 
 #[derive(Default)]
@@ -42,6 +45,30 @@ impl Loads {
         match self.loaded().get(&index) {
             Some(epoch) if *epoch == partition.leader_epoch() => Ok(()),
             _ => Err(ResponseError::CoordinatorLoadInProgress),
+        }
+    }
+
+    /// [`Loads::owns`] for a key (a group or transactional id) of internal
+    /// topic `topic`. While the topic is in the metadata but this node has
+    /// not opened its partitions (it was just created), the key's leader is
+    /// told COORDINATOR_LOAD_IN_PROGRESS and other nodes NOT_COORDINATOR;
+    /// before the topic exists, COORDINATOR_NOT_AVAILABLE.
+    pub fn owns_key(&self, log: &InternalLog, topic: &str, key: &str) -> Result<(), ResponseError> {
+        if let Some(partitions) = log.partitions(topic) {
+            return self.owns(&partitions, partition_for(key, partitions.count() as i32));
+        }
+        let count = log
+            .metadata()
+            .topic(topic)
+            .map_or(0, |topic| topic.partitions.len() as i32);
+        if count == 0 {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        match log.metadata().leader_of(topic, partition_for(key, count)) {
+            Some(leader) if leader.node_id == log.node_id() => {
+                Err(ResponseError::CoordinatorLoadInProgress)
+            }
+            _ => Err(ResponseError::NotCoordinator),
         }
     }
 

@@ -99,12 +99,7 @@ impl Groups {
 
     /// [`Groups::coordinate`] without creating or loading anything.
     fn owns(&self, group_id: &str) -> Result<(), ResponseError> {
-        let partitions = self
-            .log
-            .partitions(OFFSETS_TOPIC)
-            .ok_or(ResponseError::CoordinatorNotAvailable)?;
-        let index = group_records::partition_for(group_id, partitions.count() as i32);
-        self.loads.owns(&partitions, index)
+        self.loads.owns_key(&self.log, OFFSETS_TOPIC, group_id)
     }
 
     /// Makes the loaded groups follow leadership: unloads the partitions of

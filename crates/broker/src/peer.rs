@@ -1,6 +1,10 @@
 //! A Kafka-protocol connection from this broker to another one (a follower
 //! to its leader), with the `kafka-protocol` codecs: one request at a time,
-//! each answered before the next is sent.
+//! each answered before the next is sent. [`PeerPool`] keeps such
+//! connections open between the occasional requests a broker sends.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
@@ -17,6 +21,69 @@ pub struct PeerConnection {
     stream: TcpStream,
     correlation_id: i32,
     client_id: StrBytes,
+}
+
+/// Idle connections to other brokers, reused for the requests a broker
+/// sends now and then (KIP-890 verifications, transaction markers). A call
+/// takes one (or connects), and gives it back after a good answer; a failed
+/// call drops it, and one that failed on a reused connection (the peer may
+/// have restarted since) is sent once more on a new one. The requests sent
+/// this way may be repeated: a verification asks, a marker a partition
+/// already took changes nothing there.
+pub struct PeerPool {
+    client_id: String,
+    idle: Mutex<HashMap<String, Vec<PeerConnection>>>,
+}
+
+/// Idle connections kept per peer.
+const IDLE_PER_PEER: usize = 4;
+
+impl PeerPool {
+    pub fn new(client_id: &str) -> PeerPool {
+        PeerPool {
+            client_id: client_id.to_string(),
+            idle: Mutex::default(),
+        }
+    }
+
+    pub async fn call<Q, R>(
+        &self,
+        address: &str,
+        key: ApiKey,
+        version: i16,
+        request: &Q,
+    ) -> anyhow::Result<R>
+    where
+        Q: Encodable + HeaderVersion,
+        R: Decodable + HeaderVersion,
+    {
+        if let Some(mut reused) = self.take(address) {
+            if let Ok(response) = reused.call(key, version, request).await {
+                self.give_back(reused);
+                return Ok(response);
+            }
+        }
+        let mut connection = PeerConnection::connect(address, self.client_id.clone()).await?;
+        let response = connection.call(key, version, request).await?;
+        self.give_back(connection);
+        Ok(response)
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<PeerConnection>>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn take(&self, address: &str) -> Option<PeerConnection> {
+        self.idle().get_mut(address)?.pop()
+    }
+
+    fn give_back(&self, connection: PeerConnection) {
+        let mut idle = self.idle();
+        let kept = idle.entry(connection.address.clone()).or_default();
+        if kept.len() < IDLE_PER_PEER {
+            kept.push(connection);
+        }
+    }
 }
 
 impl PeerConnection {

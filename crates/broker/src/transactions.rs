@@ -33,6 +33,7 @@ use crate::groups::Groups;
 use crate::groups::OFFSETS_TOPIC;
 use crate::internal_topics::{self, InternalLog};
 use crate::partition::now_ms;
+use crate::peer::PeerPool;
 use crate::topics::TopicError;
 
 pub const TRANSACTION_TOPIC: &str = "__transaction_state";
@@ -51,6 +52,8 @@ pub struct Transactions {
     ready: OnceCell<()>,
     /// The partitions of `__transaction_state` loaded here.
     loads: Loads,
+    /// Connections to the other brokers: verifications and markers.
+    peers: PeerPool,
 }
 
 /// A refusal: a Kafka error and what to tell the client.
@@ -120,6 +123,7 @@ impl Transactions {
             finishing: Arc::default(),
             ready: OnceCell::const_new(),
             loads: Loads::default(),
+            peers: PeerPool::new("strom-transactions"),
         }
     }
 
@@ -172,12 +176,8 @@ impl Transactions {
             .await
             .map_err(|error| unavailable(error.message))?;
         let owns = || {
-            let partitions = self
-                .log
-                .partitions(TRANSACTION_TOPIC)
-                .ok_or(ResponseError::CoordinatorNotAvailable)?;
-            let index = partition_for(transactional_id, partitions.count() as i32);
-            self.loads.owns(&partitions, index)
+            self.loads
+                .owns_key(&self.log, TRANSACTION_TOPIC, transactional_id)
         };
         let owned = match owns() {
             Err(ResponseError::CoordinatorLoadInProgress) => {
@@ -789,7 +789,9 @@ impl Transactions {
         let sends = by_leader
             .into_iter()
             .map(|((leader, address), partitions)| async move {
-                let outcome = send_markers_to(&address, job, coordinator_epoch, &partitions).await;
+                let outcome =
+                    send_markers_to(&self.peers, &address, job, coordinator_epoch, &partitions)
+                        .await;
                 (leader, partitions, outcome)
             });
         for (leader, partitions, outcome) in join_all(sends).await {
@@ -833,6 +835,7 @@ impl Transactions {
 /// One WriteTxnMarkers request to the broker at `address`: the error code
 /// of each of `partitions`, in order.
 async fn send_markers_to(
+    peers: &PeerPool,
     address: &str,
     job: &MarkerJob,
     coordinator_epoch: i32,
@@ -864,12 +867,8 @@ async fn send_markers_to(
             .with_transaction_result(job.commit)
             .with_coordinator_epoch(coordinator_epoch)
             .with_topics(topics)]);
-    let call = async {
-        let mut peer =
-            crate::peer::PeerConnection::connect(address, "strom-txn-markers".to_string()).await?;
-        peer.call::<_, WriteTxnMarkersResponse>(ApiKey::WriteTxnMarkers, 1, &request)
-            .await
-    };
+    let call =
+        peers.call::<_, WriteTxnMarkersResponse>(address, ApiKey::WriteTxnMarkers, 1, &request);
     let response = tokio::time::timeout(MARKER_RETRY_WINDOW, call)
         .await
         .map_err(|_| anyhow::anyhow!("{address} did not answer WriteTxnMarkers in time"))??;
@@ -954,13 +953,12 @@ impl Transactions {
                     .with_name(TopicName(StrBytes::from_string(partition.0.clone())))
                     .with_partitions(vec![partition.1])]),
         ]);
-        let call = async {
-            let mut peer =
-                crate::peer::PeerConnection::connect(&address, "strom-txn-verify".to_string())
-                    .await?;
-            peer.call::<_, AddPartitionsToTxnResponse>(ApiKey::AddPartitionsToTxn, 4, &request)
-                .await
-        };
+        let call = self.peers.call::<_, AddPartitionsToTxnResponse>(
+            &address,
+            ApiKey::AddPartitionsToTxn,
+            4,
+            &request,
+        );
         let response = match tokio::time::timeout(VERIFY_TIMEOUT, call).await {
             Ok(Ok(response)) => response,
             Ok(Err(error)) => {
