@@ -19,6 +19,7 @@ assertions about speed.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import random
 import shutil
@@ -128,6 +129,17 @@ class Node(Broker):
         # In its own namespace a node has every port to itself.
         self.controller_port = (9093 if network else free_port()) if voter else None
         self.paused = False
+
+    def cli_json(self, *args):
+        """`strom ARGS... --output json` through this node, parsed."""
+        out = subprocess.run(
+            [str(self.binary), *args, "--output", "json", "--bootstrap", self.bootstrap],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0, f"strom {' '.join(args)} via node {self.node_id} failed:\n{out.stderr}"
+        return json.loads(out.stdout)
 
     def command(self) -> list[str]:
         cmd = super().command()

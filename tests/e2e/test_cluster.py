@@ -174,14 +174,7 @@ def test_a_paused_active_controller_is_replaced_and_on_waking_follows_the_new_on
 
 
 def cluster_info(node) -> dict:
-    out = subprocess.run(
-        [str(node.binary), "cluster", "info", "--output", "json", "--bootstrap", node.bootstrap],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, f"strom cluster info via node {node.node_id} failed:\n{out.stderr}"
-    return json.loads(out.stdout)
+    return node.cli_json("cluster", "info")
 
 
 def test_cluster_info_and_a_broker_only_node_follow_a_controller_failover(cluster_factory):

@@ -19,8 +19,6 @@ about speed.
 
 from __future__ import annotations
 
-import json
-import subprocess
 import time
 from collections import Counter
 
@@ -275,18 +273,6 @@ def test_a_transactional_copy_is_exactly_once_when_its_coordinator_and_then_the_
             t.close()
 
 
-def strom_json(node, *args):
-    """`strom ARGS... --output json` through `node`, parsed."""
-    out = subprocess.run(
-        [str(node.binary), *args, "--output", "json", "--bootstrap", node.bootstrap],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, f"strom {' '.join(args)} via node {node.node_id} failed:\n{out.stderr}"
-    return json.loads(out.stdout)
-
-
 def test_the_admin_commands_gather_groups_transactions_and_producers_from_every_broker(cluster_factory):
     """Each broker knows the groups and transactions it coordinates and the producers of the
     partitions it leads. Asked through one node, `strom group list` and `strom transaction
@@ -314,13 +300,13 @@ def test_the_admin_commands_gather_groups_transactions_and_producers_from_every_
     assert len({cluster.leader(topic, p) for p in range(3)}) > 1
 
     via = cluster[1]
-    listed = {row["group"] for row in strom_json(via, "group", "list")}
+    listed = {row["group"] for row in via.cli_json("group", "list")}
     assert set(groups) <= listed, f"groups missing from `strom group list`: {set(groups) - listed}"
-    listed = {row["transactional_id"] for row in strom_json(via, "transaction", "list")}
+    listed = {row["transactional_id"] for row in via.cli_json("transaction", "list")}
     assert set(ids) <= listed, f"transactions missing from `strom transaction list`: {set(ids) - listed}"
-    described = strom_json(via, "transaction", "describe", *ids)
+    described = via.cli_json("transaction", "describe", *ids)
     assert [(d["transactional_id"], d["state"]) for d in described] == [(i, "CompleteCommit") for i in ids]
-    producers = strom_json(via, "transaction", "describe-producers", "--topic", topic)
+    producers = via.cli_json("transaction", "describe-producers", "--topic", topic)
     assert {row["partition"] for row in producers} == {0, 1, 2}, producers
-    sizes = {p["partition"]: p["size_bytes"] for p in strom_json(via, "topic", "describe", topic)["partitions"]}
+    sizes = {p["partition"]: p["size_bytes"] for p in via.cli_json("topic", "describe", topic)["partitions"]}
     assert all(size > 0 for size in sizes.values()) and len(sizes) == 3, sizes

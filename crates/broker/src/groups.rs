@@ -172,14 +172,17 @@ impl Groups {
         results
     }
 
-    /// OffsetCommit, once the commit is allowed: the offsets are written
-    /// durably, then they are the group's.
+    /// OffsetCommit, once the commit is allowed: the offsets of partitions
+    /// that exist are written durably, then they are the group's.
     pub async fn commit_offsets(
         &self,
         group_id: &str,
         requested: Vec<RequestedOffset<'_>>,
     ) -> Result<(), String> {
-        let (commits, records) = offsets_to_commit(group_id, requested.into_iter(), now_ms());
+        let requested = requested
+            .into_iter()
+            .filter(|offset| self.partition_exists(offset.0, offset.1));
+        let (commits, records) = offsets_to_commit(group_id, requested, now_ms());
         if records.is_empty() {
             return Ok(());
         }
@@ -200,8 +203,8 @@ impl Groups {
             .map(|partition| partition.transaction_guard(producer_id))
     }
 
-    /// TxnOffsetCommit: the offsets wait for `producer`'s transaction to
-    /// end. A write that would open the transaction in the group's
+    /// TxnOffsetCommit: the offsets of partitions that exist wait for
+    /// `producer`'s transaction to end. A write that would open the transaction in the group's
     /// partition is made only if `admit` allows it, asked under the lock
     /// markers take (KIP-890). Staged before the write, as Kafka does: a
     /// marker that lands while the write waits for its fsync settles them
@@ -215,7 +218,10 @@ impl Groups {
         admit: impl FnOnce((i32, u64)) -> Result<(), ResponseError>,
     ) -> Result<(), internal_topics::NotWritten> {
         use internal_topics::NotWritten;
-        let (staged, records) = offsets_to_commit(group_id, requested.into_iter(), now_ms());
+        let requested = requested
+            .into_iter()
+            .filter(|offset| self.partition_exists(offset.0, offset.1));
+        let (staged, records) = offsets_to_commit(group_id, requested, now_ms());
         if records.is_empty() {
             return Ok(());
         }

@@ -382,27 +382,18 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         shutdown_receiver.clone(),
     ));
     tokio::spawn(heartbeats(broker.clone(), shutdown_receiver.clone()));
-    if broker
-        .partitions
-        .topic(crate::groups::OFFSETS_TOPIC)
-        .is_some()
-    {
-        // Groups and offsets are back before the first client asks.
-        if let Err(error) = broker.groups.ensure_ready().await {
-            tracing::error!(message = %error.message, "loading consumer groups failed");
-        }
-    }
-    if broker
-        .partitions
-        .topic(crate::transactions::TRANSACTION_TOPIC)
-        .is_some()
-    {
-        // After the groups, which the markers of offset commits update:
-        // prepared transactions are completed before the first client asks.
-        if let Err(error) = broker.transactions.ensure_ready().await {
-            tracing::error!(message = %error.message, "loading transactions failed");
-        }
-    }
+    // Groups and offsets are back before the first client asks; then the
+    // transactions, whose markers update the groups' offsets: prepared ones
+    // are completed before the first client asks.
+    let groups = broker.groups.ensure_ready();
+    recover(&broker, crate::groups::OFFSETS_TOPIC, groups).await;
+    let transactions = broker.transactions.ensure_ready();
+    recover(
+        &broker,
+        crate::transactions::TRANSACTION_TOPIC,
+        transactions,
+    )
+    .await;
     tokio::spawn(broker.groups.clone().run_timer());
     tokio::spawn(follow_leadership(broker.clone()));
     tokio::spawn(broker.transactions.clone().run_timer());
@@ -419,6 +410,21 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         server,
         _lock: lock,
     })
+}
+
+/// Loads a coordinator's state at startup (`ensure_ready`), if its internal
+/// topic exists here.
+async fn recover(
+    broker: &Broker,
+    topic: &str,
+    ensure_ready: impl std::future::Future<Output = Result<(), crate::topics::TopicError>>,
+) {
+    if broker.partitions.topic(topic).is_none() {
+        return;
+    }
+    if let Err(error) = ensure_ready.await {
+        tracing::error!(topic, message = %error.message, "loading a coordinator's state failed");
+    }
 }
 
 /// The controller's settings, from the broker configs of the same names.

@@ -674,6 +674,24 @@ fn add_partition_to_txn(
     add.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code
 }
 
+/// InitProducerId at a transactional id's coordinator, asked again while it
+/// loads the id's partition: the producer id and epoch.
+fn init_producer_id_when_loaded(client: &mut Client, transactional_id: &str) -> (i64, i16) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let init = init_producer_id(client, transactional_id);
+        if init.error_code == 0 {
+            return (init.producer_id.0, init.producer_epoch);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "InitProducerId: {}",
+            init.error_code
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// AddOffsetsToTxn: `group`'s partition of `__consumer_offsets` joins the
 /// transaction.
 fn add_offsets_to_txn(
@@ -1901,20 +1919,8 @@ fn a_leader_verifies_a_transactions_first_batch_with_a_coordinator_on_another_br
     let (_, leaders) = partition_leaders(&mut client, "ledger", 6);
 
     let coordinator = find_coordinator(&mut client, "ledger-tx", 1);
-    let deadline = Instant::now() + Duration::from_secs(60);
     let mut at_coordinator = nodes[coordinator as usize - 1].connect();
-    let (id, epoch) = loop {
-        let init = init_producer_id(&mut at_coordinator, "ledger-tx");
-        if init.error_code == 0 {
-            break (init.producer_id.0, init.producer_epoch);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "InitProducerId: {}",
-            init.error_code
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let (id, epoch) = init_producer_id_when_loaded(&mut at_coordinator, "ledger-tx");
 
     // Two partitions led by other brokers: one joins the transaction.
     let elsewhere: Vec<(i32, i32)> = leaders
@@ -1987,19 +1993,7 @@ fn a_group_coordinator_verifies_transactional_offsets_with_a_coordinator_on_anot
         .expect("a group coordinated by another broker than the transaction");
     let mut at_txn = nodes[txn_coordinator as usize - 1].connect();
     let mut at_group = nodes[group_coordinator as usize - 1].connect();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let producer = loop {
-        let init = init_producer_id(&mut at_txn, "copy-tx");
-        if init.error_code == 0 {
-            break (init.producer_id.0, init.producer_epoch);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "InitProducerId: {}",
-            init.error_code
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let producer = init_producer_id_when_loaded(&mut at_txn, "copy-tx");
     let mut commit_offset = |offset: i64| {
         let staged: TxnOffsetCommitResponse = at_group.call(
             ApiKey::TxnOffsetCommit,

@@ -36,24 +36,15 @@ pub async fn handle(
         .topics
         .iter()
         .flat_map(|topic| {
-            let broker = &broker;
-            topic
-                .partitions
-                .iter()
-                .filter(move |partition| {
-                    broker
-                        .groups
-                        .partition_exists(&topic.name, partition.partition_index)
-                })
-                .map(|partition| {
-                    (
-                        topic.name.as_str(),
-                        partition.partition_index,
-                        partition.committed_offset,
-                        partition.committed_leader_epoch,
-                        partition.committed_metadata.as_deref(),
-                    )
-                })
+            topic.partitions.iter().map(|partition| {
+                (
+                    topic.name.as_str(),
+                    partition.partition_index,
+                    partition.committed_offset,
+                    partition.committed_leader_epoch,
+                    partition.committed_metadata.as_deref(),
+                )
+            })
         })
         .collect();
     let outcome = match check {

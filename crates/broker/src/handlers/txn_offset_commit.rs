@@ -130,23 +130,15 @@ async fn commit(
         .topics
         .iter()
         .flat_map(|topic| {
-            topic
-                .partitions
-                .iter()
-                .filter(move |partition| {
-                    broker
-                        .groups
-                        .partition_exists(&topic.name, partition.partition_index)
-                })
-                .map(|partition| {
-                    (
-                        topic.name.as_str(),
-                        partition.partition_index,
-                        partition.committed_offset,
-                        partition.committed_leader_epoch,
-                        partition.committed_metadata.as_deref(),
-                    )
-                })
+            topic.partitions.iter().map(|partition| {
+                (
+                    topic.name.as_str(),
+                    partition.partition_index,
+                    partition.committed_offset,
+                    partition.committed_leader_epoch,
+                    partition.committed_metadata.as_deref(),
+                )
+            })
         })
         .collect();
     broker
