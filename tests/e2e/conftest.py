@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 DEFAULT_BIN = REPO / "target" / "release" / "strom"
 
 LISTENING_RE = re.compile(r"listening on (\S+):(\d+)")
+REGISTRY_RE = re.compile(r"schema registry on (http://\S+)")
 ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 # confluent-kafka timestamp types (msg.timestamp()[0])
@@ -61,6 +62,7 @@ class Broker:
         self.proc: Optional[subprocess.Popen] = None
         self.host: Optional[str] = None
         self.port: Optional[int] = None
+        self.registry_url: Optional[str] = None
         self.starts = 0
         self._threads: list[threading.Thread] = []
         self._lines: list[str] = []
@@ -80,6 +82,8 @@ class Broker:
     def command(self) -> list[str]:
         listener = f"127.0.0.1:{self.fixed_port or 0}"
         cmd = [str(self.binary), "serve", "--data-dir", str(self.data_dir), "--listeners", listener]
+        # Each broker's schema registry on a free port, so that brokers run side by side.
+        cmd += ["--schema-registry-listener", "127.0.0.1:0"]
         for k, v in self.settings.items():
             cmd += ["--set", f"{k}={v}"]
         return cmd
@@ -88,6 +92,7 @@ class Broker:
         assert self.proc is None or self.proc.poll() is not None, "broker already running"
         self.starts += 1
         self.host = self.port = None
+        self.registry_url = None
         self._listening.clear()
         with self._lines_lock:
             self._lines = []
@@ -133,6 +138,9 @@ class Broker:
                 logf.write(f"[{tag}] {line}\n")
             except ValueError:
                 pass
+            registry = REGISTRY_RE.search(line)
+            if registry:
+                self.registry_url = registry.group(1)
             if not self._listening.is_set():
                 # The contract puts the banner on stdout; accept it on stderr too so that
                 # a logging detail does not hide every other result (noted in self.banner_stream).
@@ -155,6 +163,11 @@ class Broker:
             self.proc.kill()
             self.proc.wait(10)
         self._join_drains()
+
+    def registry(self, timeout: float = 10) -> str:
+        """The schema registry's URL, from the banner."""
+        wait_until(lambda: self.registry_url is not None, timeout, "the schema registry's banner line")
+        return self.registry_url
 
     @property
     def bootstrap(self) -> str:

@@ -1425,10 +1425,12 @@ def quickstart_block() -> str:
 
 def test_readme_quickstart_runs_as_written(strom_bin):
     """The README's quickstart block, run with bash -e in an empty directory with strom on
-    PATH, exits 0 and shows the records it produced. It uses the default port 9092."""
+    PATH, exits 0 and shows the records it produced. It uses the default ports 9092 (Kafka)
+    and 8081 (the schema registry)."""
     script = quickstart_block()
-    if port_in_use("127.0.0.1", 9092):
-        pytest.skip("127.0.0.1:9092 is already in use; the quickstart needs the default port")
+    for port in (9092, 8081):
+        if port_in_use("127.0.0.1", port):
+            pytest.skip(f"127.0.0.1:{port} is already in use; the quickstart needs the default ports")
     env = clean_env({"PATH": f"{Path(strom_bin).resolve().parent}{os.pathsep}{os.environ.get('PATH', '')}"})
     with tempfile.TemporaryDirectory(prefix="strom-quickstart-") as cwd:
         proc = subprocess.Popen(

@@ -27,6 +27,9 @@ pub struct Broker {
     /// coordinators' loader.
     pub leadership_changed: tokio::sync::Notify,
     pub fetch_sessions: FetchSessionCache,
+    /// The internal topics, as the coordinators (and the schema registry)
+    /// write them.
+    pub internal_log: crate::internal_topics::InternalLog,
     pub groups: Arc<crate::groups::Groups>,
     pub transactions: Arc<crate::transactions::Transactions>,
     pub files: FileCache,

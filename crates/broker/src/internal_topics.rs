@@ -92,18 +92,16 @@ impl InternalLog {
     }
 }
 
-/// Creates the internal topic `name` with as many partitions as the broker
-/// config `partitions_config` says, unless it exists. Returns true when it
-/// already existed, so its records must be replayed.
+/// Creates the compacted topic `name` with `partitions` partitions, unless
+/// it exists. Returns true when it already existed.
 async fn create_if_missing(
     log: &InternalLog,
     name: &str,
-    partitions_config: &str,
+    partitions: i32,
 ) -> Result<bool, TopicError> {
     if log.topics.topic(name).is_some() {
         return Ok(true);
     }
-    let partitions = log.config_i64(partitions_config).max(1) as i32;
     // Kafka's rule for internal topics: three replicas where there are three
     // brokers, fewer on smaller clusters.
     let replication_factor = log.topics.usable_brokers().clamp(1, 3) as i16;
@@ -140,9 +138,14 @@ pub async fn create(
     name: &str,
     partitions_config: &str,
 ) -> Result<(), TopicError> {
-    create_if_missing(log, name, partitions_config)
-        .await
-        .map(|_| ())
+    let partitions = log.config_i64(partitions_config).max(1) as i32;
+    create_if_missing(log, name, partitions).await.map(|_| ())
+}
+
+/// Creates the compacted topic `name` with `partitions` partitions unless
+/// it exists (the schema registry's `_schemas`).
+pub async fn create_with(log: &InternalLog, name: &str, partitions: i32) -> Result<(), TopicError> {
+    create_if_missing(log, name, partitions).await.map(|_| ())
 }
 
 /// Visits every record of a partition its coordinator leads, control

@@ -323,7 +323,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         },
     ));
     let transactions = Arc::new(crate::transactions::Transactions::new(
-        internal_log,
+        internal_log.clone(),
         groups.clone(),
         strom_coordinator::transaction::TxnConfig {
             max_timeout_ms: config.overrides.get_i64("transaction.max.timeout.ms") as i32,
@@ -340,6 +340,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
                 .get_i64("max.incremental.fetch.session.cache.slots")
                 .max(0) as usize,
         ),
+        internal_log,
         groups,
         transactions,
         config,

@@ -10,6 +10,7 @@ mod group;
 mod output;
 mod produce;
 mod raw;
+mod schema_registry;
 mod serve;
 mod topic;
 mod transaction;

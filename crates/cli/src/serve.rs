@@ -78,6 +78,10 @@ pub struct ServeArgs {
     /// A Kafka broker config, e.g. num.partitions=3 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// Where the Confluent-compatible schema registry listens, host:port,
+    /// or `none` to turn it off [default: 127.0.0.1:8081].
+    #[arg(long, value_name = "HOST:PORT|none")]
+    schema_registry_listener: Option<String>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -90,6 +94,7 @@ struct ConfigFile {
     controller_listener: Option<String>,
     controller_quorum_voters: Option<String>,
     process_roles: Option<String>,
+    schema_registry_listener: Option<String>,
     #[serde(default)]
     broker: BTreeMap<String, toml::Value>,
 }
@@ -101,7 +106,14 @@ fn toml_to_string(value: &toml::Value) -> String {
     }
 }
 
-fn build_config(args: &ServeArgs) -> anyhow::Result<BrokerConfig> {
+/// What `strom serve` runs: the broker, and where the schema registry
+/// listens (`None`: off).
+struct ServeConfig {
+    broker: BrokerConfig,
+    schema_registry: Option<String>,
+}
+
+fn build_config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
     let file: ConfigFile = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -185,7 +197,15 @@ fn build_config(args: &ServeArgs) -> anyhow::Result<BrokerConfig> {
         config.roles = strom_broker::ProcessRoles::parse(&roles).map_err(anyhow::Error::msg)?;
     }
     config.check_cluster().map_err(anyhow::Error::msg)?;
-    Ok(config)
+    let schema_registry = args
+        .schema_registry_listener
+        .clone()
+        .or(file.schema_registry_listener)
+        .unwrap_or_else(|| DEFAULT_SCHEMA_REGISTRY.to_string());
+    Ok(ServeConfig {
+        broker: config,
+        schema_registry: (!schema_registry.eq_ignore_ascii_case("none")).then_some(schema_registry),
+    })
 }
 
 /// Info from Strom; nothing from openraft, which logs every failed retry to
@@ -193,6 +213,7 @@ fn build_config(args: &ServeArgs) -> anyhow::Result<BrokerConfig> {
 /// logs leadership changes and storage failures itself; `STROM_LOG=info,openraft=warn`
 /// shows openraft's view when debugging the quorum.
 const DEFAULT_LOG_FILTER: &str = "info,openraft=off";
+const DEFAULT_SCHEMA_REGISTRY: &str = "127.0.0.1:8081";
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
@@ -203,15 +224,30 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let config = build_config(&args)?;
+    let ServeConfig {
+        broker: config,
+        schema_registry,
+    } = build_config(&args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("strom")
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        let registry = match &schema_registry {
+            Some(address) => Some(crate::schema_registry::bind(address).await?),
+            None => None,
+        };
         let running = strom_broker::start(config).await?;
         let broker = &running.broker;
+        let registry = match registry {
+            Some(listener) => {
+                let address = listener.local_addr()?;
+                crate::schema_registry::start(broker, listener);
+                Some(address)
+            }
+            None => None,
+        };
         let topics = broker.topics.all_topics().len();
         println!(
             "strom {} — Kafka-compatible event streaming",
@@ -237,6 +273,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             broker.node_id(),
             broker.cluster_id()
         );
+        if let Some(address) = registry {
+            println!("  schema registry on http://{address}");
+        }
         println!("  stop with Ctrl-C");
         wait_for_signal().await;
         println!("strom: shutting down");

@@ -48,7 +48,8 @@ impl Broker {
 
     fn start_in(dir: tempfile::TempDir) -> Broker {
         let mut child = Command::new(env!("CARGO_BIN_EXE_strom"))
-            .args(["serve", "--listeners", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--schema-registry-listener", "none"])
+            .args(["--listeners", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path().join("data"))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -1650,7 +1651,8 @@ fn start_cluster() -> Vec<Broker> {
     for (i, port) in controller_ports.iter().enumerate() {
         let dir = tempfile::tempdir().unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_strom"))
-            .args(["serve", "--listeners", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--schema-registry-listener", "none"])
+            .args(["--listeners", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path().join("data"))
             .args(["--node-id", &(i + 1).to_string()])
             .args(["--controller-listener", &format!("127.0.0.1:{port}")])
