@@ -18,8 +18,22 @@ pub fn canonical(text: &str) -> Result<String, String> {
 /// what stands in the way. Both are canonical texts (already valid).
 pub fn can_read(reader: &str, writer: &str) -> Result<(), String> {
     let parse = |text: &str| Schema::parse_str(text).map_err(|error| error.to_string());
-    SchemaCompatibility::can_read(&parse(writer)?, &parse(reader)?)
-        .map_err(|error| error.to_string())
+    resolve(&parse(writer)?, &parse(reader)?)
+}
+
+fn resolve(writer: &Schema, reader: &Schema) -> Result<(), String> {
+    // The rule for a writer's union read by a reader that is not one: every
+    // branch the writer may have written must be readable. `apache-avro`
+    // leaves that case "inconclusive" (Java's SchemaCompatibility decides
+    // it), so it is decided here at the top level; deeper inside a schema
+    // it stays a refusal, which errs on the safe side.
+    if let (Schema::Union(union), false) = (writer, matches!(reader, Schema::Union(_))) {
+        return union
+            .variants()
+            .iter()
+            .try_for_each(|branch| resolve(branch, reader));
+    }
+    SchemaCompatibility::can_read(writer, reader).map_err(|error| error.to_string())
 }
 
 #[cfg(test)]
