@@ -27,10 +27,17 @@ impl Store for SchemasTopic {
             internal_topics::create_with(&log, TOPIC, PARTITIONS)
                 .await
                 .map_err(|error| error.message)?;
-            let partition = log.partition(TOPIC, 0).ok_or_else(|| {
-                "this node holds no replica of _schemas; use the registry of a node that does"
-                    .to_string()
-            })?;
+            // Until writes are forwarded, the node leading _schemas takes them.
+            let partition = log
+                .partition(TOPIC, 0)
+                .filter(|partition| partition.is_leader())
+                .ok_or_else(|| match log.metadata().leader_of(TOPIC, 0) {
+                    Some(leader) => format!(
+                        "this node does not lead _schemas; register through the schema registry of node {} (the node at {}:{})",
+                        leader.node_id, leader.host, leader.port
+                    ),
+                    None => "_schemas has no leader now; try again shortly".to_string(),
+                })?;
             internal_topics::append(&log, partition, vec![record]).await
         })
     }
