@@ -4,7 +4,7 @@ the error bodies: records produced through Strom and read back with the registry
 schema evolution, refusals with Confluent's codes, and the registry's state across kill -9 (it
 lives in the `_schemas` topic).
 
-What the registry does not do yet (JSON Schema, Protobuf, references, deletes, modes) is
+What the registry does not do yet (JSON Schema, Protobuf, references, modes) is
 refused with an error, and is the next step of issue 15."""
 
 from __future__ import annotations
@@ -164,6 +164,8 @@ def test_the_registry_survives_kill_9(broker):
         ("GET", "/subjects/known-value/versions/0", None, 422, 42202),
         ("PUT", "/config", {"compatibility": "SIDEWAYS"}, 422, 42203),
         ("POST", "/subjects/known-value/versions", {"schema": BREAKING}, 409, 409),
+        ("DELETE", "/subjects/known-value?permanent=true", None, 404, 40405),
+        ("DELETE", "/subjects/known-value/versions/1?permanent=true", None, 404, 40407),
     ],
 )
 def test_refusals_carry_confluents_error_codes(broker, method, path, body, status, code):
@@ -174,3 +176,26 @@ def test_refusals_carry_confluents_error_codes(broker, method, path, body, statu
     got_status, got = http(url + path, method, body)
     assert (got_status, got["error_code"]) == (status, code), got
     assert got["message"]
+
+
+def test_subjects_and_versions_are_deleted_soft_first_and_permanently_after(broker):
+    """Confluent's deletion rules through its client: a soft-deleted version is hidden unless
+    asked for with deleted=true; deleting it again is 40406, deleting a soft-deleted subject
+    again is 40404; permanent deletion takes what was soft-deleted; the schema id stays."""
+    url = broker.registry()
+    client = SchemaRegistryClient({"url": url})
+    first = client.register_schema("gone-value", Schema(V1, "AVRO"))
+    client.register_schema("gone-value", Schema(V2, "AVRO"))
+    assert client.delete_version("gone-value", 2) == 2
+    assert client.get_versions("gone-value") == [1]
+    assert http(f"{url}/subjects/gone-value/versions?deleted=true") == (200, [1, 2])
+    status, body = http(f"{url}/subjects/gone-value/versions/2", "DELETE")
+    assert (status, body["error_code"]) == (404, 40406)
+    assert client.delete_subject("gone-value") == [1]
+    assert http(f"{url}/subjects") == (200, [])
+    assert http(f"{url}/subjects?deleted=true") == (200, ["gone-value"])
+    status, body = http(f"{url}/subjects/gone-value", "DELETE")
+    assert (status, body["error_code"]) == (404, 40404)
+    assert client.delete_subject("gone-value", permanent=True) == [1, 2]
+    assert http(f"{url}/subjects?deleted=true") == (200, [])
+    assert http(f"{url}/schemas/ids/{first}")[0] == 200

@@ -80,9 +80,12 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/schemas/ids/{id}/subjects", get(subjects_of_id))
         .route("/schemas/ids/{id}/versions", get(versions_of_id))
         .route("/subjects", get(subjects))
-        .route("/subjects/{subject}", post(lookup))
+        .route("/subjects/{subject}", post(lookup).delete(delete_subject))
         .route("/subjects/{subject}/versions", get(versions).post(register))
-        .route("/subjects/{subject}/versions/{version}", get(version))
+        .route(
+            "/subjects/{subject}/versions/{version}",
+            get(version).delete(delete_version),
+        )
         .route(
             "/subjects/{subject}/versions/{version}/schema",
             get(raw_version),
@@ -216,6 +219,11 @@ async fn versions_of_id(State(service): State<Arc<Service>>, Path(id): Path<Stri
     }))
 }
 
+/// `?name=true`.
+fn flag(query: &HashMap<String, String>, name: &str) -> bool {
+    query.get(name).is_some_and(|value| value == "true")
+}
+
 async fn subjects(
     State(service): State<Arc<Service>>,
     Query(query): Query<HashMap<String, String>>,
@@ -223,15 +231,61 @@ async fn subjects(
     let prefix = query.get("subjectPrefix").cloned().unwrap_or_default();
     answer(service.read(|registry| {
         json!(registry
-            .subjects()
+            .subjects(flag(&query, "deleted"))
             .into_iter()
             .filter(|subject| subject.starts_with(&prefix))
             .collect::<Vec<_>>())
     }))
 }
 
-async fn versions(State(service): State<Arc<Service>>, Path(subject): Path<String>) -> Response {
-    respond(service.read(|registry| Ok(json!(registry.versions(&subject)?))))
+async fn versions(
+    State(service): State<Arc<Service>>,
+    Path(subject): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let deleted = flag(&query, "deleted");
+    respond(service.read(|registry| Ok(json!(registry.versions(&subject, deleted)?))))
+}
+
+async fn delete_subject(
+    State(service): State<Arc<Service>>,
+    Path(subject): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let permanent = flag(&query, "permanent");
+    respond(
+        async {
+            let _turn = service.writes.lock().await;
+            let (versions, records) =
+                service.read(|registry| registry.delete_subject(&subject, permanent))?;
+            for record in records {
+                service.write(record).await?;
+            }
+            tracing::info!(%subject, permanent, ?versions, "deleted a subject");
+            Ok(json!(versions))
+        }
+        .await,
+    )
+}
+
+async fn delete_version(
+    State(service): State<Arc<Service>>,
+    Path((subject, version)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let permanent = flag(&query, "permanent");
+    respond(
+        async {
+            let selector = VersionSelector::parse(&version)?;
+            let _turn = service.writes.lock().await;
+            let (version, record) =
+                service.read(|registry| registry.delete_version(&subject, &selector, permanent))?;
+            service.write(record).await?;
+            tracing::info!(%subject, version, permanent, "deleted a subject's version");
+            Ok(json!(version))
+        }
+        .await,
+    )
 }
 
 async fn version_json(
@@ -350,9 +404,7 @@ async fn subject_config(
     Path(subject): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let to_global = query
-        .get("defaultToGlobal")
-        .is_some_and(|value| value == "true");
+    let to_global = flag(&query, "defaultToGlobal");
     respond(service.read(|registry| {
         let level = match registry.subject_compatibility(&subject) {
             Some(level) => level,
@@ -373,7 +425,7 @@ async fn set_subject_config(
 
 fn verdict(reasons: Vec<String>, query: &HashMap<String, String>) -> Value {
     let mut body = json!({"is_compatible": reasons.is_empty()});
-    if query.get("verbose").is_some_and(|value| value == "true") {
+    if flag(query, "verbose") {
         body["messages"] = json!(reasons);
     }
     body

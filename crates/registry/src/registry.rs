@@ -87,6 +87,32 @@ impl RegistryError {
     pub fn schema_not_found(what: impl std::fmt::Display) -> RegistryError {
         RegistryError::new(40403, format!("Schema {what} not found."))
     }
+    pub fn subject_soft_deleted(subject: &str) -> RegistryError {
+        RegistryError::new(
+            40404,
+            format!(
+                "Subject '{subject}' was soft deleted. Set permanent=true to delete permanently"
+            ),
+        )
+    }
+    pub fn subject_not_soft_deleted(subject: &str) -> RegistryError {
+        RegistryError::new(
+            40405,
+            format!("Subject '{subject}' was not deleted first before being permanently deleted"),
+        )
+    }
+    pub fn version_soft_deleted(subject: &str, version: i32) -> RegistryError {
+        RegistryError::new(
+            40406,
+            format!("Subject '{subject}' Version {version} was soft deleted. Set permanent=true to delete permanently"),
+        )
+    }
+    pub fn version_not_soft_deleted(subject: &str, version: i32) -> RegistryError {
+        RegistryError::new(
+            40407,
+            format!("Subject '{subject}' Version {version} was not deleted first before being permanently deleted"),
+        )
+    }
     pub fn subject_has_no_config(subject: &str) -> RegistryError {
         RegistryError::new(
             40408,
@@ -449,20 +475,127 @@ impl Registry {
             .collect())
     }
 
-    pub fn subjects(&self) -> Vec<&str> {
+    /// The subjects with a live version (with `deleted`, soft-deleted ones too).
+    pub fn subjects(&self, deleted: bool) -> Vec<&str> {
         self.subjects
-            .keys()
-            .filter(|subject| self.live_versions(subject).next().is_some())
-            .map(String::as_str)
+            .iter()
+            .filter(|(subject, versions)| {
+                !versions.is_empty() && (deleted || self.live_versions(subject).next().is_some())
+            })
+            .map(|(subject, _)| subject.as_str())
             .collect()
     }
 
-    pub fn versions(&self, subject: &str) -> Result<Vec<i32>, RegistryError> {
-        let versions: Vec<i32> = self.live_versions(subject).map(|v| v.version).collect();
+    /// A subject's versions (with `deleted`, soft-deleted ones too).
+    pub fn versions(&self, subject: &str, deleted: bool) -> Result<Vec<i32>, RegistryError> {
+        let versions: Vec<i32> = self
+            .subjects
+            .get(subject)
+            .into_iter()
+            .flat_map(|versions| versions.values())
+            .filter(|version| deleted || !version.deleted)
+            .map(|version| version.version)
+            .collect();
         if versions.is_empty() {
             return Err(RegistryError::subject_not_found(subject));
         }
         Ok(versions)
+    }
+
+    /// The record that marks a version soft-deleted, or removes it.
+    fn deletion(&self, version: &SubjectVersion, permanent: bool) -> Record {
+        let key = Key::Schema {
+            subject: version.subject.clone(),
+            version: version.version,
+            magic: 1,
+        };
+        if permanent {
+            return (serde_json::to_vec(&key).expect("plain data"), None);
+        }
+        let stored = self.schemas.get(&version.id);
+        let value = SchemaValue {
+            subject: version.subject.clone(),
+            version: version.version,
+            id: version.id,
+            schema: stored.map(|s| s.schema.clone()).unwrap_or_default(),
+            schema_type: stored
+                .filter(|s| s.schema_type != "AVRO")
+                .map(|s| s.schema_type.clone()),
+            references: stored.map(|s| s.references.clone()).unwrap_or_default(),
+            deleted: true,
+        };
+        records::encode(&key, Some(&value))
+    }
+
+    /// DELETE /subjects/{subject}: soft-deletes every live version, or,
+    /// with `permanent`, removes a subject soft-deleted before. The
+    /// versions it deleted, and the records that do it.
+    pub fn delete_subject(
+        &self,
+        subject: &str,
+        permanent: bool,
+    ) -> Result<(Vec<i32>, Vec<Record>), RegistryError> {
+        let versions: Vec<&SubjectVersion> = self
+            .subjects
+            .get(subject)
+            .into_iter()
+            .flat_map(|versions| versions.values())
+            .collect();
+        if versions.is_empty() {
+            return Err(RegistryError::subject_not_found(subject));
+        }
+        let live = versions.iter().any(|version| !version.deleted);
+        match (permanent, live) {
+            (false, false) => return Err(RegistryError::subject_soft_deleted(subject)),
+            (true, true) => return Err(RegistryError::subject_not_soft_deleted(subject)),
+            _ => {}
+        }
+        let deleted: Vec<&SubjectVersion> = versions
+            .into_iter()
+            .filter(|version| permanent || !version.deleted)
+            .collect();
+        Ok((
+            deleted.iter().map(|version| version.version).collect(),
+            deleted
+                .iter()
+                .map(|version| self.deletion(version, permanent))
+                .collect(),
+        ))
+    }
+
+    /// DELETE /subjects/{subject}/versions/{version}: soft-deletes it, or,
+    /// with `permanent`, removes a version soft-deleted before.
+    pub fn delete_version(
+        &self,
+        subject: &str,
+        selector: &VersionSelector,
+        permanent: bool,
+    ) -> Result<(i32, Record), RegistryError> {
+        let versions = self
+            .subjects
+            .get(subject)
+            .filter(|versions| !versions.is_empty())
+            .ok_or_else(|| RegistryError::subject_not_found(subject))?;
+        let found = match selector {
+            VersionSelector::Latest => versions.values().rev().find(|version| !version.deleted),
+            VersionSelector::Number(number) => versions.get(number),
+        };
+        let named = match selector {
+            VersionSelector::Latest => "latest".to_string(),
+            VersionSelector::Number(number) => number.to_string(),
+        };
+        let version = found.ok_or_else(|| RegistryError::version_not_found(subject, &named))?;
+        match (permanent, version.deleted) {
+            (false, true) => Err(RegistryError::version_soft_deleted(
+                subject,
+                version.version,
+            )),
+            (true, false) => Err(RegistryError::version_not_soft_deleted(
+                subject,
+                version.version,
+            )),
+            _ => Ok((version.version, self.deletion(version, permanent))),
+        }
     }
 
     pub fn version(
@@ -556,8 +689,8 @@ mod tests {
         assert_eq!(register(&mut registry, "a-value", V1), Ok(1));
         assert_eq!(register(&mut registry, "b-value", V1), Ok(1));
         assert_eq!(register(&mut registry, "a-value", V2), Ok(2));
-        assert_eq!(registry.versions("a-value"), Ok(vec![1, 2]));
-        assert_eq!(registry.versions("b-value"), Ok(vec![1]));
+        assert_eq!(registry.versions("a-value", false), Ok(vec![1, 2]));
+        assert_eq!(registry.versions("b-value", false), Ok(vec![1]));
         assert_eq!(
             registry.versions_of(1).unwrap().len(),
             2,
@@ -598,11 +731,64 @@ mod tests {
         ));
     }
 
+    fn apply_all(registry: &mut Registry, records: Vec<Record>) {
+        for (key, value) in records {
+            registry.apply(&key, value.as_deref());
+        }
+    }
+
+    /// Confluent's rules: soft first, then permanent; each step refused out
+    /// of order with its own code; soft-deleted versions hidden unless asked
+    /// for; a schema registered again after its deletion is a new version
+    /// with the same id.
+    #[test]
+    fn deletes_are_soft_first_and_permanent_after() {
+        let mut registry = Registry::default();
+        register(&mut registry, "s", V1).unwrap();
+        register(&mut registry, "s", V2).unwrap();
+        let code = |result: Result<(i32, Record), RegistryError>| {
+            result.map(|(v, _)| v).map_err(|e| e.code)
+        };
+        let latest = VersionSelector::Latest;
+        let one = VersionSelector::Number(1);
+        assert_eq!(code(registry.delete_version("s", &one, true)), Err(40407));
+        let (deleted, record) = registry.delete_version("s", &latest, false).unwrap();
+        assert_eq!(deleted, 2);
+        apply_all(&mut registry, vec![record]);
+        assert_eq!(registry.versions("s", false), Ok(vec![1]));
+        assert_eq!(registry.versions("s", true), Ok(vec![1, 2]));
+        assert_eq!(registry.version("s", &latest).unwrap().0.version, 1);
+        let two = VersionSelector::Number(2);
+        assert_eq!(code(registry.delete_version("s", &two, false)), Err(40406));
+        assert_eq!(registry.delete_subject("s", true).unwrap_err().code, 40405);
+        let (versions, records) = registry.delete_subject("s", false).unwrap();
+        assert_eq!(versions, vec![1]);
+        apply_all(&mut registry, records);
+        assert_eq!(registry.versions("s", false).unwrap_err().code, 40401);
+        assert_eq!(registry.subjects(false), Vec::<&str>::new());
+        assert_eq!(registry.subjects(true), vec!["s"]);
+        assert_eq!(registry.delete_subject("s", false).unwrap_err().code, 40404);
+        assert_eq!(
+            registry.schema(1).map(|s| s.schema_type.as_str()),
+            Ok("AVRO")
+        );
+        assert_eq!(register(&mut registry, "s", V1), Ok(1), "the same id again");
+        assert_eq!(registry.versions("s", false), Ok(vec![3]));
+        let (versions, records) = registry.delete_subject("s", false).unwrap();
+        apply_all(&mut registry, records);
+        assert_eq!(versions, vec![3]);
+        let (versions, records) = registry.delete_subject("s", true).unwrap();
+        assert_eq!(versions, vec![1, 2, 3]);
+        apply_all(&mut registry, records);
+        assert_eq!(registry.subjects(true), Vec::<&str>::new());
+        assert_eq!(registry.delete_subject("s", true).unwrap_err().code, 40401);
+    }
+
     #[test]
     fn lookups_name_what_is_missing() {
         let mut registry = Registry::default();
         assert_eq!(registry.schema(7).unwrap_err().code, 40403);
-        assert_eq!(registry.versions("nope").unwrap_err().code, 40401);
+        assert_eq!(registry.versions("nope", false).unwrap_err().code, 40401);
         register(&mut registry, "s", V1).unwrap();
         let missing = registry
             .version("s", &VersionSelector::Number(9))
