@@ -179,10 +179,7 @@ impl Groups {
         group_id: &str,
         requested: Vec<RequestedOffset<'_>>,
     ) -> Result<(), String> {
-        let requested = requested
-            .into_iter()
-            .filter(|offset| self.partition_exists(offset.0, offset.1));
-        let (commits, records) = offsets_to_commit(group_id, requested, now_ms());
+        let (commits, records) = self.offsets_to_commit(group_id, requested);
         if records.is_empty() {
             return Ok(());
         }
@@ -218,10 +215,7 @@ impl Groups {
         admit: impl FnOnce((i32, u64)) -> Result<(), ResponseError>,
     ) -> Result<(), internal_topics::NotWritten> {
         use internal_topics::NotWritten;
-        let requested = requested
-            .into_iter()
-            .filter(|offset| self.partition_exists(offset.0, offset.1));
-        let (staged, records) = offsets_to_commit(group_id, requested, now_ms());
+        let (staged, records) = self.offsets_to_commit(group_id, requested);
         if records.is_empty() {
             return Ok(());
         }
@@ -614,26 +608,32 @@ fn load(coordinator: &Mutex<GroupCoordinator>, partition: &Partition, count: i32
 /// topic, partition, offset, leader epoch, metadata.
 pub type RequestedOffset<'a> = (&'a str, i32, i64, i32, Option<&'a str>);
 
-/// The committed offsets of a commit request, stamped `now`, and the
-/// records that persist them.
-fn offsets_to_commit<'a>(
-    group_id: &str,
-    requested: impl Iterator<Item = RequestedOffset<'a>>,
-    now: i64,
-) -> (Vec<(String, i32, CommittedOffset)>, Vec<KeyedRecord>) {
-    let mut commits = Vec::new();
-    let mut records = Vec::new();
-    for (topic, partition, offset, leader_epoch, metadata) in requested {
-        let committed = CommittedOffset {
-            offset,
-            leader_epoch,
-            metadata: metadata.unwrap_or_default().to_string(),
-            commit_timestamp_ms: now,
-        };
-        records.push(offset_record(group_id, topic, partition, Some(&committed)));
-        commits.push((topic.to_string(), partition, committed));
+impl Groups {
+    /// The committed offsets of a commit request for the partitions that
+    /// exist, stamped now, and the records that persist them.
+    fn offsets_to_commit(
+        &self,
+        group_id: &str,
+        requested: Vec<RequestedOffset<'_>>,
+    ) -> (Vec<(String, i32, CommittedOffset)>, Vec<KeyedRecord>) {
+        let now = now_ms();
+        let mut commits = Vec::new();
+        let mut records = Vec::new();
+        let existing = requested
+            .into_iter()
+            .filter(|offset| self.partition_exists(offset.0, offset.1));
+        for (topic, partition, offset, leader_epoch, metadata) in existing {
+            let committed = CommittedOffset {
+                offset,
+                leader_epoch,
+                metadata: metadata.unwrap_or_default().to_string(),
+                commit_timestamp_ms: now,
+            };
+            records.push(offset_record(group_id, topic, partition, Some(&committed)));
+            commits.push((topic.to_string(), partition, committed));
+        }
+        (commits, records)
     }
-    (commits, records)
 }
 
 /// Builds the record for one committed offset (or its deletion).

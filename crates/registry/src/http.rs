@@ -19,7 +19,8 @@ use serde_json::{json, Value};
 
 use crate::records::{Record, Reference};
 use crate::registry::{
-    Compatibility, NewSchema, Registration, Registry, RegistryError, VersionSelector,
+    Compatibility, NewSchema, Registration, Registry, RegistryError, StoredSchema, SubjectVersion,
+    VersionSelector,
 };
 
 /// Where the registry's records go: the `_schemas` topic.
@@ -177,7 +178,7 @@ fn schema_id(text: &str) -> Result<i32, RegistryError> {
         .map_err(|_| RegistryError::schema_not_found(format!("with id {text}")))
 }
 
-fn schema_json(stored: &crate::registry::StoredSchema) -> Value {
+fn schema_json(stored: &StoredSchema) -> Value {
     let mut body = json!({"schema": stored.schema});
     if stored.schema_type != "AVRO" {
         body["schemaType"] = json!(stored.schema_type);
@@ -288,38 +289,34 @@ async fn delete_version(
     )
 }
 
-async fn version_json(
-    service: &Service,
-    subject: &str,
-    version: &str,
-) -> Result<Value, RegistryError> {
-    let selector = VersionSelector::parse(version)?;
-    service.read(|registry| {
-        let (version, stored) = registry.version(subject, &selector)?;
-        let mut body = schema_json(stored);
-        body["subject"] = json!(version.subject);
-        body["version"] = json!(version.version);
-        body["id"] = json!(version.id);
-        Ok(body)
-    })
+/// A subject's version as Confluent answers it: subject, version, id, schema.
+fn version_json(version: &SubjectVersion, stored: &StoredSchema) -> Value {
+    let mut body = schema_json(stored);
+    body["subject"] = json!(version.subject);
+    body["version"] = json!(version.version);
+    body["id"] = json!(version.id);
+    body
 }
 
 async fn version(
     State(service): State<Arc<Service>>,
     Path((subject, version)): Path<(String, String)>,
 ) -> Response {
-    respond(version_json(&service, &subject, &version).await)
+    respond(VersionSelector::parse(&version).and_then(|selector| {
+        service.read(|registry| {
+            let (version, stored) = registry.version(&subject, &selector)?;
+            Ok(version_json(version, stored))
+        })
+    }))
 }
 
 async fn raw_version(
     State(service): State<Arc<Service>>,
     Path((subject, version)): Path<(String, String)>,
 ) -> Response {
-    raw(async {
-        let selector = VersionSelector::parse(&version)?;
+    raw(VersionSelector::parse(&version).and_then(|selector| {
         service.read(|registry| Ok(registry.version(&subject, &selector)?.1.schema.clone()))
-    }
-    .await)
+    }))
 }
 
 async fn register(
@@ -353,18 +350,12 @@ async fn lookup(
     Path(subject): Path<String>,
     body: Bytes,
 ) -> Response {
-    respond(
-        async {
-            let new = new_schema(&body)?;
-            let found = service.read(|registry| {
-                registry
-                    .lookup(&subject, &new)
-                    .map(|version| version.version)
-            })?;
-            version_json(&service, &subject, &found.to_string()).await
-        }
-        .await,
-    )
+    respond(new_schema(&body).and_then(|new| {
+        service.read(|registry| {
+            let version = registry.lookup(&subject, &new)?;
+            Ok(version_json(version, registry.schema(version.id)?))
+        })
+    }))
 }
 
 fn compatibility_body(body: &[u8]) -> Result<Compatibility, RegistryError> {
